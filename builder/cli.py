@@ -1,0 +1,125 @@
+"""``mlfreeze`` / ``python -m builder``: the command-line contract of DESIGN.md.
+
+The parser is built here from data; each sub-command's work lives in its own
+stage module, imported only when that sub-command runs, so ``--help`` and
+``plan`` never import the ML stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from builder import __version__
+from builder.errors import EXIT_CODES, MlfreezeError
+
+# sub-command -> "module:function" taking the parsed namespace, returning an exit code
+COMMANDS: dict[str, str] = {
+    "plan": "builder.plan:main",
+    "doctor": "builder.doctor:main",
+    "fetch": "builder.fetch:main",
+    "verify": "builder.verification:main",
+    "freeze": "builder.freeze:main",
+    "sizes": "builder.sizes:main",
+    "build": "builder.build:main",
+    "release": "builder.release:main",
+}
+
+
+def _add_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="model_set", default=None, metavar="S",
+                   help="model set from the manifest (default: the project's, else 'default')")
+    p.add_argument("--manifest", default=None, metavar="F",
+                   help="models manifest (default: specs/models.toml)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="model cache (default: $MLFREEZE_CACHE or the user cache dir)")
+
+
+def _add_platform(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--platform", required=required, metavar="P",
+                   help="platform profile (see platforms/*.toml)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    epilog = "exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+    parser = argparse.ArgumentParser(
+        prog="mlfreeze",
+        description="Build, verify, freeze and release Python ML applications.",
+        epilog=epilog,
+    )
+    parser.add_argument("--version", action="version", version=f"mlfreeze {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("plan", help="show every step a build would run (pure; any host)")
+    _add_platform(p)
+    p.add_argument("--flavor", choices=("full", "lite"), default=None,
+                   help="only this flavor (default: the profile's flavors)")
+    p.add_argument("--set", dest="model_set", default=None, metavar="S")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = sub.add_parser("doctor", help="check that the installed environment matches a profile")
+    _add_platform(p)
+
+    p = sub.add_parser("fetch", help="download and checksum the models of a set")
+    _add_models(p)
+    p.add_argument("--offline", action="store_true",
+                   help="use the cache only (also MLFREEZE_OFFLINE=1)")
+
+    p = sub.add_parser("verify", help="functional verification of a model set")
+    _add_models(p)
+    p.add_argument("--device", default=None, metavar="D", help="auto|cpu|cuda|cuda:N|mps")
+    p.add_argument("--platform", default=None, metavar="P",
+                   help="profile whose expected onnxruntime providers are checked")
+    p.add_argument("--report", default=None, metavar="F.json")
+    p.add_argument("--junit", default=None, metavar="F.xml")
+    p.add_argument("--strict", action="store_true", help="warnings fail the gate")
+    p.add_argument("--pin-goldens", action="store_true",
+                   help="record reference embeddings on the CPU")
+
+    p = sub.add_parser("freeze", help="freeze one bundle with PyInstaller")
+    _add_platform(p)
+    p.add_argument("--flavor", choices=("full", "lite"), required=True)
+    _add_models(p)
+
+    p = sub.add_parser("sizes", help="where every megabyte of a bundle went")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")
+    p.add_argument("--venv", default=None, metavar="DIR",
+                   help="report an installed environment instead of / beside bundles")
+    p.add_argument("--baseline", default=None, metavar="F.json")
+    p.add_argument("--json", dest="json_out", default=None, metavar="F")
+    p.add_argument("--markdown", default=None, metavar="F")
+    p.add_argument("--html", default=None, metavar="F")
+
+    p = sub.add_parser("build", help="every stage in order for one platform")
+    _add_platform(p)
+    p.add_argument("--flavors", default=None, metavar="full,lite")
+    _add_models(p)
+    p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+
+    p = sub.add_parser("release", help="archives, SHA256SUMS and the release manifest")
+    p.add_argument("dist", metavar="DIST_DIR")
+    p.add_argument("--version", dest="release_version", default=None, metavar="V")
+    return parser
+
+
+def _resolve(spec: str) -> Callable[[argparse.Namespace], int]:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(_resolve(COMMANDS[args.command])(args) or 0)
+    except MlfreezeError as exc:
+        print(f"mlfreeze {args.command}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"mlfreeze {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Model manifests, PyInstaller specs and hooks (data for the builder)."""
