@@ -1,0 +1,101 @@
+"""The GitHub Actions build matrix, derived from ``platforms/*.toml``.
+
+``python -m builder.matrix`` prints ``{"include": [...]}`` (one entry per profile) as one
+line of JSON; release.yml's first job writes it to ``$GITHUB_OUTPUT`` and the build job
+reads it with ``fromJSON``. So adding or removing a profile changes the matrix with no
+edit to the workflow, and a profile whose runner cannot build it fails here, on Linux.
+
+    python -m builder.matrix                    # every profile
+    python -m builder.matrix --platform win-cpu # one (workflow_dispatch); "all" = every one
+    python -m builder.matrix --names            # profile names, one a line (ci.yml's plan loop)
+    python -m builder.matrix --github-output    # also append matrix=<json> to $GITHUB_OUTPUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.errors import ConfigError, MlfreezeError, UsageError
+from platforms.profiles import PROFILE_DIR, Profile, all_profiles
+
+# GitHub-hosted runner labels by (host_os, host_arch). A profile's runner must match one.
+RUNNER_PATTERNS: dict[tuple[str, str], re.Pattern[str]] = {
+    ("linux", "x86_64"): re.compile(r"^ubuntu-(latest|\d\d\.04)$"),
+    ("linux", "arm64"): re.compile(r"^ubuntu-(\d\d\.04-arm|24\.04-arm)$"),
+    ("macos", "arm64"): re.compile(r"^macos-(latest|1[4-9]|2\d)(-xlarge)?$"),
+    ("macos", "x86_64"): re.compile(r"^macos-(13|1[5-9]-intel|2\d-intel)(-large)?$"),
+    ("windows", "x86_64"): re.compile(r"^windows-(latest|20\d\d)$"),
+    ("windows", "arm64"): re.compile(r"^windows-11-arm$"),
+}
+ALL = "all"
+
+
+def check_runner(profile: Profile) -> None:
+    """Refuse a runner label that cannot build the profile (Intel mac on an arm runner, ...)."""
+    pattern = RUNNER_PATTERNS.get((profile.host_os, profile.host_arch))
+    if pattern is None or not pattern.match(profile.runner):
+        raise ConfigError(f"{profile.path}: key 'runner' {profile.runner!r} is not a GitHub runner for "
+                          f"{profile.host_os}/{profile.host_arch}; pick one that matches host_os and host_arch")
+
+
+def entry(profile: Profile) -> dict[str, str]:
+    check_runner(profile)
+    return {
+        "platform": profile.name,
+        "session": profile.session,
+        "runner": profile.runner,
+        "python": profile.python,
+        "host_os": profile.host_os,
+        "accelerator": profile.accelerator,
+        "archive_format": profile.archive_format,
+    }
+
+
+def build_matrix(profiles: Mapping[str, Profile], platform: str = ALL) -> dict[str, Any]:
+    """``{"include": [entry, ...]}`` sorted by profile name; ``platform`` selects one."""
+    if platform not in (ALL, "") and platform not in profiles:
+        raise UsageError(f"unknown platform {platform!r}; known: {', '.join(profiles)} (or {ALL!r})")
+    chosen = [p for name, p in sorted(profiles.items()) if platform in (ALL, "") or name == platform]
+    return {"include": [entry(p) for p in chosen]}
+
+
+def render(matrix: Mapping[str, Any]) -> str:
+    return json.dumps(matrix, separators=(",", ":"), sort_keys=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m builder.matrix", description=__doc__.splitlines()[0])
+    parser.add_argument("--platform", default=ALL, help=f"one profile, or {ALL!r} (default)")
+    parser.add_argument("--platforms-dir", type=Path, default=PROFILE_DIR, help="where the profiles are")
+    parser.add_argument("--names", action="store_true", help="print the profile names, one a line")
+    parser.add_argument("--github-output", action="store_true",
+                        help="also append matrix=<json> to the file named by $GITHUB_OUTPUT")
+    args = parser.parse_args(argv)
+    try:
+        matrix = build_matrix(all_profiles(args.platforms_dir.resolve()), args.platform)
+        if args.names:
+            print("\n".join(e["platform"] for e in matrix["include"]))
+            return 0
+        line = render(matrix)
+        print(line)
+        if args.github_output:
+            target = os.environ.get("GITHUB_OUTPUT")
+            if not target:
+                raise UsageError("--github-output needs $GITHUB_OUTPUT (set by GitHub Actions)")
+            with open(target, "a", encoding="utf-8") as f:
+                f.write(f"matrix={line}\n")
+    except MlfreezeError as exc:
+        print(f"builder.matrix: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""``mlfreeze release DIST_DIR [--version V]``: archives, SHA256SUMS, manifest and SBOMs.
+
+Finds the bundles in ``DIST_DIR`` (folders holding ``BUILD-INFO.json``) and writes
+``DIST_DIR/release/``, the exact set of files a GitHub release publishes:
+
+    <bundle>.tar.gz | <bundle>.zip        one reproducible archive per bundle (profile's format)
+    <bundle>.<ext>.part001 ...            instead of the archive when it is above the split limit
+    <bundle>.<ext>.sha256                 the whole archive's checksum, only when it was split
+    <bundle>.cdx.json                     CycloneDX SBOM of the bundle's environment
+    release-manifest.json                 docs/release-manifest.schema.json
+    SHA256SUMS                            every file above; ``sha256sum -c SHA256SUMS`` passes
+
+The folder is built under a temporary name and renamed into place, so a failure leaves
+the previous ``release/`` (or none) and no half-written one. Same bundles + same
+``SOURCE_DATE_EPOCH`` -> byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from builder import __version__, archives, sbom
+from builder.errors import ConfigError, UsageError, VerificationError
+
+BUILD_INFO = "BUILD-INFO.json"
+RELEASE_DIR = "release"
+MANIFEST = "release-manifest.json"
+SUMS = "SHA256SUMS"
+MANIFEST_SCHEMA_VERSION = 1
+BUILD_INFO_SCHEMA_VERSIONS = (1,)
+GITHUB_ASSET_LIMIT = 2 * 1024**3  # GitHub refuses release assets of 2 GiB and more
+DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 1024**2
+SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
+EPOCH_ENV = "SOURCE_DATE_EPOCH"
+NOT_BUNDLES = ("reports", RELEASE_DIR)
+FLAVORS = ("full", "lite")
+FORMATS = ("tar.gz", "zip")
+_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_SIZE = re.compile(r"^(?P<number>\d+)\s*(?:(?P<unit>[kmgKMG])(?:i?[bB])?)?$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bundle:
+    path: Path
+    info: Mapping[str, Any]
+    archive_format: str
+    accelerator: str
+    mtime: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def archive_name(self) -> str:
+        return f"{self.name}.{self.archive_format}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseResult:
+    directory: Path
+    manifest: dict[str, Any]
+    files: tuple[str, ...]
+    messages: tuple[str, ...] = field(default=())
+
+
+# --- reading and checking the input ---------------------------------------------------------
+
+def _bad(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"{path}: {what}; rebuild the bundle (nox -s build-<platform>) or fix the file")
+
+
+def _str(info: Mapping[str, Any], key: str, path: Path, *, required: bool = True) -> str | None:
+    value = info.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise _bad(path, f"key {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _check_build_info(info: Any, path: Path) -> dict[str, Any]:
+    if not isinstance(info, dict):
+        raise _bad(path, "must hold a JSON object")
+    if info.get("schema_version") not in BUILD_INFO_SCHEMA_VERSIONS:
+        raise _bad(path, f"schema_version is {info.get('schema_version')!r}; this mlfreeze reads "
+                         f"{', '.join(map(str, BUILD_INFO_SCHEMA_VERSIONS))}")
+    for key in ("app", "version", "platform", "flavor"):
+        _str(info, key, path)
+    if info["flavor"] not in FLAVORS:
+        raise _bad(path, f"key 'flavor' is {info['flavor']!r}; expected one of {', '.join(FLAVORS)}")
+    for key in ("accelerator", "archive_format", "python", "torch", "cuda", "onnxruntime", "model_set",
+                "git_commit", "built_at"):
+        if info.get(key) is not None and not isinstance(info[key], str):
+            raise _bad(path, f"key {key!r} must be a string or null, got {info[key]!r}")
+    dists = info.get("distributions") or {}
+    if not isinstance(dists, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in dists.items()):
+        raise _bad(path, "key 'distributions' must map distribution names to version strings")
+    models = info.get("models") or []
+    if not isinstance(models, list):
+        raise _bad(path, "key 'models' must be a list")
+    for i, model in enumerate(models):
+        files = model.get("files") if isinstance(model, dict) else None
+        if not isinstance(model, dict) or not isinstance(model.get("id"), str) or not isinstance(files, dict):
+            raise _bad(path, f"key 'models[{i}]' must be an object with 'id' and 'files'")
+        for relpath, digest in files.items():
+            if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+                raise _bad(path, f"key 'models[{i}].files.{relpath}' must be a lowercase sha256 hex digest")
+    for key in ("verification", "selftest"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise _bad(path, f"key {key!r} must be an object or null")
+    return info
+
+
+def _profile_fact(platform: str, attr: str) -> str | None:
+    from platforms.profiles import all_profiles
+
+    profile = all_profiles().get(platform)
+    return getattr(profile, attr) if profile else None
+
+
+def _epoch(env: Mapping[str, str], info: Mapping[str, Any], path: Path) -> int:
+    """``SOURCE_DATE_EPOCH``, else the bundle's ``built_at``, else 1980-01-01 (zip's first day)."""
+    raw = env.get(EPOCH_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise UsageError(f"{EPOCH_ENV}={raw!r} is not a whole number of seconds since 1970; unset or fix it")
+        return max(int(raw), archives.ZIP_EPOCH)
+    built_at = info.get("built_at")
+    if built_at:
+        try:
+            stamp = datetime.fromisoformat(built_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise _bad(path, f"key 'built_at' {built_at!r} is not an ISO-8601 time") from None
+        if stamp.tzinfo is None:
+            raise _bad(path, f"key 'built_at' {built_at!r} has no time zone")
+        return max(int(stamp.timestamp()), archives.ZIP_EPOCH)
+    return archives.ZIP_EPOCH
+
+
+def _looks_like_bundle(path: Path) -> bool:
+    return (path / BUILD_INFO).exists() or (path / "_internal").is_dir() or path.name.endswith(("-full", "-lite"))
+
+
+def find_bundles(dist: Path, env: Mapping[str, str] | None = None) -> list[Bundle]:
+    """Every bundle folder directly in ``dist``, sorted by name, each with a checked BUILD-INFO."""
+    env = os.environ if env is None else env
+    if not dist.is_dir():
+        raise UsageError(f"{dist}: not a folder; pass the dist folder that holds the bundles")
+    bundles = []
+    for path in sorted(dist.iterdir()):
+        if not path.is_dir() or path.is_symlink() or path.name.startswith(".") or path.name in NOT_BUNDLES:
+            continue
+        if not _looks_like_bundle(path):
+            continue
+        info_path = path / BUILD_INFO
+        if not info_path.is_file():
+            raise UsageError(f"{path}: bundle without {BUILD_INFO}; rebuild it with nox -s build-<platform> "
+                             f"or move it out of {dist}")
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _bad(info_path, f"not valid JSON ({exc})") from None
+        info = _check_build_info(info, info_path)
+        fmt = info.get("archive_format") or _profile_fact(info["platform"], "archive_format")
+        if fmt not in FORMATS:
+            raise _bad(info_path, f"no usable archive_format ({fmt!r}) and no profile {info['platform']!r} to "
+                                  "take it from")
+        accelerator = info.get("accelerator") or _profile_fact(info["platform"], "accelerator") or "unknown"
+        bundles.append(Bundle(path=path, info=info, archive_format=fmt, accelerator=accelerator,
+                              mtime=_epoch(env, info, info_path)))
+    if not bundles:
+        raise UsageError(f"{dist}: no bundles (folders with {BUILD_INFO}); build one first "
+                         "(nox -s build-<platform>)")
+    return bundles
+
+
+def split_limit(env: Mapping[str, str] | None = None) -> int:
+    """``$MLFREEZE_SPLIT_LIMIT`` (bytes; K/M/G or KiB/MiB/GiB suffixes) or just under 2 GiB."""
+    env = os.environ if env is None else env
+    raw = env.get(SPLIT_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_SPLIT_LIMIT
+    match = _SIZE.match(raw)
+    if not match or int(match["number"]) <= 0:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not a size like 2000000000 or 1900MiB; fix or unset it")
+    number, unit = match["number"], (match["unit"] or "").lower()
+    limit = int(number) * _UNITS[unit]
+    if limit >= GITHUB_ASSET_LIMIT:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not below GitHub's 2 GiB asset limit; lower it")
+    return limit
+
+
+def release_version(bundles: list[Bundle], requested: str | None) -> str:
+    """The release's version: ``--version`` (a leading ``v`` of a tag dropped), checked against the bundles."""
+    versions = sorted({str(b.info["version"]) for b in bundles})
+    if requested:
+        wanted = requested[1:] if requested[:1] == "v" and requested[1:2].isdigit() else requested
+        wrong = [b.name for b in bundles if b.info["version"] != wanted]
+        if wrong:
+            raise UsageError(f"--version {requested} but {', '.join(wrong)} is version "
+                             f"{', '.join(versions)}; tag the version the bundles were built as")
+        return wanted
+    if len(versions) > 1:
+        raise UsageError(f"the bundles disagree on version ({', '.join(versions)}); release one version at a time")
+    return versions[0]
+
+
+def _check_verified(bundle: Bundle) -> None:
+    for key in ("verification", "selftest"):
+        result = bundle.info.get(key)
+        if isinstance(result, dict) and result.get("passed") is False:
+            raise VerificationError(f"{bundle.name}: its {key} failed ({result.get('failed', '?')} checks); "
+                                    "a failed bundle is never released: fix it and rebuild")
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _dump(data: Any, path: Path) -> str:
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    path.write_text(text, encoding="utf-8", newline="\n")
+    return archives.sha256_file(path)
+
+
+def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Archive + SBOM for one bundle; returns its manifest entry and ``{file: sha256}``."""
+    info = bundle.info
+    archive = out / bundle.archive_name
+    try:
+        made = archives.write_archive(bundle.path, archive, fmt=bundle.archive_format, arcroot=bundle.name,
+                                      mtime=bundle.mtime)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sums: dict[str, str] = {}
+    parts = archives.split_file(archive, limit)
+    if parts:
+        whole = out / f"{bundle.archive_name}.sha256"
+        whole.write_text(f"{made.sha256}  {bundle.archive_name}\n", encoding="utf-8", newline="\n")
+        sums[whole.name] = archives.sha256_file(whole)
+        sums.update({p.path.name: p.sha256 for p in parts})
+        messages.append(
+            f"release: {bundle.archive_name} is {_human(made.size)}; GitHub refuses release assets of 2 GiB "
+            f"or more, so it was split into {len(parts)} parts of at most {_human(limit)} "
+            f"({parts[0].path.name} .. {parts[-1].path.name}); rejoin with: cat {bundle.archive_name}.part* > "
+            f"{bundle.archive_name} && sha256sum -c {whole.name}")
+    else:
+        sums[archive.name] = made.sha256
+    sbom_name = f"{bundle.name}.cdx.json"
+    sums[sbom_name] = _dump(sbom.sbom(info, bundle.path, epoch=bundle.mtime), out / sbom_name)
+    entry = {
+        "bundle": bundle.name,
+        "app": info["app"],
+        "version": info["version"],
+        "platform": info["platform"],
+        "accelerator": bundle.accelerator,
+        "flavor": info["flavor"],
+        "archive_format": bundle.archive_format,
+        "archive": bundle.archive_name,
+        "sha256": made.sha256,
+        "size": {"on_disk": made.content_bytes, "compressed": made.size, "entries": made.entries},
+        "parts": [{"file": p.path.name, "size": p.size, "sha256": p.sha256} for p in parts],
+        "versions": {key: info.get(key) for key in ("python", "torch", "cuda", "onnxruntime")},
+        "model_set": info.get("model_set"),
+        "models": [{"id": m["id"], "kind": m.get("kind"), "sha256": dict(sorted(m["files"].items()))}
+                   for m in info.get("models") or []],
+        "verification": info.get("verification"),
+        "selftest": info.get("selftest"),
+        "sbom": sbom_name,
+        "git_commit": info.get("git_commit"),
+        "built_at": info.get("built_at"),
+        "mtime": bundle.mtime,
+    }
+    messages.append(f"release: {bundle.archive_name}: {_human(made.content_bytes)} on disk -> "
+                    f"{_human(made.size)} {bundle.archive_format}, sha256 {made.sha256[:16]}...")
+    return entry, sums
+
+
+def _swap_into_place(tmp: Path, final: Path) -> None:
+    if final.exists() and not final.is_dir():
+        raise UsageError(f"{final}: exists and is not a folder; move it away")
+    old = final.with_name(f".{final.name}-old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def release(dist: Path, *, version: str | None = None, limit: int | None = None,
+            env: Mapping[str, str] | None = None) -> ReleaseResult:
+    """Write ``dist/release/`` for every bundle in ``dist``; see the module docstring."""
+    env = os.environ if env is None else env
+    bundles = find_bundles(dist, env)
+    limit = split_limit(env) if limit is None else limit
+    if limit <= 0:
+        raise UsageError(f"split limit must be positive, got {limit}")
+    rel_version = release_version(bundles, version)
+    for bundle in bundles:
+        _check_verified(bundle)
+    final = dist / RELEASE_DIR
+    tmp = dist / f".{RELEASE_DIR}-tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    messages: list[str] = []
+    try:
+        assets, sums = [], {}
+        for bundle in bundles:
+            entry, files = _asset(bundle, tmp, limit, messages)
+            assets.append(entry)
+            sums.update(files)
+        epoch = env.get(EPOCH_ENV, "").strip()
+        manifest = {
+            "schema_version": MANIFEST_SCHEMA_VERSION,
+            "version": rel_version,
+            "generator": f"mlfreeze {__version__}",
+            "source_date_epoch": int(epoch) if epoch.isdigit() else None,
+            "split_limit": limit,
+            "github_asset_limit": GITHUB_ASSET_LIMIT,
+            "assets": assets,
+        }
+        sums[MANIFEST] = _dump(manifest, tmp / MANIFEST)
+        (tmp / SUMS).write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())),
+                                encoding="utf-8", newline="\n")
+        _swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    written = tuple(sorted([*sums, SUMS]))
+    messages.append(f"release: wrote {final} ({len(assets)} assets, {len(written)} files); "
+                    f"check with: cd {final} && sha256sum -c {SUMS}")
+    return ReleaseResult(directory=final, manifest=manifest, files=written, messages=tuple(messages))
+
+
+def main(args: argparse.Namespace) -> int:
+    result = release(Path(args.dist), version=getattr(args, "release_version", None))
+    for line in result.messages:
+        print(line)
+    return 0

@@ -1,0 +1,123 @@
+"""A CycloneDX (JSON, specVersion 1.5) bill of materials for one bundle.
+
+Components come from two places, merged by normalised name:
+
+1. ``BUILD-INFO.json``'s ``distributions`` map (what was installed when the bundle was frozen);
+2. the ``*.dist-info`` folders PyInstaller copied into the bundle's ``_internal/``
+   (what actually ships); a version found here wins over the map.
+
+Each Python distribution is a ``library`` with a ``pkg:pypi/<name>@<version>`` purl; each
+model file is a ``machine-learning-model`` component with its SHA-256. The document holds no
+clock time and no random serial: the serial number is a UUIDv5 of the bundle's identity,
+and the timestamp is the release's ``SOURCE_DATE_EPOCH``, so the SBOM is reproducible too.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.parser import HeaderParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from builder import __version__
+
+SPEC_VERSION = "1.5"
+_NAMESPACE = uuid.UUID("6f1c1f3e-5d0a-4f43-9a38-2f0b1e6a8c11")  # mlfreeze's, fixed forever
+_DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalisation (also what the pypi purl type asks for)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def purl(name: str, version: str) -> str:
+    """``pkg:pypi/<name>@<version>`` with the version percent-encoded (``+`` -> ``%2B``)."""
+    return f"pkg:pypi/{normalize(name)}@{quote(version, safe='.-_~!')}"
+
+
+def _read_metadata(dist_info: Path) -> tuple[str, str] | None:
+    meta = dist_info / "METADATA"
+    if meta.is_file():
+        headers = HeaderParser().parsestr(meta.read_text(encoding="utf-8", errors="replace"))
+        if headers.get("Name") and headers.get("Version"):
+            return str(headers["Name"]), str(headers["Version"])
+    match = _DIST_INFO.match(dist_info.name)
+    return (match["name"], match["version"]) if match else None
+
+
+def bundled_distributions(bundle: Path) -> dict[str, tuple[str, str]]:
+    """``{normalised name: (name, version)}`` from ``*.dist-info`` under ``_internal/``."""
+    found: dict[str, tuple[str, str]] = {}
+    internal = bundle / "_internal"
+    if not internal.is_dir():
+        return found
+    for dist_info in sorted(internal.rglob("*.dist-info")):
+        if dist_info.is_dir() and (nv := _read_metadata(dist_info)):
+            found[normalize(nv[0])] = nv
+    return found
+
+
+def distributions(info: Mapping[str, Any], bundle: Path | None) -> dict[str, tuple[str, str]]:
+    """The merged view: BUILD-INFO's map, overridden by what the bundle really holds."""
+    merged: dict[str, tuple[str, str]] = {}
+    for name, version in sorted((info.get("distributions") or {}).items()):
+        merged[normalize(name)] = (name, str(version))
+    if bundle is not None:
+        merged.update(bundled_distributions(bundle))
+    return dict(sorted(merged.items()))
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _model_components(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    components = []
+    for model in info.get("models") or []:
+        files = model.get("files") or {}
+        for relpath, digest in sorted(files.items()):
+            ref = f"model:{model.get('id')}/{relpath}"
+            components.append({
+                "type": "machine-learning-model",
+                "bom-ref": ref,
+                "name": f"{model.get('id')}/{relpath}",
+                "group": str(model.get("id")),
+                "hashes": [{"alg": "SHA-256", "content": str(digest)}],
+                "properties": [{"name": "mlfreeze:model-kind", "value": str(model.get("kind", ""))}],
+            })
+    return components
+
+
+def sbom(info: Mapping[str, Any], bundle: Path | None, *, epoch: int) -> dict[str, Any]:
+    """The CycloneDX document for one bundle (``info`` is its BUILD-INFO.json)."""
+    identity = f"{info['app']}@{info['version']}/{info['platform']}/{info['flavor']}"
+    app_ref = f"app:{identity}"
+    libraries = [
+        {"type": "library", "bom-ref": purl(name, version), "name": name, "version": version,
+         "purl": purl(name, version)}
+        for name, version in distributions(info, bundle).values()
+    ]
+    components = libraries + _model_components(info)
+    properties = [{"name": f"mlfreeze:{key}", "value": str(info[key])}
+                  for key in ("platform", "accelerator", "flavor", "python", "torch", "cuda", "onnxruntime",
+                              "model_set", "git_commit")
+                  if info.get(key) not in (None, "")]
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": SPEC_VERSION,
+        "serialNumber": f"urn:uuid:{uuid.uuid5(_NAMESPACE, identity)}",
+        "version": 1,
+        "metadata": {
+            "timestamp": _iso(epoch),
+            "tools": {"components": [{"type": "application", "name": "mlfreeze", "version": __version__}]},
+            "component": {"type": "application", "bom-ref": app_ref, "name": str(info["app"]),
+                          "version": str(info["version"]), "properties": properties},
+        },
+        "components": components,
+        "dependencies": [{"ref": app_ref, "dependsOn": [c["bom-ref"] for c in components]}],
+    }
