@@ -70,6 +70,54 @@ def render(matrix: Mapping[str, Any]) -> str:
     return json.dumps(matrix, separators=(",", ":"), sort_keys=True)
 
 
+def _runs(job: Mapping[str, Any]) -> str:
+    return "\n".join(str(step.get("run", "")) for step in job.get("steps") or [])
+
+
+def workflow_problems(workflow: Mapping[Any, Any], profiles: Mapping[str, Profile]) -> list[str]:
+    """Where release.yml (parsed YAML) and the profiles disagree; empty when they agree.
+
+    The workflow must take its matrix from this module (a job that prints it to
+    ``$GITHUB_OUTPUT``, a build job with ``fromJSON`` of that output on ``matrix.runner``
+    running ``nox -s $SESSION``), and its ``workflow_dispatch`` choice must list exactly
+    ``all`` and every profile.
+    """
+    problems: list[str] = []
+    jobs: Mapping[str, Any] = workflow.get("jobs") or {}
+    printers = [name for name, job in jobs.items()
+                if "python -m builder.matrix" in _runs(job) and "--github-output" in _runs(job)]
+    if not printers:
+        problems.append("no job runs `python -m builder.matrix --github-output`")
+    for name in printers:
+        if "outputs.matrix" not in str((jobs[name].get("outputs") or {}).get("matrix", "")):
+            problems.append(f"job {name!r} prints the matrix but has no `outputs.matrix` from that step")
+    expected = {f"${{{{ fromJSON(needs.{name}.outputs.matrix) }}}}" for name in printers}
+    builders = [name for name, job in jobs.items()
+                if str((job.get("strategy") or {}).get("matrix", "")).strip() in expected]
+    if not builders:
+        problems.append("no job has `strategy.matrix: ${{ fromJSON(needs.<matrix job>.outputs.matrix) }}`")
+    for name in builders:
+        job = jobs[name]
+        if str(job.get("runs-on", "")).replace(" ", "") != "${{matrix.runner}}":
+            problems.append(f"job {name!r} must run on ${{{{ matrix.runner }}}} (the profile's runner)")
+        env = {k: str(v).replace(" ", "") for k, v in (job.get("env") or {}).items()}
+        if env.get("SESSION") != "${{matrix.session}}" or 'nox -s "$SESSION"' not in _runs(job):
+            problems.append(f"job {name!r} must run `nox -s \"$SESSION\"` with SESSION: ${{{{ matrix.session }}}}")
+    triggers = workflow.get("on", workflow.get(True)) or {}  # YAML 1.1 reads a bare `on` as True
+    dispatch = (triggers.get("workflow_dispatch") or {}) if isinstance(triggers, Mapping) else {}
+    platform_input = (dispatch.get("inputs") or {}).get("platform") or {}
+    options = list(platform_input.get("options") or [])
+    wanted = [ALL, *sorted(profiles)]
+    if platform_input.get("type") == "choice" and options != wanted:
+        missing = sorted(set(wanted) - set(options))
+        extra = sorted(set(options) - set(wanted))
+        problems.append(f"workflow_dispatch input 'platform' options {options} must be {wanted} "
+                        f"(missing: {missing or 'none'}; not a profile: {extra or 'none'})")
+    if not platform_input:
+        problems.append("workflow_dispatch has no 'platform' input (to build one platform)")
+    return problems
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builder.matrix", description=__doc__.splitlines()[0])
     parser.add_argument("--platform", default=ALL, help=f"one profile, or {ALL!r} (default)")

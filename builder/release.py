@@ -116,8 +116,9 @@ def _check_build_info(info: Any, path: Path) -> dict[str, Any]:
             if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
                 raise _bad(path, f"key 'models[{i}].files.{relpath}' must be a lowercase sha256 hex digest")
     for key in ("verification", "selftest"):
-        if info.get(key) is not None and not isinstance(info[key], dict):
-            raise _bad(path, f"key {key!r} must be an object or null")
+        result = info.get(key)
+        if result is not None and not (isinstance(result, dict) and isinstance(result.get("passed", True), bool)):
+            raise _bad(path, f"key {key!r} must be null or an object whose 'passed' is true or false")
     return info
 
 

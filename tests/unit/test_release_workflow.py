@@ -1,0 +1,119 @@
+"""release.yml and ci.yml agree with the profiles and follow the hardening rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from builder.matrix import workflow_problems
+from platforms.profiles import PROFILE_DIR, all_profiles
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
+NAMES = ("ci.yml", "release.yml")
+USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<action>[^@\s]+)@(?P<ref>\S+)(?P<comment>.*)$")
+
+
+def _load(name: str) -> dict[Any, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text())  # type: ignore[no-any-return]
+
+
+def _triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
+    triggers: dict[str, Any] = workflow.get("on", workflow.get(True)) or {}  # YAML 1.1: bare `on` is True
+    return triggers
+
+
+def test_release_workflow_agrees_with_the_profiles() -> None:
+    assert workflow_problems(_load("release.yml"), all_profiles()) == []
+
+
+def test_a_profile_removed_or_added_makes_the_workflow_disagree(tmp_path: Path) -> None:
+    platforms = tmp_path / "platforms"
+    shutil.copytree(PROFILE_DIR, platforms, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (platforms / "mac-x64.toml").unlink()
+    problems = workflow_problems(_load("release.yml"), all_profiles(platforms))
+    assert len(problems) == 1 and "mac-x64" in problems[0]
+    extra = dict(all_profiles())
+    extra["linux-rocm"] = extra["linux-cpu"]
+    problems = workflow_problems(_load("release.yml"), extra)
+    assert len(problems) == 1 and "missing: ['linux-rocm']" in problems[0]
+
+
+def test_a_hand_written_matrix_is_caught() -> None:
+    workflow = _load("release.yml")
+    workflow["jobs"]["build"]["strategy"]["matrix"] = {"include": [{"platform": "linux-cpu"}]}
+    assert any("fromJSON" in p for p in workflow_problems(workflow, all_profiles()))
+    workflow = _load("release.yml")
+    workflow["jobs"]["build"]["runs-on"] = "ubuntu-24.04"
+    assert any("matrix.runner" in p for p in workflow_problems(workflow, all_profiles()))
+    workflow = _load("release.yml")
+    workflow["jobs"]["matrix"]["steps"][-1]["run"] = "echo 'matrix={}' >> $GITHUB_OUTPUT"
+    assert any("builder.matrix" in p for p in workflow_problems(workflow, all_profiles()))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_action_is_pinned_by_full_sha_with_a_version_comment(name: str) -> None:
+    found = 0
+    for line in (WORKFLOWS / name).read_text().splitlines():
+        if m := USES.match(line):
+            found += 1
+            assert re.fullmatch(r"[0-9a-f]{40}", m["ref"]), line
+            assert re.match(r"\s*#\s*v\d+(\.\d+)*\b", m["comment"]), line
+    assert found >= 3
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_least_privilege_timeouts_concurrency_and_no_persisted_credentials(name: str) -> None:
+    workflow = _load(name)
+    assert workflow["permissions"] == {}
+    assert "group" in workflow["concurrency"]
+    for job_name, job in workflow["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int), job_name
+        perms = job.get("permissions", {})
+        assert set(perms.values()) <= {"read", "write"}
+        writes = [k for k, v in perms.items() if v == "write"]
+        assert writes == (["contents"] if (name, job_name) == ("release.yml", "release") else []), job_name
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False, job_name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_expression_is_interpolated_into_a_script(name: str) -> None:
+    for job_name, job in _load(name)["jobs"].items():
+        for step in job.get("steps", []):
+            assert "${{" not in str(step.get("run", "")), (job_name, step.get("name"))
+
+
+def test_release_triggers_and_publishing() -> None:
+    workflow = _load("release.yml")
+    triggers = _triggers(workflow)
+    assert triggers["push"]["tags"] == ["v*"]
+    assert "platform" in triggers["workflow_dispatch"]["inputs"]
+    release = workflow["jobs"]["release"]
+    assert "startsWith(github.ref, 'refs/tags/v')" in release["if"]
+    runs = "\n".join(str(s.get("run", "")) for s in release["steps"])
+    assert 'python -m builder release dist --version "$TAG"' in runs
+    assert "sha256sum -c SHA256SUMS" in runs
+    assert "gh release create" in runs
+    publish = next(s for s in release["steps"] if "gh release" in str(s.get("run", "")))
+    assert publish["env"]["GH_TOKEN"] == "${{ github.token }}"
+    build = workflow["jobs"]["build"]
+    build_text = yaml.safe_dump(build)
+    assert "hashFiles('specs/models.toml')" in build_text and "MLFREEZE_CACHE" in build_text
+    assert "GITHUB_STEP_SUMMARY" in build_text and "sizes-${PLATFORM}.md" in build_text
+
+
+def test_ci_lints_tests_and_plans_every_profile() -> None:
+    workflow = _load("ci.yml")
+    triggers = _triggers(workflow)
+    assert "push" in triggers and "pull_request" in triggers
+    runs = {name: "\n".join(str(s.get("run", "")) for s in job["steps"]) for name, job in workflow["jobs"].items()}
+    assert "nox -s lint" in runs["lint"] and "nox -s tests" in runs["tests"]
+    assert "python -m builder.matrix --names" in runs["plan"]
+    assert 'mlfreeze plan --platform "$platform" --json' in runs["plan"]
+    assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())
