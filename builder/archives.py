@@ -185,6 +185,10 @@ def write_zip(root: Path, dest: Path, *, arcroot: str, mtime: int, level: int = 
                     info.external_attr = (stat.S_IFREG | e.mode) << 16
                     info.compress_type = zipfile.ZIP_DEFLATED
                     info.file_size = e.size
+                    # ZipFile.open(info, "w") takes the level from the ZipInfo, not from the ZipFile
+                    for attr in ("compress_level", "_compresslevel"):  # 3.13+ / 3.10-3.12
+                        if hasattr(info, attr):
+                            setattr(info, attr, level)
                     with zf.open(info, "w", force_zip64=e.size >= ZIP64_FROM) as out:
                         _copy(e.path, out)  # type: ignore[arg-type]
     return ArchiveResult(path=dest, size=sink.count, sha256=sink.digest.hexdigest(), entries=len(entries),

@@ -143,3 +143,14 @@ def test_split_exact_multiple_and_below_limit(tmp_path: Path) -> None:
     assert small.read_bytes() == b"a" * 10
     with pytest.raises(ValueError):
         archives.split_file(small, 0)
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "zip"])
+def test_compression_level_is_honoured(tmp_path: Path, fmt: str) -> None:
+    root = tmp_path / "bundle"
+    root.mkdir()
+    (root / "text.txt").write_bytes(b"".join(b"line %d of a fairly repetitive log\n" % (i % 977) for i in range(20000)))
+    write = archives.write_tar_gz if fmt == "tar.gz" else archives.write_zip
+    stored = write(root, tmp_path / f"0.{fmt}", arcroot="b", mtime=EPOCH, level=0)
+    squeezed = write(root, tmp_path / f"6.{fmt}", arcroot="b", mtime=EPOCH, level=6)
+    assert stored.size > stored.content_bytes > 10 * squeezed.size
