@@ -6,7 +6,8 @@ The same folder gives the same bytes on every host and every run:
 - one mtime for every entry (the caller passes ``SOURCE_DATE_EPOCH`` or a fixed value);
 - uid/gid 0, no owner or group names;
 - mode 0755 for folders and executables (any x bit, or a Windows executable suffix),
-  0644 for everything else; symlinks are kept as symlinks (macOS frameworks use them);
+  0644 for everything else; symlinks are kept as symlinks (macOS frameworks use them),
+  and refused when absolute or pointing outside the bundle;
 - tar.gz: GNU tar format, gzip header with no file name and mtime 0;
 - zip: Unix "made by", fixed dates, external attributes from the fixed modes, deflate.
 
@@ -19,6 +20,7 @@ import gzip
 import hashlib
 import io
 import os
+import posixpath
 import stat
 import tarfile
 import time
@@ -108,8 +110,12 @@ def walk(root: Path, arcroot: str) -> list[Entry]:
             st = path.lstat()
             arcname = f"{prefix}/{name}"
             if stat.S_ISLNK(st.st_mode):
-                entries.append(Entry(arcname=arcname, path=path, kind="link", mode=LINK_MODE,
-                                     size=0, target=os.readlink(path).replace(os.sep, "/")))
+                target = os.readlink(path).replace(os.sep, "/")
+                inside = posixpath.normpath(posixpath.join(posixpath.dirname(arcname), target))
+                if posixpath.isabs(target) or not (inside + "/").startswith(arcroot + "/"):
+                    raise ValueError(f"{path}: symlink to {target!r} points outside the bundle; "
+                                     "an archive must not carry it")
+                entries.append(Entry(arcname=arcname, path=path, kind="link", mode=LINK_MODE, size=0, target=target))
             elif stat.S_ISDIR(st.st_mode):
                 entries.append(Entry(arcname=arcname, path=path, kind="dir", mode=DIR_MODE, size=0))
                 keep.append(name)

@@ -341,6 +341,9 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
         (tmp / SUMS).write_text("".join(f"{digest}  {name}\n" for name, digest in sorted(sums.items())),
                                 encoding="utf-8", newline="\n")
         _swap_into_place(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UsageError(f"could not write {final}: {exc}; check free space and permissions") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -154,3 +154,18 @@ def test_compression_level_is_honoured(tmp_path: Path, fmt: str) -> None:
     stored = write(root, tmp_path / f"0.{fmt}", arcroot="b", mtime=EPOCH, level=0)
     squeezed = write(root, tmp_path / f"6.{fmt}", arcroot="b", mtime=EPOCH, level=6)
     assert stored.size > stored.content_bytes > 10 * squeezed.size
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", "../../outside", "../../bundle-other/x"])
+def test_symlinks_out_of_the_bundle_are_refused(tmp_path: Path, target: str) -> None:
+    root = _tree(tmp_path / "bundle")
+    os.symlink(target, root / "_internal" / "escape")
+    with pytest.raises(ValueError, match="points outside the bundle"):
+        archives.walk(root, "bundle")
+
+
+def test_symlink_to_a_parent_folder_inside_is_kept(tmp_path: Path) -> None:
+    root = _tree(tmp_path / "bundle")
+    os.symlink("../app", root / "_internal" / "sub" / "app-link")
+    entries = {e.arcname: e for e in archives.walk(root, "bundle")}
+    assert entries["bundle/_internal/sub/app-link"].target == "../app"
