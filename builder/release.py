@@ -10,6 +10,11 @@ Finds the bundles in ``DIST_DIR`` (folders holding ``BUILD-INFO.json``) and writ
     release-manifest.json                 docs/release-manifest.schema.json
     SHA256SUMS                            every file above; ``sha256sum -c SHA256SUMS`` passes
 
+Folders of ``DIST_DIR`` that hold a ``release-manifest.json`` are release fragments made
+by the same command on a build runner (release.yml uploads one per platform); they are
+checked file by file and merged (builder/fragments.py). Releasing on each runner and merging
+gives the same bytes as releasing every bundle at once.
+
 The folder is built under a temporary name and renamed into place, so a failure leaves
 the previous ``release/`` (or none) and no half-written one. Same bundles + same
 ``SOURCE_DATE_EPOCH`` -> byte-identical files.
@@ -28,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from builder import __version__, archives, sbom
+from builder import __version__, archives, fragments, sbom
 from builder.errors import ConfigError, UsageError, VerificationError
 
 BUILD_INFO = "BUILD-INFO.json"
@@ -161,7 +166,7 @@ def find_bundles(dist: Path, env: Mapping[str, str] | None = None) -> list[Bundl
     for path in sorted(dist.iterdir()):
         if not path.is_dir() or path.is_symlink() or path.name.startswith(".") or path.name in NOT_BUNDLES:
             continue
-        if not _looks_like_bundle(path):
+        if fragments.is_fragment(path) or not _looks_like_bundle(path):
             continue
         info_path = path / BUILD_INFO
         if not info_path.is_file():
@@ -179,10 +184,14 @@ def find_bundles(dist: Path, env: Mapping[str, str] | None = None) -> list[Bundl
         accelerator = info.get("accelerator") or _profile_fact(info["platform"], "accelerator") or "unknown"
         bundles.append(Bundle(path=path, info=info, archive_format=fmt, accelerator=accelerator,
                               mtime=_epoch(env, info, info_path)))
-    if not bundles:
-        raise UsageError(f"{dist}: no bundles (folders with {BUILD_INFO}); build one first "
-                         "(nox -s build-<platform>)")
     return bundles
+
+
+def find_fragments(dist: Path) -> list[fragments.Fragment]:
+    """Release folders made on build runners (``dist/release-<platform>/``), checked file by file."""
+    return [fragments.load_fragment(path, MANIFEST_SCHEMA_VERSION) for path in sorted(dist.iterdir())
+            if path.is_dir() and not path.name.startswith(".") and path.name != RELEASE_DIR
+            and fragments.is_fragment(path)]
 
 
 def split_limit(env: Mapping[str, str] | None = None) -> int:
@@ -201,12 +210,12 @@ def split_limit(env: Mapping[str, str] | None = None) -> int:
     return limit
 
 
-def release_version(bundles: list[Bundle], requested: str | None) -> str:
-    """The release's version: ``--version`` (a leading ``v`` of a tag dropped), checked against the bundles."""
-    versions = sorted({str(b.info["version"]) for b in bundles})
+def release_version(found: Mapping[str, str], requested: str | None) -> str:
+    """The release's version: ``--version`` (a tag's leading ``v`` dropped), checked against ``{bundle: version}``."""
+    versions = sorted(set(found.values()))
     if requested:
         wanted = requested[1:] if requested[:1] == "v" and requested[1:2].isdigit() else requested
-        wrong = [b.name for b in bundles if b.info["version"] != wanted]
+        wrong = [name for name, v in found.items() if v != wanted]
         if wrong:
             raise UsageError(f"--version {requested} but {', '.join(wrong)} is version "
                              f"{', '.join(versions)}; tag the version the bundles were built as")
@@ -216,11 +225,11 @@ def release_version(bundles: list[Bundle], requested: str | None) -> str:
     return versions[0]
 
 
-def _check_verified(bundle: Bundle) -> None:
+def _check_verified(name: str, facts: Mapping[str, Any]) -> None:
     for key in ("verification", "selftest"):
-        result = bundle.info.get(key)
+        result = facts.get(key)
         if isinstance(result, dict) and result.get("passed") is False:
-            raise VerificationError(f"{bundle.name}: its {key} failed ({result.get('failed', '?')} checks); "
+            raise VerificationError(f"{name}: its {key} failed ({result.get('failed', '?')} checks); "
                                     "a failed bundle is never released: fix it and rebuild")
 
 
@@ -310,12 +319,21 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
     """Write ``dist/release/`` for every bundle in ``dist``; see the module docstring."""
     env = os.environ if env is None else env
     bundles = find_bundles(dist, env)
+    merged = find_fragments(dist)
+    if not bundles and not merged:
+        raise UsageError(f"{dist}: no bundles (folders with {BUILD_INFO}) and no release fragments; build one "
+                         "first (nox -s build-<platform>)")
     limit = split_limit(env) if limit is None else limit
     if limit <= 0:
         raise UsageError(f"split limit must be positive, got {limit}")
-    rel_version = release_version(bundles, version)
-    for bundle in bundles:
-        _check_verified(bundle)
+    found: dict[str, str] = {}
+    for name, facts, where in [*((b.name, b.info, b.path) for b in bundles),
+                               *((a["bundle"], a, f.path) for f in merged for a in f.assets)]:
+        if name in found:
+            raise UsageError(f"{where}: bundle {name} is in {dist} twice; keep one")
+        found[name] = str(facts["version"])
+        _check_verified(name, facts)
+    rel_version = release_version(found, version)
     final = dist / RELEASE_DIR
     tmp = dist / f".{RELEASE_DIR}-tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -327,6 +345,18 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
             entry, files = _asset(bundle, tmp, limit, messages)
             assets.append(entry)
             sums.update(files)
+        for fragment in merged:
+            for asset in fragment.assets:
+                for name in fragments.asset_files(asset):
+                    fragments.link_or_copy(fragment.path / name, tmp / name)
+                    sums[name] = fragment.sums[name]
+                assets.append(asset)
+                if asset["parts"]:
+                    messages.append(f"release: {asset['archive']} comes in {len(asset['parts'])} parts: GitHub "
+                                    "refuses release assets of 2 GiB or more")
+            messages.append(f"release: merged {len(fragment.assets)} assets from {fragment.path.name}/ "
+                            "(every file checked against its SHA256SUMS)")
+        assets.sort(key=lambda a: str(a["bundle"]))
         epoch = env.get(EPOCH_ENV, "").strip()
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
