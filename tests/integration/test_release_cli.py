@@ -122,3 +122,25 @@ def test_matrix_module_follows_the_profiles_directory(tmp_path: Path) -> None:
     broken.write_text(broken.read_text().replace('runner = "windows-2025"', 'runner = "ubuntu-24.04"'))
     refused = _run("-m", "builder.matrix", "--platforms-dir", str(platforms))
     assert refused.returncode == 2 and "win-cpu.toml" in refused.stderr
+
+
+def test_fragments_from_two_runners_merge_and_check(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    for platform in ("linux-cuda", "win-cpu"):
+        runner = tmp_path / platform
+        make_bundle(runner, platform, "full", seed=platform.encode())
+        done = _run("-m", "builder", "release", str(runner), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH,
+                    MLFREEZE_SPLIT_LIMIT="8KiB")
+        assert done.returncode == 0, done.stderr
+        (runner / "release").rename(dist / f"release-{platform}")
+    merged = _run("-m", "builder", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout.count("merged 1 assets") == 2
+    manifest = json.loads((dist / "release" / "release-manifest.json").read_text())
+    assert [a["platform"] for a in manifest["assets"]] == ["linux-cuda", "win-cpu"]
+    assert all(len(a["parts"]) >= 2 for a in manifest["assets"])
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dist / "release", capture_output=True,
+                               text=True, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
