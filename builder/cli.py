@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flavors", default=None, metavar="full,lite")
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")
 
     p = sub.add_parser("release", help="archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
