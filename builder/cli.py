@@ -43,11 +43,12 @@ def _add_platform(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = "exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+    epilog = "exit codes:\n" + "\n".join(f"  {k} {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
         prog="mlfreeze",
         description="Build, verify, freeze and release Python ML applications.",
         epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mlfreeze {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
