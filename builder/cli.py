@@ -43,11 +43,12 @@ def _add_platform(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    epilog = "exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+    epilog = "exit codes:\n" + "\n".join(f"  {k} {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
         prog="mlfreeze",
         description="Build, verify, freeze and release Python ML applications.",
         epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"mlfreeze {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flavors", default=None, metavar="full,lite")
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")
 
     p = sub.add_parser("release", help="archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")

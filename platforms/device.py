@@ -1,0 +1,191 @@
+"""Runtime device selection, frozen into every full bundle.
+
+``get_device()``: ``DEVICE`` (auto|cpu|cuda|cuda:N|mps) > ``FORCE_CPU=1`` > CUDA > MPS > CPU.
+``get_onnx_providers()``: ``ONNX_PROVIDERS`` (comma list) or CUDA > CoreML > CPU, filtered by
+what onnxruntime reports. ``get_device_info()``: what a bug report needs.
+
+Importable without torch or onnxruntime (then everything is CPU). Results are cached per
+process; ``reset()`` clears the cache (tests, or after changing the environment).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import re
+import sys
+from functools import lru_cache
+from typing import Any
+
+ALLOWED_DEVICES = "auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+PROVIDER_PREFERENCE = ("CUDAExecutionProvider", "CoreMLExecutionProvider", "CPUExecutionProvider")
+_TRUE = {"1", "true", "yes", "on"}
+_CUDA_N = re.compile(r"^cuda:(\d+)$")
+
+
+def _torch() -> Any | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def _onnxruntime() -> Any | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime
+
+
+def _cuda_count(torch: Any | None) -> int:
+    if torch is None:
+        return 0
+    try:
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except Exception:  # a broken driver reads as "no CUDA", never as a crash
+        return 0
+
+
+def _mps_available(torch: Any | None) -> bool:
+    backend = getattr(getattr(torch, "backends", None), "mps", None)
+    try:
+        return bool(backend is not None and backend.is_available())
+    except Exception:
+        return False
+
+
+def _parse_requested(value: str) -> str:
+    """Normalise a DEVICE value or raise ValueError naming the allowed forms."""
+    v = value.strip().lower()
+    if v in ("", "auto"):
+        return "auto"
+    if v in ("cpu", "cuda", "mps") or _CUDA_N.match(v):
+        return v
+    raise ValueError(f"DEVICE={value!r} is not a device; allowed: {ALLOWED_DEVICES}")
+
+
+@lru_cache(maxsize=1)
+def get_device() -> str:
+    """The torch device string this process should use."""
+    requested = _parse_requested(os.environ.get("DEVICE", "auto"))
+    if requested == "cpu":
+        return "cpu"
+    if requested == "auto" and os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE:
+        return "cpu"
+    torch = _torch()
+    count = _cuda_count(torch)
+    if requested == "auto":
+        if count:
+            return "cuda"
+        return "mps" if _mps_available(torch) else "cpu"
+    if requested == "mps":
+        if not _mps_available(torch):
+            raise ValueError("DEVICE=mps but MPS is not available here (needs Apple silicon and a torch "
+                             "build with MPS); use DEVICE=auto or DEVICE=cpu")
+        return "mps"
+    # cuda or cuda:N
+    if count == 0:
+        raise ValueError(f"DEVICE={requested} but no CUDA device is available "
+                         f"(torch {'not installed' if torch is None else getattr(torch, '__version__', '?')}); "
+                         "use DEVICE=auto or DEVICE=cpu")
+    match = _CUDA_N.match(requested)
+    if match and int(match.group(1)) >= count:
+        raise ValueError(f"DEVICE={requested} but only {count} CUDA device(s) exist "
+                         f"(cuda:0 to cuda:{count - 1})")
+    return requested
+
+
+def _available_providers() -> list[str]:
+    ort = _onnxruntime()
+    if ort is None:
+        return []
+    return list(ort.get_available_providers())
+
+
+def get_onnx_providers() -> list[str]:
+    """onnxruntime providers in preference order, each one onnxruntime reports available.
+
+    ``ONNX_PROVIDERS`` (comma list) overrides the preference; a name onnxruntime does not
+    offer is a ValueError. CUDA is chosen only when a CUDA device is present and the torch
+    device is not forced to the CPU: onnxruntime-gpu lists CUDAExecutionProvider even on
+    machines without a GPU and then falls back with a warning. ``FORCE_CPU=1`` or
+    ``DEVICE=cpu`` keep onnxruntime on the CPU as well.
+    """
+    return list(_onnx_providers())
+
+
+@lru_cache(maxsize=1)
+def _onnx_providers() -> tuple[str, ...]:
+    available = _available_providers()
+    override = os.environ.get("ONNX_PROVIDERS", "").strip()
+    if override:
+        wanted = [p.strip() for p in override.split(",") if p.strip()]
+        missing = [p for p in wanted if p not in available]
+        if missing:
+            raise ValueError(f"ONNX_PROVIDERS names {', '.join(missing)}, which onnxruntime does not offer here; "
+                             f"available: {', '.join(available) or 'none (onnxruntime not installed)'}")
+        return tuple(wanted)
+    device = get_device()
+    chosen = []
+    for provider in PROVIDER_PREFERENCE:
+        if provider not in available:
+            continue
+        if provider == "CUDAExecutionProvider" and not device.startswith("cuda"):
+            continue
+        if provider != "CPUExecutionProvider" and _forced_cpu():
+            continue
+        chosen.append(provider)
+    return tuple(chosen) if chosen else ("CPUExecutionProvider",)
+
+
+def _forced_cpu() -> bool:
+    return (os.environ.get("DEVICE", "").strip().lower() == "cpu"
+            or os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE)
+
+
+def get_device_info() -> dict[str, Any]:
+    """Platform, versions, accelerators and the selected device, as plain JSON-able data."""
+    return copy.deepcopy(_device_info())
+
+
+@lru_cache(maxsize=1)
+def _device_info() -> dict[str, Any]:
+    torch = _torch()
+    ort = _onnxruntime()
+    count = _cuda_count(torch)
+    info: dict[str, Any] = {
+        "platform": sys.platform,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "frozen": bool(getattr(sys, "frozen", False)),
+        "torch": getattr(torch, "__version__", None),
+        "torch_cuda": getattr(getattr(torch, "version", None), "cuda", None),
+        "cuda_available": count > 0,
+        "cuda_devices": [],
+        "mps_available": _mps_available(torch),
+        "onnxruntime": getattr(ort, "__version__", None),
+        "onnx_available_providers": _available_providers(),
+    }
+    if count:
+        try:
+            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(count)]  # type: ignore[union-attr]
+        except Exception as exc:
+            info["cuda_devices"] = [f"unreadable: {exc}"]
+    try:
+        info["device"] = get_device()
+        info["onnx_providers"] = list(get_onnx_providers())
+    except ValueError as exc:
+        info["device"] = None
+        info["onnx_providers"] = []
+        info["error"] = str(exc)
+    return info
+
+
+def reset() -> None:
+    """Forget cached answers (after changing DEVICE, FORCE_CPU or ONNX_PROVIDERS)."""
+    get_device.cache_clear()
+    _onnx_providers.cache_clear()
+    _device_info.cache_clear()

@@ -1,0 +1,72 @@
+"""`mlfreeze doctor` against real installed environments."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[2]
+PLATFORM = os.environ.get("MLFREEZE_TEST_PLATFORM", "linux-cuda")
+
+
+def _doctor(python: str, platform: str = PLATFORM) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEVICE", "FORCE_CPU")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([python, "-m", "builder", "doctor", "--platform", platform],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+
+
+def test_doctor_passes_in_this_environment():
+    proc = _doctor(sys.executable)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"environment matches {PLATFORM}" in proc.stdout
+    assert "FAIL" not in proc.stdout
+
+
+def test_doctor_fails_with_two_onnxruntime_distributions(tmp_path):
+    """A venv that sees this environment's packages plus a second onnxruntime distribution."""
+    env_dir = tmp_path / "both"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = str(env_dir / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # everything installed here stays visible, after the new venv's own site-packages
+    Path(site, "zz_parent.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    here = {d for d in ("onnxruntime", "onnxruntime-gpu") if _installed(d)}
+    other = "onnxruntime" if "onnxruntime-gpu" in here else "onnxruntime-gpu"
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", other], check=True)
+    proc = _doctor(python)
+    assert proc.returncode == 2
+    assert "2 distributions of the onnxruntime module are installed" in proc.stdout
+    assert proc.stderr.count("\n") == 1 and "onnxruntime" in proc.stderr and "mismatch" in proc.stderr
+
+
+def test_doctor_reports_wrong_build_for_another_profile():
+    other = "linux-cpu" if PLATFORM != "linux-cpu" else "linux-cuda"
+    proc = _doctor(sys.executable, other)
+    assert proc.returncode == 2
+    assert "FAIL torch build" in proc.stdout
+
+
+def test_doctor_refuses_wrong_host():
+    proc = _doctor(sys.executable, "win-cuda" if sys.platform != "win32" else "mac-arm64")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "mlfreeze plan --platform" in proc.stderr
+
+
+def _installed(dist: str) -> bool:
+    import importlib.metadata as md
+
+    try:
+        md.version(dist)
+    except md.PackageNotFoundError:
+        return False
+    return True

@@ -1,0 +1,131 @@
+"""`mlfreeze plan`: pure, any profile on any host; snapshots pin every profile's plan.
+
+Regenerate snapshots after an intended change with UPDATE_SNAPSHOTS=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder import cli
+from builder.config import load_config
+from builder.plan import make_plan
+from platforms.profiles import all_profiles, load_profile
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+HEAVY = ("torch", "open_clip", "insightface", "onnxruntime", "PyInstaller", "faiss", "numpy")
+
+
+def _plan_json(name: str, capsys, *extra: str) -> dict:
+    assert cli.main(["plan", "--platform", name, "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(autouse=True)
+def _no_index_override(monkeypatch):
+    monkeypatch.delenv("MLFREEZE_TORCH_INDEX", raising=False)
+    monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
+
+
+@pytest.mark.parametrize("name", sorted(all_profiles()))
+def test_plan_snapshot(name, capsys):
+    plan = _plan_json(name, capsys)
+    snap = SNAPSHOTS / f"plan-{name}.json"
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        snap.write_text(json.dumps(plan, indent=2) + "\n")
+    assert snap.exists(), f"missing snapshot {snap.name}: run with UPDATE_SNAPSHOTS=1"
+    assert plan == json.loads(snap.read_text())
+
+
+def _install_cmds(plan: dict) -> list[list[str]]:
+    return [s["command"] for s in plan["steps"] if s["stage"] == "install"]
+
+
+def test_linux_cpu_uses_cpu_index_for_torch_and_torchvision(capsys):
+    plan = _plan_json("linux-cpu", capsys)
+    first = _install_cmds(plan)[0]
+    assert "torch==2.14.1" in first and "torchvision==0.29.1" in first
+    assert first[first.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+
+
+def test_index_override_reaches_install_command(capsys, monkeypatch):
+    monkeypatch.setenv("MLFREEZE_TORCH_INDEX", "https://mirror.internal/whl/cpu")
+    first = _install_cmds(_plan_json("linux-cpu", capsys))[0]
+    assert first[-1] == "https://mirror.internal/whl/cpu"
+
+
+def test_cu118_pins_torch_2_7(capsys):
+    plan = _plan_json("linux-cu118", capsys)
+    assert plan["torch"].startswith("2.7.")
+    assert any(a.startswith("torch==2.7.") for a in _install_cmds(plan)[0])
+
+
+def test_mac_arm64_from_pypi_expects_coreml(capsys):
+    plan = _plan_json("mac-arm64", capsys)
+    assert "--index-url" not in _install_cmds(plan)[0]
+    assert plan["torch_index"] == "PyPI"
+    assert "CoreMLExecutionProvider" in plan["expected_providers"]
+
+
+def test_mac_x64_pins_torch_2_2_and_numpy_below_2(capsys):
+    plan = _plan_json("mac-x64", capsys)
+    assert plan["torch"].startswith("2.2.")
+    assert "numpy<2" in plan["constraints"]
+    # the constraints file is applied to every step that could move numpy
+    assert all("-c" in cmd for cmd in _install_cmds(plan)[1:] if "--no-deps" not in cmd)
+
+
+def test_linux_cuda_single_gpu_onnxruntime(capsys):
+    plan = _plan_json("linux-cuda", capsys)
+    cmds = _install_cmds(plan)
+    assert plan["onnxruntime"].startswith("onnxruntime-gpu==")
+    assert "CUDAExecutionProvider" in plan["expected_providers"]
+    flat = [arg for cmd in cmds for arg in cmd]
+    assert not any(a.split("=")[0].split("<")[0].split(">")[0] == "onnxruntime" for a in flat)
+    insightface = next(cmd for cmd in cmds if any(a.startswith("insightface") for a in cmd))
+    assert "--no-deps" in insightface
+    assert "onnxruntime-gpu==1.31.1" in plan["constraints"]
+
+
+def test_flavor_filter_and_outputs(capsys):
+    plan = _plan_json("win-cuda", capsys, "--flavor", "lite")
+    assert [b["flavor"] for b in plan["bundles"]] == ["lite"]
+    assert plan["bundles"][0]["executables"] == ["photo-search.exe"]
+    assert plan["bundles"][0]["path"].endswith("-win-cuda-lite")
+    assert not any(s["stage"] == "freeze" and "full" in s["command"] for s in plan["steps"])
+
+
+def test_stage_order(capsys):
+    stages = [s["stage"] for s in _plan_json("linux-cuda", capsys)["steps"]]
+    order = ["install", "doctor", "fetch", "verify", "freeze", "selftest", "sizes", "release"]
+    firsts = [stages.index(s) for s in order]
+    assert firsts == sorted(firsts)
+
+
+def test_set_is_carried_to_fetch_and_verify(capsys):
+    plan = _plan_json("linux-cuda", capsys, "--set", "demo")
+    cmds = {s["stage"]: s["command"] for s in plan["steps"]}
+    assert cmds["fetch"][-2:] == ["--set", "demo"] and "demo" in cmds["verify"]
+
+
+def test_text_plan_is_readable(capsys):
+    assert cli.main(["plan", "--platform", "mac-x64"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy<2" in out and "pip install torch==2.2.2" in out
+
+
+def test_plan_is_pure():
+    before = set(sys.modules)
+    make_plan(load_profile("linux-cuda"), load_config())
+    assert not [m for m in set(sys.modules) - before if m.split(".")[0] in HEAVY]
+
+
+def test_unknown_platform_exits_2(capsys):
+    assert cli.main(["plan", "--platform", "amiga"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown platform 'amiga'" in err
