@@ -6,7 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 from release_bundles import EPOCH, make_bundle, tree_bytes
 
@@ -24,6 +23,10 @@ def _dist(tmp_path: Path) -> Path:
     (dist / "reports").mkdir()
     (dist / "reports" / "sizes-linux-cpu.md").write_text("| a | b |\n")
     return dist
+
+
+def _jsonschema():  # type: ignore[no-untyped-def]
+    return pytest.importorskip("jsonschema", reason="the tests session installs jsonschema")
 
 
 def _sums(directory: Path) -> dict[str, str]:
@@ -69,7 +72,7 @@ def test_sha256sums_lists_every_file_with_its_real_digest(tmp_path: Path) -> Non
 def test_manifest_validates_and_describes_each_asset(tmp_path: Path) -> None:
     out = release.release(_dist(tmp_path), version="v0.1.0", env=ENV).directory
     manifest = json.loads((out / "release-manifest.json").read_text())
-    jsonschema.validate(manifest, SCHEMA)
+    _jsonschema().validate(manifest, SCHEMA)
     assert manifest["schema_version"] == 1 and manifest["version"] == "0.1.0"
     assets = {a["bundle"]: a for a in manifest["assets"]}
     win = assets["photo-search-0.1.0-win-cpu-full"]
@@ -89,6 +92,7 @@ def test_manifest_validates_and_describes_each_asset(tmp_path: Path) -> None:
 
 
 def test_schema_is_not_vacuous(tmp_path: Path) -> None:
+    jsonschema = _jsonschema()
     manifest = release.release(_dist(tmp_path), env=ENV).manifest
     broken = json.loads(json.dumps(manifest))
     broken["assets"][0]["sha256"] = "not-a-digest"
@@ -117,7 +121,7 @@ def test_archive_above_the_split_limit_is_split(tmp_path: Path) -> None:
         assert sums[p["file"]] == p["sha256"] == hashlib.sha256((out / p["file"]).read_bytes()).hexdigest()
     assert (out / f"{name}.sha256").read_text() == f"{asset['sha256']}  {name}\n"
     assert any("GitHub refuses release assets of 2 GiB" in m and "split into" in m for m in result.messages)
-    jsonschema.validate(result.manifest, SCHEMA)
+    _jsonschema().validate(result.manifest, SCHEMA)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("", release.DEFAULT_SPLIT_LIMIT), ("1048576", 1 << 20),

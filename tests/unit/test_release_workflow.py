@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from builder.matrix import workflow_problems
 from platforms.profiles import PROFILE_DIR, all_profiles
 
+yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ML stack (timm, huggingface_hub)")
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
 NAMES = ("ci.yml", "release.yml")
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<action>[^@\s]+)@(?P<ref>\S+)(?P<comment>.*)$")
