@@ -25,6 +25,7 @@ from builder.errors import ConfigError, IntegrityError
 
 MANIFEST = "release-manifest.json"
 SUMS = "SHA256SUMS"
+_ASSET_STRINGS = ("bundle", "version", "platform", "flavor", "archive", "sha256", "sbom")
 _LINE = re.compile(r"^(?P<digest>[0-9a-f]{64}) [ *](?P<name>[^/\\]+)$")
 
 
@@ -74,11 +75,12 @@ def load_fragment(path: Path, schema_version: int) -> Fragment:
         raise ConfigError(f"{path}: release fragment without {SUMS}; rebuild it")
     sums = read_sums(path / SUMS)
     for asset in manifest["assets"]:
-        try:
-            names = asset_files(asset)
-        except (KeyError, TypeError):
-            raise ConfigError(f"{path / MANIFEST}: an asset lacks archive, parts or sbom; rebuild the fragment") \
-                from None
+        if not isinstance(asset, dict) or not all(isinstance(asset.get(k), str) for k in _ASSET_STRINGS) \
+                or not isinstance(asset.get("parts"), list) \
+                or not all(isinstance(p, dict) and isinstance(p.get("file"), str) for p in asset["parts"]):
+            raise ConfigError(f"{path / MANIFEST}: an asset lacks one of {', '.join(_ASSET_STRINGS)} or parts; "
+                              "rebuild the fragment")
+        names = asset_files(asset)
         for name in names:
             if name not in sums:
                 raise ConfigError(f"{path}: {name} is in the manifest but not in {SUMS}; rebuild the fragment")

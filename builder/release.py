@@ -27,7 +27,7 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -314,8 +314,21 @@ def _swap_into_place(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
+class _Messages(list[str]):
+    """Lines for the user: kept for the result and, when ``log`` is given, shown at once."""
+
+    def __init__(self, log: Callable[[str], None] | None) -> None:
+        super().__init__()
+        self._log = log
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        if self._log:
+            self._log(line)
+
+
 def release(dist: Path, *, version: str | None = None, limit: int | None = None,
-            env: Mapping[str, str] | None = None) -> ReleaseResult:
+            env: Mapping[str, str] | None = None, log: Callable[[str], None] | None = None) -> ReleaseResult:
     """Write ``dist/release/`` for every bundle in ``dist``; see the module docstring."""
     env = os.environ if env is None else env
     bundles = find_bundles(dist, env)
@@ -338,10 +351,11 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
     tmp = dist / f".{RELEASE_DIR}-tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    messages: list[str] = []
+    messages = _Messages(log)
     try:
         assets, sums = [], {}
         for bundle in bundles:
+            messages.append(f"release: archiving {bundle.name} as {bundle.archive_format} ...")
             entry, files = _asset(bundle, tmp, limit, messages)
             assets.append(entry)
             sums.update(files)
@@ -384,7 +398,6 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
 
 
 def main(args: argparse.Namespace) -> int:
-    result = release(Path(args.dist), version=getattr(args, "release_version", None))
-    for line in result.messages:
-        print(line)
+    release(Path(args.dist), version=getattr(args, "release_version", None),
+            log=lambda line: print(line, flush=True))
     return 0

@@ -98,3 +98,12 @@ def test_a_foreign_manifest_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "dist" / "release-x" / "release-manifest.json").write_text('{"schema_version": 7, "assets": []}')
     assert cli.main(["release", str(tmp_path / "dist")]) == 2
     assert "schema_version 1" in capsys.readouterr().err
+
+
+def test_an_asset_without_its_keys_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fragment = _fragment(tmp_path, "linux-cpu", ("lite",))
+    manifest = json.loads((fragment / "release-manifest.json").read_text())
+    del manifest["assets"][0]["version"]
+    (fragment / "release-manifest.json").write_text(json.dumps(manifest))
+    assert cli.main(["release", str(tmp_path / "dist")]) == 2
+    assert "lacks one of" in capsys.readouterr().err
