@@ -4,8 +4,10 @@ Keys: app, version, python, frozen, executable, device (``platforms.device.get_d
 or ``{"device": "cpu", "note": ...}`` where that layer is not bundled), models_dir,
 models_dir_source (MLFREEZE_MODELS_DIR | frozen | none), model_set, models, models_error,
 ml_libraries ({module: "ok" | why not}), features ({name_search|clip_search|faces:
-{available, reason}}), ml_available (CLIP search and faces both usable) and ml_reason
-(null when available, else why not).
+{available, reason}}), ml_available (true when CLIP search or faces is usable: the ML
+libraries import and models.json has a model for it) and ml_reason (null when every ML
+feature is usable, else why each one that is not is not: set even when ml_available is
+true but one feature is missing).
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ def report() -> dict[str, Any]:
         "faces": _feature({m: errors[m] for m in FACE_MODULES if m in errors},
                           faces is not None, models_error or "no insightface model in models.json"),
     }
-    ml_ok = features["clip_search"]["available"] and features["faces"]["available"]
+    ml_ok = features["clip_search"]["available"] or features["faces"]["available"]
     reasons = [f"{name}: {f['reason']}" for name, f in features.items() if not f["available"]]
     return {
         "app": APP_NAME,
@@ -79,5 +81,5 @@ def report() -> dict[str, Any]:
         "ml_libraries": {m: errors.get(m, "ok") for m in modules},
         "features": features,
         "ml_available": ml_ok,
-        "ml_reason": None if ml_ok else "; ".join(reasons),
+        "ml_reason": "; ".join(reasons) or None,
     }
