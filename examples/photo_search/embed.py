@@ -197,7 +197,8 @@ class FaceEmbedder:
         except AssertionError:
             raise ModelsError(f"model {entry.id!r}: no face detection model among the ONNX files in {folder}") from None
         except Exception as exc:
-            raise ModelRuntimeError(f"cannot load face model {entry.id!r} from {folder}: {type(exc).__name__}: {exc}") from None
+            why = (str(exc).splitlines() or [""])[0]
+            raise ModelRuntimeError(f"cannot load face model {entry.id!r} from {folder}: {type(exc).__name__}: {why}") from None
 
     def detect(self, path: Path) -> list[Face]:
         img = read_bgr(path)
