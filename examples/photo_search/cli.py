@@ -265,7 +265,9 @@ def cmd_faces(args: argparse.Namespace) -> int:
     if entry is None:
         raise Unavailable(f"face features unavailable: no insightface model in {model_set.directory / 'models.json'}")
     detector = embed.FaceEmbedder(entry)
-    images, embeddings, warnings = [], [], []
+    images: list[tuple[Path, list[embed.Face]]] = []
+    embeddings: list[Any] = []
+    warnings: list[str] = []
     for p in embed.list_images(folder):
         try:
             found = detector.detect(p)
@@ -275,7 +277,7 @@ def cmd_faces(args: argparse.Namespace) -> int:
         images.append((p, found))
         embeddings.extend(f.embedding for f in found)
     labels = iter(embed.group_faces(embeddings, args.threshold))
-    out = [{"path": str(p), "count": len(found),
+    out: list[dict[str, Any]] = [{"path": str(p), "count": len(found),
             "faces": [{"bbox": list(f.bbox), "score": f.score, "group": next(labels)} for f in found]}
            for p, found in images]
     groups = len({f["group"] for i in out for f in i["faces"] if f["group"]})

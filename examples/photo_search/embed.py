@@ -88,7 +88,8 @@ def _register_config(entry: ModelEntry) -> None:
         tmp.write_bytes(src.read_bytes())
         open_clip.add_model_config(tmp)
     if entry.arch not in open_clip.list_models():
-        raise ModelsError(f"model {entry.id!r}: config {src} is not an open_clip model config (embed_dim, vision_cfg, text_cfg)")
+        raise ModelsError(f"model {entry.id!r}: config {src} is not an open_clip model config "
+                          "(embed_dim, vision_cfg, text_cfg)")
 
 
 class ClipEmbedder:
@@ -198,7 +199,8 @@ class FaceEmbedder:
             raise ModelsError(f"model {entry.id!r}: no face detection model among the ONNX files in {folder}") from None
         except Exception as exc:
             why = (str(exc).splitlines() or [""])[0]
-            raise ModelRuntimeError(f"cannot load face model {entry.id!r} from {folder}: {type(exc).__name__}: {why}") from None
+            raise ModelRuntimeError(
+                f"cannot load face model {entry.id!r} from {folder}: {type(exc).__name__}: {why}") from None
 
     def detect(self, path: Path) -> list[Face]:
         img = read_bgr(path)

@@ -92,7 +92,8 @@ class PhotoIndex:
         try:
             raw = json.loads(src.read_text(encoding="utf-8"))
             if raw.get("format") != INDEX_FORMAT:
-                raise UsageError(f"{src}: index format {raw.get('format')!r} is not {INDEX_FORMAT}: re-index with --rebuild")
+                raise UsageError(f"{src}: index format {raw.get('format')!r} is not {INDEX_FORMAT}: "
+                                 "re-index with --rebuild")
             return cls(path=path, models=dict(raw["models"]), images=list(raw["images"]),
                        faces=list(raw.get("faces", [])), created=str(raw.get("created", "")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -192,7 +193,7 @@ def search_vectors(idx: Any, images: list[str], query_vector: Any, k: int) -> li
     if idx is None or len(images) == 0:
         return []
     scores, rows = idx.search(np.ascontiguousarray(query_vector, dtype="float32"), min(k, len(images)))
-    return [(round(float(s), 6), images[int(r)]) for s, r in zip(scores[0], rows[0]) if r >= 0]
+    return [(round(float(s), 6), images[int(r)]) for s, r in zip(scores[0], rows[0], strict=True) if r >= 0]
 
 
 def is_under(path: str, folder: Path) -> bool:

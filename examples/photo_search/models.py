@@ -53,7 +53,8 @@ class ModelEntry:
         for _, rel in sorted(self.files.items()):
             if rel.endswith(WEIGHT_SUFFIXES):
                 return self.path(rel)
-        raise ModelsError(f"model {self.id!r} in {self.root / MODELS_JSON} lists no weights file ({', '.join(WEIGHT_SUFFIXES)})")
+        raise ModelsError(f"model {self.id!r} in {self.root / MODELS_JSON} lists no weights file "
+                          f"({', '.join(WEIGHT_SUFFIXES)})")
 
     def onnx_dir(self) -> Path:
         """The folder holding an InsightFace model's ONNX files."""

@@ -106,7 +106,7 @@ def expected_scores(models: Path, paths: list[Path], text: str) -> dict[str, flo
         te = model.encode_text(open_clip.get_tokenizer(ARCH)([text]))
     ie = ie / ie.norm(dim=-1, keepdim=True)
     te = te / te.norm(dim=-1, keepdim=True)
-    return {str(p): float(s) for p, s in zip(paths, (ie @ te.T)[:, 0])}
+    return {str(p): float(s) for p, s in zip(paths, (ie @ te.T)[:, 0], strict=True)}
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
