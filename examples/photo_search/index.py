@@ -164,23 +164,32 @@ def _write_faiss(path: Path, vectors: Any) -> None:
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 
 
+def _scorer(query: str) -> Any:
+    q = query.strip().lower()
+    tokens = _TOKEN.findall(q)
+
+    def score(path: str) -> float:
+        name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
+        if not q:
+            return 0.0
+        if q in name:
+            return 1.0
+        if not tokens:
+            return 0.0
+        return round(sum(1 for t in tokens if t in name) / len(tokens), 4)
+
+    return score
+
+
 def name_score(query: str, path: str) -> float:
     """1.0 when the whole query occurs in the file name (case-insensitive), else the share of
     query tokens that occur in it, else 0."""
-    name = Path(path).name.lower()
-    q = query.strip().lower()
-    if not q:
-        return 0.0
-    if q in name:
-        return 1.0
-    tokens = _TOKEN.findall(q)
-    if not tokens:
-        return 0.0
-    return round(sum(1 for t in tokens if t in name) / len(tokens), 4)
+    return float(_scorer(query)(path))
 
 
 def search_names(images: list[str], query: str, k: int) -> list[tuple[float, str]]:
-    scored = [(name_score(query, p), p) for p in images]
+    score = _scorer(query)
+    scored = [(score(p), p) for p in images]
     hits = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]))
     return hits[:k]
 
