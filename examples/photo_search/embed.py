@@ -7,6 +7,7 @@ can import this module and ask what is missing.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -75,21 +76,46 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _register_config(entry: ModelEntry) -> None:
-    """Make a custom architecture known to open_clip under ``entry.arch``."""
+_PREPROCESS_KWARGS = {"mean": "image_mean", "std": "image_std", "interpolation": "image_interpolation",
+                      "resize_mode": "image_resize_mode"}
+
+
+def clip_config(entry: ModelEntry) -> dict[str, Any] | None:
+    """The entry's open_clip config as ``{"model_cfg", "preprocess_cfg"}``, or None.
+
+    From ``config`` when models.json names one, else from the first JSON among ``files`` that
+    is a config. Both layouts are accepted: open_clip's hub layout (``{"model_cfg": ...,
+    "preprocess_cfg": ...}``) and a plain model config (``embed_dim``, ``vision_cfg``, ``text_cfg``).
+    """
+    explicit = entry.config is not None
+    candidates = [entry.config] if entry.config else sorted(r for r in set(entry.files.values()) if r.endswith(".json"))
+    for rel in candidates:
+        assert rel is not None
+        try:
+            raw = json.loads(entry.path(rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            if explicit:
+                raise ModelsError(f"model {entry.id!r}: config {rel} is unreadable ({exc})") from None
+            continue
+        if isinstance(raw, dict) and isinstance(raw.get("model_cfg"), dict):
+            return {"model_cfg": raw["model_cfg"], "preprocess_cfg": dict(raw.get("preprocess_cfg") or {})}
+        if isinstance(raw, dict) and all(k in raw for k in ("embed_dim", "vision_cfg", "text_cfg")):
+            return {"model_cfg": {k: v for k, v in raw.items() if k != "preprocess_cfg"},
+                    "preprocess_cfg": dict(raw.get("preprocess_cfg") or {})}
+        if explicit:
+            raise ModelsError(f"model {entry.id!r}: config {rel} is not an open_clip model config "
+                              "(model_cfg, or embed_dim + vision_cfg + text_cfg)")
+    return None
+
+
+def _register_config(arch: str, model_cfg: dict[str, Any]) -> None:
+    """Make a custom architecture known to open_clip as ``arch`` (it names configs by file stem)."""
     import open_clip
 
-    assert entry.config is not None and entry.arch is not None
-    src = entry.path(entry.config)
-    if src.stem == entry.arch:
-        open_clip.add_model_config(src)
-    else:  # open_clip names a config by its file stem: give it the arch's name
-        tmp = Path(tempfile.mkdtemp(prefix="photo-search-cfg-")) / f"{entry.arch}.json"
-        tmp.write_bytes(src.read_bytes())
-        open_clip.add_model_config(tmp)
-    if entry.arch not in open_clip.list_models():
-        raise ModelsError(f"model {entry.id!r}: config {src} is not an open_clip model config "
-                          "(embed_dim, vision_cfg, text_cfg)")
+    with tempfile.TemporaryDirectory(prefix="photo-search-cfg-") as tmp:
+        path = Path(tmp) / f"{arch}.json"
+        path.write_text(json.dumps(model_cfg), encoding="utf-8")
+        open_clip.add_model_config(path)  # read now; the registry keeps the entry after the file goes
 
 
 class ClipEmbedder:
@@ -103,14 +129,21 @@ class ClipEmbedder:
 
         if not entry.arch or ":" in entry.arch:
             raise ModelsError(f"model {entry.id!r}: arch {entry.arch!r} must be a plain open_clip model name")
-        if entry.config:
-            _register_config(entry)
+        config = clip_config(entry)
+        pre_kwargs: dict[str, Any] = {}
+        if config is not None:
+            _register_config(entry.arch, config["model_cfg"])
+            pre_kwargs = {_PREPROCESS_KWARGS[k]: tuple(v) if isinstance(v, list) else v
+                          for k, v in config["preprocess_cfg"].items() if k in _PREPROCESS_KWARGS}
+        if entry.arch not in open_clip.list_models():
+            raise ModelsError(f"model {entry.id!r}: open_clip has no architecture {entry.arch!r} and models.json "
+                              "gives no config for it")
         weights = entry.weights_path()
         self.entry = entry
         self.device = device_name or device()
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
-                entry.arch, pretrained=str(weights), device=self.device)
+                entry.arch, pretrained=str(weights), device=self.device, **pre_kwargs)
             self.tokenizer = open_clip.get_tokenizer(entry.arch)
         except Exception as exc:
             raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} ({entry.arch}) from {weights}: "
@@ -207,6 +240,9 @@ class FaceEmbedder:
         faces = []
         for f in self.app.get(img):
             emb = f.normed_embedding
+            if emb is not None and emb.shape[-1] != self.entry.embed_dim:
+                raise ModelsError(f"model {self.entry.id!r} gives {emb.shape[-1]}-d face embeddings; models.json says "
+                                  f"embed_dim {self.entry.embed_dim}")
             faces.append(Face(bbox=tuple(round(float(v), 1) for v in f.bbox[:4]),  # type: ignore[arg-type]
                               score=round(float(f.det_score), 4),
                               embedding=None if emb is None else emb.astype("float32")))

@@ -35,12 +35,21 @@ CONFIG = {"embed_dim": 32,
           "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
-def make_tiny_clip(root: Path, seed: int, embed_dim: int | None = None) -> Path:
-    """A models dir holding one tiny CLIP (weights from ``seed``) and its models.json."""
+def make_tiny_clip(root: Path, seed: int, embed_dim: int | None = None, preprocess: dict | None = None) -> Path:
+    """A models dir holding one tiny CLIP (weights from ``seed``) and its models.json.
+
+    Default: a plain model config named by models.json's ``config`` key. With ``preprocess``:
+    the layout the freeze stage writes (no ``config`` key; the config is one of ``files``, in
+    open_clip's ``{"model_cfg", "preprocess_cfg"}`` layout, beside a golden.json).
+    """
     d = root / "tiny-clip"
     d.mkdir(parents=True)
     cfg = d / "model_config.json"  # stem != arch: the app must register it under the arch name
-    cfg.write_text(json.dumps(CONFIG))
+    if preprocess is None:
+        cfg.write_text(json.dumps(CONFIG))
+    else:
+        cfg.write_text(json.dumps({"model_cfg": CONFIG, "preprocess_cfg": preprocess}))
+        (d / "golden.json").write_text(json.dumps({"not": "a config"}))
     src = root / f"{ARCH}.json"
     src.write_text(json.dumps(CONFIG))
     open_clip.add_model_config(src)
@@ -50,11 +59,15 @@ def make_tiny_clip(root: Path, seed: int, embed_dim: int | None = None) -> Path:
 
     weights = d / "open_clip_model.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    (root / "models.json").write_text(json.dumps({"schema_version": 1, "set": "test", "models": [{
-        "id": "tiny-clip", "kind": "clip", "arch": ARCH, "embed_dim": embed_dim or CONFIG["embed_dim"],
-        "files": {"open_clip_model.safetensors": "tiny-clip/open_clip_model.safetensors"},
-        "sha256": {"tiny-clip/open_clip_model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()},
-        "config": "tiny-clip/model_config.json"}]}))
+    entry = {"id": "tiny-clip", "kind": "clip", "arch": ARCH, "embed_dim": embed_dim or CONFIG["embed_dim"],
+             "files": {"open_clip_model.safetensors": "tiny-clip/open_clip_model.safetensors"},
+             "sha256": {"tiny-clip/open_clip_model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()},
+             "config": "tiny-clip/model_config.json"}
+    if preprocess is not None:
+        del entry["config"]
+        entry["files"].update({"golden.json": "tiny-clip/golden.json",
+                               "model_config.json": "tiny-clip/model_config.json"})
+    (root / "models.json").write_text(json.dumps({"schema_version": 1, "set": "test", "models": [entry]}))
     return root
 
 
@@ -94,11 +107,11 @@ def env(models: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return models
 
 
-def expected_scores(models: Path, paths: list[Path], text: str) -> dict[str, float]:
+def expected_scores(models: Path, paths: list[Path], text: str, **pre_kwargs: object) -> dict[str, float]:
     """Cosine(text, image) for each path, computed directly with open_clip (not through the app)."""
     open_clip.add_model_config(models / f"{ARCH}.json")
     model, _, pre = open_clip.create_model_and_transforms(
-        ARCH, pretrained=str(models / "tiny-clip" / "open_clip_model.safetensors"))
+        ARCH, pretrained=str(models / "tiny-clip" / "open_clip_model.safetensors"), **pre_kwargs)
     model.eval()
     with torch.no_grad():
         imgs = torch.stack([pre(Image.open(p).convert("RGB")) for p in paths])
@@ -150,6 +163,25 @@ def test_index_then_search_ranks_by_cosine(env: Path, tmp_path: Path, capsys) ->
     rc, out, _ = run(capsys, "search", "a photo of a dog", "-k", "2", "--index", str(idx))
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].split("  ", 1)[1] == got[0]["path"]
+
+
+def test_freeze_layout_config_among_files_with_its_preprocessing(tmp_path_factory: pytest.TempPathFactory,
+                                                                  tmp_path: Path, monkeypatch, capsys) -> None:
+    pre = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear", "resize_mode": "squash"}
+    models = make_tiny_clip(tmp_path_factory.mktemp("freeze-layout"), seed=0, preprocess=pre)
+    monkeypatch.setenv(MODELS_ENV, str(models))
+    paths = make_photos(tmp_path / "photos", 4, seed=8)
+    idx = tmp_path / "idx"
+    rc, _, err = run(capsys, "index", str(tmp_path / "photos"), "--index", str(idx))
+    assert rc == 0, err
+    got = {r["path"]: r["score"] for r in search(capsys, idx, "a red square", 4)}
+    want = expected_scores(models, paths, "a red square", image_mean=(0.5,) * 3, image_std=(0.25,) * 3,
+                           image_interpolation="bilinear", image_resize_mode="squash")
+    default = expected_scores(models, paths, "a red square")
+    for p in got:
+        assert got[p] == pytest.approx(want[p], abs=1e-4)
+    # the model's own preprocessing was used, not open_clip's defaults
+    assert max(abs(want[p] - default[p]) for p in want) > 1e-3
 
 
 def test_reindex_replaces_and_second_folder_adds(env: Path, tmp_path: Path, capsys) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from photo_search.embed import clip_config
 from photo_search.errors import EXIT_UNAVAILABLE, EXIT_USAGE, ModelsError, ModelsNotFound
 from photo_search.models import MODELS_ENV, file_sha256, find_models_dir, load_model_set, locate_model_set
 
@@ -137,3 +138,30 @@ def test_fingerprint_uses_recorded_sha_and_hashes_otherwise(tmp_path: Path) -> N
     # ... and a different recorded hash gives a different one.
     _write(root, [{**entry, "sha256": {"c/w.safetensors": "0" * 64}}])
     assert load_model_set(root).models[0].fingerprint() != computed
+
+
+def test_clip_config_from_key_or_found_among_files(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    model_cfg = {"embed_dim": 8, "vision_cfg": {}, "text_cfg": {}}
+    entry = _clip(root)
+    (root / "c" / "cfg.json").write_text(json.dumps({**model_cfg, "preprocess_cfg": {"mean": [0.5] * 3}}))
+    cfg = clip_config(load_model_set(_write(root, [entry])).models[0])
+    assert cfg == {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3}}
+
+    # the freeze stage's layout: no "config" key; the hub-layout config is one of the files, beside a golden
+    (root / "c" / "golden.json").write_text(json.dumps({"embeddings": []}))
+    hub = {"model_cfg": model_cfg, "preprocess_cfg": {"std": [1, 1, 1]}}
+    (root / "c" / "z_config.json").write_text(json.dumps(hub))
+    files = {"w.safetensors": "c/w.safetensors", "golden.json": "c/golden.json", "z_config.json": "c/z_config.json"}
+    entry = {k: v for k, v in entry.items() if k != "config"} | {"files": files}
+    cfg = clip_config(load_model_set(_write(root, [entry])).models[0])
+    assert cfg == {"model_cfg": model_cfg, "preprocess_cfg": {"std": [1, 1, 1]}}
+
+    # a built-in architecture needs none
+    entry["files"] = {"w.safetensors": "c/w.safetensors"}
+    assert clip_config(load_model_set(_write(root, [entry])).models[0]) is None
+
+    # a named config that is not one is an error
+    entry["config"] = "c/golden.json"
+    with pytest.raises(ModelsError, match="config c/golden.json is not an open_clip model config"):
+        clip_config(load_model_set(_write(root, [entry])).models[0])
