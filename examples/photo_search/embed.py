@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +168,7 @@ class ClipEmbedder:
         from PIL import Image
 
         torch = self._torch
-        vectors, ok, warnings = [], [], []
+        vectors, ok, skipped = [], [], []
         for start in range(0, len(paths), batch):
             tensors = []
             for i in range(start, min(start + batch, len(paths))):
@@ -176,13 +177,13 @@ class ClipEmbedder:
                         tensors.append(self.preprocess(im.convert("RGB")))
                     ok.append(i)
                 except Exception as exc:
-                    warnings.append(f"skipped {paths[i]}: {type(exc).__name__}: {exc}")
+                    skipped.append(f"skipped {paths[i]}: {type(exc).__name__}: {exc}")
             if tensors:
                 with torch.no_grad():
                     feats = self.model.encode_image(torch.stack(tensors).to(self.device))
                 vectors.append(self._normalise(feats))
         dim = self.entry.embed_dim
-        return (np.concatenate(vectors) if vectors else np.zeros((0, dim), "float32")), ok, warnings
+        return (np.concatenate(vectors) if vectors else np.zeros((0, dim), "float32")), ok, skipped
 
     def embed_text(self, text: str) -> Any:
         torch = self._torch
@@ -222,6 +223,8 @@ def read_bgr(path: Path) -> Any:
 class FaceEmbedder:
     def __init__(self, entry: ModelEntry) -> None:
         require(FACE_MODULES, "face features")
+        # insightface calls scikit-image APIs that warn about their own deprecation: not for users
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.")
         self.entry = entry
         folder = entry.onnx_dir()
         providers = onnx_providers()

@@ -3,8 +3,9 @@
 
 Why a stand-in: no face ONNX models can be downloaded here. The stand-in returns real
 ``insightface.app.common.Face`` objects (unnormalised embeddings, numpy boxes), so the app's
-image reading, normalisation, grouping, output and FAISS storage all run for real. To be
-switched to the demo face models (specs/demo/) once those are in the tree.
+image reading, normalisation, grouping, output and FAISS storage all run for real. The last
+test runs the real FaceAnalysis on the demo face models in specs/demo/faces/ (skipped until
+those are in the tree).
 """
 
 from __future__ import annotations
@@ -168,3 +169,46 @@ def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monke
     assert "no face detection model among the ONNX files in" in err
     assert not (tmp_path / "home").exists()
     assert embed.import_errors(embed.FACE_MODULES) == {}
+
+
+DEMO_FACES = Path(__file__).resolve().parents[2] / "specs" / "demo" / "faces"
+
+
+@pytest.mark.skipif(not (DEMO_FACES / "det_demo.onnx").is_file() or not (DEMO_FACES / "rec_demo.onnx").is_file(),
+                    reason="the demo face models (specs/demo/faces/*.onnx) are not in this tree yet")
+def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatch, capsys) -> None:
+    """No stand-in: insightface's FaceAnalysis runs the demo SCRFD/ArcFace-layout models, which
+    "detect" bright 96-px tiles (boxes 160 px around each tile) and give 128-d embeddings."""
+    from PIL import ImageDraw
+
+    models = tmp_path / "models"
+    (models / "demo-faces").mkdir(parents=True)
+    files = {}
+    for name in ("det_demo.onnx", "rec_demo.onnx"):
+        (models / "demo-faces" / name).write_bytes((DEMO_FACES / name).read_bytes())
+        files[name] = f"demo-faces/{name}"
+    (models / "models.json").write_text(json.dumps({"schema_version": 1, "set": "demo", "models": [
+        {"id": "demo-faces", "kind": "insightface", "arch": "", "embed_dim": 128, "files": files}]}))
+    monkeypatch.setenv(MODELS_ENV, str(models))
+    monkeypatch.setenv("ONNX_PROVIDERS", "CPUExecutionProvider")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a download would land here
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    tiles = {"none": [], "one": [(256, 192)], "two": [(64, 64), (400, 200)]}
+    for name, corners in tiles.items():
+        im = Image.new("RGB", (640, 480), (0, 0, 0))
+        for x, y in corners:
+            ImageDraw.Draw(im).rectangle([x, y, x + 96, y + 96], fill=(255, 255, 255))
+        im.save(photos / f"{name}.png")
+
+    assert main(["faces", str(photos), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    by_name = {Path(i["path"]).stem: i for i in res["images"]}
+    assert {n: i["count"] for n, i in by_name.items()} == {"none": 0, "one": 1, "two": 2}
+    for name, corners in tiles.items():
+        boxes = [f["bbox"] for f in by_name[name]["faces"]]
+        for (x, y) in corners:  # every tile's centre lies inside exactly one box
+            cx, cy = x + 48, y + 48
+            assert sum(b[0] <= cx <= b[2] and b[1] <= cy <= b[3] for b in boxes) == 1
+    assert all(f["group"] > 0 for i in res["images"] for f in i["faces"])  # the recognizer ran
+    assert not (tmp_path / "home").exists()
