@@ -232,7 +232,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             _note("matching file names instead")
         else:
             check_models(path, idx.models, {"clip": model_signature(clip_entry)}, ("clip",))
-            idx.load_vectors()
+            idx.load_vectors(reconstruct=False)
             query = embed.ClipEmbedder(clip_entry).embed_text(args.text)
             results = search_vectors(idx.image_faiss, idx.images, query, args.k)
             mode = "clip"

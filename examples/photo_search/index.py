@@ -99,8 +99,11 @@ class PhotoIndex:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{src} is unreadable ({type(exc).__name__}: {exc}): re-index with --rebuild") from None
 
-    def load_vectors(self) -> None:
-        """Read the FAISS files (needs numpy + faiss) and check them against the sidecar."""
+    def load_vectors(self, *, reconstruct: bool = True) -> None:
+        """Read the FAISS files (needs numpy + faiss) and check them against the sidecar.
+
+        ``reconstruct``: also copy the vectors out as arrays (to merge them into a new index);
+        a search needs only the faiss indexes."""
         import faiss
 
         def read(name: str, rows: int, sig: dict[str, Any] | None) -> Any:
@@ -118,8 +121,10 @@ class PhotoIndex:
         self.image_faiss = read(IMAGES_FAISS, len(self.images), self.models.get("clip"))
         n_face_rows = sum(1 for f in self.faces if f.get("row") is not None)
         self.face_faiss = read(FACES_FAISS, n_face_rows, self.models.get("faces"))
-        self.image_vectors = None if self.image_faiss is None else self.image_faiss.reconstruct_n(0, len(self.images))
-        self.face_vectors = None if self.face_faiss is None else self.face_faiss.reconstruct_n(0, n_face_rows)
+        if reconstruct and self.image_faiss is not None:
+            self.image_vectors = self.image_faiss.reconstruct_n(0, len(self.images))
+        if reconstruct and self.face_faiss is not None:
+            self.face_vectors = self.face_faiss.reconstruct_n(0, n_face_rows)
 
     # ---- writing ----
     def save(self) -> None:
