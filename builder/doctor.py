@@ -65,7 +65,8 @@ def check_torch(profile: Profile) -> Iterator[Finding]:
             return
         if not (cuda == profile.torch.cuda or cuda.startswith(profile.torch.cuda + ".")):
             yield Finding(ok=False, check="torch build",
-                          detail=f"torch {installed} is built for CUDA {cuda}; the profile wants CUDA {profile.torch.cuda}")
+                          detail=f"torch {installed} is built for CUDA {cuda}; "
+                                 f"the profile wants CUDA {profile.torch.cuda}")
             return
     elif cuda:
         yield Finding(ok=False, check="torch build",
@@ -171,7 +172,8 @@ def _exercise_providers(profile: Profile, available: list[str]) -> Iterator[Find
     used = session.get_providers()
     if used[0] != accel[0]:
         yield Finding(ok=False, check="onnxruntime providers",
-                      detail=f"a session asked for {accel[0]} runs on {', '.join(used)} (missing CUDA/cuDNN libraries?)")
+                      detail=f"a session asked for {accel[0]} runs on {', '.join(used)} "
+                             "(missing CUDA/cuDNN libraries?)")
     else:
         yield Finding(ok=True, check="onnxruntime providers", detail=f"a session runs on {used[0]}")
 
@@ -202,7 +204,8 @@ def check_faiss_avx2(profile: Profile) -> Iterator[Finding]:
         yield Finding(ok=True, check="faiss avx2", detail=f"AVX2 code in use ({options.strip()})")
     else:
         yield Finding(ok=False, check="faiss avx2",
-                      detail=f"this CPU has AVX2 but faiss loaded its generic build ({options.strip() or 'no options'})")
+                      detail="this CPU has AVX2 but faiss loaded its generic build "
+                             f"({options.strip() or 'no options'})")
 
 
 def check_constraints(profile: Profile) -> Iterator[Finding]:

@@ -13,7 +13,6 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from builder.config import ProjectConfig, load_config
 from builder.hostinfo import exe_suffix

@@ -83,10 +83,7 @@ class Table:
         return value
 
     def sub(self, name: str, required: bool = True) -> Table:
-        if required:
-            data = self.take(name, dict)
-        else:
-            data = self.opt(name, dict, {})
+        data = self.take(name, dict) if required else self.opt(name, dict, {})
         return Table(data, self.path, self.key(name))
 
     def rest(self) -> dict[str, Any]:
