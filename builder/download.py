@@ -198,8 +198,8 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     """Fill ``partial`` with the pinned bytes from the first URL that has them; return that URL.
 
     ``progress``: a tqdm bar when stderr is a terminal; ``log`` gets retry notes.
-    A partial file left by an earlier (killed) run is resumed. On failure ``partial`` holds
-    nothing that claims to be the artifact (it may hold a verified-so-far prefix for resume).
+    A partial file left by an earlier (killed or failed) run is resumed; bytes that a URL got
+    wrong are dropped. ``partial`` is never a cache entry: the caller publishes it.
     """
     policy = policy or Policy.from_env()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -220,7 +220,8 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
                 attempts.append(Attempt(url=url, reason=exc.reason, kind=exc.kind))
                 if exc.kind == "integrity":
                     state.restart()  # never resume from bytes a URL got wrong
-    partial.unlink(missing_ok=True)
+    if partial.exists() and partial.stat().st_size == 0:
+        partial.unlink()  # a verified-so-far prefix stays in tmp/ for the next run to resume
     raise AllUrlsFailed(name, attempts)
 
 
@@ -379,8 +380,13 @@ def _stream(resp: requests.Response, state: _State, mode: str, policy: Policy, b
                     chunk = raw.read(policy.chunk_size, decode_content=False)
                 except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError / IncompleteRead
                     f.flush()
-                    reason = "read timeout" if "timed out" in str(exc).lower() else \
-                        f"connection dropped after {state.have} of {state.size} bytes"
+                    text = repr(exc)
+                    if "timed out" in text.lower():
+                        reason = f"read timeout after {state.have} of {state.size} bytes"
+                    elif "IncompleteRead" in text:
+                        reason = f"short body: {state.have} of {state.size} bytes"
+                    else:
+                        reason = f"connection dropped after {state.have} of {state.size} bytes"
                     raise _Transient(reason) from None
                 if not chunk:
                     break

@@ -53,7 +53,7 @@ def check_members(zf: zipfile.ZipFile, archive_name: str) -> dict[str, zipfile.Z
             raise IntegrityError(f"{archive_name}: refused member {name!r}: encrypted")
         if info.is_dir():
             continue
-        if mode and not stat.S_ISREG(mode):
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # zips often leave the type bits 0
             raise IntegrityError(f"{archive_name}: refused member {name!r}: not a regular file")
         regular[name] = info
     return regular
