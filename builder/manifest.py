@@ -21,7 +21,8 @@ urls = ["https://...", "file:///...", "demo/x.bin"]   # tried in order; no schem
 extract = false               # true: a .zip whose members are listed below
 role = "weights"              # optional, passed through ("weights", "config", ...)
 bundle = true                 # optional (non-archives): goes into a bundle's models/<id>/
-max_unpacked = 1000000        # optional (archives): bound on the extracted total (default 4 x size)
+max_unpacked = 1000000        # optional (archives): bound on the extracted total; default: the sum
+                              # of member sizes when all are declared, else max(4 x size, 64 MiB)
 
 [models.<id>.artifacts.members]     # archives only: the members that are extracted
 "det_10g.onnx" = { sha256 = "<64 hex>", size = 123, bundle = true }   # size optional, bundle default true
@@ -50,6 +51,7 @@ KINDS = ("clip", "insightface")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DEFAULT_UNPACK_RATIO = 4
+DEFAULT_UNPACK_FLOOR = 64 << 20  # small demo archives of compressible models
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +84,7 @@ class ArtifactSpec:
         sizes = [m.size for m in self.members]
         if sizes and all(s is not None for s in sizes):
             return sum(s for s in sizes if s is not None)
-        return self.size * DEFAULT_UNPACK_RATIO
+        return max(self.size * DEFAULT_UNPACK_RATIO, DEFAULT_UNPACK_FLOOR)
 
 
 @dataclass(frozen=True, kw_only=True)

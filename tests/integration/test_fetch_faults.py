@@ -8,6 +8,7 @@ import io
 import os
 import time
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from test_fetch_server import (
     drop_after,
     ignore_range,
     redirect,
-    server,  # noqa: F401  (the fixture)
+    serving,
     short_body,
     stall_after,
     status,
@@ -33,6 +34,11 @@ FAST = Policy(connect_timeout=2.0, read_timeout=0.5, retries=3, backoff=0.01, ba
               retry_after_max=5.0, url_deadline=20.0, chunk_size=64 * 1024)
 BODY = os.urandom(1_000_000)
 SHA = hashlib.sha256(BODY).hexdigest()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    yield from serving()
 
 
 def _art(urls: list[str], body: bytes = BODY, **extra: object) -> dict[str, object]:

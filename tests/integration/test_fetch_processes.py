@@ -8,13 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_fetch_server import FaultServer, stall_after, write_manifest
-from test_fetch_server import server  # noqa: F401  (the fixture)
+from test_fetch_server import FaultServer, serving, stall_after, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    yield from serving()
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -34,7 +39,7 @@ def _manifest(tmp_path: Path, url: str, body: bytes) -> Path:
     return write_manifest(tmp_path / "models.toml", [art])
 
 
-def test_four_processes_one_download(server: FaultServer, tmp_path: Path) -> None:  # noqa: F811
+def test_four_processes_one_download(server: FaultServer, tmp_path: Path) -> None:
     body = os.urandom(1_500_000)
     manifest = _manifest(tmp_path, server.add("/w", body), body)
     server.rate = 1_000_000  # ~1.5 s per download: the four processes overlap
@@ -51,7 +56,7 @@ def test_four_processes_one_download(server: FaultServer, tmp_path: Path) -> Non
     assert any("waiting for another mlfreeze process" in err for _, err in outs)
 
 
-def test_sigkill_halfway_then_resume(server: FaultServer, tmp_path: Path) -> None:  # noqa: F811
+def test_sigkill_halfway_then_resume(server: FaultServer, tmp_path: Path) -> None:
     body = os.urandom(2 << 20)
     sha = hashlib.sha256(body).hexdigest()
     manifest = _manifest(tmp_path, server.add("/w", body), body)
@@ -110,7 +115,7 @@ def test_cli_offline_lists_missing_with_sizes(tmp_path: Path) -> None:
     assert len(out.stderr.strip().splitlines()) == 2  # the header line and the one error line
 
 
-def test_mirror_env_tried_first(server: FaultServer, tmp_path: Path) -> None:  # noqa: F811
+def test_mirror_env_tried_first(server: FaultServer, tmp_path: Path) -> None:
     body = os.urandom(10_000)
     server.add("/mirror/w.bin", body)
     manifest = _manifest(tmp_path, "https://pinned.invalid/w.bin", body)
@@ -122,7 +127,7 @@ def test_mirror_env_tried_first(server: FaultServer, tmp_path: Path) -> None:  #
 
 
 @pytest.mark.parametrize("junk", [b"", b"x" * 10])
-def test_corrupt_cache_entry_is_replaced(server: FaultServer, tmp_path: Path, junk: bytes) -> None:  # noqa: F811
+def test_corrupt_cache_entry_is_replaced(server: FaultServer, tmp_path: Path, junk: bytes) -> None:
     body = os.urandom(50_000)
     manifest = _manifest(tmp_path, server.add("/w", body), body)
     cache = tmp_path / "cache"

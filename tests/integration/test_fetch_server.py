@@ -215,13 +215,18 @@ def stall_after(n: int, seconds: float = 30.0) -> Fault:
     return fault
 
 
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
+def serving() -> Iterator[FaultServer]:
+    """Body of the ``server`` fixture each test module defines: ``yield from serving()``."""
     fs = FaultServer().start()
     try:
         yield fs
     finally:
         fs.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    yield from serving()
 
 
 def write_manifest(path: Path, artifacts: list[dict[str, object]], model_id: str = "m",
