@@ -206,20 +206,31 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     attempts: list[Attempt] = []
     state = _State(path=partial, size=size)
     partial.parent.mkdir(parents=True, exist_ok=True)
+    state.sync()
+    if state.have == size:  # a complete leftover: keep it if it is right
+        if state.hasher.hexdigest() == sha256:
+            return "(a complete earlier download)"
+        state.restart()
     with requests.Session() as session:
         for url in urls:
-            try:
-                check_url(url)
-                if urlparse(url).scheme == "file":
-                    _copy_file(url, state, policy)
-                else:
-                    _http_with_retries(session, url, state, policy, name if progress else "", say)
-                _check_digest(state, sha256)
-                return url
-            except _UrlFailed as exc:
-                attempts.append(Attempt(url=url, reason=exc.reason, kind=exc.kind))
-                if exc.kind == "integrity":
-                    state.restart()  # never resume from bytes a URL got wrong
+            for _ in range(2):  # a second go, from zero, only when a resumed prefix proved wrong
+                resumed = state.have > 0
+                try:
+                    check_url(url)
+                    if urlparse(url).scheme == "file":
+                        _copy_file(url, state, policy)
+                    else:
+                        _http_with_retries(session, url, state, policy, name if progress else "", say)
+                    _check_digest(state, sha256)
+                    return url
+                except _UrlFailed as exc:
+                    if exc.kind == "integrity":
+                        state.restart()  # never resume from bytes that proved wrong
+                        if resumed:
+                            say(f"  {url}: {exc.reason} after resuming; downloading again from zero")
+                            continue
+                    attempts.append(Attempt(url=url, reason=exc.reason, kind=exc.kind))
+                    break
     if partial.exists() and partial.stat().st_size == 0:
         partial.unlink()  # a verified-so-far prefix stays in tmp/ for the next run to resume
     raise AllUrlsFailed(name, attempts)

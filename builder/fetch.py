@@ -120,7 +120,12 @@ def fetch_set(manifest: Manifest, set_name: str, cache_dir: Path | None = None, 
     """
     models = check_set(manifest, set_name)
     offline = offline or env_offline()
-    cache = Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), log=_log)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    try:
+        cache = Cache(root, log=_log)
+    except OSError as exc:
+        raise DownloadError(f"cannot use the model cache {root}: {exc.strerror}; "
+                            "point --cache or MLFREEZE_CACHE at a writable directory") from None
     policy = policy or Policy.from_env()
     result: dict[str, FetchedModel] = {}
     missing: list[str] = []
@@ -132,6 +137,9 @@ def fetch_set(manifest: Manifest, set_name: str, cache_dir: Path | None = None, 
         for art in model.artifacts:
             try:
                 got = fetch_artifact(cache, manifest, model, art, offline=offline, policy=policy, progress=progress)
+            except OSError as exc:
+                raise DownloadError(f"{_describe(model, art)}: cannot write to the cache {cache.root}: "
+                                    f"{exc.strerror or exc}; check free space and permissions") from None
             except _Missing:
                 missing.append(f"{_describe(model, art)} ({art.size:,} bytes)")
                 complete = False

@@ -271,3 +271,12 @@ def test_good_zip_extracts_bundle_members_only(server: FaultServer, tmp_path: Pa
     before = len(server.log)
     again = fetch_set(manifest, "t", cache_dir=tmp_path / "cache", policy=FAST, progress=False)["m"]
     assert again.files == got.files and len(server.log) == before
+
+
+def test_wrong_resumed_prefix_is_downloaded_again_from_zero(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    part = tmp_path / "cache" / "tmp" / f"{SHA}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 1000)  # a prefix that is not the artifact's
+    _ok(tmp_path, [url])
+    assert [r.range for r in server.requests_for("/w")] == ["bytes=1000-", None]

@@ -309,3 +309,23 @@ def test_cache_publish_is_a_rename(tmp_path: Path) -> None:
     final = cache.publish_blob(art, part)
     assert final.stat().st_ino == ino and not part.exists()
     assert cache.verify_blob(art) == final
+
+
+def test_leftover_wrong_partial_is_discarded(project: Path) -> None:
+    # a complete-length partial from an earlier run holding wrong bytes must not fail the source
+    from builder.download import download
+
+    part = project / "part"
+    part.write_bytes(b"Z" * len(WEIGHTS))
+    url = download([(project / "demo" / "w.bin").as_uri()], part, name="w", size=len(WEIGHTS),
+                   sha256=sha(WEIGHTS), policy=FAST, progress=False)
+    assert url.startswith("file://") and part.read_bytes() == WEIGHTS
+    assert download(["https://never.invalid/w"], part, name="w", size=len(WEIGHTS), sha256=sha(WEIGHTS),
+                    policy=FAST, progress=False) == "(a complete earlier download)"
+
+
+def test_unwritable_cache_is_one_line(project: Path) -> None:
+    blocker = project / "file"
+    blocker.write_text("")
+    with pytest.raises(DownloadError, match="cannot use the model cache"):
+        fetch_set(load_manifest(project / "models.toml"), "t", cache_dir=blocker / "c", policy=FAST)
