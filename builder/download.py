@@ -17,14 +17,17 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import queue
 import random
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urljoin, urlparse
 from urllib.request import url2pathname
 
@@ -59,6 +62,7 @@ class Policy:
     url_deadline: float = 900.0  # seconds one URL may take, retries included
     chunk_size: int = 1 << 20
     max_redirects: int = 5
+    fsync: bool = True  # fsync before publish (MLFREEZE_FETCH_FSYNC=0: page cache only; still re-verified on use)
 
     @classmethod
     def from_env(cls) -> Policy:
@@ -71,6 +75,7 @@ class Policy:
             backoff_max=_env_float("MLFREEZE_FETCH_BACKOFF_MAX", d.backoff_max),
             retry_after_max=_env_float("MLFREEZE_FETCH_RETRY_AFTER_MAX", d.retry_after_max),
             url_deadline=_env_float("MLFREEZE_FETCH_URL_DEADLINE", d.url_deadline),
+            fsync=os.environ.get("MLFREEZE_FETCH_FSYNC", "1").strip().lower() not in ("0", "false", "no", "off"),
         )
 
     def delay(self, attempt: int) -> float:
@@ -221,7 +226,7 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
                         _copy_file(url, state, policy)
                     else:
                         _http_with_retries(session, url, state, policy, name if progress else "", say)
-                    _check_digest(state, sha256)
+                    _check_digest(state, sha256, policy.fsync)
                     return url
                 except _UrlFailed as exc:
                     if exc.kind == "integrity":
@@ -236,15 +241,16 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     raise AllUrlsFailed(name, attempts)
 
 
-def _check_digest(state: _State, sha256: str) -> None:
+def _check_digest(state: _State, sha256: str, fsync: bool = True) -> None:
     if state.have != state.size:
         raise _UrlFailed(f"expected {state.size} bytes, received {state.have}", "integrity")
     got = state.hasher.hexdigest()
     if got != sha256:
         state.restart()
         raise _UrlFailed(f"expected sha256 {sha256}, received {got} ({state.size} bytes)", "integrity")
-    with open(state.path, "rb+") as f:
-        os.fsync(f.fileno())
+    if fsync:
+        with open(state.path, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 def _copy_file(url: str, state: _State, policy: Policy) -> None:
@@ -381,33 +387,101 @@ def _http_attempt(session: requests.Session, url: str, state: _State, policy: Po
         _stream(resp, state, mode, policy, bar)
 
 
+class _BackgroundHash:
+    """sha256 on a second thread while this one receives and writes (hashlib releases the GIL),
+    so hashing while streaming costs no wall time on a machine with two cores."""
+
+    def __init__(self, hasher: hashlib._Hash) -> None:
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, args=(hasher,), daemon=True)
+        self._thread.start()
+
+    def _run(self, hasher: hashlib._Hash) -> None:
+        while (chunk := self._queue.get()) is not None:
+            hasher.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+
+class _Writeback:
+    """Flush written bytes to disk on a helper thread every ``every`` bytes, so the fsync before
+    the atomic publish overlaps the transfer instead of following it."""
+
+    def __init__(self, fd: int, every: int = 64 << 20) -> None:
+        self._fd, self._every, self._pending = fd, every, 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        sync = getattr(os, "fdatasync", os.fsync)
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                sync(self._fd)
+            except OSError:
+                return  # the final fsync reports real trouble
+
+    def wrote(self, n: int) -> None:
+        self._pending += n
+        if self._pending >= self._every:
+            self._pending = 0
+            self._wake.set()
+
+    def close(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+
+
 def _stream(resp: requests.Response, state: _State, mode: str, policy: Policy, bar: str) -> None:
     tick = _Bar(bar, state.size, state.have, enabled=bool(bar))
     raw = resp.raw
+    digest = _BackgroundHash(state.hasher)
     try:
         with open(state.path, mode) as f:
-            while True:
-                try:
-                    chunk = raw.read(policy.chunk_size, decode_content=False)
-                except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError / IncompleteRead
-                    f.flush()
-                    text = repr(exc)
-                    if "timed out" in text.lower():
-                        reason = f"read timeout after {state.have} of {state.size} bytes"
-                    elif "IncompleteRead" in text:
-                        reason = f"short body: {state.have} of {state.size} bytes"
-                    else:
-                        reason = f"connection dropped after {state.have} of {state.size} bytes"
-                    raise _Transient(reason) from None
-                if not chunk:
-                    break
-                if state.have + len(chunk) > state.size:
-                    raise _UrlFailed(f"expected {state.size} bytes, server sent more", "integrity")
-                f.write(chunk)
-                state.hasher.update(chunk)
-                state.have += len(chunk)
-                tick.update(len(chunk))
+            flusher = _Writeback(f.fileno(), every=(64 << 20) if policy.fsync else 1 << 62)
+            try:
+                _copy_stream(raw, f, state, digest, flusher, tick, policy)
+            finally:
+                flusher.close()
     finally:
+        digest.close()  # after this, state.hasher covers exactly the state.have bytes written
         tick.close()
     if state.have < state.size:
         raise _Transient(f"short body: {state.have} of {state.size} bytes")
+
+
+def _copy_stream(raw: Any, f: IO[bytes], state: _State, digest: _BackgroundHash, flusher: _Writeback,
+                 tick: _Bar, policy: Policy) -> None:
+    while True:
+        try:
+            chunk = raw.read(policy.chunk_size, decode_content=False)
+        except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError / IncompleteRead
+            f.flush()
+            text = repr(exc)
+            if "timed out" in text.lower():
+                reason = f"read timeout after {state.have} of {state.size} bytes"
+            elif "IncompleteRead" in text:
+                reason = f"short body: {state.have} of {state.size} bytes"
+            else:
+                reason = f"connection dropped after {state.have} of {state.size} bytes"
+            raise _Transient(reason) from None
+        if not chunk:
+            break
+        if state.have + len(chunk) > state.size:
+            raise _UrlFailed(f"expected {state.size} bytes, server sent more", "integrity")
+        f.write(chunk)
+        digest.update(chunk)
+        state.have += len(chunk)
+        flusher.wrote(len(chunk))
+        tick.update(len(chunk))
