@@ -2,7 +2,7 @@
 
     python bench/bench_fetch_server.py DIR PORT_FILE LOG_FILE
 
-Serves DIR; ``/cut/<N>/<name>`` sends the first N bytes of the answer, then resets the
+Serves DIR; ``/cut/<N>/<name>`` sends the first N bytes of the answer, then closes the
 connection. Each request is logged to LOG_FILE as ``<path> <range or -> <bytes sent>``.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import socket
-import struct
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -63,7 +62,7 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         if cut is not None:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)  # the cut: a FIN after N bytes
         with self.log_lock, open(self.log_file, "a") as log:
             log.write(f"{self.path} {rng or '-'} {sent}\n")
 
