@@ -23,6 +23,7 @@ from test_fetch_server import (
     status,
     write_manifest,
     wrong_bytes,
+    wrong_content_range,
 )
 
 from builder.download import Policy
@@ -280,3 +281,10 @@ def test_wrong_resumed_prefix_is_downloaded_again_from_zero(server: FaultServer,
     part.write_bytes(b"\0" * 1000)  # a prefix that is not the artifact's
     _ok(tmp_path, [url])
     assert [r.range for r in server.requests_for("/w")] == ["bytes=1000-", None]
+
+
+def test_206_with_a_content_range_that_does_not_continue_restarts(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    server.plan("/w", short_body(300_000), wrong_content_range)
+    _ok(tmp_path, [url])
+    assert [r.range for r in server.requests_for("/w")] == [None, "bytes=300000-", None]

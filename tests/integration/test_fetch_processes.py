@@ -42,7 +42,7 @@ def _manifest(tmp_path: Path, url: str, body: bytes) -> Path:
 def test_four_processes_one_download(server: FaultServer, tmp_path: Path) -> None:
     body = os.urandom(1_500_000)
     manifest = _manifest(tmp_path, server.add("/w", body), body)
-    server.rate = 1_000_000  # ~1.5 s per download: the four processes overlap
+    server.rate = 600_000  # ~2.5 s per download: the four processes overlap
     cache = tmp_path / "cache"
     procs = [subprocess.Popen(_cmd(manifest, cache), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(4)]

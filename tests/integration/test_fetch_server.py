@@ -194,6 +194,12 @@ def wrong_bytes(h: _Handler, body: bytes) -> None:
     h.write(bad)
 
 
+def wrong_content_range(h: _Handler, body: bytes) -> None:
+    """A 206 that does not continue where the client asked (it starts at byte 0)."""
+    h.head(206, len(body), {"Content-Range": f"bytes 0-{len(body) - 1}/{len(body)}"})
+    h.write(body)
+
+
 def redirect(location: str) -> Fault:
     def fault(h: _Handler, body: bytes) -> None:
         h.status(302, {"Location": location})
