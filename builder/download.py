@@ -33,9 +33,10 @@ from urllib.request import url2pathname
 
 import requests
 
-from builder.errors import DownloadError
+from builder.errors import ConfigError, DownloadError
 
 _REDIRECTS = (301, 302, 303, 307, 308)
+UNREACHABLE_RETRIES = 2  # a host that refused or timed out connecting 3 times is down: next URL
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 
@@ -46,7 +47,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(value)
     except ValueError:
-        raise DownloadError(f"{name}={value!r} is not a number") from None
+        raise ConfigError(f"environment variable {name}={value!r} is not a number") from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,6 +215,7 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     state.sync()
     if state.have == size:  # a complete leftover: keep it if it is right
         if state.hasher.hexdigest() == sha256:
+            partial.touch()
             return "(a complete earlier download)"
         state.restart()
     with requests.Session() as session:
@@ -285,7 +287,8 @@ def _http_with_retries(session: requests.Session, url: str, state: _State, polic
             kind = "unreachable" if exc.unreachable else "transient"
             if exc.unreachable and "resolve" in exc.reason:
                 raise _UrlFailed(exc.reason, kind) from None  # a name that does not resolve will not in 2 s
-            if attempt > policy.retries:
+            limit = min(policy.retries, UNREACHABLE_RETRIES) if exc.unreachable else policy.retries
+            if attempt > limit:
                 raise _UrlFailed(f"{exc.reason} (gave up after {attempt} attempts)", kind) from None
             if exc.retry_after is not None:
                 if exc.retry_after > policy.retry_after_max:
@@ -295,7 +298,7 @@ def _http_with_retries(session: requests.Session, url: str, state: _State, polic
                 delay = policy.delay(attempt)
             if time.monotonic() - start + delay > policy.url_deadline:
                 raise _UrlFailed(f"{exc.reason} (gave up after {policy.url_deadline:.0f}s)", kind) from None
-            say(f"  {url}: {exc.reason}; retry {attempt}/{policy.retries} in {delay:.1f}s")
+            say(f"  {url}: {exc.reason}; retry {attempt}/{limit} in {delay:.1f}s")
             time.sleep(delay)
 
 

@@ -288,3 +288,15 @@ def test_206_with_a_content_range_that_does_not_continue_restarts(server: FaultS
     server.plan("/w", short_body(300_000), wrong_content_range)
     _ok(tmp_path, [url])
     assert [r.range for r in server.requests_for("/w")] == [None, "bytes=300000-", None]
+
+
+def test_connection_refused_is_unreachable_and_bounded(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/w"
+    msg = _fails(tmp_path, [url])
+    assert "model hosts unreachable (127.0.0.1)" in msg
+    assert "connection refused (gave up after 3 attempts)" in msg and "MLFREEZE_MODEL_MIRROR" in msg

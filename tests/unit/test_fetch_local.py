@@ -329,3 +329,18 @@ def test_unwritable_cache_is_one_line(project: Path) -> None:
     blocker.write_text("")
     with pytest.raises(DownloadError, match="cannot use the model cache"):
         fetch_set(load_manifest(project / "models.toml"), "t", cache_dir=blocker / "c", policy=FAST)
+
+
+def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder.errors import ConfigError
+
+    monkeypatch.setenv("MLFREEZE_FETCH_RETRIES", "2")
+    monkeypatch.setenv("MLFREEZE_FETCH_READ_TIMEOUT", "0.5")
+    monkeypatch.setenv("MLFREEZE_FETCH_FSYNC", "0")
+    p = Policy.from_env()
+    assert (p.retries, p.read_timeout, p.fsync, p.connect_timeout) == (2, 0.5, False, 10.0)
+    assert all(0.5 * min(p.backoff_max, 2 ** (n - 1)) <= p.delay(n) <= min(p.backoff_max, 2 ** (n - 1))
+               for n in range(1, 8))
+    monkeypatch.setenv("MLFREEZE_FETCH_BACKOFF", "fast")
+    with pytest.raises(ConfigError, match="MLFREEZE_FETCH_BACKOFF='fast' is not a number"):
+        Policy.from_env()
