@@ -20,6 +20,7 @@ import os
 import queue
 import random
 import re
+import shutil
 import sys
 import threading
 import time
@@ -178,6 +179,11 @@ class _State:
         self.hasher, self.have = hashlib.sha256(), 0
 
 
+def _columns() -> int:
+    cols = shutil.get_terminal_size(fallback=(100, 24)).columns
+    return cols if cols > 20 else 100
+
+
 class _Bar:
     """tqdm with size, rate and ETA on a terminal; silent otherwise (the caller logs one line)."""
 
@@ -187,7 +193,7 @@ class _Bar:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                             desc=name, file=sys.stderr, leave=False, dynamic_ncols=True)
+                             desc=name, file=sys.stderr, leave=False, ncols=_columns())
 
     def update(self, n: int) -> None:
         if self._bar is not None:
