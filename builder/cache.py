@@ -142,6 +142,8 @@ class Cache:
             return None
         try:
             index = json.loads((tree / TREE_INDEX).read_text())
+            if not isinstance(index, dict) or not all(isinstance(v, dict) for v in index.values()):
+                raise ValueError("not a table of members")
         except (OSError, ValueError):
             self._corrupt(tree, "its index is missing or unreadable")
             return None

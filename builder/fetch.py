@@ -37,6 +37,13 @@ class FetchedModel:
     files: dict[str, Path]
     bundle_files: dict[str, Path]
 
+    def role(self, role: str) -> Path | None:
+        """The path of the (non-archive) artifact with this ``role`` ("weights", "config", ...)."""
+        for art in self.model.artifacts:
+            if art.role == role and not art.extract:
+                return self.files.get(art.file)
+        return None
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)

@@ -102,6 +102,8 @@ def test_relative_urls_fetch_into_the_content_addressed_cache(project: Path) -> 
     assert clip.files["w.bin"] == project / "cache" / "blobs" / sha(WEIGHTS) / "w.bin"
     assert clip.files["w.bin"].read_bytes() == WEIGHTS
     assert sorted(clip.bundle_files) == ["w.bin"]  # cfg.json has bundle = false
+    assert clip.role("config") == clip.files["cfg.json"] and clip.role("weights") == clip.files["w.bin"]
+    assert clip.role("tokenizer") is None
     assert sorted(faces.files) == ["age.onnx", "det.onnx", "sub/rec.onnx"]
     assert sorted(faces.bundle_files) == ["det.onnx", "sub/rec.onnx"]
     assert faces.files["sub/rec.onnx"] == project / "cache" / "trees" / sha(ZIPDATA) / "sub" / "rec.onnx"
@@ -344,3 +346,12 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFREEZE_FETCH_BACKOFF", "fast")
     with pytest.raises(ConfigError, match="MLFREEZE_FETCH_BACKOFF='fast' is not a number"):
         Policy.from_env()
+
+
+def test_unreadable_tree_index_is_corrupt(project: Path, capsys: pytest.CaptureFixture) -> None:
+    faces = _fetch(project)["faces"]
+    index = faces.files["det.onnx"].parent / TREE_INDEX
+    index.write_text("[1, 2]")
+    again = _fetch(project)["faces"]
+    assert "its index is missing or unreadable" in capsys.readouterr().err
+    assert again.files["det.onnx"].read_bytes() == DET and json.loads(index.read_text())["det.onnx"]["size"] == len(DET)
