@@ -111,10 +111,13 @@ class AllUrlsFailed(DownloadError):
 
 
 class _UrlFailed(Exception):
-    def __init__(self, reason: str, kind: str) -> None:
+    """``wrote``: whether this URL wrote bytes into the partial file (if so, they are dropped)."""
+
+    def __init__(self, reason: str, kind: str, wrote: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        self.wrote = wrote
 
 
 class _Transient(Exception):
@@ -237,7 +240,7 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
                     _check_digest(state, sha256, policy.fsync)
                     return url
                 except _UrlFailed as exc:
-                    if exc.kind == "integrity":
+                    if exc.kind == "integrity" and exc.wrote:
                         state.restart()  # never resume from bytes that proved wrong
                         if resumed:
                             say(f"  {url}: {exc.reason} after resuming; downloading again from zero")
@@ -271,7 +274,7 @@ def _copy_file(url: str, state: _State, policy: Policy) -> None:
     except OSError as exc:
         raise _UrlFailed(f"not found: {exc.strerror}", "missing") from None
     if actual != state.size:
-        raise _UrlFailed(f"expected {state.size} bytes, the file has {actual}", "integrity")
+        raise _UrlFailed(f"expected {state.size} bytes, the file has {actual}", "integrity", wrote=False)
     state.restart()
     with open(source, "rb") as src, open(state.path, "wb") as dst:
         while chunk := src.read(policy.chunk_size):
@@ -384,13 +387,14 @@ def _http_attempt(session: requests.Session, url: str, state: _State, policy: Po
                                  f"byte {want[0]}; restarting from zero")
             mode = "ab"
         elif status == 200:
+            length = resp.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) != state.size:
+                raise _UrlFailed(f"expected {state.size} bytes, server announces {length}", "integrity",
+                                 wrote=False)
             if state.have:
                 say(f"  {url}: server ignored the Range request; restarting from zero")
                 state.restart()
             mode = "wb"
-            length = resp.headers.get("Content-Length")
-            if length is not None and length.isdigit() and int(length) != state.size:
-                raise _UrlFailed(f"expected {state.size} bytes, server announces {length}", "integrity")
         else:
             raise _UrlFailed(f"HTTP {status}", "http")
         _stream(resp, state, mode, policy, bar)

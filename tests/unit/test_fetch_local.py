@@ -355,3 +355,15 @@ def test_unreadable_tree_index_is_corrupt(project: Path, capsys: pytest.CaptureF
     again = _fetch(project)["faces"]
     assert "its index is missing or unreadable" in capsys.readouterr().err
     assert again.files["det.onnx"].read_bytes() == DET and json.loads(index.read_text())["det.onnx"]["size"] == len(DET)
+
+
+def test_wrong_size_mirror_keeps_a_resumable_prefix(project: Path) -> None:
+    from builder.download import AllUrlsFailed, download
+
+    part = project / "part"
+    part.write_bytes(WEIGHTS[:1000])  # an earlier run's prefix
+    (project / "bad.bin").write_bytes(b"short")
+    with pytest.raises(AllUrlsFailed):
+        download([(project / "bad.bin").as_uri()], part, name="w", size=len(WEIGHTS), sha256=sha(WEIGHTS),
+                 policy=FAST, progress=False)
+    assert part.read_bytes() == WEIGHTS[:1000]
