@@ -1,0 +1,83 @@
+"""A fast Range-aware HTTP server for the fetch benchmarks (sendfile), run as its own process.
+
+    python bench/bench_fetch_server.py DIR PORT_FILE LOG_FILE
+
+Serves DIR; ``/cut/<N>/<name>`` sends the first N bytes of the answer, then closes the
+connection. Each request is logged to LOG_FILE as ``<path> <range or -> <bytes sent>``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    root = Path(".")
+    log_lock = threading.Lock()
+    log_file = "/dev/null"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = self.path.strip("/").split("/")
+        cut = None
+        if parts[0] == "cut":
+            cut, parts = int(parts[1]), parts[2:]
+        path = self.root / "/".join(parts)
+        if not path.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        size = path.stat().st_size
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[6:-1])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        count = size - start if cut is None else min(cut, size - start)
+        self.wfile.flush()
+        sent = 0
+        with open(path, "rb") as f:
+            try:
+                while sent < count:
+                    n = self.connection.sendfile(f, offset=start + sent, count=min(count - sent, 1 << 26))
+                    if not n:
+                        break
+                    sent += n
+            except OSError:
+                pass
+        if cut is not None:
+            self.connection.shutdown(socket.SHUT_RDWR)  # the cut: a FIN after N bytes
+        with self.log_lock, open(self.log_file, "a") as log:
+            log.write(f"{self.path} {rng or '-'} {sent}\n")
+
+
+def main() -> None:
+    root, port_file, log_file = sys.argv[1:4]
+    Handler.root = Path(root)
+    Handler.log_file = log_file
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    tmp = port_file + ".tmp"
+    Path(tmp).write_text(str(server.server_address[1]))
+    os.replace(tmp, port_file)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Real processes: parallel fetches sharing one cache, a fetch killed with SIGKILL, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_fetch_server import FaultServer, serving, stall_after, write_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    yield from serving()
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFREEZE_")}
+    env.update({"PYTHONPATH": str(ROOT), "MLFREEZE_FETCH_BACKOFF": "0.01", "MLFREEZE_FETCH_READ_TIMEOUT": "5"})
+    env.update(extra)
+    return env
+
+
+def _cmd(manifest: Path, cache: Path, *more: str) -> list[str]:
+    return [sys.executable, "-m", "builder", "fetch", "--manifest", str(manifest), "--cache", str(cache),
+            "--set", "t", *more]
+
+
+def _manifest(tmp_path: Path, url: str, body: bytes) -> Path:
+    art = {"file": "w.bin", "sha256": hashlib.sha256(body).hexdigest(), "size": len(body), "urls": [url]}
+    return write_manifest(tmp_path / "models.toml", [art])
+
+
+def test_four_processes_one_download(server: FaultServer, tmp_path: Path) -> None:
+    body = os.urandom(1_500_000)
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+    server.rate = 600_000  # ~2.5 s per download: the four processes overlap
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen(_cmd(manifest, cache), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert len(server.requests_for("/w")) == 1
+    assert server.sent_for("/w") == len(body)
+    blob = cache / "blobs" / hashlib.sha256(body).hexdigest() / "w.bin"
+    assert blob.read_bytes() == body
+    assert all("ok m: 1 files verified" in out for out, _ in outs)
+    assert any("waiting for another mlfreeze process" in err for _, err in outs)
+
+
+def test_sigkill_halfway_then_resume(server: FaultServer, tmp_path: Path) -> None:
+    body = os.urandom(2 << 20)
+    sha = hashlib.sha256(body).hexdigest()
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+    server.plan("/w", stall_after((1 << 20) + 1000, seconds=60))  # half, then silence
+    cache = tmp_path / "cache"
+    partial = cache / "tmp" / f"{sha}.part"
+    child = subprocess.Popen(_cmd(manifest, cache), env=_env(MLFREEZE_FETCH_READ_TIMEOUT="60"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not (partial.exists() and partial.stat().st_size >= 1 << 20):
+        assert child.poll() is None and time.monotonic() < deadline, "the child never got halfway"
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+    assert not (cache / "blobs" / sha).exists() or not any((cache / "blobs" / sha).iterdir())
+
+    again = subprocess.run(_cmd(manifest, cache), env=_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    second = server.requests_for("/w")[1]
+    assert second.range == f"bytes={1 << 20}-" and second.status == 206
+    assert second.sent == len(body) - (1 << 20)  # 50 % on the second run
+    assert (cache / "blobs" / sha / "w.bin").read_bytes() == body
+    assert not partial.exists()
+
+
+def test_cli_default_set_without_internet_names_demo_and_mirror(tmp_path: Path) -> None:
+    # the real default-set entries, with hosts that cannot resolve (.invalid is reserved), so the
+    # test says the same thing on a machine with internet
+    text = (ROOT / "specs" / "models.toml").read_text()
+    text = text.replace("https://huggingface.co/", "https://huggingface.invalid/")
+    text = text.replace("https://github.com/", "https://github.invalid/")
+    manifest = tmp_path / "models.toml"
+    manifest.write_text(text)
+    out = subprocess.run([sys.executable, "-m", "builder", "fetch", "--set", "default", "--manifest", str(manifest),
+                          "--cache", str(tmp_path / "cache")], env=_env(), capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 3
+    err = out.stderr.strip().splitlines()[-1]
+    assert err.startswith("mlfreeze fetch: error: model hosts unreachable (github.invalid, huggingface.invalid)")
+    assert "--set demo" in err and "MLFREEZE_MODEL_MIRROR" in err
+    assert "open_clip_model.safetensors" in err and "buffalo_l.zip" in err
+    assert "Traceback" not in out.stderr
+    assert not list((tmp_path / "cache" / "blobs").iterdir())
+
+
+def test_cli_offline_lists_missing_with_sizes(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "models.toml", [
+        {"file": "a.bin", "sha256": "a" * 64, "size": 123456, "urls": ["https://example.invalid/a.bin"]},
+        {"file": "b.bin", "sha256": "b" * 64, "size": 7, "urls": ["https://example.invalid/b.bin"]},
+    ])
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=_env(MLFREEZE_OFFLINE="1"),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3
+    assert "m/a.bin (123,456 bytes), m/b.bin (7 bytes)" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 2  # the header line and the one error line
+
+
+def test_mirror_env_tried_first(server: FaultServer, tmp_path: Path) -> None:
+    body = os.urandom(10_000)
+    server.add("/mirror/w.bin", body)
+    manifest = _manifest(tmp_path, "https://pinned.invalid/w.bin", body)
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), capture_output=True, text=True, timeout=60,
+                         env=_env(MLFREEZE_MODEL_MIRROR=server.url("/mirror")))
+    assert out.returncode == 0, out.stderr
+    assert f"from {server.url('/mirror/w.bin')}" in out.stderr
+    assert [r.path for r in server.log] == ["/mirror/w.bin"]
+
+
+@pytest.mark.parametrize("junk", [b"", b"x" * 10])
+def test_corrupt_cache_entry_is_replaced(server: FaultServer, tmp_path: Path, junk: bytes) -> None:
+    body = os.urandom(50_000)
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+    cache = tmp_path / "cache"
+    assert subprocess.run(_cmd(manifest, cache), env=_env(), capture_output=True, timeout=60).returncode == 0
+    blob = cache / "blobs" / hashlib.sha256(body).hexdigest() / "w.bin"
+    data = bytearray(blob.read_bytes())
+    data[100:100 + len(junk) or 101] = junk or b"\0"
+    blob.write_bytes(bytes(data))
+    out = subprocess.run(_cmd(manifest, cache), env=_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "is corrupt" in out.stderr and "fetching again" in out.stderr
+    assert blob.read_bytes() == body
+    assert len(server.requests_for("/w")) == 2
