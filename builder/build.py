@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from builder.config import FLAVORS, ProjectConfig, load_config
 from builder.errors import UsageError
@@ -25,6 +27,15 @@ class BuildContext:
     model_set: str
     flavors: tuple[str, ...]
     args: argparse.Namespace
+    state: dict[str, Any] = field(default_factory=dict)  # what a stage hands to the next
+
+    @property
+    def manifest_path(self) -> Path | None:
+        return Path(self.args.manifest) if self.args.manifest else None
+
+    @property
+    def cache_dir(self) -> Path | None:
+        return Path(self.args.cache) if self.args.cache else None
 
 
 def parse_flavors(value: str | None, config: ProjectConfig) -> tuple[str, ...]:
@@ -50,8 +61,18 @@ def stage_doctor(ctx: BuildContext) -> None:
     doctor.main(argparse.Namespace(platform=ctx.profile.name))
 
 
+def stage_fetch(ctx: BuildContext) -> None:
+    from builder.fetch import env_offline, fetch_set
+    from builder.manifest import load_manifest
+
+    manifest = load_manifest(ctx.manifest_path)
+    ctx.state["manifest"] = manifest
+    ctx.state["fetched"] = fetch_set(manifest, ctx.model_set, cache_dir=ctx.cache_dir, offline=env_offline())
+
+
 STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (
     ("doctor", stage_doctor),
+    ("fetch", stage_fetch),
 )
 
 

@@ -86,3 +86,13 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set,
                          flavors=flavors, budgets=budgets)
+
+
+def default_model_set(root: Path | None = None) -> str:
+    """The project's ``[tool.mlfreeze] model_set``, else ``default`` (no other key is needed)."""
+    try:
+        value = read_toml((root or find_root()) / "pyproject.toml").get("tool", {}).get("mlfreeze", {})
+    except ConfigError:
+        return "default"
+    model_set = value.get("model_set") if isinstance(value, dict) else None
+    return model_set if isinstance(model_set, str) else "default"

@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from builder.cache import Cache, default_cache_dir
+from builder.config import default_model_set
 from builder.download import AllUrlsFailed, Policy, download
 from builder.errors import DownloadError, IntegrityError
 from builder.extract import check_free_space, extract
@@ -182,20 +183,9 @@ def _unreachable_message(set_name: str, failures: list[tuple[ArtifactSpec, AllUr
             f"{hint}set {MIRROR_ENV} to a URL or directory holding {files}; tried {tried}")
 
 
-def project_model_set(root: Path | None = None) -> str | None:
-    """``[tool.mlfreeze] model_set`` of ./pyproject.toml, if any."""
-    from builder.schema import read_toml
-
-    path = (root or Path.cwd()) / "pyproject.toml"
-    if not path.is_file():
-        return None
-    value = read_toml(path).get("tool", {}).get("mlfreeze", {}).get("model_set")
-    return value if isinstance(value, str) else None
-
-
 def main(args: argparse.Namespace) -> int:
     manifest = load_manifest(Path(args.manifest) if getattr(args, "manifest", None) else None)
-    set_name = getattr(args, "model_set", None) or project_model_set() or "default"
+    set_name = getattr(args, "model_set", None) or default_model_set()
     cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
     offline = bool(getattr(args, "offline", False)) or env_offline()
     _log(f"fetch: set {set_name!r} from {manifest.path}{' (offline)' if offline else ''}")
