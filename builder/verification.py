@@ -72,7 +72,8 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", out: Any = None) -> int:
     """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure."""
-    from verify import gate, report as vreport
+    from verify import gate
+    from verify import report as vreport
     from verify.result import summarize
 
     out = out or sys.stdout

@@ -7,6 +7,7 @@ parameters, so it imports nothing from ``builder/``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ def runtime_device(requested: str | None = None) -> str:
     if requested and requested != "auto":
         return requested
     try:
-        from platforms import device as pdev
+        from platforms import device as pdev  # type: ignore[attr-defined]
     except ImportError:
         return "cpu"
     return str(pdev.get_device())
@@ -36,7 +37,7 @@ def runtime_providers(device: str) -> list[str]:
     if device == "cpu":
         return list(DEFAULT_PROVIDERS)
     try:
-        from platforms import device as pdev
+        from platforms import device as pdev  # type: ignore[attr-defined]
     except ImportError:
         return list(DEFAULT_PROVIDERS)
     return list(pdev.get_onnx_providers())
@@ -94,10 +95,8 @@ def recorded_on(device: str = "cpu") -> dict[str, str]:
 
     info = {"device": device, "python": platform.python_version(), "machine": platform.machine()}
     for mod in ("torch", "onnxruntime", "open_clip", "insightface"):
-        try:
+        with contextlib.suppress(Exception):  # an absent package just isn't recorded
             info[mod] = str(__import__(mod).__version__)
-        except Exception:  # noqa: BLE001 - an absent package just isn't recorded
-            pass
     return info
 
 

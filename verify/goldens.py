@@ -29,7 +29,7 @@ DECIMALS = 6
 Values = dict[str, list[float]]
 
 
-def rounded(values: Sequence[float]) -> list[float]:
+def rounded(values: Any) -> list[float]:
     return [round(float(v), DECIMALS) if math.isfinite(float(v)) else float("nan") for v in values]
 
 
@@ -112,4 +112,4 @@ def check(model: str, path: Path | None, current: Values, *, tolerance: float) -
     ok = worst <= tolerance
     got = f"max |delta| = {worst:.3g}" + (f" at {where}" if where else "")
     return CheckResult(model=model, check=name, status=PASS if ok else FAIL,
-                       expected=f"max |delta| <= {tolerance:g} vs {Path(path).name}", got=got)
+                       expected=f"max |delta| <= {tolerance:g} vs {Path(str(path)).name}", got=got)

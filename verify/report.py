@@ -19,10 +19,7 @@ def table(results: Sequence[CheckResult], *, width: int = 110) -> str:
     """One row per check: model, check, status, and what was expected / what came out."""
     rows = [("MODEL", "CHECK", "STATUS", "DETAIL")]
     for r in results:
-        if r.status in (FAIL, WARN):
-            detail = f"expected {r.expected}; got {r.got}"
-        else:
-            detail = r.got
+        detail = f"expected {r.expected}; got {r.got}" if r.status in (FAIL, WARN) else r.got
         rows.append((r.model, r.check, r.status.upper(), detail))
     w0 = max(len(r[0]) for r in rows)
     w1 = max(len(r[1]) for r in rows)

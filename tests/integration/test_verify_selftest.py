@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from verify import bundle, probes, selftest
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import copy
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from verify import spec
 from verify.probes import load_rgb, render_shape
