@@ -268,3 +268,28 @@ def test_cli_verify_demo_offline(tmp_path: Path) -> None:
                        "--report", str(tmp_path / "r.json")], cwd=ROOT)
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
+
+
+@pytest.mark.parametrize(("noise", "status"), [(0.0, "pass"), (0.5, "fail")])
+def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.MonkeyPatch, workdir: Path,
+                                                        noise: float, status: str) -> None:
+    """The accelerator is stood in for by a CPU copy (no GPU here); a perturbed copy must disagree."""
+    import copy
+
+    import torch
+
+    from verify import clip_checks, spec
+    from verify.clip import ClipEmbedder
+
+    def fake_to(self: ClipEmbedder, device: str) -> ClipEmbedder:
+        loaded = copy.deepcopy(self.loaded)
+        with torch.no_grad():
+            for p in loaded.model.parameters():
+                p.add_(noise * p.std() * torch.randn_like(p) if p.numel() > 1 else 0)
+        return ClipEmbedder(loaded, "cpu")
+
+    monkeypatch.setattr(ClipEmbedder, "to", fake_to)
+    ref = next(r for r in refs_for(workdir / "models.toml", "demo", workdir / "cache") if r.kind == "clip")
+    results, _ = clip_checks.run(ref, spec.parse_clip(ref.id, ref.verify), device="cuda")
+    line = next(r for r in results if r.check == "cross_device")
+    assert line.status == status and "cuda" in line.expected
