@@ -293,3 +293,17 @@ def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.Monk
     results, _ = clip_checks.run(ref, spec.parse_clip(ref.id, ref.verify), device="cuda")
     line = next(r for r in results if r.check == "cross_device")
     assert line.status == status and "cuda" in line.expected
+
+
+def test_compare_devices_on_cpu_tensors() -> None:
+    import torch
+
+    from verify.checks import compare_devices
+
+    g = torch.Generator().manual_seed(0)
+    cpu = torch.nn.functional.normalize(torch.randn(4, 32, generator=g), dim=-1)
+    fp16 = cpu.half().float()  # what an accelerator in half precision returns
+    ok, worst, _ = compare_devices(cpu.numpy(), fp16.numpy(), min_cosine=0.999)
+    assert ok and worst > 0.999
+    ok, _, idx = compare_devices(cpu.numpy(), cpu.flip(0).numpy(), min_cosine=0.999)
+    assert not ok and idx in range(4)
