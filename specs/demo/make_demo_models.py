@@ -63,7 +63,6 @@ def _dataset(n: int, seed: int):
 
 
 def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
-    import numpy as np
     import open_clip
     import torch
     from PIL import Image
@@ -87,7 +86,8 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     g = torch.Generator().manual_seed(seed)
     model.train()
-    for step in range(steps):
+    step, limit = 0, steps
+    while step < limit:
         idx = torch.randint(0, len(x), (128,), generator=g)
         cls = y[idx]
         tmpl = torch.randint(0, len(TEMPLATES), (len(classes),), generator=g)
@@ -100,15 +100,42 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
-        if step % 250 == 0 or step == steps - 1:
+        if step % 250 == 0 or step == limit - 1:
             print(f"step {step:5d} loss {loss.item():.4f}", flush=True)
-    model.eval()
+        step += 1
+        if step == limit:
+            # trained until it passes its own declared probes (more steps if needed, up to 2x)
+            acc, margin = probe_accuracy(model, preprocess, tokenizer)
+            print(f"probes after {step} steps: top-1 {acc:.2f}, min margin {margin:.3f}", flush=True)
+            if (acc < 1.0 or margin < 0.05) and limit < 2 * steps:
+                limit += 250
+                model.train()
+    if acc < 1.0 or margin < 0.05:
+        raise SystemExit(f"the demo CLIP did not learn its probes in {limit} steps (top-1 {acc:.2f})")
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     out.mkdir(parents=True, exist_ok=True)
     save_file(state, str(out / "demo_clip.safetensors"), metadata={"arch": ARCH, "trained_by": Path(__file__).name})
     (out / "demo_clip_config.json").write_text(json.dumps(demo_config(), indent=2) + "\n")
-    _ = np  # numpy is used by the dataset
+
+
+def probe_accuracy(model, preprocess, tokenizer) -> tuple[float, float]:
+    """Zero-shot top-1 and the smallest right-minus-best-wrong margin on the canonical renders."""
+    import torch
+    from PIL import Image
+
+    from verify.probes import COLOURS, SHAPES, render_shape
+
+    model.eval()
+    classes = [(c, s) for c in COLOURS for s in SHAPES]
+    with torch.no_grad():
+        img = torch.stack([preprocess(Image.fromarray(render_shape(c, s))) for c, s in classes])
+        i = torch.nn.functional.normalize(model.encode_image(img), dim=-1)
+        t = torch.nn.functional.normalize(model.encode_text(tokenizer([f"a {c} {s}" for c, s in classes])), dim=-1)
+        sims = i @ t.T
+    right = sims.diag()
+    wrong = (sims - 10 * torch.eye(len(classes))).max(dim=1).values
+    return float((right > wrong).float().mean()), float((right - wrong).min())
 
 
 # ------------------------------------------------------------------------------------- faces
