@@ -1,0 +1,123 @@
+"""``mlfreeze verify``: fetch a model set (cache first) and run the functional gate on it.
+
+Exit 0 when every check passes (warnings allowed unless ``--strict``), else a
+:class:`VerificationError` (exit 1) raised after the table, ``--report`` JSON and ``--junit``
+XML are written, naming the failing checks. ``--pin-goldens`` records reference outputs on
+the CPU into ``<manifest dir>/goldens/<id>.json`` (specs/goldens/ for the project manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from builder.errors import UsageError, VerificationError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = ROOT / "specs" / "models.toml"
+
+
+def default_set() -> str:
+    """The project's ``[tool.mlfreeze] model_set``, else ``default``."""
+    from builder.schema import read_toml
+
+    try:
+        data = read_toml(ROOT / "pyproject.toml")
+    except Exception:  # noqa: BLE001 - no project file: plain default
+        return "default"
+    return str(data.get("tool", {}).get("mlfreeze", {}).get("model_set", "default"))
+
+
+def expected_providers(platform: str | None) -> list[str]:
+    if not platform:
+        return []
+    from platforms.profiles import load_profile
+
+    return list(load_profile(platform).onnxruntime.providers)
+
+
+def _local_files(fetched: Any) -> dict[str, Path]:
+    """Artifact names -> paths; archive members when the fetch extracted an archive."""
+    files = dict(getattr(fetched, "bundle_files", None) or {}) or dict(fetched.files)
+    out: dict[str, Path] = {}
+    for name, path in files.items():
+        p = Path(path)
+        if p.is_dir():
+            for member in sorted(p.rglob("*")):
+                if member.is_file():
+                    out[member.relative_to(p).as_posix()] = member
+        else:
+            out[name] = p
+    return out
+
+
+def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> list[Any]:
+    """Turn the fetch stage's result into the plain :class:`verify.result.ModelRef` the gate takes."""
+    from verify.result import ModelRef
+
+    refs = []
+    for mid, item in fetched.items():
+        spec = item.model
+        roles = {a.file: getattr(a, "role", "") or "" for a in spec.artifacts}
+        refs.append(ModelRef(id=mid, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
+                             files=_local_files(item), verify=dict(spec.verify or {}),
+                             golden=goldens_dir / f"{mid}.json", roles=roles))
+    return refs
+
+
+def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
+             report: str | None = None, junit: str | None = None, strict: bool = False,
+             pin_goldens: Path | None = None, set_name: str = "", out: Any = None) -> int:
+    """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure."""
+    from verify import gate
+    from verify import report as vreport
+    from verify.result import summarize
+
+    out = out or sys.stdout
+    dev = "cpu" if pin_goldens is not None else gate.runtime_device(device)
+    providers = gate.runtime_providers(dev)
+    expected = expected_providers(platform)
+    run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
+    if pin_goldens is not None:
+        for path in gate.pin(run, pin_goldens, device=dev):
+            print(f"pinned {path}", file=out)
+        # re-judge against what was just written, so the table shows the golden check passing
+        run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
+    results = run.results
+    print(vreport.table(results), file=out)
+    context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
+               "platform": platform, "seconds": run.seconds}
+    if report:
+        vreport.write_json(Path(report), results, strict=strict, context=context)
+    if junit:
+        vreport.write_junit(Path(junit), results, strict=strict)
+    s = summarize(results, strict=strict)
+    print(f"verify: {s.checks} checks, {s.failed} failed, {s.warnings} warnings, {s.skipped} skipped"
+          f"{' (strict)' if strict else ''}", file=out)
+    if not s.passed:
+        lines = vreport.failure_lines(results, strict=strict)
+        for line in lines:
+            print(f"FAILED {line}", file=sys.stderr)
+        raise VerificationError(f"{len(lines)} check(s) failed, first: {lines[0]}; "
+                                "fix the model or its declared thresholds in specs/models.toml")
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from builder.fetch import fetch_set
+    from builder.manifest import load_manifest
+
+    manifest_path = Path(args.manifest) if args.manifest else DEFAULT_MANIFEST
+    manifest = load_manifest(manifest_path)
+    set_name = args.model_set or default_set()
+    if set_name not in manifest.sets:
+        raise UsageError(f"model set {set_name!r} is not in {manifest_path}; sets: {', '.join(sorted(manifest.sets))}")
+    fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=False)
+    goldens_dir = manifest_path.resolve().parent / "goldens"
+    refs = model_refs(manifest, fetched, goldens_dir)
+    return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
+                    report=args.report, junit=args.junit, strict=args.strict,
+                    pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name)

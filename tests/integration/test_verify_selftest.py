@@ -1,0 +1,104 @@
+"""The self-test entry point on a bundle-shaped models/ folder built from the demo set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from verify import bundle, probes, selftest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPECS = ROOT / "specs"
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    """What the freezer lays out: models/<id>/<file>, models.json, goldens, _probes/."""
+    data = tomllib.loads((SPECS / "models.toml").read_text())
+    dest = tmp_path / "models"
+    entries = []
+    for mid in data["sets"]["demo"]:
+        m = data["models"][mid]
+        files, sums, roles = {}, {}, {}
+        for a in m["artifacts"]:
+            rel = f"{mid}/{a['file']}"
+            (dest / mid).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(SPECS / a["urls"][0], dest / rel)
+            files[a["file"]], sums[rel], roles[a["file"]] = rel, a["sha256"], a.get("role", "")
+        entries.append({"id": mid, "kind": m["kind"], "arch": m["arch"], "embed_dim": m["embed_dim"],
+                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"]})
+    bundle.write_models_index(dest, entries, set_name="demo", expected_providers=["CPUExecutionProvider"],
+                              goldens_dir=SPECS / "goldens")
+    probes.copy_probe_inputs(dest / probes.PROBES_DIRNAME)
+    return dest
+
+
+def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert selftest.main(["--models-dir", str(models_dir), "--json", "--strict"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["passed"] is True and doc["summary"]["failed"] == 0
+    assert {r["model"] for r in doc["results"]} == {"demo-clip", "demo-faces"}
+    golden = [r for r in doc["results"] if r["check"] == "golden"]
+    assert [r["status"] for r in golden] == ["pass", "pass"]
+
+
+def test_selftest_uses_env_models_dir(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("MLFREEZE_MODELS_DIR", str(models_dir))
+    assert selftest.main([]) == 0
+    assert "selftest: " in capsys.readouterr().out
+
+
+def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (models_dir / "demo-clip" / "demo_clip.safetensors").unlink()
+    assert selftest.main(["--models-dir", str(models_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED demo-clip: files: FAIL" in err and "demo_clip.safetensors" in err
+
+
+def test_selftest_names_a_missing_tokenizer_vocabulary(models_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from verify import clip
+
+    # what a bundle without open_clip's data file looks like to the loader
+    monkeypatch.setattr(clip, "tokenizer_vocab_path", lambda: tmp_path / "nowhere" / clip.TOKENIZER_VOCAB)
+    assert selftest.main(["--models-dir", str(models_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "demo-clip: load: FAIL" in err and "bpe_simple_vocab_16e6.txt.gz" in err
+
+
+def test_selftest_needs_bundled_probes(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the demo set uses synthetic probes only, so an empty _probes/ folder is enough for it
+    shutil.rmtree(models_dir / probes.PROBES_DIRNAME)
+    (models_dir / probes.PROBES_DIRNAME).mkdir()
+    assert selftest.main(["--models-dir", str(models_dir)]) == 0
+    capsys.readouterr()
+    written = probes.copy_probe_inputs(models_dir / probes.PROBES_DIRNAME)
+    assert {p.name for p in written} >= {"insightface_t1.jpg", "skimage_astronaut.png"}
+    src = probes.probe_path("insightface:t1")
+    assert hashlib.sha256(src.read_bytes()).digest() == hashlib.sha256(
+        (models_dir / probes.PROBES_DIRNAME / "insightface_t1.jpg").read_bytes()).digest()
+
+
+def test_selftest_without_index_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert selftest.main(["--models-dir", str(tmp_path)]) == 2
+    assert "models.json is missing" in capsys.readouterr().err
+
+
+def test_demo_face_models_regenerate_bit_identical(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_demo_models", SPECS / "demo" / "make_demo_models.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.make_detector(tmp_path / "det_demo.onnx")
+    mod.make_recognizer(tmp_path / "rec_demo.onnx")
+    for name in ("det_demo.onnx", "rec_demo.onnx"):
+        assert (tmp_path / name).read_bytes() == (SPECS / "demo" / "faces" / name).read_bytes(), name

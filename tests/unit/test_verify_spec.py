@@ -1,0 +1,74 @@
+"""The verify tables of specs/models.toml validate, and malformed ones are refused by key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from verify import spec
+from verify.probes import load_rgb, render_shape
+
+MANIFEST = Path(__file__).resolve().parents[2] / "specs" / "models.toml"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return tomllib.loads(MANIFEST.read_text())
+
+
+def test_every_model_in_every_set_declares_valid_checks(manifest: dict) -> None:
+    for ids in manifest["sets"].values():
+        for mid in ids:
+            table = manifest["models"][mid]["verify"]
+            kind = manifest["models"][mid].get("kind") or ("insightface" if "faces" in table else "clip")
+            parsed = spec.parse(mid, kind, table)
+            assert parsed.golden_tolerance > 0
+
+
+def test_default_clip_declares_quickgelu_and_real_photos(manifest: dict) -> None:
+    s = spec.parse_clip("clip-vit-b-32-openai", manifest["models"]["clip-vit-b-32-openai"]["verify"])
+    assert s.quick_gelu is True and s.top1 == 1.0
+    assert all(z.image.startswith("skimage:") for z in s.zero_shot) and len(s.zero_shot) >= 5
+
+
+def test_buffalo_declares_six_faces_in_t1(manifest: dict) -> None:
+    s = spec.parse_faces("buffalo_l", manifest["models"]["buffalo_l"]["verify"])
+    assert s.faces[0].image == "insightface:t1" and s.faces[0].count == 6
+    assert s.no_face and s.flip_min_cosine is not None
+
+
+@pytest.mark.parametrize(("mutate", "key"), [
+    (lambda t: t.pop("quick_gelu"), "verify.quick_gelu is missing"),
+    (lambda t: t.update(top1=1.5), "verify.top1 is 1.5"),
+    (lambda t: t.update(bogus=1), "verify.bogus is not a known key"),
+    (lambda t: t.update(mean=[0.5, 0.5]), "verify.mean must be a list of 3 numbers"),
+    (lambda t: t["zero_shot"].append({"image": "skimage:nope", "caption": "x"}), "zero_shot[18].image"),
+    (lambda t: t.update(margin="big"), "verify.margin must be a number"),
+])
+def test_malformed_clip_tables_name_the_key(manifest: dict, mutate, key: str) -> None:
+    table = copy.deepcopy(manifest["models"]["demo-clip"]["verify"])
+    mutate(table)
+    with pytest.raises(spec.SpecError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        spec.parse("demo-clip", "clip", table)
+
+
+def test_faces_tables_need_a_probe_with_faces(manifest: dict) -> None:
+    table = copy.deepcopy(manifest["models"]["demo-faces"]["verify"])
+    table["faces"] = []
+    with pytest.raises(spec.SpecError, match="at least one probe with faces"):
+        spec.parse("demo-faces", "insightface", table)
+    with pytest.raises(spec.SpecError, match="verify is missing"):
+        spec.parse("x", "clip", None)
+
+
+def test_synthetic_probes_are_exact_and_distinct() -> None:
+    a = render_shape("red", "circle")
+    assert a.shape == (64, 64, 3) and a.dtype.name == "uint8"
+    assert (a == render_shape("red", "circle")).all()
+    assert not (a == render_shape("red", "square")).all()
+    assert tuple(a[32, 32]) == (220, 30, 30) and tuple(a[0, 0]) == (24, 24, 24)
+    faces = load_rgb("synthetic:faces/3")
+    assert faces.shape == (640, 640, 3) and faces.max() == 230

@@ -1,0 +1,110 @@
+"""The gate: run every declared check on a list of models and collect the results.
+
+Used by the build stage (``builder/verification.py``) and by the frozen self-test; it takes
+the device, the onnxruntime providers to request and the providers the profile expects as
+parameters, so it imports nothing from ``builder/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from verify import goldens
+from verify.result import FAIL, PASS, CheckResult, ModelRef
+from verify.spec import ClipSpec, FacesSpec, SpecError, parse
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def runtime_device(requested: str | None = None) -> str:
+    """``requested`` if given, else ``platforms.device.get_device()``, else ``cpu``."""
+    if requested and requested != "auto":
+        return requested
+    try:
+        from platforms import device as pdev  # type: ignore[attr-defined]
+    except ImportError:
+        return "cpu"
+    return str(pdev.get_device())
+
+
+def runtime_providers(device: str) -> list[str]:
+    """The providers to request: ``platforms.device.get_onnx_providers()``; CPU only when device is cpu."""
+    if device == "cpu":
+        return list(DEFAULT_PROVIDERS)
+    try:
+        from platforms import device as pdev  # type: ignore[attr-defined]
+    except ImportError:
+        return list(DEFAULT_PROVIDERS)
+    return list(pdev.get_onnx_providers())
+
+
+@dataclass(kw_only=True)
+class GateRun:
+    results: list[CheckResult] = field(default_factory=list)
+    values: dict[str, goldens.Values] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[str] = DEFAULT_PROVIDERS,
+        expected_providers: Sequence[str] = (), probes_dir: Path | None = None) -> GateRun:
+    gate = GateRun()
+    for ref in models:
+        t = time.perf_counter()
+        gate.kinds[ref.id] = ref.kind
+        try:
+            spec = parse(ref.id, ref.kind, ref.verify)
+        except SpecError as exc:
+            gate.results.append(CheckResult(model=ref.id, check="verify_spec", status=FAIL,
+                                            expected="a valid verify table", got=str(exc)))
+            continue
+        missing = [n for n, p in ref.files.items() if not Path(p).exists()]
+        if missing:
+            gate.results.append(CheckResult(model=ref.id, check="files", status=FAIL,
+                                            expected="every model file present",
+                                            got=f"missing: {', '.join(f'{n} ({ref.files[n]})' for n in missing)}"))
+            continue
+        gate.results.append(CheckResult(model=ref.id, check="files", status=PASS,
+                                        expected="every model file present", got=f"{len(ref.files)} files"))
+        results: list[CheckResult]
+        values: Any
+        if isinstance(spec, ClipSpec):
+            from verify import clip_checks
+
+            results, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir)
+        else:
+            assert isinstance(spec, FacesSpec)
+            from verify import face_checks
+
+            results, values = face_checks.run(ref, spec, providers=providers, expected_providers=expected_providers,
+                                              probes_dir=probes_dir)
+        gate.results += results
+        if values is not None:
+            gate.values[ref.id] = values
+        gate.seconds[ref.id] = time.perf_counter() - t
+    return gate
+
+
+def recorded_on(device: str = "cpu") -> dict[str, str]:
+    import platform
+
+    info = {"device": device, "python": platform.python_version(), "machine": platform.machine()}
+    for mod in ("torch", "onnxruntime", "open_clip", "insightface"):
+        with contextlib.suppress(Exception):  # an absent package just isn't recorded
+            info[mod] = str(__import__(mod).__version__)
+    return info
+
+
+def pin(gate: GateRun, goldens_dir: Path, *, device: str = "cpu") -> list[Path]:
+    """Write ``<goldens_dir>/<id>.json`` for every model whose values were computed."""
+    written = []
+    for mid, values in gate.values.items():
+        path = Path(goldens_dir) / f"{mid}.json"
+        goldens.write(path, goldens.document(mid, gate.kinds[mid], values, recorded_on(device)))
+        written.append(path)
+    return written
