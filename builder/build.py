@@ -70,9 +70,24 @@ def stage_fetch(ctx: BuildContext) -> None:
     ctx.state["fetched"] = fetch_set(manifest, ctx.model_set, cache_dir=ctx.cache_dir, offline=env_offline())
 
 
+def stage_verify(ctx: BuildContext) -> None:
+    import json
+
+    from builder.verification import goldens_dir_for, model_refs, run_gate
+
+    manifest = ctx.state["manifest"]
+    reports = ctx.config.dist_dir / "reports"
+    report = reports / f"verify-{ctx.profile.name}.json"
+    refs = model_refs(manifest, ctx.state["fetched"], goldens_dir_for(manifest.path))
+    run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
+             set_name=ctx.model_set)
+    ctx.state["verification"] = json.loads(report.read_text())
+
+
 STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (
     ("doctor", stage_doctor),
     ("fetch", stage_fetch),
+    ("verify", stage_verify),
 )
 
 

@@ -14,21 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from builder.config import default_model_set
 from builder.errors import UsageError, VerificationError
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = ROOT / "specs" / "models.toml"
 
-
-def default_set() -> str:
-    """The project's ``[tool.mlfreeze] model_set``, else ``default``."""
-    from builder.schema import read_toml
-
-    try:
-        data = read_toml(ROOT / "pyproject.toml")
-    except Exception:  # noqa: BLE001 - no project file: plain default
-        return "default"
-    return str(data.get("tool", {}).get("mlfreeze", {}).get("model_set", "default"))
+def goldens_dir_for(manifest_path: Path) -> Path:
+    """Goldens live beside the manifest: specs/goldens/ for the project's specs/models.toml."""
+    return manifest_path.resolve().parent / "goldens"
 
 
 def expected_providers(platform: str | None) -> list[str]:
@@ -107,16 +99,15 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.fetch import fetch_set
+    from builder.fetch import env_offline, fetch_set
     from builder.manifest import load_manifest
 
-    manifest_path = Path(args.manifest) if args.manifest else DEFAULT_MANIFEST
-    manifest = load_manifest(manifest_path)
-    set_name = args.model_set or default_set()
+    manifest = load_manifest(Path(args.manifest) if args.manifest else None)
+    set_name = args.model_set or default_model_set()
     if set_name not in manifest.sets:
-        raise UsageError(f"model set {set_name!r} is not in {manifest_path}; sets: {', '.join(sorted(manifest.sets))}")
-    fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=False)
-    goldens_dir = manifest_path.resolve().parent / "goldens"
+        raise UsageError(f"model set {set_name!r} is not in {manifest.path}; sets: {', '.join(sorted(manifest.sets))}")
+    fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
+    goldens_dir = goldens_dir_for(manifest.path)
     refs = model_refs(manifest, fetched, goldens_dir)
     return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
                     report=args.report, junit=args.junit, strict=args.strict,
