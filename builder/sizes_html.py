@@ -6,7 +6,6 @@ a glance), the side-by-side component table, the waste list, checks and baseline
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -26,19 +25,24 @@ margin-right:.3em;vertical-align:middle} code{font-size:.9em}
 """
 
 
-def color(name: str) -> str:
-    return PALETTE[int(hashlib.sha256(name.encode()).hexdigest(), 16) % len(PALETTE)]
+def _colors(bundles: list[Mapping[str, Any]]) -> dict[str, str]:
+    """One colour per component, the same in every bar of the report (largest components first)."""
+    names: list[str] = []
+    for b in bundles:
+        names += [c["name"] for c in b["components"] if c["name"] not in names]
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
 
 
 def _bars(bundles: list[Mapping[str, Any]]) -> str:
-    width, bar_h, label_w = 900, 28, 260
+    width, bar_h, label_w = 1000, 28, 0
+    color = _colors(bundles).__getitem__
     largest = max((b["disk_bytes"] for b in bundles), default=1) or 1
-    height = len(bundles) * (bar_h + 22) + 10
+    height = len(bundles) * (bar_h + 26) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + width + 10}" height="{height}" '
              f'role="img" aria-label="components per bundle">']
     for i, b in enumerate(bundles):
-        y = 10 + i * (bar_h + 22)
-        parts.append(f'<text x="0" y="{y + bar_h * 0.65}" font-size="13">{escape(b["name"])} '
+        y = 26 + i * (bar_h + 26)
+        parts.append(f'<text x="0" y="{y - 6}" font-size="13">{escape(b["name"])} '
                      f'({human(b["disk_bytes"])})</text>')
         x = float(label_w)
         for c in b["components"]:
@@ -64,11 +68,9 @@ def _table(header: list[str], rows: list[list[str]], classes: list[str] | None =
 
 
 def _legend(bundles: list[Mapping[str, Any]]) -> str:
-    names: list[str] = []
-    for b in bundles:
-        names += [c["name"] for c in b["components"] if c["name"] not in names]
     return '<p class="legend">' + "".join(
-        f'<span><i class="sw" style="background:{color(n)}"></i>{escape(n)}</span>' for n in names) + "</p>"
+        f'<span><i class="sw" style="background:{c}"></i>{escape(n)}</span>' for n, c in _colors(bundles).items()) \
+        + "</p>"
 
 
 def to_html(doc: Mapping[str, Any]) -> str:
