@@ -38,7 +38,7 @@ def _bars(bundles: list[Mapping[str, Any]]) -> str:
     color = _colors(bundles).__getitem__
     largest = max((b["disk_bytes"] for b in bundles), default=1) or 1
     height = len(bundles) * (bar_h + 26) + 30
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + width + 10}" height="{height}" '
+    parts = [f'<svg width="{label_w + width + 10}" height="{height}" '
              f'role="img" aria-label="components per bundle">']
     for i, b in enumerate(bundles):
         y = 26 + i * (bar_h + 26)
