@@ -89,7 +89,7 @@ def bundle_report(root: Path, *, venv: bool = False, app: str | None = None, exa
     t1 = time.perf_counter()
     fmt = _archive_format(inv, archive_format)
     comp = compressed_sizes(inv.root, [f.path for f in inv.files], [f.size for f in inv.files],
-                            archive_format=fmt, exact=exact)
+                            archive_format=fmt, exact=exact, groups=[f.component for f in inv.files])
     t2 = time.perf_counter()
     waste = find_waste(inv, check_duplicates=duplicates)
     t3 = time.perf_counter()

@@ -26,7 +26,7 @@ def test_estimate_is_close_to_exact_and_exact_matches_a_real_tar_gz(tmp_path: Pa
         (tmp_path / name).write_bytes(data)
     names = sorted(files)
     sizes = [len(files[n]) for n in names]
-    est = compressed_sizes(tmp_path, names, sizes, archive_format="tar.gz")
+    est = compressed_sizes(tmp_path, names, sizes, archive_format="tar.gz", budget=500_000)
     exact = compressed_sizes(tmp_path, names, sizes, archive_format="tar.gz", exact=True)
     assert exact.exact and not est.exact
     assert abs(sum(est.sizes) - sum(exact.sizes)) / sum(exact.sizes) < 0.05
@@ -38,3 +38,18 @@ def test_estimate_is_close_to_exact_and_exact_matches_a_real_tar_gz(tmp_path: Pa
     assert abs(sum(exact.sizes) - len(buf.getvalue())) / len(buf.getvalue()) < 0.01
     rand = names.index("rand.onnx")
     assert 1_000_000 <= exact.sizes[rand] < 1_001_000  # incompressible: stored cost only
+
+
+def test_small_files_are_sampled_by_stratum(tmp_path: Path) -> None:
+    names, sizes, groups = [], [], []
+    for i in range(60):
+        name = f"f{i:02}.py"
+        data = mixed(100 + i, 20_000)
+        (tmp_path / name).write_bytes(data)
+        names.append(name)
+        sizes.append(len(data))
+        groups.append("torch")
+    est = compressed_sizes(tmp_path, names, sizes, archive_format="zip", groups=groups, budget=120_000)
+    exact = compressed_sizes(tmp_path, names, sizes, archive_format="zip", exact=True)
+    assert est.read_bytes <= 10 * 20_000  # a tenth of the files, not all sixty
+    assert abs(sum(est.sizes) - sum(exact.sizes)) / sum(exact.sizes) < 0.05
