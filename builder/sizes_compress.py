@@ -27,10 +27,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-CHUNK = 128 * 1024
-WHOLE_LIMIT = 2 * CHUNK
-SAMPLE_BUDGET = 48 * 1024 * 1024  # bytes deflated for an estimate, whatever the bundle's size
-MIN_CHUNKS = 4
+CHUNK = 64 * 1024
+WHOLE_LIMIT = 1024 * 1024  # smaller files are sampled as whole files, by stratum
+SAMPLE_BUDGET = 32 * 1024 * 1024  # bytes deflated for an estimate, whatever the bundle's size
+MIN_CHUNKS = 2
 MIN_FILES = 3
 ESTIMATE_LEVEL = 6
 EXACT_LEVEL = 9
