@@ -46,7 +46,8 @@ def pool_bytes(size: int) -> bytes:
     if len(out) < size:  # no ML stack: compressible text-like bytes
         rnd = random.Random(0)
         while len(out) < size:
-            out += bytes(rnd.choice(b"\x00\x00\x00ABCDEFGHijklmnop\xff\x48\x89") for _ in range(4096)) + rnd.randbytes(1024)
+            alphabet = b"\x00\x00\x00ABCDEFGHijklmnop\xff\x48\x89"
+            out += bytes(rnd.choice(alphabet) for _ in range(4096)) + rnd.randbytes(1024)
     return bytes(out[:size])
 
 
@@ -76,7 +77,8 @@ def make_bundle(root: Path, total_gb: float) -> tuple[Path, int, int]:
         written += size
     models = bundle / "models" / "demo-clip"
     models.mkdir(parents=True)
-    for name, size in (("open_clip_model.safetensors", int(600 * MB * scale)), ("w600k_r50.onnx", int(170 * MB * scale))):
+    for name, size in (("open_clip_model.safetensors", int(600 * MB * scale)),
+                       ("w600k_r50.onnx", int(170 * MB * scale))):
         with open(models / name, "wb") as f:
             for _ in range(size // (16 * MB)):
                 f.write(os.urandom(16 * MB))
@@ -139,7 +141,8 @@ def main() -> int:
     try:
         t = time.perf_counter()
         bundle, total, dups = make_bundle(tmp, a.gb)
-        print(f"built {bundle} ({total / 1e9:.2f} GB, {dups / MB:.0f} MB duplicated) in {time.perf_counter() - t:.0f} s")
+        print(f"built {bundle} ({total / 1e9:.2f} GB, {dups / MB:.0f} MB duplicated) "
+              f"in {time.perf_counter() - t:.0f} s")
         out = tmp / "reports"
         warm, doc = timed_report(bundle, out)
         drop_cache(bundle)
@@ -147,7 +150,8 @@ def main() -> int:
         total = sum(os.lstat(os.path.join(d, n)).st_size for d, _, ns in os.walk(bundle) for n in ns)
         dup = sum(f["bytes"] for f in doc["waste"]["findings"] if f["rule"] == "duplicate")
         print(f"files {doc['files']}, disk {doc['disk_bytes'] / 1e9:.3f} GB (exact: {doc['disk_bytes'] == total}), "
-              f"compressed ~{doc['compressed_bytes'] / 1e9:.3f} GB (read {doc['compressed']['read_bytes'] / MB:.0f} MB), "
+              f"compressed ~{doc['compressed_bytes'] / 1e9:.3f} GB "
+              f"(read {doc['compressed']['read_bytes'] / MB:.0f} MB), "
               f"duplicates found {dup / MB:.0f} MB (hashed {doc['waste']['hashed_bytes'] / MB:.0f} MB)")
         print(f"timings (cold): {doc['timings']}")
         print(f"report warm {warm:.2f} s, cold {cold:.2f} s (target <= 10 s) on {os.cpu_count()} cores")

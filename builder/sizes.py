@@ -69,7 +69,7 @@ def _archive_format(inv: Inventory, default: str) -> str:
 
 def _totals(inv: Inventory, compressed: Sequence[int], key: str) -> list[dict[str, Any]]:
     acc: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for f, c in zip(inv.files, compressed):
+    for f, c in zip(inv.files, compressed, strict=True):
         row = acc[getattr(f, key)]
         row[0] += 1
         row[1] += f.size
@@ -240,7 +240,8 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError("nothing to measure; pass BUNDLE_DIR... (dist/<name>/) and/or --venv DIR")
     for b in bundles:
         if not b.is_dir():
-            raise UsageError(f"{b}: not a directory; pass a bundle folder such as dist/<app>-<ver>-<platform>-<flavor>/")
+            raise UsageError(f"{b}: not a directory; pass a bundle folder such as "
+                             "dist/<app>-<ver>-<platform>-<flavor>/")
     if venv is not None and not venv.is_dir():
         raise UsageError(f"{venv}: --venv is not a directory")
     pyproject = default_pyproject()

@@ -164,7 +164,7 @@ def check_budgets(bundle: Mapping[str, Any], budgets: Budgets) -> list[Check]:
     m = budgets.measure
     name = bundle["name"]
     checks: list[Check] = []
-    if flavor in budgets.totals:
+    if isinstance(flavor, str) and flavor in budgets.totals:
         limit, actual = budgets.totals[flavor], _measure(bundle, m)
         checks.append(Check(what="total", limit=limit, actual=actual, ok=actual <= limit, line=(
             f"{name}: {actual:,} bytes ({m}) exceed the {flavor} budget of {limit:,} "

@@ -97,7 +97,7 @@ def _small_sample(relpaths: Sequence[str], sizes: Sequence[int], groups: Sequenc
     """Which small files to deflate: every k-th of each (group, suffix) stratum, at least
     ``MIN_FILES``; returns the chosen indices and, per chosen stratum, its member indices."""
     strata: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, (rel, size) in enumerate(zip(relpaths, sizes)):
+    for i, (rel, size) in enumerate(zip(relpaths, sizes, strict=True)):
         if 0 < size <= WHOLE_LIMIT:
             strata[(groups[i], rel.rsplit(".", 1)[-1] if "." in rel[-8:] else "")].append(i)
     chosen: list[int] = []
@@ -136,7 +136,8 @@ def compressed_sizes(root: Path, relpaths: Sequence[str], sizes: Sequence[int], 
         small = {i for members in strata.values() for i in members}
         todo = sorted(set(i for i in todo if i not in small) | set(chosen))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = dict(zip(todo, pool.map(lambda i: _one(root / relpaths[i], sizes[i], exact, fraction), todo)))
+        results = pool.map(lambda i: _one(root / relpaths[i], sizes[i], exact, fraction), todo)
+        done = dict(zip(todo, results, strict=True))
     result = [0] * len(relpaths)
     for i, (c, _) in done.items():
         result[i] = c
@@ -147,6 +148,6 @@ def compressed_sizes(root: Path, relpaths: Sequence[str], sizes: Sequence[int], 
         for i in members:
             if i not in done:
                 result[i] = round(sizes[i] * ratio)
-    out = tuple(c + member_overhead(archive_format, r) for c, r in zip(result, relpaths))
+    out = tuple(c + member_overhead(archive_format, r) for c, r in zip(result, relpaths, strict=True))
     return Compressed(sizes=out, exact=exact, level=EXACT_LEVEL if exact else ESTIMATE_LEVEL,
                       read_bytes=sum(r for _, r in done.values()))

@@ -62,8 +62,9 @@ def _bars(bundles: list[Mapping[str, Any]]) -> str:
 
 def _table(header: list[str], rows: list[list[str]], classes: list[str] | None = None) -> str:
     classes = classes or ([""] + ["n"] * (len(header) - 1))
-    head = "".join(f'<th class="{c}">{escape(h)}</th>' for h, c in zip(header, classes))
-    body = "".join("<tr>" + "".join(f'<td class="{c}">{v}</td>' for v, c in zip(r, classes)) + "</tr>" for r in rows)
+    head = "".join(f'<th class="{c}">{escape(h)}</th>' for h, c in zip(header, classes, strict=True))
+    body = "".join("<tr>" + "".join(f'<td class="{c}">{v}</td>' for v, c in zip(r, classes, strict=True)) + "</tr>"
+                   for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -48,8 +48,8 @@ def component_rows(bundles: Sequence[Mapping[str, Any]], key: str = "components"
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    fmt = ["{:<%d}" % widths[0]] + ["{:>%d}" % w for w in widths[1:]]
-    return ["  ".join(f.format(v) for f, v in zip(fmt, r)).rstrip() for r in [header, *rows]]
+    fmt = [f"{{:<{widths[0]}}}"] + [f"{{:>{w}}}" for w in widths[1:]]
+    return ["  ".join(f.format(v) for f, v in zip(fmt, r, strict=True)).rstrip() for r in [header, *rows]]
 
 
 def _header(bundles: Sequence[Mapping[str, Any]], first: str) -> list[str]:

@@ -107,7 +107,8 @@ def path_findings(inv: Inventory, rules: Sequence[Rule] = RULES) -> list[tuple[R
 def model_findings(inv: Inventory, models_doc: dict[str, object]) -> dict[str, int]:
     """Files under models/<id>/ the app does not load (not in models.json's ``files``)."""
     loaded: dict[str, set[str]] = {}
-    for m in models_doc.get("models", []) if isinstance(models_doc.get("models"), list) else []:
+    models = models_doc.get("models")
+    for m in models if isinstance(models, list) else []:
         if isinstance(m, dict) and isinstance(m.get("files"), dict):
             loaded[str(m.get("id"))] = {str(v).split("/")[-1] for v in m["files"].values()}
     out: dict[str, int] = {}
@@ -141,7 +142,7 @@ def _regroup(pool: ThreadPoolExecutor, root: Path, groups: list[tuple[int, list[
     jobs = [(size, p) for size, paths in groups for p in paths]
     digests = pool.map(lambda j: _hash(root / j[1], j[0], partial), jobs)
     buckets: dict[tuple[int, bytes], list[str]] = defaultdict(list)
-    for (size, p), d in zip(jobs, digests):
+    for (size, p), d in zip(jobs, digests, strict=True):
         buckets[(size, d)].append(p)
     read = sum(min(s, 2 * PARTIAL) if partial else s for s, _ in jobs)
     return [(size, ps) for (size, _), ps in buckets.items() if len(ps) > 1], read
@@ -238,7 +239,8 @@ def find_waste(inv: Inventory, *, check_duplicates: bool = True, workers: int | 
             add("duplicate", f"identical to {g[0]}", {p: size[p] for p in g[1:]})
     shared = [f for f in inv.files if f.kind == KIND_SHARED and f.size >= 4096]
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        stripped = dict(zip((f.path for f in shared), pool.map(lambda f: elf_strippable(inv.root / f.path), shared)))
+        found = pool.map(lambda f: elf_strippable(inv.root / f.path), shared)
+        stripped = dict(zip((f.path for f in shared), found, strict=True))
     add("unstripped-symbols", "ELF .symtab/.strtab/.debug_* sections (strip --strip-unneeded)", stripped)
     findings = _merge_duplicates(findings)
     return Waste(findings=tuple(sorted(findings, key=lambda x: (-x.bytes, x.rule))), total=sum(per_file.values()),

@@ -89,8 +89,8 @@ def chromium() -> str | None:
 def test_the_html_renders_in_chromium(tmp_path: Path) -> None:
     exe = chromium()
     full = make_bundle(tmp_path / "f")
-    lite = make_bundle(tmp_path / "l", flavor="lite", models_json=False, sizes={"_internal/libpython3.11.so.1.0": 400_000,
-                                                            "photo-search": 50_000})
+    lite = make_bundle(tmp_path / "l", flavor="lite", models_json=False,
+                       sizes={"_internal/libpython3.11.so.1.0": 400_000, "photo-search": 50_000})
     html = tmp_path / "sizes.html"
     r = sizes(project(tmp_path, ""), str(full), str(lite), "--html", str(html))
     assert r.returncode == 0, r.stderr

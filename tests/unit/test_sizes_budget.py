@@ -38,7 +38,8 @@ def test_the_repository_budgets_load(root: Path) -> None:
 @pytest.mark.parametrize(("body", "key"), [('full = "4.2 GBs"\n', "tool.mlfreeze.budgets.full"),
                                            ('fulll = "1 GB"\n', "tool.mlfreeze.budgets.fulll"),
                                            ('max_growth = "lots"\n', "tool.mlfreeze.budgets.max_growth"),
-                                           ('components = { torch = "big" }\n', "tool.mlfreeze.budgets.components.torch"),
+                                           ('components = { torch = "big" }\n',
+                                            "tool.mlfreeze.budgets.components.torch"),
                                            ('lite = { totl = "1 MB" }\n', "tool.mlfreeze.budgets.lite.totl")])
 def test_bad_budgets_name_file_and_key(tmp_path: Path, body: str, key: str) -> None:
     with pytest.raises(ConfigError) as err:

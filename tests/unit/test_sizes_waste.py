@@ -5,9 +5,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from test_sizes_scan import DUP, make_bundle
+
 from builder.sizes_scan import scan
 from builder.sizes_waste import duplicates, elf_strippable, find_waste
-from test_sizes_scan import DUP, make_bundle
 
 
 def elf64(sections: dict[str, int]) -> bytes:
