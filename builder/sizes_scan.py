@@ -243,7 +243,12 @@ def scan(root: Path, *, venv: bool = False, app: str | None = None) -> Inventory
     top = Classifier(top_rows, OTHER if venv else "app")
     files: list[FileEntry] = []
     links = 0
-    for rel, size, is_link in _walk(root):
+    try:
+        walked = list(_walk(root))
+    except OSError as exc:
+        from builder.errors import UsageError
+        raise UsageError(f"{root}: cannot read {exc.filename}: {exc.strerror}") from None
+    for rel, size, is_link in walked:
         links += is_link
         comp = ""
         for prefix in prefixes:

@@ -126,7 +126,11 @@ def model_findings(inv: Inventory, models_doc: dict[str, object]) -> dict[str, i
 def _hash(path: Path, size: int, partial: bool) -> bytes:
     """sha256 of the whole file, or (``partial``) of its first and last ``PARTIAL`` bytes."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    try:
+        f = open(path, "rb")  # noqa: SIM115
+    except OSError:
+        return b"unreadable:" + str(path).encode()  # never equal to another file's digest
+    with f:
         if partial and size > 2 * PARTIAL:
             h.update(f.read(PARTIAL))
             f.seek(size - PARTIAL)
