@@ -104,8 +104,10 @@ def to_terminal(doc: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+def _md_table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """``align``: one letter per column, l or r (default: the first left, the rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
     return out + ["| " + " | ".join(r) + " |" for r in rows]
 
 
@@ -122,11 +124,12 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
         out += [f"### Waste in `{b['name']}`: {human(w['total_bytes'])}", ""]
         rows = [[f["rule"], human(f["bytes"]), str(f["files"]), f"`{f['paths'][0]}`" if f["paths"] else "", f["why"]]
                 for f in w["findings"][:MAX_WASTE_LINES]]
-        out += _md_table(["rule", "bytes", "files", "example", "why"], rows) + [""] if rows else ["none found", ""]
+        out += _md_table(["rule", "bytes", "files", "example", "why"], rows, "lrrll") + [""] if rows \
+            else ["none found", ""]
         checks = [[c["what"], human(c["actual_bytes"]), human(c["limit_bytes"]),
                    "ok" if c["ok"] else ("warning" if c["what"] == "asset-limit" else "**exceeded**")]
                   for c in b["checks"]]
-        out += _md_table(["check", "actual", "limit", "result"], checks) + [""]
+        out += _md_table(["check", "actual", "limit", "result"], checks, "lrrl") + [""]
         d = b.get("baseline")
         if d:
             out += [f"Baseline `{d['baseline_name']}`: {human(d['delta_bytes'])} ({d['delta_percent']}%)", ""]
