@@ -1,0 +1,246 @@
+"""Size budgets (``[tool.mlfreeze.budgets]`` in pyproject.toml) and the baseline regression diff.
+
+```toml
+[tool.mlfreeze.budgets]
+full = "4.2 GB"                 # total per flavor (a string, an integer of bytes, or a table:)
+lite = { total = "60 MB", components = { python = "20 MB" } }
+components = { triton = "0 B" } # per component, every flavor
+max_growth = "5%"               # vs --baseline: "5%" of the baseline total, or "200 MB"
+measure = "disk"                # "disk" (exact, the default) or "compressed" (estimated)
+```
+
+Units are decimal (kB, MB, GB, TB = 1000^n) or binary (KiB, MiB, GiB, TiB = 1024^n).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.errors import UsageError
+from builder.schema import Table, read_toml
+
+UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+_PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
+FLAVORS = ("full", "lite")
+MEASURES = ("disk", "compressed")
+WHERE = "tool.mlfreeze.budgets"
+GITHUB_ASSET_LIMIT = 2 * 2**30  # GitHub refuses release assets of 2 GiB and more
+
+
+def parse_size(text: str | int) -> int:
+    """'4.2 GB' -> 4200000000; '60 MiB' -> 62914560; an int is bytes. ValueError when malformed."""
+    if isinstance(text, bool):
+        raise ValueError("a size, not a boolean")
+    if isinstance(text, int):
+        if text < 0:
+            raise ValueError("a size cannot be negative")
+        return text
+    m = _SIZE.match(text)
+    if not m or m.group(2).lower() not in UNITS:
+        raise ValueError(f"{text!r} is not a size like '4.2 GB', '60 MiB' or '1500000'")
+    return round(float(m.group(1)) * UNITS[m.group(2).lower()])
+
+
+def human(n: float) -> str:
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
+        n /= 1000
+    return f"{sign}{n:.1f} GB"  # pragma: no cover
+
+
+@dataclass(frozen=True, kw_only=True)
+class Growth:
+    percent: float | None = None
+    bytes: int | None = None
+    text: str = ""
+
+    def allowed(self, baseline: int) -> int:
+        if self.percent is not None:
+            return int(baseline * self.percent / 100)
+        return self.bytes or 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budgets:
+    path: Path | None = None
+    totals: Mapping[str, int] = field(default_factory=dict)  # flavor -> bytes
+    components: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # flavor|"*" -> comp -> bytes
+    max_growth: Growth | None = None
+    measure: str = "disk"
+    texts: Mapping[str, str] = field(default_factory=dict)  # dotted key -> as written
+
+
+def _size(t: Table, key: str, texts: dict[str, str]) -> int:
+    value = t.take(key, (str, int))
+    try:
+        n = parse_size(value)
+    except ValueError as exc:
+        raise t.error(key, f"is not a size: {exc}") from None
+    texts[t.key(key)] = str(value)
+    return n
+
+
+def load_budgets(pyproject: Path) -> Budgets:
+    """``[tool.mlfreeze.budgets]`` of ``pyproject`` (no table: no budgets)."""
+    data = read_toml(pyproject)
+    raw = data.get("tool", {}).get("mlfreeze", {}).get("budgets")
+    if raw is None:
+        return Budgets(path=pyproject)
+    t = Table(raw, pyproject, WHERE)
+    texts: dict[str, str] = {}
+    totals: dict[str, int] = {}
+    components: dict[str, dict[str, int]] = {}
+    for flavor in FLAVORS:
+        value = t.opt(flavor, (str, int, dict), None)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            ft = Table(value, pyproject, t.key(flavor))
+            if "total" in value:
+                totals[flavor] = _size(ft, "total", texts)
+            comps = ft.sub("components", required=False)
+            components[flavor] = _sizes_of(comps, texts)
+            ft.done()
+        else:
+            totals[flavor] = _size(Table({flavor: value}, pyproject, WHERE), flavor, texts)
+    components["*"] = _sizes_of(t.sub("components", required=False), texts)
+    growth = None
+    g = t.opt("max_growth", (str, int), None)
+    if g is not None:
+        m = _PERCENT.match(g) if isinstance(g, str) else None
+        if m:
+            growth = Growth(percent=float(m.group(1)), text=g)
+        else:
+            try:
+                growth = Growth(bytes=parse_size(g), text=str(g))
+            except ValueError:
+                raise t.error("max_growth", f"is {g!r}; expected a percentage like '5%' or a size like '200 MB'") \
+                    from None
+    measure = t.opt("measure", str, "disk")
+    if measure not in MEASURES:
+        raise t.error("measure", f"is {measure!r}; allowed: {', '.join(MEASURES)}")
+    t.done()
+    return Budgets(path=pyproject, totals=totals, components=components, max_growth=growth, measure=measure,
+                   texts=texts)
+
+
+def _sizes_of(t: Table, texts: dict[str, str]) -> dict[str, int]:
+    return {name: _size(Table({name: value}, t.path, t.where), name, texts)
+            for name, value in sorted(t.rest().items())}
+
+
+# ---- checking -------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    what: str  # "total" or "component:<name>" or "growth" or "asset-limit"
+    limit: int
+    actual: int
+    ok: bool
+    line: str  # one line for the user
+
+
+def _measure(bundle: Mapping[str, Any], measure: str, component: str | None = None) -> int:
+    key = "disk_bytes" if measure == "disk" else "compressed_bytes"
+    if component is None:
+        return int(bundle[key])
+    return sum(int(c[key]) for c in bundle["components"] if c["name"] == component)
+
+
+def check_budgets(bundle: Mapping[str, Any], budgets: Budgets) -> list[Check]:
+    """Budget checks for one bundle of a sizes report (``bundle`` is its JSON object)."""
+    flavor = bundle.get("flavor")
+    where = f"{budgets.path} [{WHERE}]" if budgets.path else f"[{WHERE}]"
+    m = budgets.measure
+    name = bundle["name"]
+    checks: list[Check] = []
+    if isinstance(flavor, str) and flavor in budgets.totals:
+        limit, actual = budgets.totals[flavor], _measure(bundle, m)
+        checks.append(Check(what="total", limit=limit, actual=actual, ok=actual <= limit, line=(
+            f"{name}: {actual:,} bytes ({m}) exceed the {flavor} budget of {limit:,} "
+            f"({budgets.texts.get(f'{WHERE}.{flavor}', budgets.texts.get(f'{WHERE}.{flavor}.total', ''))}) "
+            f"in {where}; act on the waste list or raise the budget")))
+    for scope in ("*", flavor):
+        for comp, limit in (budgets.components.get(scope or "", {}) or {}).items():
+            actual = _measure(bundle, m, comp)
+            checks.append(Check(what=f"component:{comp}", limit=limit, actual=actual, ok=actual <= limit, line=(
+                f"{name}: component {comp} is {actual:,} bytes ({m}), over its budget of {limit:,} in {where}")))
+    return checks
+
+
+def asset_limit_check(bundle: Mapping[str, Any]) -> Check:
+    actual = int(bundle["compressed_bytes"])
+    return Check(what="asset-limit", limit=GITHUB_ASSET_LIMIT, actual=actual, ok=actual < GITHUB_ASSET_LIMIT,
+                 line=(f"{bundle['name']}: compressed archive ~{human(actual)} is over GitHub's 2 GiB release-asset "
+                       "limit; split the archive or publish it elsewhere"))
+
+
+# ---- baseline -------------------------------------------------------------------------
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: baseline not found; pass the sizes JSON of a previous build") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: baseline is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != 1 or not isinstance(doc.get("bundles"), list):
+        raise UsageError(f"{path}: not a sizes report (schema_version 1 with 'bundles'); "
+                         "pass a JSON written by 'mlfreeze sizes --json'")
+    return doc
+
+
+def match_baseline(bundle: Mapping[str, Any], baseline: Mapping[str, Any], only: bool) -> Mapping[str, Any] | None:
+    """The baseline bundle for ``bundle``: same platform+flavor, else same name, else the only one."""
+    olds = baseline["bundles"]
+    key = (bundle.get("platform"), bundle.get("flavor"))
+    if all(key):
+        for old in olds:
+            if (old.get("platform"), old.get("flavor")) == key:
+                return old
+    for old in olds:
+        if old.get("name") == bundle.get("name"):
+            return old
+    return olds[0] if only and len(olds) == 1 else None
+
+
+def delta(bundle: Mapping[str, Any], old: Mapping[str, Any], budgets: Budgets,
+          baseline_path: Path) -> tuple[dict[str, Any], Check | None]:
+    cur = {c["name"]: c for c in bundle["components"]}
+    prev = {c["name"]: c for c in old["components"]}
+    rows = []
+    for name in sorted(set(cur) | set(prev)):
+        a, b = prev.get(name, {}), cur.get(name, {})
+        rows.append({"name": name, "baseline_bytes": int(a.get("disk_bytes", 0)),
+                     "current_bytes": int(b.get("disk_bytes", 0)),
+                     "delta_bytes": int(b.get("disk_bytes", 0)) - int(a.get("disk_bytes", 0)),
+                     "delta_compressed_bytes": int(b.get("compressed_bytes", 0)) - int(a.get("compressed_bytes", 0))})
+    rows.sort(key=lambda r: (-abs(r["delta_bytes"]), r["name"]))
+    base_total, total = int(old["disk_bytes"]), int(bundle["disk_bytes"])
+    doc = {"baseline": str(baseline_path), "baseline_name": old.get("name"), "baseline_bytes": base_total,
+           "delta_bytes": total - base_total,
+           "delta_percent": round(100 * (total - base_total) / base_total, 3) if base_total else None,
+           "components": rows}
+    check = None
+    if budgets.max_growth is not None:
+        allowed = budgets.max_growth.allowed(base_total)
+        grown = total - base_total
+        check = Check(what="growth", limit=allowed, actual=grown, ok=grown <= allowed, line=(
+            f"{bundle['name']}: grew {grown:,} bytes ({doc['delta_percent']}%) over {baseline_path}, more than "
+            f"max_growth = {budgets.max_growth.text!r} ({allowed:,} bytes); see the per-component deltas"))
+    return doc, check
+
+
+def budget_error_lines(checks: list[Check]) -> list[str]:
+    return [c.line for c in checks if not c.ok and c.what != "asset-limit"]
+

@@ -1,0 +1,79 @@
+"""Budgets from [tool.mlfreeze.budgets] and the baseline diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.errors import ConfigError, UsageError
+from builder.sizes_budget import check_budgets, delta, load_baseline, load_budgets, parse_size
+
+
+@pytest.mark.parametrize(("text", "n"), [("4.2 GB", 4_200_000_000), ("60 MB", 60_000_000), ("60MiB", 62914560),
+                                         ("1 kB", 1000), (1500, 1500), ("0 B", 0), ("2 GiB", 2**31)])
+def test_parse_size(text: str | int, n: int) -> None:
+    assert parse_size(text) == n
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    p = tmp_path / "pyproject.toml"
+    p.write_text("[tool.mlfreeze]\napp = 'x'\n[tool.mlfreeze.budgets]\n" + body)
+    return p
+
+
+def test_budgets_load_from_the_project(tmp_path: Path) -> None:
+    b = load_budgets(write(tmp_path, 'full = "4.2 GB"\nlite = { total = "60 MB", components = { python = "20 MB" } }\n'
+                                     'components = { triton = 0 }\nmax_growth = "5%"\n'))
+    assert b.totals == {"full": 4_200_000_000, "lite": 60_000_000}
+    assert b.components == {"lite": {"python": 20_000_000}, "*": {"triton": 0}}
+    assert b.max_growth is not None and b.max_growth.allowed(1000) == 50
+
+
+def test_the_repository_budgets_load(root: Path) -> None:
+    b = load_budgets(root / "pyproject.toml")
+    assert b.totals == {"full": 4_200_000_000, "lite": 60_000_000}
+
+
+@pytest.mark.parametrize(("body", "key"), [('full = "4.2 GBs"\n', "tool.mlfreeze.budgets.full"),
+                                           ('fulll = "1 GB"\n', "tool.mlfreeze.budgets.fulll"),
+                                           ('max_growth = "lots"\n', "tool.mlfreeze.budgets.max_growth"),
+                                           ('components = { torch = "big" }\n',
+                                            "tool.mlfreeze.budgets.components.torch"),
+                                           ('lite = { totl = "1 MB" }\n', "tool.mlfreeze.budgets.lite.totl")])
+def test_bad_budgets_name_file_and_key(tmp_path: Path, body: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_budgets(write(tmp_path, body))
+    assert str(tmp_path / "pyproject.toml") in err.value.message and f"'{key}'" in err.value.message
+
+
+def bundle(total: int, torch: int) -> dict:
+    return {"name": "b-full", "flavor": "full", "platform": "linux-cpu", "disk_bytes": total,
+            "compressed_bytes": total // 2, "components": [
+                {"name": "torch", "disk_bytes": torch, "compressed_bytes": torch // 2},
+                {"name": "app", "disk_bytes": total - torch, "compressed_bytes": 0}]}
+
+
+def test_budget_checks(tmp_path: Path) -> None:
+    b = load_budgets(write(tmp_path, 'full = 1000\ncomponents = { torch = 600 }\n'))
+    assert [c.ok for c in check_budgets(bundle(1000, 600), b)] == [True, True]
+    checks = check_budgets(bundle(1001, 601), b)
+    assert [c.ok for c in checks] == [False, False]
+    assert "1,001 bytes" in checks[0].line and "full budget of 1,000" in checks[0].line
+
+
+def test_baseline_delta_and_growth(tmp_path: Path) -> None:
+    b = load_budgets(write(tmp_path, 'max_growth = "5%"\n'))
+    doc, check = delta(bundle(1100, 700), bundle(1000, 600), b, tmp_path / "old.json")
+    torch = next(r for r in doc["components"] if r["name"] == "torch")
+    assert (torch["baseline_bytes"], torch["current_bytes"], torch["delta_bytes"]) == (600, 700, 100)
+    assert doc["delta_bytes"] == 100 and doc["delta_percent"] == 10.0
+    assert check is not None and not check.ok and check.limit == 50
+
+
+def test_a_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "b.json").write_text('{"bundles": []}')
+    with pytest.raises(UsageError, match="not a sizes report"):
+        load_baseline(tmp_path / "b.json")
+    with pytest.raises(UsageError, match="not found"):
+        load_baseline(tmp_path / "missing.json")
