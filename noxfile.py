@@ -128,9 +128,17 @@ def verify_models(session: nox.Session) -> None:
 
 @nox.session(name="size-audit", python="3.11", default=False)
 def size_audit(session: nox.Session) -> None:
-    """Size report of given bundles (`-- dist/<bundle> ...`), else of every bundle in dist/."""
+    """Size audit of given bundles (`-- dist/<bundle> ... [--baseline F.json]`), else of dist/*."""
     session.install("-e", ".")
-    args = session.posargs or sorted(str(p.parent) for p in (ROOT / "dist").glob("*/BUILD-INFO.json"))
-    if not args:
+    args = list(session.posargs)
+    if not any(not a.startswith("-") for a in args):
+        args += sorted(str(p.parent) for p in (ROOT / "dist").glob("*/BUILD-INFO.json"))
+    if not any(not a.startswith("-") for a in args) and "--venv" not in args:
         session.error("no bundles given and none in dist/: run a build session first")
-    session.run("mlfreeze", "sizes", *args)
+    reports = ROOT / "dist" / "reports"
+    session.run("mlfreeze", "sizes", *args, "--json", str(reports / "sizes-audit.json"),
+                "--markdown", str(reports / "sizes-audit.md"), "--html", str(reports / "sizes-audit.html"))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as out:
+            out.write((reports / "sizes-audit.md").read_text(encoding="utf-8"))
