@@ -96,6 +96,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
     if flavor == "full":
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
+        params["selftest_script_name"] = SELFTEST_ENTRY.stem
     return params
 
 
@@ -185,10 +186,12 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     work_dir.mkdir(parents=True, exist_ok=True)
     params_file = work_dir / "params.json"
     params_file.write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    cmd = [sys.executable, "-m", "PyInstaller", SPECS / f"{flavor}.spec", "--noconfirm",
+    cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{flavor}.spec", "--noconfirm",
            "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
            "--distpath", staging, "--workpath", work_dir / "work", "--", params_file]
-    status = proc.run(cmd, cwd=root, check=False)
+    # The project's modules come from pathex, ahead of anything an outer PYTHONPATH would shadow them with.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(params["pathex"])}
+    status = proc.run(cmd, cwd=root, env=env, check=False)
     if status != 0 or not (staging / name).is_dir():
         shutil.rmtree(staging / name, ignore_errors=True)
         raise FreezeError(f"PyInstaller failed for {name} (exit {status}); see its output above, "

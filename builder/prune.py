@@ -57,7 +57,8 @@ class Removal:
 
 def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
     t = Table(read_toml(path), path)
-    excludes, hidden = {}, {}
+    excludes: dict[str, tuple[str, ...]] = {}
+    hidden: dict[str, tuple[str, ...]] = {}
     for key, out in (("excludes", excludes), ("hiddenimports", hidden)):
         st = t.sub(key, required=False)
         out.update({flavor: st.strings(flavor, ()) for flavor in FLAVORS})

@@ -21,7 +21,7 @@ class _Recorder:
     def make(self, kind: str) -> Any:
         def build(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((kind, args, kwargs))
-            return SimpleNamespace(kind=kind, pure=f"{kind}-pure", scripts=f"{kind}-scripts",
+            return SimpleNamespace(kind=kind, pure=f"{kind}-pure", scripts=["boot", "rthook", "main"],
                                    binaries=f"{kind}-bin", datas=f"{kind}-datas")
         return build
 
@@ -51,15 +51,19 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     params = spec_params(app=_app(tmp_path), flavor="full", name="photo-search-0.1.0-linux-cuda-full",
                          excludes=["tkinter"], hiddenimports=["torch"])
     calls = _run_spec("full", params, tmp_path, monkeypatch)
-    analyses = [c for c in calls if c[0] == "Analysis"]
-    assert [a[1][0] for a in analyses] == [[str(tmp_path / "main.py")], [str(SELFTEST_ENTRY)]]
-    assert all(a[2]["excludes"] == ["tkinter"] and a[2]["hookspath"] == [str(HOOKS)] for a in analyses)
-    assert all(a[2]["hiddenimports"] == ["torch"] for a in analyses)
-    exes = [c[2]["name"] for c in calls if c[0] == "EXE"]
-    assert exes == ["photo-search", "photo-search-selftest"]
+    (analysis,) = [c for c in calls if c[0] == "Analysis"]
+    assert analysis[1][0] == [str(tmp_path / "main.py")]
+    assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
+    assert analysis[2]["hiddenimports"] == ["torch"]
+    exes = [c for c in calls if c[0] == "EXE"]
+    assert [e[2]["name"] for e in exes] == ["photo-search", "photo-search-selftest"]
+    # both executables share the PYZ; the self-test swaps the app's script for its own entry
+    assert exes[0][1][0] is exes[1][1][0]
+    assert exes[0][1][1] == ["boot", "rthook", "main"]
+    assert exes[1][1][1] == ["boot", "rthook", ("selftest_entry", str(SELFTEST_ENTRY), "PYSOURCE")]
     (collect,) = [c for c in calls if c[0] == "COLLECT"]
     assert collect[2]["name"] == "photo-search-0.1.0-linux-cuda-full"
-    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"] * 2
+    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"]
     assert collect[2]["upx"] is False
 
 
