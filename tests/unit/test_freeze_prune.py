@@ -38,7 +38,13 @@ def test_lite_excludes_the_ml_stack_and_full_imports_it_by_name() -> None:
         assert module in config.excludes["lite"]
         assert module not in config.excludes["full"]
     assert {"torch", "open_clip", "insightface", "faiss"} <= set(config.hiddenimports["full"])
-    assert [r.name for r in config.select(flavor="lite", accelerator="cuda", platform="linux-cuda")] == ["type-stubs"]
+    assert [r.name for r in config.select(flavor="lite", accelerator="cuda", platform="linux-cuda")] == []
+
+
+def test_rules_the_frozen_self_test_refuted_stay_out() -> None:
+    globs = [g for r in load_prune().rules for g in r.globs]
+    # import torch needs torch/bin/torch_shm_manager; skimage's lazy_loader reads its __init__.pyi
+    assert "torch/bin" not in globs and not any(g.endswith(".pyi") for g in globs)
 
 
 @pytest.mark.parametrize(("pattern", "path", "hit"), [
