@@ -51,8 +51,9 @@ def _timed(cmd: list[str], env: dict[str, str], cwd: str) -> float:
 
 def ttfe(bundle: Path, exe: str, entry: Path, runs: int, args: list[str]) -> None:
     """Process start to the first embedding printed: frozen bundle vs the same code in this venv."""
+    bundle = bundle.resolve()
     frozen_cmd = [str(bundle / exe), *args]
-    venv_cmd = [sys.executable, str(entry), *args]
+    venv_cmd = [sys.executable, str(entry.resolve()), *args]
     venv_env = dict(os.environ)
     models = bundle / "models"
     if models.is_dir():
