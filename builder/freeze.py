@@ -1,0 +1,286 @@
+"""The freeze stage: one PyInstaller onedir bundle per (platform, flavor).
+
+Plan (pure): the bundle's name, the spec parameters, the prune rules that apply, the models
+it will hold and the hash of every input. Do (effectful): skip when an existing bundle was
+built from the same inputs; else run PyInstaller on specs/<flavor>.spec in a staging
+directory, prune, copy the models, move the bundle into dist/, self-test it from a clean
+environment (builder/selftest.py), then write BUILD-INFO.json and the incremental stamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder import buildinfo, hostinfo, incremental, proc, prune, selftest
+from builder.errors import FreezeError, VerificationError, WrongHostError
+from builder.schema import Table, read_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "specs"
+HOOKS = SPECS / "hooks"
+RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+SELFTEST_ENTRY = SPECS / "selftest_entry.py"
+PARAMS_ENV = "MLFREEZE_SPEC_PARAMS"
+LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    """What to freeze: ``[tool.mlfreeze]`` and ``[project].version`` of pyproject.toml."""
+
+    app: str
+    entry: Path
+    version: str
+    model_set: str
+    sources: tuple[Path, ...]  # hashed for incremental builds
+    pathex: tuple[Path, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BundleModel:
+    """One model as it lands in ``models/``: files by bundle-relative path."""
+
+    id: str
+    kind: str
+    arch: str
+    embed_dim: int
+    files: Mapping[str, Path]  # "<id>/<name>" -> source file
+    sha256: Mapping[str, str]  # "<id>/<name>" -> hex
+
+
+def load_app_config(root: Path = ROOT) -> AppConfig:
+    path = root / "pyproject.toml"
+    data = read_toml(path)
+    version = Table(data.get("project", {}), path, "project").opt("version", str, "0.0.0")
+    t = Table(data.get("tool", {}).get("mlfreeze", {}), path, "tool.mlfreeze")
+    app = t.take("app", str)
+    entry = root / t.take("entry", str)
+    model_set = t.opt("model_set", str, "default")
+    t.rest()
+    if not entry.is_file():
+        raise FreezeError(f"{path}: tool.mlfreeze.entry {entry} does not exist; point it at the app's entry script")
+    sources = (entry.parent, root / "verify", root / "platforms")
+    return AppConfig(app=app, entry=entry, version=version, model_set=model_set,
+                     sources=tuple(p for p in sources if p.exists()),
+                     pathex=(root, root / "examples", entry.parent.parent))
+
+
+def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
+    return f"{app}-{version}-{platform}-{flavor}"
+
+
+def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
+                hiddenimports: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON the spec reads (specs/<flavor>.spec documents every key)."""
+    params: dict[str, Any] = {
+        "name": name,
+        "app": app.app,
+        "entry": str(app.entry),
+        "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
+        "hookspath": [str(HOOKS)],
+        "runtime_hooks": [str(RUNTIME_HOOK)],
+        "hiddenimports": list(hiddenimports),
+        "excludes": list(excludes),
+        "datas": [],
+        "console": True,
+    }
+    if flavor == "full":
+        params["selftest"] = f"{app.app}-selftest"
+        params["selftest_entry"] = str(SELFTEST_ENTRY)
+        params["selftest_script_name"] = SELFTEST_ENTRY.stem
+    return params
+
+
+def bundle_models(fetched: Mapping[str, Any], goldens: Path = SPECS / "goldens") -> list[BundleModel]:
+    """What ``models/`` will hold, from fetch_set()'s result (id -> FetchedModel)."""
+    out = []
+    for model_id, fm in fetched.items():
+        files: dict[str, Path] = {}
+        for name, src in sorted(fm.bundle_files.items()):
+            files[f"{model_id}/{name}"] = Path(src)
+        golden = goldens / f"{model_id}.json"
+        if golden.is_file():
+            files[f"{model_id}/golden.json"] = golden
+        spec = fm.model
+        out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
+                               embed_dim=spec.embed_dim, files=files,
+                               sha256={rel: incremental.file_sha256(p) for rel, p in files.items()}))
+    return out
+
+
+def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
+    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath."""
+    return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
+             "files": {rel.split("/", 1)[1]: rel for rel in m.files},
+             "sha256": dict(m.sha256)} for m in models]
+
+
+def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
+               models: Sequence[BundleModel], prune_file: Path, root: Path = ROOT,
+               distributions: Mapping[str, str] | None = None) -> incremental.FreezeInputs:
+    spec = SPECS / f"{flavor}.spec"
+    extra = [spec, HOOKS, prune_file] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
+                                                           "selftest_entry")}
+    return incremental.FreezeInputs(
+        platform=platform, flavor=flavor, app=app.app,
+        distributions=distributions if distributions is not None else incremental.installed_distributions(),
+        models={rel: sha for m in models for rel, sha in m.sha256.items()},
+        sources=incremental.source_files([*app.sources, *extra], root), params=stable)
+
+
+def check_host(profile: Any) -> None:
+    host = hostinfo.current()
+    if (host.os, host.arch) != (profile.host_os, profile.host_arch):
+        raise WrongHostError(f"platform {profile.name} builds on {profile.host_os}-{profile.host_arch}, this host is "
+                             f"{host}; use `mlfreeze plan --platform {profile.name}` to inspect it here")
+
+
+def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfig | None = None,
+                  model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
+                  verification: Mapping[str, Any] | None = None, dist_dir: Path | None = None,
+                  work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
+                  keep_failed: bool = True) -> Path:
+    """Freeze, prune, add models, self-test; return the bundle directory under dist/.
+
+    ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
+    when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
+    """
+    check_host(profile)
+    app = app or load_app_config(root)
+    dist_dir = dist_dir or root / "dist"
+    work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
+    name = bundle_name(app.app, app.version, profile.name, flavor)
+    bundle = dist_dir / name
+    model_set = model_set or app.model_set
+    config = prune.load_prune(prune_file)
+    rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
+    models = bundle_models(fetched or {}, root / "specs" / "goldens") if flavor == "full" else []
+    if flavor == "full" and fetched is None:
+        raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
+                         hiddenimports=config.hiddenimports.get(flavor, ()))
+    params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    distributions = incremental.installed_distributions()
+    digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
+                        prune_file=prune_file, root=root, distributions=distributions).digest()
+    if not force and incremental.is_fresh(bundle, digest):
+        print(f"freeze: {name}: inputs unchanged ({digest[:12]}), skipping the freeze "
+              "(--force rebuilds)", flush=True)
+        return bundle
+
+    started = time.monotonic()
+    staging = work_dir / "dist"
+    for stale in (bundle, staging / name):
+        if stale.exists():
+            shutil.rmtree(stale)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    params_file = work_dir / "params.json"
+    params_file.write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{flavor}.spec", "--noconfirm",
+           "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
+           "--distpath", staging, "--workpath", work_dir / "work", "--", params_file]
+    # The project's modules come from pathex, ahead of anything an outer PYTHONPATH would shadow them with.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(params["pathex"])}
+    status = proc.run(cmd, cwd=root, env=env, check=False)
+    if status != 0 or not (staging / name).is_dir():
+        shutil.rmtree(staging / name, ignore_errors=True)
+        raise FreezeError(f"PyInstaller failed for {name} (exit {status}); see its output above, "
+                          f"then run `mlfreeze freeze --platform {profile.name} --flavor {flavor}` again")
+    print(f"freeze: {name}: PyInstaller done in {time.monotonic() - started:.0f} s", flush=True)
+
+    try:
+        removals = prune.apply(staging / name / "_internal", rules)
+        if models:
+            install_models(staging / name / "models", models, model_set)
+        dist_dir.mkdir(parents=True, exist_ok=True)
+        (staging / name).rename(bundle)
+        result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
+                                       exe_suffix=hostinfo.exe_suffix(profile.host_os), keep_failed=keep_failed)
+        info = buildinfo.build_info(
+            app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
+            flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
+            model_set=model_set if flavor == "full" else None,
+            models=[{"id": m.id, "files": dict(m.sha256)} for m in models],
+            verification=verification if verification is not None else _verification_summary(dist_dir, profile.name),
+            selftest=result.summary(), prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
+            git_commit=buildinfo.git_commit(root), inputs_sha256=digest)
+        buildinfo.write(bundle, info)
+        incremental.write_stamp(bundle, digest)
+    except VerificationError:
+        raise
+    except BaseException:
+        shutil.rmtree(staging / name, ignore_errors=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
+          f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
+    return bundle
+
+
+def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str) -> None:
+    """Copy the set's bundle members into ``models/<id>/``, write models.json and the probes."""
+    for m in models:
+        for rel, src in m.files.items():
+            dest = models_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    entries = models_index_entries(models)
+    try:
+        from verify.bundle import write_models_index
+    except ImportError:  # verify/ not merged yet: write the documented index ourselves
+        models_dir.mkdir(parents=True, exist_ok=True)
+        (models_dir / "models.json").write_text(json.dumps(
+            {"schema_version": 1, "set": model_set, "models": entries}, indent=2) + "\n", encoding="utf-8")
+    else:
+        write_models_index(models_dir, entries)
+    try:
+        from verify.probes import copy_probe_inputs
+    except ImportError:
+        print("freeze: verify.probes not available; no probe inputs copied", flush=True)
+    else:
+        copy_probe_inputs(models_dir / "_probes")
+
+
+def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:
+    """The summary of dist/reports/verify-<platform>.json when the verify stage wrote one."""
+    try:
+        report = json.loads((dist_dir / "reports" / f"verify-{platform}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    summary = report.get("summary", report) if isinstance(report, dict) else {}
+    keys = ("passed", "checks", "failed", "warnings")
+    return {k: summary[k] for k in keys if k in summary} or None
+
+
+def fetch_models(args: argparse.Namespace, model_set: str) -> Mapping[str, Any]:
+    from builder.fetch import fetch_set
+    from builder.manifest import load_manifest
+
+    manifest = load_manifest(Path(args.manifest) if args.manifest else None)
+    offline = bool(getattr(args, "offline", False)) or os.environ.get("MLFREEZE_OFFLINE") == "1"
+    cache = Path(args.cache) if args.cache else None
+    return fetch_set(manifest, model_set, cache, offline)  # type: ignore[no-any-return]
+
+
+def main(args: argparse.Namespace) -> int:
+    """``mlfreeze freeze --platform P --flavor full|lite [--set S]``."""
+    from platforms.profiles import load_profile
+
+    profile = load_profile(args.platform)
+    check_host(profile)
+    app = load_app_config()
+    model_set = args.model_set or app.model_set
+    fetched = fetch_models(args, model_set) if args.flavor == "full" else None
+    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
+                  force=bool(getattr(args, "force", False)))
+    return 0

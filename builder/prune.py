@@ -1,0 +1,166 @@
+"""Prune rules as data (specs/prune.toml): load them, select those for a build, apply them.
+
+A rule removes files from a frozen bundle's ``_internal/`` after PyInstaller's COLLECT. Globs
+are POSIX paths relative to ``_internal/``: ``*`` and ``?`` stay inside one path component,
+``**`` spans any number of them, and a directory that matches is removed whole. Every removal
+is proven by the frozen self-test that runs next (builder/selftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from builder.schema import Table, read_toml
+
+PRUNE_FILE = Path(__file__).resolve().parents[1] / "specs" / "prune.toml"
+FLAVORS = ("full", "lite")
+ACCELERATORS = ("cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    name: str
+    why: str
+    globs: tuple[str, ...]
+    flavors: tuple[str, ...]  # () = every flavor
+    accelerators: tuple[str, ...]  # () = every accelerator
+    platforms: tuple[str, ...]  # () = every platform
+
+    def applies_to(self, *, flavor: str, accelerator: str, platform: str) -> bool:
+        return ((not self.flavors or flavor in self.flavors)
+                and (not self.accelerators or accelerator in self.accelerators)
+                and (not self.platforms or platform in self.platforms))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneConfig:
+    path: Path
+    excludes: dict[str, tuple[str, ...]]  # flavor -> modules kept out of the Analysis
+    hiddenimports: dict[str, tuple[str, ...]]  # flavor -> modules imported by name at run time
+    rules: tuple[Rule, ...]
+
+    def select(self, *, flavor: str, accelerator: str, platform: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.applies_to(flavor=flavor, accelerator=accelerator, platform=platform))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Removal:
+    rule: str
+    bytes: int
+    paths: int
+
+
+def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
+    t = Table(read_toml(path), path)
+    excludes: dict[str, tuple[str, ...]] = {}
+    hidden: dict[str, tuple[str, ...]] = {}
+    for key, out in (("excludes", excludes), ("hiddenimports", hidden)):
+        st = t.sub(key, required=False)
+        out.update({flavor: st.strings(flavor, ()) for flavor in FLAVORS})
+        st.done()
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(t.opt("rule", list, [])):
+        rt = Table(raw, path, f"rule[{i}]")
+        name = rt.take("name", str)
+        if name in seen:
+            raise rt.error("name", f"{name!r} is used by two rules")
+        seen.add(name)
+        rule = Rule(name=name, why=rt.opt("why", str, ""), globs=rt.strings("globs"),
+                    flavors=rt.strings("flavors", ()), accelerators=rt.strings("accelerators", ()),
+                    platforms=rt.strings("platforms", ()))
+        if not rule.globs:
+            raise rt.error("globs", "must name at least one pattern")
+        for g in rule.globs:
+            if g.startswith("/") or ".." in g.split("/") or "\\" in g:
+                raise rt.error("globs", f"{g!r} must be a relative POSIX pattern inside _internal/")
+        for key, values, allowed in (("flavors", rule.flavors, FLAVORS),
+                                     ("accelerators", rule.accelerators, ACCELERATORS)):
+            for v in values:
+                if v not in allowed:
+                    raise rt.error(key, f"names {v!r}; allowed: {', '.join(allowed)}")
+        rt.done()
+        rules.append(rule)
+    t.done()
+    return PruneConfig(path=path, excludes=excludes, hiddenimports=hidden, rules=tuple(rules))
+
+
+@cache
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """Translate a rule glob into a regex over POSIX relative paths."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def tree_bytes(path: Path) -> int:
+    """On-disk bytes of a file or a tree; symbolic links count as themselves, never followed."""
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def matches(root: Path, rule: Rule) -> list[Path]:
+    """Top-most paths under ``root`` matched by ``rule`` (a matched directory hides its contents)."""
+    regexes = [glob_regex(g) for g in rule.globs]
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        base = Path(dirpath)
+        rel = base.relative_to(root).as_posix()
+        keep_dirs = []
+        for name in sorted(dirnames):
+            relpath = f"{rel}/{name}" if rel != "." else name
+            if any(r.match(relpath) for r in regexes):
+                found.append(base / name)
+            elif not os.path.islink(base / name):
+                keep_dirs.append(name)
+        dirnames[:] = keep_dirs
+        for name in sorted(filenames):
+            relpath = f"{rel}/{name}" if rel != "." else name
+            if any(r.match(relpath) for r in regexes):
+                found.append(base / name)
+    return found
+
+
+def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal]:
+    """Remove what each rule matches under ``root`` (a bundle's _internal/); report bytes per rule."""
+    removals = []
+    for rule in rules:
+        paths = matches(root, rule)
+        size = 0
+        for p in paths:
+            if not (p.exists() or p.is_symlink()):
+                continue  # inside something an earlier path of this rule removed
+            size += tree_bytes(p)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths)))
+        if log:
+            print(f"prune: {rule.name:<24} removed {size / 1e6:10.1f} MB ({len(paths)} paths)", flush=True)
+    return removals

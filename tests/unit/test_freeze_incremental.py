@@ -1,0 +1,64 @@
+"""The freeze-input hash: every input moves it, nothing else does; the stamp round-trips."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from builder.incremental import FreezeInputs, installed_distributions, is_fresh, read_stamp, source_files, write_stamp
+
+
+def _inputs(**kw: object) -> FreezeInputs:
+    base = FreezeInputs(platform="linux-cuda", flavor="full", app="photo-search",
+                        distributions={"torch": "2.14.1", "numpy": "2.4.6"}, models={"m/a.bin": "ab" * 32},
+                        sources={"app.py": "cd" * 32}, params={"excludes": ["tkinter"]})
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def test_every_input_changes_the_digest() -> None:
+    base = _inputs().digest()
+    variants = [
+        _inputs(platform="linux-cpu"), _inputs(flavor="lite"), _inputs(app="other"),
+        _inputs(distributions={"torch": "2.14.2", "numpy": "2.4.6"}),
+        _inputs(distributions={"torch": "2.14.1"}),
+        _inputs(models={"m/a.bin": "ef" * 32}), _inputs(sources={"app.py": "00" * 32}),
+        _inputs(params={"excludes": ["tkinter", "numpy"]}),
+    ]
+    digests = {v.digest() for v in variants}
+    assert base not in digests and len(digests) == len(variants)
+
+
+def test_digest_ignores_dict_order() -> None:
+    a = _inputs(distributions={"torch": "2.14.1", "numpy": "2.4.6"})
+    b = _inputs(distributions={"numpy": "2.4.6", "torch": "2.14.1"})
+    assert a.digest() == b.digest()
+
+
+def test_source_files_hashes_content_and_skips_caches(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"junk")
+    (tmp_path / "pkg" / "logo.png").write_bytes(b"png")
+    first = source_files([tmp_path / "pkg"], tmp_path)
+    assert list(first) == ["pkg/a.py"]
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert source_files([tmp_path / "pkg"], tmp_path) != first
+
+
+def test_stamp_round_trip_and_freshness(tmp_path: Path) -> None:
+    bundle = tmp_path / "b"
+    assert not is_fresh(bundle, "d1")
+    bundle.mkdir()
+    assert read_stamp(bundle) is None
+    write_stamp(bundle, "d1")
+    assert read_stamp(bundle) == "d1"
+    assert not is_fresh(bundle, "d1"), "no BUILD-INFO.json: the self-test never passed"
+    (bundle / "BUILD-INFO.json").write_text("{}")
+    assert is_fresh(bundle, "d1") and not is_fresh(bundle, "d2")
+    (bundle / ".mlfreeze-stamp").write_text("not json")
+    assert read_stamp(bundle) is None
+
+
+def test_installed_distributions_sees_this_environment() -> None:
+    dists = installed_distributions()
+    assert "pytest" in dists and dists["pytest"][0].isdigit()

@@ -1,0 +1,111 @@
+"""The spec files are declarative: run them with recording stand-ins for PyInstaller's classes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from builder.errors import ConfigError, FreezeError
+from builder.freeze import HOOKS, SELFTEST_ENTRY, SPECS, AppConfig, bundle_name, load_app_config, spec_params
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def make(self, kind: str) -> Any:
+        def build(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append((kind, args, kwargs))
+            return SimpleNamespace(kind=kind, pure=f"{kind}-pure", scripts=["boot", "rthook", "main"],
+                                   binaries=f"{kind}-bin", datas=f"{kind}-datas")
+        return build
+
+
+def _app(tmp_path: Path) -> AppConfig:
+    return AppConfig(app="photo-search", entry=tmp_path / "main.py", version="0.1.0", model_set="demo",
+                     sources=(), pathex=(tmp_path, tmp_path))
+
+
+def _run_spec(flavor: str, params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              via_env: bool = False) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    path = tmp_path / "params.json"
+    path.write_text(json.dumps(params))
+    rec = _Recorder()
+    ns: dict[str, Any] = {k: rec.make(k) for k in ("Analysis", "PYZ", "EXE", "COLLECT")}
+    if via_env:
+        monkeypatch.setattr(sys, "argv", [str(SPECS / f"{flavor}.spec")])
+        monkeypatch.setenv("MLFREEZE_SPEC_PARAMS", str(path))
+    else:
+        monkeypatch.setattr(sys, "argv", [str(SPECS / f"{flavor}.spec"), str(path)])
+    spec = SPECS / f"{flavor}.spec"
+    exec(compile(spec.read_text(), str(spec), "exec"), ns)
+    return rec.calls
+
+
+def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = spec_params(app=_app(tmp_path), flavor="full", name="photo-search-0.1.0-linux-cuda-full",
+                         excludes=["tkinter"], hiddenimports=["torch"])
+    calls = _run_spec("full", params, tmp_path, monkeypatch)
+    (analysis,) = [c for c in calls if c[0] == "Analysis"]
+    assert analysis[1][0] == [str(tmp_path / "main.py")]
+    assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
+    assert analysis[2]["hiddenimports"] == ["torch"]
+    exes = [c for c in calls if c[0] == "EXE"]
+    assert [e[2]["name"] for e in exes] == ["photo-search", "photo-search-selftest"]
+    # both executables share the PYZ; the self-test swaps the app's script for its own entry
+    assert exes[0][1][0] is exes[1][1][0]
+    assert exes[0][1][1] == ["boot", "rthook", "main"]
+    assert exes[1][1][1] == ["boot", "rthook", ("selftest_entry", str(SELFTEST_ENTRY), "PYSOURCE")]
+    (collect,) = [c for c in calls if c[0] == "COLLECT"]
+    assert collect[2]["name"] == "photo-search-0.1.0-linux-cuda-full"
+    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"]
+    assert collect[2]["upx"] is False
+
+
+def test_lite_spec_reads_params_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = spec_params(app=_app(tmp_path), flavor="lite", name="n-lite", excludes=["torch", "numpy"])
+    assert "selftest" not in params
+    calls = _run_spec("lite", params, tmp_path, monkeypatch, via_env=True)
+    assert [c[0] for c in calls] == ["Analysis", "PYZ", "EXE", "COLLECT"]
+    assert calls[0][2]["excludes"] == ["torch", "numpy"]
+    assert calls[2][2]["name"] == "photo-search" and calls[3][2]["name"] == "n-lite"
+
+
+def test_spec_without_params_says_how_to_pass_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["lite.spec"])
+    monkeypatch.delenv("MLFREEZE_SPEC_PARAMS", raising=False)
+    spec = SPECS / "lite.spec"
+    with pytest.raises(SystemExit, match="after `--`"):
+        exec(compile(spec.read_text(), str(spec), "exec"), {})
+
+
+def test_bundle_name() -> None:
+    assert bundle_name("photo-search", "0.1.0", "linux-cuda", "lite") == "photo-search-0.1.0-linux-cuda-lite"
+
+
+def test_load_app_config(tmp_path: Path) -> None:
+    (tmp_path / "examples" / "app").mkdir(parents=True)
+    (tmp_path / "examples" / "app" / "__main__.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nversion = "1.2.3"\n[tool.mlfreeze]\napp = "x"\nentry = "examples/app/__main__.py"\n'
+        'model_set = "demo"\n')
+    cfg = load_app_config(tmp_path)
+    assert (cfg.app, cfg.version, cfg.model_set) == ("x", "1.2.3", "demo")
+    assert cfg.entry == tmp_path / "examples/app/__main__.py" and tmp_path / "examples" in cfg.pathex
+    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\napp = "x"\nentry = "nope.py"\n')
+    with pytest.raises(FreezeError, match="nope.py"):
+        load_app_config(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\nentry = "nope.py"\n')
+    with pytest.raises(ConfigError, match="tool.mlfreeze.app"):
+        load_app_config(tmp_path)
+
+
+def test_project_hooks_exist() -> None:
+    names = {p.name for p in HOOKS.glob("*.py")}
+    assert {"hook-open_clip.py", "hook-torchvision.py", "hook-insightface.py", "hook-faiss.py",
+            "rthook_models_dir.py"} <= names
