@@ -2,6 +2,8 @@
 
 doctor -> fetch -> verify -> freeze (+ self-test) per flavor -> sizes. The host is checked
 first, so a wrong-host build fails in well under a second, before anything is imported.
+Each stage hands its result to the next through ``BuildContext.state``; the stage modules
+are imported only when their stage runs.
 """
 
 from __future__ import annotations
@@ -84,10 +86,33 @@ def stage_verify(ctx: BuildContext) -> None:
     ctx.state["verification"] = json.loads(report.read_text())
 
 
+def stage_freeze(ctx: BuildContext) -> None:
+    """Freeze each flavor; each bundle is self-tested from a clean environment before it counts."""
+    from builder.freeze import freeze_bundle, load_app_config
+
+    app = load_app_config(ctx.config.root)
+    summary = ctx.state["verification"]
+    ctx.state["bundles"] = [
+        freeze_bundle(profile=ctx.profile, flavor=flavor, root=ctx.config.root, app=app, model_set=ctx.model_set,
+                      fetched=ctx.state["fetched"], dist_dir=ctx.config.dist_dir, force=ctx.args.force,
+                      verification={"passed": summary["passed"], **summary["summary"]})
+        for flavor in ctx.flavors
+    ]
+
+
+def stage_sizes(ctx: BuildContext) -> None:
+    from builder.sizes import report_bundles
+
+    report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports", platform=ctx.profile.name,
+                   pyproject=ctx.config.root / "pyproject.toml")
+
+
 STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (
     ("doctor", stage_doctor),
     ("fetch", stage_fetch),
     ("verify", stage_verify),
+    ("freeze", stage_freeze),
+    ("sizes", stage_sizes),
 )
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from builder import buildinfo, hostinfo, incremental, proc, prune, selftest
-from builder.errors import FreezeError, VerificationError, WrongHostError
-from builder.schema import Table, read_toml
+from builder.config import load_config
+from builder.errors import FreezeError, VerificationError
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -55,23 +55,17 @@ class BundleModel:
     embed_dim: int
     files: Mapping[str, Path]  # "<id>/<name>" -> source file
     sha256: Mapping[str, str]  # "<id>/<name>" -> hex
+    roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
+    verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
 
 
 def load_app_config(root: Path = ROOT) -> AppConfig:
-    path = root / "pyproject.toml"
-    data = read_toml(path)
-    version = Table(data.get("project", {}), path, "project").opt("version", str, "0.0.0")
-    t = Table(data.get("tool", {}).get("mlfreeze", {}), path, "tool.mlfreeze")
-    app = t.take("app", str)
-    entry = root / t.take("entry", str)
-    model_set = t.opt("model_set", str, "default")
-    t.rest()
-    if not entry.is_file():
-        raise FreezeError(f"{path}: tool.mlfreeze.entry {entry} does not exist; point it at the app's entry script")
-    sources = (entry.parent, root / "verify", root / "platforms")
-    return AppConfig(app=app, entry=entry, version=version, model_set=model_set,
+    """What to freeze, from the project's ``[tool.mlfreeze]`` (builder.config validates it)."""
+    cfg = load_config(root)
+    sources = (cfg.entry.parent, root / "verify", root / "platforms")
+    return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
                      sources=tuple(p for p in sources if p.exists()),
-                     pathex=(root, root / "examples", entry.parent.parent))
+                     pathex=(root, root / "examples", cfg.entry.parent.parent))
 
 
 def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
@@ -100,20 +94,17 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
     return params
 
 
-def bundle_models(fetched: Mapping[str, Any], goldens: Path = SPECS / "goldens") -> list[BundleModel]:
+def bundle_models(fetched: Mapping[str, Any]) -> list[BundleModel]:
     """What ``models/`` will hold, from fetch_set()'s result (id -> FetchedModel)."""
     out = []
     for model_id, fm in fetched.items():
-        files: dict[str, Path] = {}
-        for name, src in sorted(fm.bundle_files.items()):
-            files[f"{model_id}/{name}"] = Path(src)
-        golden = goldens / f"{model_id}.json"
-        if golden.is_file():
-            files[f"{model_id}/golden.json"] = golden
+        files = {f"{model_id}/{name}": Path(src) for name, src in sorted(fm.bundle_files.items())}
         spec = fm.model
         out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
                                embed_dim=spec.embed_dim, files=files,
-                               sha256={rel: incremental.file_sha256(p) for rel, p in files.items()}))
+                               sha256={rel: incremental.file_sha256(p) for rel, p in files.items()},
+                               roles={a.file: a.role for a in spec.artifacts},
+                               verify=dict(spec.verify or {})))
     return out
 
 
@@ -121,7 +112,7 @@ def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
     """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath."""
     return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
              "files": {rel.split("/", 1)[1]: rel for rel in m.files},
-             "sha256": dict(m.sha256)} for m in models]
+             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify)} for m in models]
 
 
 def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
@@ -138,13 +129,6 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
         sources=incremental.source_files([*app.sources, *extra], root), params=stable)
 
 
-def check_host(profile: Any) -> None:
-    host = hostinfo.current()
-    if (host.os, host.arch) != (profile.host_os, profile.host_arch):
-        raise WrongHostError(f"platform {profile.name} builds on {profile.host_os}-{profile.host_arch}, this host is "
-                             f"{host}; use `mlfreeze plan --platform {profile.name}` to inspect it here")
-
-
 def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfig | None = None,
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
                   verification: Mapping[str, Any] | None = None, dist_dir: Path | None = None,
@@ -155,7 +139,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
     when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
     """
-    check_host(profile)
+    hostinfo.require_host(profile, "freeze")
     app = app or load_app_config(root)
     dist_dir = dist_dir or root / "dist"
     work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
@@ -164,7 +148,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     model_set = model_set or app.model_set
     config = prune.load_prune(prune_file)
     rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
-    models = bundle_models(fetched or {}, root / "specs" / "goldens") if flavor == "full" else []
+    models = bundle_models(fetched or {}) if flavor == "full" else []
     if flavor == "full" and fetched is None:
         raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
@@ -201,7 +185,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     try:
         removals = prune.apply(staging / name / "_internal", rules)
         if models:
-            install_models(staging / name / "models", models, model_set)
+            install_models(staging / name / "models", models, model_set,
+                           expected_providers=profile.onnxruntime.providers, goldens=root / "specs" / "goldens")
         dist_dir.mkdir(parents=True, exist_ok=True)
         (staging / name).rename(bundle)
         result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
@@ -227,28 +212,20 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     return bundle
 
 
-def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str) -> None:
-    """Copy the set's bundle members into ``models/<id>/``, write models.json and the probes."""
+def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,
+                   expected_providers: Sequence[str], goldens: Path) -> None:
+    """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
+    from verify.bundle import write_models_index
+    from verify.probes import copy_probe_inputs
+
     for m in models:
         for rel, src in m.files.items():
             dest = models_dir / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-    entries = models_index_entries(models)
-    try:
-        from verify.bundle import write_models_index
-    except ImportError:  # verify/ not merged yet: write the documented index ourselves
-        models_dir.mkdir(parents=True, exist_ok=True)
-        (models_dir / "models.json").write_text(json.dumps(
-            {"schema_version": 1, "set": model_set, "models": entries}, indent=2) + "\n", encoding="utf-8")
-    else:
-        write_models_index(models_dir, entries)
-    try:
-        from verify.probes import copy_probe_inputs
-    except ImportError:
-        print("freeze: verify.probes not available; no probe inputs copied", flush=True)
-    else:
-        copy_probe_inputs(models_dir / "_probes")
+    write_models_index(models_dir, models_index_entries(models), set_name=model_set,
+                       expected_providers=expected_providers, goldens_dir=goldens)
+    copy_probe_inputs(models_dir / "_probes")
 
 
 def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:
@@ -263,11 +240,11 @@ def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | Non
 
 
 def fetch_models(args: argparse.Namespace, model_set: str) -> Mapping[str, Any]:
-    from builder.fetch import fetch_set
+    from builder.fetch import env_offline, fetch_set
     from builder.manifest import load_manifest
 
     manifest = load_manifest(Path(args.manifest) if args.manifest else None)
-    offline = bool(getattr(args, "offline", False)) or os.environ.get("MLFREEZE_OFFLINE") == "1"
+    offline = bool(getattr(args, "offline", False)) or env_offline()
     cache = Path(args.cache) if args.cache else None
     return fetch_set(manifest, model_set, cache, offline)  # type: ignore[no-any-return]
 
@@ -277,7 +254,7 @@ def main(args: argparse.Namespace) -> int:
     from platforms.profiles import load_profile
 
     profile = load_profile(args.platform)
-    check_host(profile)
+    hostinfo.require_host(profile, "freeze")
     app = load_app_config()
     model_set = args.model_set or app.model_set
     fetched = fetch_models(args, model_set) if args.flavor == "full" else None

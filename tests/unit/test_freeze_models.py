@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ import pytest
 
 from builder import hostinfo
 from builder.errors import FreezeError, WrongHostError
-from builder.freeze import AppConfig, bundle_models, check_host, freeze_bundle, install_models, models_index_entries
+from builder.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
 from platforms.profiles import all_profiles
 
 
@@ -26,34 +27,45 @@ def _fetched(tmp_path: Path) -> dict:
     (tmp_path / "cache").mkdir()
     w = tmp_path / "cache" / "abc"
     w.write_bytes(b"weights")
-    return {"demo-clip": SimpleNamespace(model=SimpleNamespace(kind="clip", arch="ViT-B-32-quickgelu", embed_dim=8),
-                                         bundle_files={"open_clip_model.safetensors": w})}
+    art = SimpleNamespace(file="open_clip_model.safetensors", role="weights")
+    spec = SimpleNamespace(kind="clip", arch="ViT-B-32-quickgelu", embed_dim=8, artifacts=(art,),
+                           verify={"zero_shot": {"top1": 1.0}})
+    return {"demo-clip": SimpleNamespace(model=spec, bundle_files={"open_clip_model.safetensors": w})}
 
 
-def test_bundle_models_adds_goldens_and_hashes_every_file(tmp_path: Path) -> None:
-    goldens = tmp_path / "goldens"
-    goldens.mkdir()
-    (goldens / "demo-clip.json").write_text("{}")
-    (m,) = bundle_models(_fetched(tmp_path), goldens)
-    assert set(m.files) == {"demo-clip/open_clip_model.safetensors", "demo-clip/golden.json"}
+def test_bundle_models_hashes_every_file_and_keeps_roles_and_thresholds(tmp_path: Path) -> None:
+    (m,) = bundle_models(_fetched(tmp_path))
+    assert set(m.files) == {"demo-clip/open_clip_model.safetensors"}
     assert m.sha256["demo-clip/open_clip_model.safetensors"] == hashlib.sha256(b"weights").hexdigest()
     (entry,) = models_index_entries([m])
-    assert entry["files"] == {"open_clip_model.safetensors": "demo-clip/open_clip_model.safetensors",
-                              "golden.json": "demo-clip/golden.json"}
+    assert entry["files"] == {"open_clip_model.safetensors": "demo-clip/open_clip_model.safetensors"}
     assert entry["arch"] == "ViT-B-32-quickgelu" and entry["embed_dim"] == 8
+    assert entry["roles"] == {"open_clip_model.safetensors": "weights"}
+    assert entry["verify"] == {"zero_shot": {"top1": 1.0}}
 
 
-def test_install_models_copies_into_models_id(tmp_path: Path) -> None:
-    models = bundle_models(_fetched(tmp_path), tmp_path / "no-goldens")
-    install_models(tmp_path / "b" / "models", models, "demo")
-    assert (tmp_path / "b/models/demo-clip/open_clip_model.safetensors").read_bytes() == b"weights"
-    assert (tmp_path / "b/models/models.json").is_file()
+def test_install_models_copies_models_goldens_and_probes(tmp_path: Path) -> None:
+    goldens = tmp_path / "goldens"
+    goldens.mkdir()
+    (goldens / "demo-clip.json").write_text('{"pinned": true}')
+    models = bundle_models(_fetched(tmp_path))
+    install_models(tmp_path / "b" / "models", models, "demo", expected_providers=("CPUExecutionProvider",),
+                   goldens=goldens)
+    base = tmp_path / "b" / "models"
+    assert (base / "demo-clip/open_clip_model.safetensors").read_bytes() == b"weights"
+    index = json.loads((base / "models.json").read_text())
+    assert index["set"] == "demo" and index["expected_providers"] == ["CPUExecutionProvider"]
+    assert index["models"][0]["golden"] == "demo-clip/golden.json"
+    assert (base / "demo-clip/golden.json").read_text() == '{"pinned": true}'
+    assert any((base / "_probes").iterdir())
 
 
-def test_wrong_host_is_refused_with_the_plan_hint() -> None:
+def test_wrong_host_is_refused_with_the_plan_hint(tmp_path: Path) -> None:
     other = _profile(here=False)
+    (tmp_path / "a.py").write_text("")
+    app = AppConfig(app="a", entry=tmp_path / "a.py", version="1", model_set="demo", sources=(), pathex=(tmp_path,))
     with pytest.raises(WrongHostError, match=f"mlfreeze plan --platform {other.name}"):
-        check_host(other)
+        freeze_bundle(profile=other, flavor="lite", root=tmp_path, app=app, dist_dir=tmp_path / "dist")
 
 
 def test_full_without_models_is_a_freeze_error(tmp_path: Path) -> None:

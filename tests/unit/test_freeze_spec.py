@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from builder.errors import ConfigError, FreezeError
+from builder.errors import ConfigError
 from builder.freeze import HOOKS, SELFTEST_ENTRY, SPECS, AppConfig, bundle_name, load_app_config, spec_params
 
 
@@ -97,10 +97,11 @@ def test_load_app_config(tmp_path: Path) -> None:
     cfg = load_app_config(tmp_path)
     assert (cfg.app, cfg.version, cfg.model_set) == ("x", "1.2.3", "demo")
     assert cfg.entry == tmp_path / "examples/app/__main__.py" and tmp_path / "examples" in cfg.pathex
-    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\napp = "x"\nentry = "nope.py"\n')
-    with pytest.raises(FreezeError, match="nope.py"):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nversion = "1"\n[tool.mlfreeze]\napp = "x"\nentry = "nope.py"\n')
+    with pytest.raises(ConfigError, match="nope.py"):
         load_app_config(tmp_path)
-    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\nentry = "nope.py"\n')
+    (tmp_path / "pyproject.toml").write_text('[project]\nversion = "1"\n[tool.mlfreeze]\nentry = "nope.py"\n')
     with pytest.raises(ConfigError, match="tool.mlfreeze.app"):
         load_app_config(tmp_path)
 
