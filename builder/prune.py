@@ -9,12 +9,11 @@ is proven by the frozen self-test that runs next (builder/selftest.py).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
+from builder.globs import compile_glob
 from builder.schema import Table, read_toml
 
 PRUNE_FILE = Path(__file__).resolve().parents[1] / "specs" / "prune.toml"
@@ -90,29 +89,6 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
     return PruneConfig(path=path, excludes=excludes, hiddenimports=hidden, rules=tuple(rules))
 
 
-@cache
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Translate a rule glob into a regex over POSIX relative paths."""
-    out, i = [], 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
 def tree_bytes(path: Path) -> int:
     """On-disk bytes of a file or a tree; symbolic links count as themselves, never followed."""
     if path.is_symlink() or not path.is_dir():
@@ -126,7 +102,7 @@ def tree_bytes(path: Path) -> int:
 
 def matches(root: Path, rule: Rule) -> list[Path]:
     """Top-most paths under ``root`` matched by ``rule`` (a matched directory hides its contents)."""
-    regexes = [glob_regex(g) for g in rule.globs]
+    regexes = [compile_glob(g) for g in rule.globs]
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         base = Path(dirpath)

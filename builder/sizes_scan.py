@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from builder.globs import glob_to_regex
+
 # CUDA libraries by library family. Matched on the file name anywhere under nvidia/ (CUDA 13
 # wheels put every family in nvidia/cu13/lib) and in torch/lib or onnxruntime/capi (Windows
 # CUDA wheels carry the DLLs there). Order matters: cublasLt before cublas is not needed
@@ -105,33 +107,6 @@ class Inventory:
     links: int  # symlinks (counted as 0 bytes, never followed)
 
 
-def _glob_to_regex(glob: str) -> str:
-    out = []
-    i = 0
-    while i < len(glob):
-        c = glob[i]
-        if glob.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif glob.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif c == "*":
-            out.append("[^/]*")
-            i += 1
-        elif c == "?":
-            out.append("[^/]")
-            i += 1
-        elif c == "<":
-            end = glob.index(">", i)
-            out.append(f"(?P<{glob[i + 1:end]}>[^/]+)")
-            i = end + 1
-        else:
-            out.append(re.escape(c))
-            i += 1
-    return "".join(out)
-
-
 class Classifier:
     """Ordered ``(glob, component)`` rows compiled once; ``component(path)`` returns the first hit.
 
@@ -144,7 +119,7 @@ class Classifier:
         self.default = default
         parts = []
         for i, (glob, _) in enumerate(self.rows):
-            rx = _glob_to_regex(glob).replace("(?P<", f"(?P<r{i}_")
+            rx = glob_to_regex(glob).replace("(?P<", f"(?P<r{i}_")
             parts.append(f"(?P<r{i}>{rx})")
         self._rx = re.compile("|".join(parts), re.IGNORECASE)
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import ConfigError
-from builder.prune import PRUNE_FILE, Rule, apply, glob_regex, load_prune, matches
+from builder.globs import compile_glob
+from builder.prune import PRUNE_FILE, Rule, apply, load_prune, matches
 
 
 def _rule(*globs: str, **kw: tuple[str, ...]) -> Rule:
@@ -61,7 +62,7 @@ def test_rules_the_frozen_self_test_refuted_stay_out() -> None:
     ("a.c", "abc", False),
 ])
 def test_glob_semantics(pattern: str, path: str, hit: bool) -> None:
-    assert bool(glob_regex(pattern).match(path)) is hit
+    assert bool(compile_glob(pattern).match(path)) is hit
 
 
 def test_apply_counts_the_bytes_each_rule_removed_and_keeps_the_rest(tmp_path: Path) -> None:
