@@ -32,7 +32,9 @@ def test_budgets_load_from_the_project(tmp_path: Path) -> None:
 
 def test_the_repository_budgets_load(root: Path) -> None:
     b = load_budgets(root / "pyproject.toml")
-    assert b.totals == {"full": 4_200_000_000, "lite": 60_000_000}
+    assert set(b.totals) == {"full", "lite"}
+    assert b.totals["lite"] <= 60_000_000  # the lite target of the freeze issue
+    assert b.totals["lite"] < b.totals["full"]
 
 
 @pytest.mark.parametrize(("body", "key"), [('full = "4.2 GBs"\n', "tool.mlfreeze.budgets.full"),
