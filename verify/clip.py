@@ -99,7 +99,15 @@ class LoadedClip:
 def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_gelu: bool,
               mean: Sequence[float], std: Sequence[float]) -> LoadedClip:
     """Load exactly the declared model from local files, or raise :class:`ClipLoadError`."""
-    import open_clip
+    try:
+        import open_clip  # its tokenizer module reads the BPE vocabulary at import time
+    except FileNotFoundError as exc:
+        if exc.filename and Path(exc.filename).name == TOKENIZER_VOCAB:
+            raise ClipLoadError(f"open_clip tokenizer vocabulary {TOKENIZER_VOCAB} is missing "
+                                f"(expected at {exc.filename})") from None
+        raise ClipLoadError(f"open_clip cannot be imported: {exc}") from None
+    except ImportError as exc:
+        raise ClipLoadError(f"open_clip cannot be imported: {exc}") from None
     import torch
 
     if not Path(weights).is_file():

@@ -73,16 +73,21 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
                                         expected="every model file present", got=f"{len(ref.files)} files"))
         results: list[CheckResult]
         values: Any
-        if isinstance(spec, ClipSpec):
-            from verify import clip_checks
+        try:
+            if isinstance(spec, ClipSpec):
+                from verify import clip_checks
 
-            results, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir)
-        else:
-            assert isinstance(spec, FacesSpec)
-            from verify import face_checks
+                results, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir)
+            else:
+                assert isinstance(spec, FacesSpec)
+                from verify import face_checks
 
-            results, values = face_checks.run(ref, spec, providers=providers, expected_providers=expected_providers,
-                                              probes_dir=probes_dir)
+                results, values = face_checks.run(ref, spec, providers=providers,
+                                                  expected_providers=expected_providers, probes_dir=probes_dir)
+        except Exception as exc:  # a broken runtime (e.g. a file missing from a bundle) fails, never crashes
+            results, values = [CheckResult(model=ref.id, check="runtime", status=FAIL,
+                                           expected="the model's checks run to completion",
+                                           got=f"{type(exc).__name__}: {exc}".splitlines()[0])], None
         gate.results += results
         if values is not None:
             gate.values[ref.id] = values

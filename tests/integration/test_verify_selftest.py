@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,22 @@ def test_selftest_names_a_missing_tokenizer_vocabulary(models_dir: Path, tmp_pat
     assert selftest.main(["--models-dir", str(models_dir)]) == 1
     err = capsys.readouterr().err
     assert "demo-clip: load: FAIL" in err and "bpe_simple_vocab_16e6.txt.gz" in err
+
+
+def test_selftest_without_the_vocabulary_file_fails_in_one_line(models_dir: Path, tmp_path: Path) -> None:
+    """As in a bundle missing open_clip's data: open_clip itself cannot be imported without it."""
+    import open_clip
+
+    site = tmp_path / "site"
+    shutil.copytree(Path(open_clip.__file__).parent, site / "open_clip",
+                    ignore=shutil.ignore_patterns("bpe_simple_vocab_16e6.txt.gz", "__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFREEZE_MODELS_DIR")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    proc = subprocess.run([sys.executable, "-c", "from verify.selftest import main; raise SystemExit(main())",
+                           "--models-dir", str(models_dir)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "demo-clip: load: FAIL" in proc.stderr and "bpe_simple_vocab_16e6.txt.gz" in proc.stderr
 
 
 def test_selftest_needs_bundled_probes(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
