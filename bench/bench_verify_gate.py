@@ -3,8 +3,9 @@ ViT-B/32), load and checks separately, and image-embedding throughput at batch 1
 
     PYTHONPATH=$PWD:$PWD/examples /work/venv-ml/bin/python bench/bench_verify_gate.py [--device cpu]
 
-Faces cannot be timed without buffalo_l's weights (not reachable from this machine); the demo
-face models are timed instead as a floor. Prints one line per figure.
+Faces cannot be timed here with buffalo_l's weights (not reachable from this machine); the demo
+face models are timed instead as a floor, and bench/bench_face_compute.py times buffalo_l's two
+architectures with random weights. Prints one line per figure.
 """
 
 from __future__ import annotations

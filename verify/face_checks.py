@@ -190,8 +190,9 @@ def run(ref: ModelRef, spec: FacesSpec, *, providers: Sequence[str], expected_pr
                                   spec.rescale_min_cosine, f"rescaling by {s:g}"))
         else:
             out.append(CheckResult(model=mid, check="rescale_stable", status=SKIP, got="not declared for this model"))
-        again = np.stack([np.asarray(f[2]) for name in found for f in _faces(app, images[name])]) \
-            if all(len(_faces(app, images[n])) == len(found[n]) for n in found) else np.zeros((0,))
+        rerun = {name: _faces(app, images[name]) for name in found}
+        again = np.stack([np.asarray(f[2]) for fs in rerun.values() for f in fs]) \
+            if all(len(rerun[n]) == len(found[n]) for n in found) else np.zeros((0,))
         out.append(checks.determinism(mid, raw, again, tolerance=spec.determinism_tolerance))
 
         values = goldens.face_values({n: [(f[0], f[1], f[3]) for f in fs] for n, fs in found.items()}, widths)
