@@ -224,13 +224,12 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     state.sync()
     if state.have == size:  # a complete leftover: keep it if it is right
         if state.hasher.hexdigest() == sha256:
-            partial.touch()
             return "(a complete earlier download)"
         state.restart()
     with requests.Session() as session:
         for url in urls:
             for _ in range(2):  # a second go, from zero, only when a resumed prefix proved wrong
-                resumed = state.have > 0
+                resumed = state.have > 0 and urlparse(url).scheme != "file"  # a file copy starts at zero
                 try:
                     check_url(url)
                     if urlparse(url).scheme == "file":
@@ -257,7 +256,6 @@ def _check_digest(state: _State, sha256: str, fsync: bool = True) -> None:
         raise _UrlFailed(f"expected {state.size} bytes, received {state.have}", "integrity")
     got = state.hasher.hexdigest()
     if got != sha256:
-        state.restart()
         raise _UrlFailed(f"expected sha256 {sha256}, received {got} ({state.size} bytes)", "integrity")
     if fsync:
         with open(state.path, "rb+") as f:
@@ -276,8 +274,18 @@ def _copy_file(url: str, state: _State, policy: Policy) -> None:
     if actual != state.size:
         raise _UrlFailed(f"expected {state.size} bytes, the file has {actual}", "integrity", wrote=False)
     state.restart()
-    with open(source, "rb") as src, open(state.path, "wb") as dst:
-        while chunk := src.read(policy.chunk_size):
+    try:
+        src = open(source, "rb")  # noqa: SIM115 - closed below; only the source's errors are this URL's
+    except OSError as exc:
+        raise _UrlFailed(f"cannot read {source}: {exc.strerror}", "missing") from None
+    with src, open(state.path, "wb") as dst:
+        while True:
+            try:
+                chunk = src.read(policy.chunk_size)
+            except OSError as exc:
+                raise _UrlFailed(f"cannot read {source}: {exc.strerror}", "missing") from None
+            if not chunk:
+                break
             dst.write(chunk)
             state.hasher.update(chunk)
             state.have += len(chunk)
@@ -289,10 +297,13 @@ def _http_with_retries(session: requests.Session, url: str, state: _State, polic
     attempt = 0
     while True:
         attempt += 1
+        had = state.have
         try:
             _http_attempt(session, url, state, policy, bar, say)
             return
         except _Transient as exc:
+            if state.have > had:  # this attempt made progress: a slow link is not a dead one
+                start, attempt = time.monotonic(), 1
             kind = "unreachable" if exc.unreachable else "transient"
             if exc.unreachable and "resolve" in exc.reason:
                 raise _UrlFailed(exc.reason, kind) from None  # a name that does not resolve will not in 2 s
@@ -365,8 +376,6 @@ def _open(session: requests.Session, url: str, headers: dict[str, str], policy: 
 def _http_attempt(session: requests.Session, url: str, state: _State, policy: Policy,
                   bar: str, say: Callable[[str], None]) -> None:
     state.sync()
-    if state.have == state.size and state.size > 0:
-        return  # complete prefix from an earlier run; the digest decides
     headers = {"Accept-Encoding": "identity"}
     if state.have:
         headers["Range"] = f"bytes={state.have}-"
@@ -462,11 +471,12 @@ def _stream(resp: requests.Response, state: _State, mode: str, policy: Policy, b
     digest = _BackgroundHash(state.hasher)
     try:
         with open(state.path, mode) as f:
-            flusher = _Writeback(f.fileno(), every=(64 << 20) if policy.fsync else 1 << 62)
+            flusher = _Writeback(f.fileno()) if policy.fsync else None
             try:
                 _copy_stream(raw, f, state, digest, flusher, tick, policy)
             finally:
-                flusher.close()
+                if flusher is not None:
+                    flusher.close()
     finally:
         digest.close()  # after this, state.hasher covers exactly the state.have bytes written
         tick.close()
@@ -474,7 +484,7 @@ def _stream(resp: requests.Response, state: _State, mode: str, policy: Policy, b
         raise _Transient(f"short body: {state.have} of {state.size} bytes")
 
 
-def _copy_stream(raw: Any, f: IO[bytes], state: _State, digest: _BackgroundHash, flusher: _Writeback,
+def _copy_stream(raw: Any, f: IO[bytes], state: _State, digest: _BackgroundHash, flusher: _Writeback | None,
                  tick: _Bar, policy: Policy) -> None:
     while True:
         try:
@@ -496,5 +506,6 @@ def _copy_stream(raw: Any, f: IO[bytes], state: _State, digest: _BackgroundHash,
         f.write(chunk)
         digest.update(chunk)
         state.have += len(chunk)
-        flusher.wrote(len(chunk))
+        if flusher is not None:
+            flusher.wrote(len(chunk))
         tick.update(len(chunk))

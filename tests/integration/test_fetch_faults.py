@@ -83,6 +83,13 @@ def test_connection_dropped_mid_body_resumes(server: FaultServer, tmp_path: Path
     assert server.sent_for("/w") < len(BODY) * 1.35  # resumed, not restarted
 
 
+def test_drops_that_make_progress_do_not_use_up_the_retries(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    server.plan("/w", *[drop_after(150_000)] * (FAST.retries + 3))  # more drops than retries, each resumes
+    _ok(tmp_path, [url])
+    assert len(server.requests_for("/w")) == FAST.retries + 4
+
+
 def test_body_shorter_than_content_length(server: FaultServer, tmp_path: Path) -> None:
     url = server.add("/w", BODY)
     server.plan("/w", short_body(500_000))
