@@ -4,8 +4,8 @@
 # hard-linked copy, run from another directory with an empty environment.
 set -euo pipefail
 bundle=$(realpath "$1")
-app=$(basename "$bundle" | sed -E 's/-[0-9][^-]*-.*$//')
-work=$(mktemp -d)
+app=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["app"])' "$bundle/BUILD-INFO.json")
+work=$(mktemp -d -p "$(dirname "$bundle")" .tamper-XXXXXX)  # same file system: cp -al hard-links
 trap 'rm -rf "$work"' EXIT
 
 check() {  # check <relative path to delete> <text the failure must name>

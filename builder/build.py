@@ -89,13 +89,14 @@ def stage_verify(ctx: BuildContext) -> None:
 def stage_freeze(ctx: BuildContext) -> None:
     """Freeze each flavor; each bundle is self-tested from a clean environment before it counts."""
     from builder.freeze import freeze_bundle, load_app_config
+    from builder.verification import goldens_dir_for, summary_of
 
     app = load_app_config(ctx.config.root)
-    summary = ctx.state["verification"]
     ctx.state["bundles"] = [
         freeze_bundle(profile=ctx.profile, flavor=flavor, root=ctx.config.root, app=app, model_set=ctx.model_set,
                       fetched=ctx.state["fetched"], dist_dir=ctx.config.dist_dir, force=ctx.args.force,
-                      verification={"passed": summary["passed"], **summary["summary"]})
+                      goldens_dir=goldens_dir_for(ctx.state["manifest"].path),
+                      verification=summary_of(ctx.state["verification"]))
         for flavor in ctx.flavors
     ]
 

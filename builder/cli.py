@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_platform(p)
     p.add_argument("--flavor", choices=("full", "lite"), required=True)
     _add_models(p)
+    p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
 
     p = sub.add_parser("sizes", help="where every megabyte of a bundle went")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")

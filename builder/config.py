@@ -20,6 +20,11 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 FLAVORS = ("full", "lite")
 
 
+def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
+    """dist/<this>: ``<app>-<version>-<platform>-<flavor>``."""
+    return f"{app}-{version}-{platform}-{flavor}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class ProjectConfig:
     root: Path
@@ -39,7 +44,7 @@ class ProjectConfig:
         return self.root / "build"
 
     def bundle_name(self, platform: str, flavor: str) -> str:
-        return f"{self.app}-{self.version}-{platform}-{flavor}"
+        return bundle_name(self.app, self.version, platform, flavor)
 
 
 def _has_table(pyproject: Path) -> bool:

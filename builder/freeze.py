@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform as _platform
 import shutil
 import sys
 import time
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from builder import buildinfo, hostinfo, incremental, proc, prune, selftest
-from builder.config import load_config
+from builder.cache import hash_file
+from builder.config import bundle_name, load_config
 from builder.errors import FreezeError, VerificationError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,6 @@ SPECS = ROOT / "specs"
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
-PARAMS_ENV = "MLFREEZE_SPEC_PARAMS"
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
@@ -68,10 +69,6 @@ def load_app_config(root: Path = ROOT) -> AppConfig:
                      pathex=(root, root / "examples", cfg.entry.parent.parent))
 
 
-def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
-    return f"{app}-{version}-{platform}-{flavor}"
-
-
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
                 hiddenimports: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (specs/<flavor>.spec documents every key)."""
@@ -102,7 +99,7 @@ def bundle_models(fetched: Mapping[str, Any]) -> list[BundleModel]:
         spec = fm.model
         out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
                                embed_dim=spec.embed_dim, files=files,
-                               sha256={rel: incremental.file_sha256(p) for rel, p in files.items()},
+                               sha256={rel: hash_file(p)[1] for rel, p in files.items()},
                                roles={a.file: a.role for a in spec.artifacts},
                                verify=dict(spec.verify or {})))
     return out
@@ -115,13 +112,23 @@ def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
              "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify)} for m in models]
 
 
+# The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).
+BUILDER_SOURCES = tuple(Path(__file__).with_name(n) for n in ("freeze.py", "prune.py", "globs.py"))
+
+
 def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
                models: Sequence[BundleModel], prune_file: Path, root: Path = ROOT,
+               goldens_dir: Path | None = None,
                distributions: Mapping[str, str] | None = None) -> incremental.FreezeInputs:
     spec = SPECS / f"{flavor}.spec"
-    extra = [spec, HOOKS, prune_file] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    goldens_dir = goldens_dir or root / "specs" / "goldens"
+    extra = [spec, HOOKS, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
                                                            "selftest_entry")}
+    entry, top = Path(params["entry"]).resolve(), root.resolve()
+    stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
+    stable["python"] = _platform.python_version()
     return incremental.FreezeInputs(
         platform=platform, flavor=flavor, app=app.app,
         distributions=distributions if distributions is not None else incremental.installed_distributions(),
@@ -133,15 +140,17 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
                   verification: Mapping[str, Any] | None = None, dist_dir: Path | None = None,
                   work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
-                  keep_failed: bool = True) -> Path:
+                  goldens_dir: Path | None = None, keep_failed: bool = True) -> Path:
     """Freeze, prune, add models, self-test; return the bundle directory under dist/.
 
     ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
     when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
+    ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default specs/goldens/).
     """
     hostinfo.require_host(profile, "freeze")
     app = app or load_app_config(root)
     dist_dir = dist_dir or root / "dist"
+    goldens_dir = goldens_dir or root / "specs" / "goldens"
     work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
     name = bundle_name(app.app, app.version, profile.name, flavor)
     bundle = dist_dir / name
@@ -156,7 +165,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
-                        prune_file=prune_file, root=root, distributions=distributions).digest()
+                        prune_file=prune_file, root=root, goldens_dir=goldens_dir,
+                        distributions=distributions).digest()
     if not force and incremental.is_fresh(bundle, digest):
         print(f"freeze: {name}: inputs unchanged ({digest[:12]}), skipping the freeze "
               "(--force rebuilds)", flush=True)
@@ -164,7 +174,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
 
     started = time.monotonic()
     staging = work_dir / "dist"
-    for stale in (bundle, staging / name):
+    for stale in (bundle, bundle.with_name(name + selftest.FAILED_SUFFIX), staging / name):
         if stale.exists():
             shutil.rmtree(stale)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +196,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
         removals = prune.apply(staging / name / "_internal", rules)
         if models:
             install_models(staging / name / "models", models, model_set,
-                           expected_providers=profile.onnxruntime.providers, goldens=root / "specs" / "goldens")
+                           expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
         dist_dir.mkdir(parents=True, exist_ok=True)
         (staging / name).rename(bundle)
         result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
@@ -195,7 +205,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
             app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
             flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
             model_set=model_set if flavor == "full" else None,
-            models=[{"id": m.id, "files": dict(m.sha256)} for m in models],
+            models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256)} for m in models],
             verification=verification if verification is not None else _verification_summary(dist_dir, profile.name),
             selftest=result.summary(), prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
             git_commit=buildinfo.git_commit(root), inputs_sha256=digest)
@@ -203,9 +213,11 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
         incremental.write_stamp(bundle, digest)
     except VerificationError:
         raise
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging / name, ignore_errors=True)
         shutil.rmtree(bundle, ignore_errors=True)
+        if isinstance(exc, (OSError, LookupError)):  # disk full, permissions, a probe input missing
+            raise FreezeError(f"{name}: {exc}; the bundle was removed") from None
         raise
     print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
           f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
@@ -230,23 +242,12 @@ def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: s
 
 def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:
     """The summary of dist/reports/verify-<platform>.json when the verify stage wrote one."""
+    from builder.verification import summary_of
+
     try:
-        report = json.loads((dist_dir / "reports" / f"verify-{platform}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return summary_of(json.loads((dist_dir / "reports" / f"verify-{platform}.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    summary = report.get("summary", report) if isinstance(report, dict) else {}
-    keys = ("passed", "checks", "failed", "warnings")
-    return {k: summary[k] for k in keys if k in summary} or None
-
-
-def fetch_models(args: argparse.Namespace, model_set: str) -> Mapping[str, Any]:
-    from builder.fetch import env_offline, fetch_set
-    from builder.manifest import load_manifest
-
-    manifest = load_manifest(Path(args.manifest) if args.manifest else None)
-    offline = bool(getattr(args, "offline", False)) or env_offline()
-    cache = Path(args.cache) if args.cache else None
-    return fetch_set(manifest, model_set, cache, offline)  # type: ignore[no-any-return]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -257,7 +258,15 @@ def main(args: argparse.Namespace) -> int:
     hostinfo.require_host(profile, "freeze")
     app = load_app_config()
     model_set = args.model_set or app.model_set
-    fetched = fetch_models(args, model_set) if args.flavor == "full" else None
+    fetched, goldens_dir = None, None
+    if args.flavor == "full":
+        from builder.fetch import fetch_set
+        from builder.manifest import load_manifest
+        from builder.verification import goldens_dir_for
+
+        manifest = load_manifest(Path(args.manifest) if args.manifest else None)
+        fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
+        goldens_dir = goldens_dir_for(manifest.path)
     freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
-                  force=bool(getattr(args, "force", False)))
+                  goldens_dir=goldens_dir, force=args.force)
     return 0

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from builder.cache import hash_file
+
 STAMP_NAME = ".mlfreeze-stamp"
 _SOURCE_SUFFIXES = (".py", ".pyi", ".toml", ".json", ".spec", ".txt", ".cfg", ".html", ".css", ".js")
 
@@ -49,14 +51,6 @@ def installed_distributions() -> dict[str, str]:
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def source_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
     """sha256 of every source-like file under ``paths`` (files or directories), keyed relative to root."""
     out: dict[str, str] = {}
@@ -68,7 +62,7 @@ def source_files(paths: Iterable[Path], root: Path) -> dict[str, str]:
                 key = f.resolve().relative_to(root.resolve()).as_posix()
             except ValueError:
                 key = f.resolve().as_posix()
-            out[key] = file_sha256(f)
+            out[key] = hash_file(f)[1]
     return out
 
 

@@ -13,12 +13,12 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.config import FLAVORS
 from builder.globs import compile_glob
 from builder.schema import Table, read_toml
+from platforms.profiles import ACCELERATORS, all_profiles
 
 PRUNE_FILE = Path(__file__).resolve().parents[1] / "specs" / "prune.toml"
-FLAVORS = ("full", "lite")
-ACCELERATORS = ("cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,10 +76,13 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
         if not rule.globs:
             raise rt.error("globs", "must name at least one pattern")
         for g in rule.globs:
-            if g.startswith("/") or ".." in g.split("/") or "\\" in g:
-                raise rt.error("globs", f"{g!r} must be a relative POSIX pattern inside _internal/")
+            if g.startswith("/") or ".." in g.split("/") or "\\" in g or "<" in g or ">" in g:
+                raise rt.error("globs", f"{g!r} must be a relative POSIX pattern inside _internal/ "
+                                        "(*, ?, ** and literal names)")
+        profiles = tuple(all_profiles()) if rule.platforms else ()
         for key, values, allowed in (("flavors", rule.flavors, FLAVORS),
-                                     ("accelerators", rule.accelerators, ACCELERATORS)):
+                                     ("accelerators", rule.accelerators, ACCELERATORS),
+                                     ("platforms", rule.platforms, profiles)):
             for v in values:
                 if v not in allowed:
                     raise rt.error(key, f"names {v!r}; allowed: {', '.join(allowed)}")

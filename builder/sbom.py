@@ -80,12 +80,11 @@ def _model_components(info: Mapping[str, Any]) -> list[dict[str, Any]]:
     components = []
     for model in info.get("models") or []:
         files = model.get("files") or {}
-        for relpath, digest in sorted(files.items()):
-            ref = f"model:{model.get('id')}/{relpath}"
+        for relpath, digest in sorted(files.items()):  # relpath: "<id>/<file>" inside models/
             components.append({
                 "type": "machine-learning-model",
-                "bom-ref": ref,
-                "name": f"{model.get('id')}/{relpath}",
+                "bom-ref": f"model:{relpath}",
+                "name": relpath,
                 "group": str(model.get("id")),
                 "hashes": [{"alg": "SHA-256", "content": str(digest)}],
                 "properties": [{"name": "mlfreeze:model-kind", "value": str(model.get("kind", ""))}],

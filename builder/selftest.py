@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class SelftestResult:
     checks: int
     failed: int
     failures: tuple[str, ...] = ()
-    health: Mapping[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": self.checks, "failed": self.failed}
@@ -66,28 +65,25 @@ def parse_json_output(stdout: str) -> dict[str, Any] | None:
 
 
 def failures_of(report: Mapping[str, Any]) -> list[str]:
-    """'<check>: <message>' for each failed check in a self-test report (lenient about its shape)."""
+    """The failing checks of a ``<app>-selftest --json`` report (verify.report.document), one line
+    each, worded as the verify stage words them: '<model>: <check>: FAIL: expected ..., got ...'."""
+    from verify.result import FAIL, CheckResult
+
+    results = report.get("results")
     out = []
-    items = report.get("results", report.get("checks"))
-    if isinstance(items, list):
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            status = item.get("ok", item.get("passed", item.get("status")))
-            if status in (False, "fail", "failed", "error", "FAIL"):
-                name = item.get("name") or item.get("check") or item.get("id") or "?"
-                msg = item.get("message") or item.get("detail") or item.get("error") or ""
-                out.append(f"{name}: {msg}" if msg else str(name))
+    for item in results if isinstance(results, list) else []:
+        if isinstance(item, dict) and item.get("status") == FAIL:
+            try:
+                out.append(CheckResult(**item).line())
+            except TypeError:  # not a CheckResult: still name what failed
+                out.append(f"{item.get('model', '?')}: {item.get('check', '?')}: FAIL")
     return out
 
 
-def _count(report: Mapping[str, Any], key: str, fallback: int) -> int:
-    value = report.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, list):
-        return len(value)
-    return fallback
+def _summary_count(report: Mapping[str, Any], key: str, fallback: int) -> int:
+    summary = report.get("summary")
+    value = summary.get(key) if isinstance(summary, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
 
 
 def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
@@ -105,8 +101,9 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
             else:
                 listed = failures_of(report)
                 passed = report.get("passed") is True and not listed and problem is None
-                checks = _count(report, "checks", len(report.get("results", []) or []))
-                failed = _count(report, "failed", len(listed))
+                results = report.get("results")
+                checks = _summary_count(report, "checks", len(results) if isinstance(results, list) else 0)
+                failed = _summary_count(report, "failed", len(listed))
                 if not passed:
                     failures += listed or [f"{exe.name}: {problem or 'reported passed=false'}"]
                     failed = max(failed, 1)
@@ -122,8 +119,7 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
                 failures.append(f"{exe.name} --health: ml_available is {health.get('ml_available')!r}, "
                                 f"expected {want} for a {flavor} bundle")
                 failed += 1
-    return SelftestResult(passed=not failures, checks=checks, failed=failed, failures=tuple(failures),
-                          health=health or {})
+    return SelftestResult(passed=not failures, checks=checks, failed=failed, failures=tuple(failures))
 
 
 def _run_json(cmd: list[Path | str], *, cwd: Path, env: dict[str, str],

@@ -23,6 +23,11 @@ def goldens_dir_for(manifest_path: Path) -> Path:
     return manifest_path.resolve().parent / "goldens"
 
 
+def summary_of(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What BUILD-INFO records of a verify report (verify.report.document): passed + the counts."""
+    return {"passed": report["passed"], **report["summary"]}
+
+
 def expected_providers(platform: str | None) -> list[str]:
     if not platform:
         return []

@@ -25,7 +25,8 @@ def build_info(platform: str, flavor: str, **overrides: Any) -> dict[str, Any]:
         "distributions": {"torch": "2.14.1", "pyinstaller": "6.22.3"} if flavor == "full"
         else {"pyinstaller": "6.22.3"},
         "model_set": "demo" if flavor == "full" else None,
-        "models": [{"id": "demo-clip", "files": {"demo-clip/weights.bin": hashlib.sha256(weights).hexdigest()}}]
+        "models": [{"id": "demo-clip", "kind": "clip",
+                    "files": {"demo-clip/weights.bin": hashlib.sha256(weights).hexdigest()}}]
         if flavor == "full" else [],
         "verification": {"passed": True, "checks": 31, "failed": 0, "warnings": 0} if flavor == "full" else None,
         "selftest": {"passed": True, "checks": 20, "failed": 0} if flavor == "full" else None,

@@ -62,3 +62,32 @@ def test_stamp_round_trip_and_freshness(tmp_path: Path) -> None:
 def test_installed_distributions_sees_this_environment() -> None:
     dists = installed_distributions()
     assert "pytest" in dists and dists["pytest"][0].isdigit()
+
+
+def test_inputs_for_collects_goldens_entry_and_python(tmp_path: Path) -> None:
+    from builder.freeze import AppConfig, BundleModel, inputs_for, spec_params
+
+    (tmp_path / "app").mkdir()
+    for name in ("main.py", "other.py"):
+        (tmp_path / "app" / name).write_text("print(1)\n")
+    (tmp_path / "goldens").mkdir()
+    golden = tmp_path / "goldens" / "m.json"
+    golden.write_text('{"v": [1.0]}\n')
+    prune_file = tmp_path / "prune.toml"
+    prune_file.write_text("")
+    model = BundleModel(id="m", kind="clip", arch="a", embed_dim=4, files={}, sha256={"m/w.bin": "ab" * 32},
+                        roles={}, verify={})
+
+    def digest(entry: str) -> str:
+        app = AppConfig(app="x", entry=tmp_path / "app" / entry, version="1", model_set="s",
+                        sources=(tmp_path / "app",), pathex=(tmp_path,))
+        params = spec_params(app=app, flavor="full", name="x-1-p-full", excludes=())
+        return inputs_for(app=app, platform="p", flavor="full", params=params, models=[model],
+                          prune_file=prune_file, root=tmp_path, goldens_dir=tmp_path / "goldens",
+                          distributions={}).digest()
+
+    first = digest("main.py")
+    assert digest("main.py") == first
+    assert digest("other.py") != first, "another entry script is another app"
+    golden.write_text('{"v": [2.0]}\n')
+    assert digest("main.py") != first, "re-pinned goldens are copied into models/: the bundle changes"

@@ -89,6 +89,8 @@ def test_matches_reports_a_matched_directory_once(tmp_path: Path) -> None:
     ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["../up"]\n', "rule[0].globs"),
     ('[excludes]\n[[rule]]\nname = "a"\nglobs = []\n', "rule[0].globs"),
     ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["x"]\nflavors = ["fat"]\n', "rule[0].flavors"),
+    ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["lib/<x"]\n', "rule[0].globs"),
+    ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["x"]\nplatforms = ["linux-cpuu"]\n', "rule[0].platforms"),
     ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["x"]\ncolour = 1\n', "rule[0].colour"),
     ('[excludes]\n[[rule]]\nname = "a"\nglobs = ["x"]\n[[rule]]\nname = "a"\nglobs = ["y"]\n', "rule[1].name"),
     ('[excludes]\nmedium = ["x"]\n', "excludes.medium"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,13 +37,20 @@ def test_parse_json_output(out: str, want: object) -> None:
     assert parse_json_output(out) == want
 
 
-def test_failures_of_reads_the_usual_shapes() -> None:
-    report = {"results": [{"name": "clip.tokenizer", "ok": False, "message": "vocab missing: bpe.txt.gz"},
-                          {"name": "faces", "ok": True},
-                          {"check": "golden", "status": "fail"}, "junk"]}
-    assert failures_of(report) == ["clip.tokenizer: vocab missing: bpe.txt.gz", "golden"]
-    assert failures_of({"checks": [{"id": "x", "passed": False, "detail": "NaN"}]}) == ["x: NaN"]
-    assert failures_of({"checks": 3}) == []
+def test_failures_of_reads_the_report_the_bundle_prints() -> None:
+    from verify.report import document
+    from verify.result import CheckResult
+
+    results = [CheckResult(model="demo-clip", check="tokenizer", status="fail", expected="vocab present",
+                           got="bpe_simple_vocab_16e6.txt.gz missing"),
+               CheckResult(model="demo-clip", check="finite", status="pass"),
+               CheckResult(model="demo-faces", check="golden", status="warn", got="not pinned")]
+    report = json.loads(json.dumps(document(results, strict=False, context={})))
+    assert failures_of(report) == ["demo-clip: tokenizer: FAIL: expected vocab present, "
+                                   "got bpe_simple_vocab_16e6.txt.gz missing"]
+    assert failures_of({"results": [{"model": "m", "check": "c", "status": "fail", "odd": 1}, "junk"]}) \
+        == ["m: c: FAIL"]
+    assert failures_of({"results": 3}) == []
 
 
 def test_fail_bundle_renames_and_replaces_an_older_failure(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ def test_components_merge_build_info_and_bundled_dist_info(tmp_path: Path) -> No
     assert libs["torch"]["purl"] == "pkg:pypi/torch@2.14.1"
     assert libs["pyinstaller"]["purl"] == "pkg:pypi/pyinstaller@6.22.3"
     models = [c for c in doc["components"] if c["type"] == "machine-learning-model"]
-    assert [m["name"] for m in models] == ["demo-clip/demo-clip/weights.bin"]
+    assert [m["name"] for m in models] == ["demo-clip/weights.bin"]  # the path inside models/
+    assert models[0]["properties"] == [{"name": "mlfreeze:model-kind", "value": "clip"}]
     assert models[0]["hashes"][0]["alg"] == "SHA-256" and len(models[0]["hashes"][0]["content"]) == 64
     assert doc["metadata"]["timestamp"] == "2026-01-01T00:00:00Z"
     refs = [c["bom-ref"] for c in doc["components"]]
