@@ -49,9 +49,14 @@ class ProjectConfig:
 
 def _has_table(pyproject: Path) -> bool:
     try:
-        return "mlfreeze" in read_toml(pyproject).get("tool", {})
+        tool = read_toml(pyproject).get("tool", {})
     except ConfigError:
+        # a broken pyproject.toml that means to configure mlfreeze is an error, never a reason
+        # to walk on and build some other project
+        if "tool.mlfreeze" in pyproject.read_text(encoding="utf-8", errors="replace"):
+            raise
         return False
+    return isinstance(tool, dict) and "mlfreeze" in tool
 
 
 def find_root(start: Path | None = None) -> Path:
@@ -70,12 +75,12 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     root = root or find_root()
     path = root / "pyproject.toml"
     data = read_toml(path)
-    project = data.get("project", {})
-    version = project.get("version")
+    project, tools = data.get("project", {}), data.get("tool", {})
+    version = project.get("version") if isinstance(project, dict) else None
     if not isinstance(version, str):
         raise ConfigError(f"{path}: key 'project.version' is missing (mlfreeze names bundles by it)")
-    tool = data.get("tool", {}).get("mlfreeze")
-    if tool is None:
+    tool = tools.get("mlfreeze") if isinstance(tools, dict) else None
+    if not isinstance(tool, dict):
         raise ConfigError(f"{path}: no [tool.mlfreeze] table (needs at least app and entry)")
     t = Table(tool, path, "tool.mlfreeze")
     app = t.take("app", str)

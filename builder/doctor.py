@@ -222,9 +222,16 @@ CHECKS: tuple[Callable[[Profile], Iterator[Finding]], ...] = (
 
 
 def diagnose(profile: Profile) -> list[Finding]:
+    """Every check's findings. A check that cannot run (an installed package that fails to import,
+    the very thing doctor exists to find) is a finding naming the check, not a traceback."""
     findings: list[Finding] = []
     for check in CHECKS:
-        findings.extend(check(profile))
+        try:
+            findings.extend(check(profile))
+        except Exception as exc:  # noqa: BLE001 - any import-time failure of a broken environment
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            findings.append(Finding(ok=False, check=check.__name__.removeprefix("check_"),
+                                    detail=f"could not run: {type(exc).__name__}: {first}"))
     return findings
 
 

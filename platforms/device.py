@@ -71,9 +71,7 @@ def _parse_requested(value: str) -> str:
 def get_device() -> str:
     """The torch device string this process should use."""
     requested = _parse_requested(os.environ.get("DEVICE", "auto"))
-    if requested == "cpu":
-        return "cpu"
-    if requested == "auto" and os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE:
+    if _forced_cpu(requested):
         return "cpu"
     torch = _torch()
     count = _cuda_count(torch)
@@ -129,21 +127,22 @@ def _onnx_providers() -> tuple[str, ...]:
                              f"available: {', '.join(available) or 'none (onnxruntime not installed)'}")
         return tuple(wanted)
     device = get_device()
+    forced_cpu = _forced_cpu(_parse_requested(os.environ.get("DEVICE", "auto")))
     chosen = []
     for provider in PROVIDER_PREFERENCE:
         if provider not in available:
             continue
         if provider == "CUDAExecutionProvider" and not device.startswith("cuda"):
             continue
-        if provider != "CPUExecutionProvider" and _forced_cpu():
+        if provider != "CPUExecutionProvider" and forced_cpu:
             continue
         chosen.append(provider)
     return tuple(chosen) if chosen else ("CPUExecutionProvider",)
 
 
-def _forced_cpu() -> bool:
-    return (os.environ.get("DEVICE", "").strip().lower() == "cpu"
-            or os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE)
+def _forced_cpu(requested: str) -> bool:
+    """DEVICE=cpu, or FORCE_CPU=1 when DEVICE does not name a device (DEVICE beats FORCE_CPU)."""
+    return requested == "cpu" or (requested == "auto" and os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE)
 
 
 def get_device_info() -> dict[str, Any]:

@@ -70,3 +70,17 @@ def _installed(dist: str) -> bool:
     except md.PackageNotFoundError:
         return False
     return True
+
+
+def test_a_package_that_fails_to_import_is_a_finding_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    from builder import doctor
+    from platforms.profiles import load_profile
+
+    def check_onnxruntime(profile: object):
+        yield doctor.Finding(ok=True, check="onnxruntime", detail="installed")
+        raise ImportError("numpy.core.multiarray failed to import\n(more lines)")
+
+    monkeypatch.setattr(doctor, "CHECKS", (check_onnxruntime,))
+    findings = doctor.diagnose(load_profile(PLATFORM))
+    assert [(f.ok, f.check) for f in findings] == [(True, "onnxruntime"), (False, "onnxruntime")]
+    assert findings[1].detail == "could not run: ImportError: numpy.core.multiarray failed to import"

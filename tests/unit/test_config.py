@@ -55,6 +55,17 @@ def test_find_root(tmp_path, monkeypatch):
     assert find_root(Path("/")) == SOURCE_ROOT
 
 
+def test_a_broken_pyproject_that_configures_mlfreeze_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
+    (tmp_path / "pyproject.toml").write_text('[project\nversion = "1"\n[tool.mlfreeze]\napp = "a"\n')
+    with pytest.raises(ConfigError, match="pyproject.toml"):
+        find_root(tmp_path)  # not a silent fall-back to the example app
+    (tmp_path / "pyproject.toml").write_text('tool = "x"\n[project]\nversion = "1"\n')
+    assert find_root(tmp_path) == SOURCE_ROOT  # no [tool.mlfreeze]: not an mlfreeze project
+    with pytest.raises(ConfigError, match=r"no \[tool.mlfreeze\] table"):
+        load_config(tmp_path)
+
+
 def test_this_repository_builds_the_example_app():
     cfg = load_config(SOURCE_ROOT)
     assert cfg.app == "photo-search" and cfg.entry.name == "__main__.py"

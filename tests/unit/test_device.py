@@ -65,8 +65,10 @@ def test_force_cpu_beats_cuda(env):
 
 
 def test_device_beats_force_cpu(env):
-    env(torch=fake_torch(cuda=1), FORCE_CPU="1", DEVICE="cuda:0")
+    env(torch=fake_torch(cuda=1), ort=fake_ort("CUDAExecutionProvider", "CPUExecutionProvider"),
+        FORCE_CPU="1", DEVICE="cuda:0")
     assert device.get_device() == "cuda:0"
+    assert device.get_onnx_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # both halves agree
 
 
 def test_device_cpu_explicit(env):
