@@ -74,8 +74,11 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     from verify.result import summarize
 
     out = out or sys.stdout
-    dev = "cpu" if pin_goldens is not None else gate.runtime_device(device)
-    providers = gate.runtime_providers(dev)
+    try:
+        dev = "cpu" if pin_goldens is not None else gate.runtime_device(device)
+        providers = gate.runtime_providers(dev)
+    except ValueError as exc:  # DEVICE / ONNX_PROVIDERS name something this machine does not have
+        raise UsageError(str(exc)) from None
     expected = expected_providers(platform)
     run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
     if pin_goldens is not None:

@@ -53,8 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from verify import gate, report
     from verify.result import summarize
 
-    device = gate.runtime_device(args.device)
-    providers = gate.runtime_providers(device)
+    if not refs:
+        print(f"selftest: error: {base / 'models.json'} lists no models: nothing would be checked", file=sys.stderr)
+        return 2
+    try:
+        device = gate.runtime_device(args.device)
+        providers = gate.runtime_providers(device)
+    except ValueError as exc:  # DEVICE / ONNX_PROVIDERS name something this machine does not have
+        print(f"selftest: error: {exc}", file=sys.stderr)
+        return 2
     probes = base / PROBES_DIRNAME
     run = gate.run(refs, device=device, providers=providers, expected_providers=doc.get("expected_providers", []),
                    probes_dir=probes if probes.is_dir() else None)

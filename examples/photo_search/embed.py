@@ -63,7 +63,10 @@ def onnx_providers() -> list[str]:
         from platforms.device import get_onnx_providers
     except ImportError:
         return ["CPUExecutionProvider"]
-    return list(get_onnx_providers())
+    try:
+        return list(get_onnx_providers())
+    except ValueError as exc:  # ONNX_PROVIDERS names a provider onnxruntime does not offer here
+        raise UsageError(str(exc)) from None
 
 
 def list_images(folder: Path) -> list[Path]:

@@ -84,6 +84,8 @@ class PhotoIndex:
     @classmethod
     def read_sidecar(cls, path: Path) -> PhotoIndex | None:
         """The index at ``path`` without its vectors, or None when there is none."""
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{path} is a file; --index names a folder")
         src = path / SIDECAR
         if not src.exists():
             if path.exists() and any(path.iterdir()):

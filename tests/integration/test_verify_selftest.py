@@ -110,6 +110,24 @@ def test_selftest_without_index_is_a_usage_error(tmp_path: Path, capsys: pytest.
     assert "models.json is missing" in capsys.readouterr().err
 
 
+def test_selftest_with_no_models_or_a_bad_device_is_a_usage_error(models_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from platforms import device
+    from verify.bundle import write_models_index
+
+    monkeypatch.setenv("DEVICE", "tpu")
+    device.reset()  # get_device() caches its answer for the process
+    assert selftest.main(["--models-dir", str(models_dir)]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "selftest: error: DEVICE='tpu' is not a device; allowed: auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"
+    monkeypatch.delenv("DEVICE")
+    device.reset()
+    write_models_index(tmp_path / "empty", [], set_name="none")
+    assert selftest.main(["--models-dir", str(tmp_path / "empty")]) == 2  # passing nothing is not a pass
+    assert "lists no models" in capsys.readouterr().err
+
+
 def test_demo_face_models_regenerate_bit_identical(tmp_path: Path) -> None:
     import importlib.util
 

@@ -128,3 +128,19 @@ def test_group_faces_groups_same_embeddings() -> None:
     labels = embed.group_faces([a, b, None, a2, b], threshold=0.5)
     assert labels == [1, 2, 0, 1, 2]
     assert embed.group_faces([a, a2], threshold=0.99) == [1, 2]
+
+
+def test_onnx_providers_naming_a_missing_provider_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from photo_search.embed import onnx_providers
+    from photo_search.errors import UsageError
+    from platforms import device
+
+    monkeypatch.setenv("ONNX_PROVIDERS", "FooExecutionProvider")
+    device.reset()
+    try:
+        with pytest.raises(UsageError, match="ONNX_PROVIDERS names FooExecutionProvider"):
+            onnx_providers()
+    finally:
+        monkeypatch.delenv("ONNX_PROVIDERS")
+        device.reset()

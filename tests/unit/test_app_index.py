@@ -51,6 +51,8 @@ def test_refuses_foreign_or_broken_dirs(tmp_path: Path) -> None:
     (tmp_path / "other" / "x.txt").write_text("mine")
     with pytest.raises(UsageError, match="is not a photo-search index"):
         PhotoIndex.read_sidecar(tmp_path / "other")
+    with pytest.raises(UsageError, match="x.txt is a file; --index names a folder"):
+        PhotoIndex.read_sidecar(tmp_path / "other" / "x.txt")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / SIDECAR).write_text("{broken")
