@@ -41,7 +41,7 @@ from builder.sizes_scan import KINDS, Inventory, scan
 from builder.sizes_waste import find_waste
 
 SCHEMA_VERSION = 1
-EXACT_ENV = "MLFREEZE_SIZES_EXACT"  # "1": deflate every byte at level 9 (slow; what the release produces)
+EXACT_ENV = "MLFREEZE_SIZES_EXACT"  # "1": deflate every byte at the release's level (slow; exact)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,10 +150,11 @@ def build_report(bundles: Sequence[Path], *, venv: Path | None = None, baseline:
                 doc["baseline"], growth = delta(doc, old, budgets, baseline)
                 if growth is not None:
                     checks.append(growth)
-        limit = asset_limit_check(doc)
-        checks.append(limit)
-        if not limit.ok:
-            warnings.append(limit.line)
+        if doc["source"] == "bundle":  # a venv is never uploaded as a release asset
+            limit = asset_limit_check(doc)
+            checks.append(limit)
+            if not limit.ok:
+                warnings.append(limit.line)
         doc["checks"] = [_check_doc(c) for c in checks]
         breaches += budget_error_lines(checks)
     report = {
@@ -169,10 +170,15 @@ def build_report(bundles: Sequence[Path], *, venv: Path | None = None, baseline:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 

@@ -197,7 +197,28 @@ def load_baseline(path: Path) -> dict[str, Any]:
     if not isinstance(doc, dict) or doc.get("schema_version") != 1 or not isinstance(doc.get("bundles"), list):
         raise UsageError(f"{path}: not a sizes report (schema_version 1 with 'bundles'); "
                          "pass a JSON written by 'mlfreeze sizes --json'")
+    for i, bundle in enumerate(doc["bundles"]):
+        problem = _baseline_bundle_problem(bundle)
+        if problem:
+            raise UsageError(f"{path}: bundles[{i}] {problem}; pass a JSON written by 'mlfreeze sizes --json'")
     return doc
+
+
+def _baseline_bundle_problem(bundle: Any) -> str | None:
+    """What a baseline bundle lacks that a delta reads, or None."""
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(bundle, dict):
+        return "is not an object"
+    if not isinstance(bundle.get("name"), str) or not count(bundle.get("disk_bytes")):
+        return "needs 'name' and an integer 'disk_bytes'"
+    components = bundle.get("components")
+    if not isinstance(components, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) and count(c.get("disk_bytes"))
+            and count(c.get("compressed_bytes")) for c in components):
+        return "needs 'components', each with 'name', 'disk_bytes' and 'compressed_bytes'"
+    return None
 
 
 def match_baseline(bundle: Mapping[str, Any], baseline: Mapping[str, Any], only: bool) -> Mapping[str, Any] | None:
@@ -227,16 +248,17 @@ def delta(bundle: Mapping[str, Any], old: Mapping[str, Any], budgets: Budgets,
                      "delta_compressed_bytes": int(b.get("compressed_bytes", 0)) - int(a.get("compressed_bytes", 0))})
     rows.sort(key=lambda r: (-abs(r["delta_bytes"]), r["name"]))
     base_total, total = int(old["disk_bytes"]), int(bundle["disk_bytes"])
+    base_measured, measured = _measure(old, budgets.measure), _measure(bundle, budgets.measure)
     doc = {"baseline": str(baseline_path), "baseline_name": old.get("name"), "baseline_bytes": base_total,
            "delta_bytes": total - base_total,
            "delta_percent": round(100 * (total - base_total) / base_total, 3) if base_total else None,
            "components": rows}
     check = None
     if budgets.max_growth is not None:
-        allowed = budgets.max_growth.allowed(base_total)
-        grown = total - base_total
+        allowed = budgets.max_growth.allowed(base_measured)
+        grown = measured - base_measured
         check = Check(what="growth", limit=allowed, actual=grown, ok=grown <= allowed, line=(
-            f"{bundle['name']}: grew {grown:,} bytes ({doc['delta_percent']}%) over {baseline_path}, more than "
+            f"{bundle['name']}: grew {grown:,} {budgets.measure} bytes over {baseline_path}, more than "
             f"max_growth = {budgets.max_growth.text!r} ({allowed:,} bytes); see the per-component deltas"))
     return doc, check
 

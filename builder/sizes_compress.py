@@ -8,8 +8,8 @@ Two modes:
   whole file; smaller files are sampled by stratum (component and suffix): every k-th file
   is deflated whole and the stratum's ratio applied to the rest. zlib level 6:
   on torch's libraries level 9 is 4x slower (5 vs 18 MB/s) for a 0.4% smaller result.
-- ``exact``: every byte is deflated at level 9 (what the release uses); minutes for a CUDA
-  bundle.
+- ``exact``: every byte is deflated at the release's level (builder.archives: 6); minutes for
+  a CUDA bundle.
 
 Both add the archive's per-member overhead: tar's 512-byte header and padding (which
 deflate to a few dozen bytes), zip's local and central headers. Compression runs in
@@ -27,13 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder.archives import GZIP_LEVEL
+
 CHUNK = 64 * 1024
 WHOLE_LIMIT = 1024 * 1024  # smaller files are sampled as whole files, by stratum
 SAMPLE_BUDGET = 32 * 1024 * 1024  # bytes deflated for an estimate, whatever the bundle's size
 MIN_CHUNKS = 2
 MIN_FILES = 3
 ESTIMATE_LEVEL = 6
-EXACT_LEVEL = 9
+EXACT_LEVEL = GZIP_LEVEL  # what `mlfreeze release` writes (its zip level is the same)
 TAR_MEMBER_OVERHEAD = 48  # a 512-byte ustar header + padding, deflated (measured on real trees)
 ZIP_MEMBER_OVERHEAD = 30 + 46 + 16  # local header + central directory entry + data descriptor
 

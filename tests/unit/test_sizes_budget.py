@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,9 @@ def test_baseline_delta_and_growth(tmp_path: Path) -> None:
     assert (torch["baseline_bytes"], torch["current_bytes"], torch["delta_bytes"]) == (600, 700, 100)
     assert doc["delta_bytes"] == 100 and doc["delta_percent"] == 10.0
     assert check is not None and not check.ok and check.limit == 50
+    packed = load_budgets(write(tmp_path, 'measure = "compressed"\nmax_growth = "5%"\n'))
+    _, check = delta(bundle(1100, 700), bundle(1000, 600), packed, tmp_path / "old.json")
+    assert check is not None and (check.limit, check.actual) == (25, 50)  # compressed: 500 -> 550
 
 
 def test_a_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
@@ -79,3 +83,10 @@ def test_a_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
         load_baseline(tmp_path / "b.json")
     with pytest.raises(UsageError, match="not found"):
         load_baseline(tmp_path / "missing.json")
+    for bad, why in (('[3]', "bundles[0] is not an object"),
+                     ('[{"name": "x"}]', "bundles[0] needs 'name' and an integer 'disk_bytes'"),
+                     ('[{"name": "x", "disk_bytes": 5, "components": [{"name": "torch"}]}]',
+                      "bundles[0] needs 'components'")):
+        (tmp_path / "b.json").write_text('{"schema_version": 1, "bundles": ' + bad + '}')
+        with pytest.raises(UsageError, match=re.escape(why)):
+            load_baseline(tmp_path / "b.json")
