@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
         t = time.perf_counter()
         loaded = vclip.load_clip(arch="ViT-B-32-quickgelu", weights=weights, config=None,
-                                 declared_quick_gelu=True, mean=cspec.mean, std=cspec.std)
+                                 declared_quick_gelu=True)
         load_s = time.perf_counter() - t
         print(f"clip load (strict, from local file): {load_s:.2f} s")
 

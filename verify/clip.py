@@ -96,9 +96,12 @@ class LoadedClip:
     image_size: int
 
 
-def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_gelu: bool,
-              mean: Sequence[float], std: Sequence[float]) -> LoadedClip:
-    """Load exactly the declared model from local files, or raise :class:`ClipLoadError`."""
+def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_gelu: bool) -> LoadedClip:
+    """Load exactly the declared model from local files, or raise :class:`ClipLoadError`.
+
+    The preprocessing is the architecture's own (open_clip's config, or the config artifact's
+    ``preprocess_cfg``): the gate then compares it with the manifest's declared mean and std.
+    """
     try:
         import open_clip  # its tokenizer module reads the BPE vocabulary at import time
     except FileNotFoundError as exc:
@@ -129,9 +132,8 @@ def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_g
         raise ClipLoadError(f"weights {Path(weights).name} do not fit {arch!r} (strict load): {first}") from None
     model.eval()
     image_size = model_cfg["vision_cfg"].get("image_size", 224)
-    pp = dict(data["preprocess_cfg"]) if data is not None else {}
-    pp.setdefault("mean", list(mean))
-    pp.setdefault("std", list(std))
+    pp = dict(open_clip.get_model_preprocess_cfg(model))
+    pp.update((data or {}).get("preprocess_cfg", {}))  # a config artifact's own preprocessing wins
     torch.set_grad_enabled(False)
     return LoadedClip(model=model, preprocess=preprocess_for(pp, int(image_size)),
                       tokenizer=open_clip.get_tokenizer(arch), arch=arch, quick_gelu=quick_gelu,

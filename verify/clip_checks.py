@@ -76,8 +76,7 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
     t0 = time.perf_counter()
     try:
         weights, config = _files(ref)
-        loaded = load_clip(arch=ref.arch, weights=weights, config=config, declared_quick_gelu=spec.quick_gelu,
-                           mean=spec.mean, std=spec.std)
+        loaded = load_clip(arch=ref.arch, weights=weights, config=config, declared_quick_gelu=spec.quick_gelu)
     except ClipLoadError as exc:
         return [CheckResult(model=mid, check="load", status=FAIL, expected=f"{ref.arch} from local files",
                             got=str(exc), seconds=time.perf_counter() - t0)], None
