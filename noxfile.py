@@ -14,10 +14,13 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from builder._checkout import activate  # noqa: E402  (mlfreeze from this checkout, installed or not)
 
-from builder.hostinfo import current as current_host  # noqa: E402
-from builder.plan import constraint_lines, install_steps  # noqa: E402
-from platforms.profiles import Profile, all_profiles, load_stack  # noqa: E402
+activate()
+
+from mlfreeze.hostinfo import current as current_host  # noqa: E402
+from mlfreeze.plan import constraint_lines, install_steps  # noqa: E402
+from mlfreeze.platforms.profiles import Profile, all_profiles, load_stack  # noqa: E402
 
 nox.options.default_venv_backend = "venv"  # pip-backed; `--default-venv-backend uv` works too
 nox.options.sessions = ["tests", "lint"]
@@ -87,7 +90,8 @@ for _profile in PROFILES.values():
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit and integration) with the host's ML stack."""
     _install_profile(session, _host_profile())
-    session.install("-e", ".[dev,freeze]", *WORKFLOW_LINTERS,
+    # installed, not editable: the tests (and the PyInstaller runs in them) see mlfreeze as users do
+    session.install(".[dev,freeze]", *WORKFLOW_LINTERS,
                     "-c", str(ROOT / "build" / f"constraints-{_host_profile().name}.txt"))
     session.run("pytest", *session.posargs)
 
@@ -103,8 +107,9 @@ def unit(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Lint: ruff, mypy on builder/, platforms/, verify/, actionlint and zizmor on the workflows."""
     session.install("-e", ".[dev]", *WORKFLOW_LINTERS)
-    session.run("ruff", "check", "builder", "platforms", "verify", "examples", "tests", "bench", "noxfile.py")
-    session.run("mypy", "builder", "platforms", "verify")
+    session.run("ruff", "check", "builder", "platforms", "verify", "runtime", "examples", "tests", "bench",
+                "noxfile.py")
+    session.run("mypy", "builder", "platforms", "verify", "runtime")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     if workflows:
         session.run("actionlint", *workflows)

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 from bench_fetch_common import bench_server, random_file
-
-from builder.download import AllUrlsFailed, Policy, download
+from mlfreeze.download import AllUrlsFailed, Policy, download
 
 
 def main() -> None:

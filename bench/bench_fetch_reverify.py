@@ -27,10 +27,9 @@ import zipfile
 from pathlib import Path
 
 import bench_fetch_common  # noqa: F401  (puts the repository on sys.path)
-
-from builder.errors import DownloadError
-from builder.fetch import fetch_set
-from builder.manifest import Manifest, load_manifest
+from mlfreeze.errors import DownloadError
+from mlfreeze.fetch import fetch_set
+from mlfreeze.manifest import Manifest, load_manifest
 
 MEMBERS = {"det_10g.onnx": 16_923_827, "w600k_r50.onnx": 174_383_860, "1k3d68.onnx": 143_607_619,
            "2d106det.onnx": 5_030_888, "genderage.onnx": 1_322_532}

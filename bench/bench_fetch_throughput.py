@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from bench_fetch_common import bench_server, random_file
-
-from builder.download import Policy, download
+from mlfreeze.download import Policy, download
 
 
 def main() -> None:

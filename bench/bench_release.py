@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder import archives, proc
+from mlfreeze import archives, proc
 
 
 def _default_dir() -> Path:

@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.sizes import build_report, write_outputs
-from builder.sizes_compress import compressed_sizes
-from builder.sizes_scan import scan
+from mlfreeze.sizes import build_report, write_outputs
+from mlfreeze.sizes_compress import compressed_sizes
+from mlfreeze.sizes_scan import scan
 
 MB = 1_000_000
 

@@ -30,11 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
+    from mlfreeze_runtime.verify import clip as vclip
+    from mlfreeze_runtime.verify import clip_checks, face_checks, spec
+    from mlfreeze_runtime.verify.result import ModelRef
     from safetensors.torch import save_file
-
-    from verify import clip as vclip
-    from verify import clip_checks, face_checks, spec
-    from verify.result import ModelRef
 
     manifest = tomllib.loads((ROOT / "specs" / "models.toml").read_text())
     table = manifest["models"]["clip-vit-b-32-openai"]["verify"]

@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.config import FLAVORS, ProjectConfig, load_config
-from builder.errors import UsageError
-from builder.hostinfo import require_host
-from builder.plan import make_plan, render_text
-from platforms.profiles import Profile, load_profile
+from mlfreeze.config import FLAVORS, ProjectConfig, load_config
+from mlfreeze.errors import UsageError
+from mlfreeze.hostinfo import require_host
+from mlfreeze.plan import make_plan, render_text
+from mlfreeze.platforms.profiles import Profile, load_profile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,14 +58,14 @@ def _stage(name: str, func: Callable[[BuildContext], object], ctx: BuildContext)
 
 
 def stage_doctor(ctx: BuildContext) -> None:
-    from builder import doctor
+    from mlfreeze import doctor
 
     doctor.main(argparse.Namespace(platform=ctx.profile.name))
 
 
 def stage_fetch(ctx: BuildContext) -> None:
-    from builder.fetch import env_offline, fetch_set
-    from builder.manifest import load_manifest
+    from mlfreeze.fetch import env_offline, fetch_set
+    from mlfreeze.manifest import load_manifest
 
     manifest = load_manifest(ctx.manifest_path)
     ctx.state["manifest"] = manifest
@@ -75,7 +75,7 @@ def stage_fetch(ctx: BuildContext) -> None:
 def stage_verify(ctx: BuildContext) -> None:
     import json
 
-    from builder.verification import goldens_dir_for, model_refs, run_gate
+    from mlfreeze.verification import goldens_dir_for, model_refs, run_gate
 
     manifest = ctx.state["manifest"]
     reports = ctx.config.dist_dir / "reports"
@@ -88,8 +88,8 @@ def stage_verify(ctx: BuildContext) -> None:
 
 def stage_freeze(ctx: BuildContext) -> None:
     """Freeze each flavor; each bundle is self-tested from a clean environment before it counts."""
-    from builder.freeze import freeze_bundle, load_app_config
-    from builder.verification import goldens_dir_for, summary_of
+    from mlfreeze.freeze import freeze_bundle, load_app_config
+    from mlfreeze.verification import goldens_dir_for, summary_of
 
     app = load_app_config(ctx.config.root)
     ctx.state["bundles"] = [
@@ -102,7 +102,7 @@ def stage_freeze(ctx: BuildContext) -> None:
 
 
 def stage_sizes(ctx: BuildContext) -> None:
-    from builder.sizes import report_bundles
+    from mlfreeze.sizes import report_bundles
 
     report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports", platform=ctx.profile.name,
                    pyproject=ctx.config.root / "pyproject.toml")

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from builder import proc
+from mlfreeze import proc
 
 SCHEMA_VERSION = 1
 FILE_NAME = "BUILD-INFO.json"

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from builder.manifest import ArtifactSpec
+from mlfreeze.manifest import ArtifactSpec
 
 TREE_INDEX = ".mlfreeze-tree.json"
 _CHUNK = 1 << 20
@@ -110,7 +110,7 @@ class Cache:
             try:
                 lock.acquire(timeout=timeout)
             except Timeout:
-                from builder.errors import DownloadError
+                from mlfreeze.errors import DownloadError
 
                 raise DownloadError(f"{art.file}: lock {lock.lock_file} held for over {timeout:.0f}s; "
                                     "is another fetch stuck? stop it or delete the lock file") from None

@@ -12,19 +12,19 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from builder import __version__
-from builder.errors import EXIT_CODES, MlfreezeError
+from mlfreeze import __version__
+from mlfreeze.errors import EXIT_CODES, MlfreezeError
 
 # sub-command -> "module:function" taking the parsed namespace, returning an exit code
 COMMANDS: dict[str, str] = {
-    "plan": "builder.plan:main",
-    "doctor": "builder.doctor:main",
-    "fetch": "builder.fetch:main",
-    "verify": "builder.verification:main",
-    "freeze": "builder.freeze:main",
-    "sizes": "builder.sizes:main",
-    "build": "builder.build:main",
-    "release": "builder.release:main",
+    "plan": "mlfreeze.plan:main",
+    "doctor": "mlfreeze.doctor:main",
+    "fetch": "mlfreeze.fetch:main",
+    "verify": "mlfreeze.verification:main",
+    "freeze": "mlfreeze.freeze:main",
+    "sizes": "mlfreeze.sizes:main",
+    "build": "mlfreeze.build:main",
+    "release": "mlfreeze.release:main",
 }
 
 

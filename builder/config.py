@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ConfigError
-from builder.schema import Table, read_toml
+from mlfreeze.errors import ConfigError
+from mlfreeze.schema import Table, read_toml
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 FLAVORS = ("full", "lite")

@@ -14,12 +14,11 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from mlfreeze.errors import EnvironmentMismatch
+from mlfreeze.hostinfo import cpu_has_avx2, require_host
+from mlfreeze.platforms.profiles import Profile, load_profile
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
-
-from builder.errors import EnvironmentMismatch
-from builder.hostinfo import cpu_has_avx2, require_host
-from platforms.profiles import Profile, load_profile
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,8 +33,7 @@ from urllib.parse import urljoin, urlparse
 from urllib.request import url2pathname
 
 import requests
-
-from builder.errors import ConfigError, DownloadError
+from mlfreeze.errors import ConfigError, DownloadError
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 UNREACHABLE_RETRIES = 2  # a host that refused or timed out connecting 3 times is down: next URL

@@ -17,8 +17,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from builder.errors import DownloadError, IntegrityError
-from builder.manifest import ArtifactSpec
+from mlfreeze.errors import DownloadError, IntegrityError
+from mlfreeze.manifest import ArtifactSpec
 
 _CHUNK = 1 << 20
 

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlparse
 
-from builder.cache import Cache, default_cache_dir
-from builder.config import default_model_set
-from builder.download import AllUrlsFailed, Policy, download
-from builder.errors import DownloadError, IntegrityError
-from builder.extract import check_free_space, extract
-from builder.manifest import ArtifactSpec, Manifest, ModelSpec, check_set, load_manifest
+from mlfreeze.cache import Cache, default_cache_dir
+from mlfreeze.config import default_model_set
+from mlfreeze.download import AllUrlsFailed, Policy, download
+from mlfreeze.errors import DownloadError, IntegrityError
+from mlfreeze.extract import check_free_space, extract
+from mlfreeze.manifest import ArtifactSpec, Manifest, ModelSpec, check_set, load_manifest
 
 MIRROR_ENV = "MLFREEZE_MODEL_MIRROR"
 OFFLINE_ENV = "MLFREEZE_OFFLINE"

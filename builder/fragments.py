@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import archives
-from builder.errors import ConfigError, IntegrityError
+from mlfreeze import archives
+from mlfreeze.errors import ConfigError, IntegrityError
 
 MANIFEST = "release-manifest.json"
 SUMS = "SHA256SUMS"

@@ -21,13 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import buildinfo, hostinfo, incremental, proc, prune, selftest
-from builder.cache import hash_file
-from builder.config import bundle_name, load_config
-from builder.errors import FreezeError, VerificationError
+import mlfreeze.specs  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
+import mlfreeze_runtime.verify  # noqa: E402
+from mlfreeze import buildinfo, hostinfo, incremental, proc, prune, selftest
+from mlfreeze.cache import hash_file
+from mlfreeze.config import bundle_name, find_root, load_config
+from mlfreeze.errors import FreezeError, VerificationError
 
-ROOT = Path(__file__).resolve().parents[1]
-SPECS = ROOT / "specs"
+SPECS = Path(mlfreeze.specs.__file__).resolve().parent
+# The runtime package every bundle ships (collected by specs/hooks/hook-mlfreeze_runtime.py).
+RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
+                   Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
@@ -60,13 +65,18 @@ class BundleModel:
     verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
 
 
-def load_app_config(root: Path = ROOT) -> AppConfig:
-    """What to freeze, from the project's ``[tool.mlfreeze]`` (builder.config validates it)."""
+def load_app_config(root: Path | None = None) -> AppConfig:
+    """What to freeze, from the project's ``[tool.mlfreeze]`` (mlfreeze.config validates it).
+
+    The project's own modules are found from its root and from the folder above the entry
+    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); mlfreeze's
+    runtime comes from wherever mlfreeze is installed.
+    """
     cfg = load_config(root)
-    sources = (cfg.entry.parent, root / "verify", root / "platforms")
+    sources = (cfg.entry.parent, *RUNTIME_SOURCES)
     return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
                      sources=tuple(p for p in sources if p.exists()),
-                     pathex=(root, root / "examples", cfg.entry.parent.parent))
+                     pathex=(cfg.root, cfg.entry.parent.parent))
 
 
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
@@ -79,7 +89,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
         "runtime_hooks": [str(RUNTIME_HOOK)],
-        "hiddenimports": list(hiddenimports),
+        "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": [],
         "console": True,
@@ -117,11 +127,12 @@ BUILDER_SOURCES = tuple(Path(__file__).with_name(n) for n in ("freeze.py", "prun
 
 
 def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
-               models: Sequence[BundleModel], prune_file: Path, root: Path = ROOT,
+               models: Sequence[BundleModel], prune_file: Path, root: Path | None = None,
                goldens_dir: Path | None = None,
                distributions: Mapping[str, str] | None = None) -> incremental.FreezeInputs:
     spec = SPECS / f"{flavor}.spec"
-    goldens_dir = goldens_dir or root / "specs" / "goldens"
+    root = root or find_root()
+    goldens_dir = goldens_dir or SPECS / "goldens"
     extra = [spec, HOOKS, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
@@ -136,7 +147,7 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
         sources=incremental.source_files([*app.sources, *extra], root), params=stable)
 
 
-def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfig | None = None,
+def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
                   verification: Mapping[str, Any] | None = None, dist_dir: Path | None = None,
                   work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
@@ -148,9 +159,10 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
     ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default specs/goldens/).
     """
     hostinfo.require_host(profile, "freeze")
+    root = root or find_root()
     app = app or load_app_config(root)
     dist_dir = dist_dir or root / "dist"
-    goldens_dir = goldens_dir or root / "specs" / "goldens"
+    goldens_dir = goldens_dir or SPECS / "goldens"
     work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
     name = bundle_name(app.app, app.version, profile.name, flavor)
     bundle = dist_dir / name
@@ -227,8 +239,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path = ROOT, app: AppConfi
 def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,
                    expected_providers: Sequence[str], goldens: Path) -> None:
     """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
-    from verify.bundle import write_models_index
-    from verify.probes import copy_probe_inputs
+    from mlfreeze_runtime.verify.bundle import write_models_index
+    from mlfreeze_runtime.verify.probes import copy_probe_inputs
 
     for m in models:
         for rel, src in m.files.items():
@@ -242,7 +254,7 @@ def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: s
 
 def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:
     """The summary of dist/reports/verify-<platform>.json when the verify stage wrote one."""
-    from builder.verification import summary_of
+    from mlfreeze.verification import summary_of
 
     try:
         return summary_of(json.loads((dist_dir / "reports" / f"verify-{platform}.json").read_text(encoding="utf-8")))
@@ -252,7 +264,7 @@ def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | Non
 
 def main(args: argparse.Namespace) -> int:
     """``mlfreeze freeze --platform P --flavor full|lite [--set S]``."""
-    from platforms.profiles import load_profile
+    from mlfreeze.platforms.profiles import load_profile
 
     profile = load_profile(args.platform)
     hostinfo.require_host(profile, "freeze")
@@ -260,9 +272,9 @@ def main(args: argparse.Namespace) -> int:
     model_set = args.model_set or app.model_set
     fetched, goldens_dir = None, None
     if args.flavor == "full":
-        from builder.fetch import fetch_set
-        from builder.manifest import load_manifest
-        from builder.verification import goldens_dir_for
+        from mlfreeze.fetch import fetch_set
+        from mlfreeze.manifest import load_manifest
+        from mlfreeze.verification import goldens_dir_for
 
         manifest = load_manifest(Path(args.manifest) if args.manifest else None)
         fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE

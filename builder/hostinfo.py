@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from builder.errors import WrongHostError
+from mlfreeze.errors import WrongHostError
 
 if TYPE_CHECKING:
-    from platforms.profiles import Profile
+    from mlfreeze.platforms.profiles import Profile
 
 _OS = {"linux": "linux", "darwin": "macos", "win32": "windows", "cygwin": "windows"}
 _ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "arm64": "arm64", "aarch64": "arm64"}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from builder.cache import hash_file
+from mlfreeze.cache import hash_file
 
 STAMP_NAME = ".mlfreeze-stamp"
 _SOURCE_SUFFIXES = (".py", ".pyi", ".toml", ".json", ".spec", ".txt", ".cfg", ".html", ".css", ".js")

@@ -44,8 +44,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlparse
 
-from builder.errors import ConfigError
-from builder.schema import Table, read_toml
+from mlfreeze.errors import ConfigError
+from mlfreeze.schema import Table, read_toml
 
 KINDS = ("clip", "insightface")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -120,9 +120,9 @@ class Manifest:
 
 
 def default_path() -> Path:
-    import specs
+    import mlfreeze.specs
 
-    return Path(specs.__file__).parent / "models.toml"
+    return Path(mlfreeze.specs.__file__).parent / "models.toml"
 
 
 def load_manifest(path: Path | None = None) -> Manifest:
@@ -147,7 +147,7 @@ def load_manifest(path: Path | None = None) -> Manifest:
 
 def check_set(manifest: Manifest, set_name: str) -> list[ModelSpec]:
     """The models of ``set_name``; unknown set -> UsageError, unknown id -> ConfigError."""
-    from builder.errors import UsageError
+    from mlfreeze.errors import UsageError
 
     if set_name not in manifest.sets:
         known = ", ".join(sorted(manifest.sets)) or "none"

@@ -1,14 +1,14 @@
 """The GitHub Actions build matrix, derived from ``platforms/*.toml``.
 
-``python -m builder.matrix`` prints ``{"include": [...]}`` (one entry per profile) as one
+``python -m mlfreeze.matrix`` prints ``{"include": [...]}`` (one entry per profile) as one
 line of JSON; release.yml's first job writes it to ``$GITHUB_OUTPUT`` and the build job
 reads it with ``fromJSON``. So adding or removing a profile changes the matrix with no
 edit to the workflow, and a profile whose runner cannot build it fails here, on Linux.
 
-    python -m builder.matrix                    # every profile
-    python -m builder.matrix --platform win-cpu # one (workflow_dispatch); "all" = every one
-    python -m builder.matrix --names            # profile names, one a line (ci.yml's plan loop)
-    python -m builder.matrix --github-output    # also append matrix=<json> to $GITHUB_OUTPUT
+    python -m mlfreeze.matrix                    # every profile
+    python -m mlfreeze.matrix --platform win-cpu # one (workflow_dispatch); "all" = every one
+    python -m mlfreeze.matrix --names            # profile names, one a line (ci.yml's plan loop)
+    python -m mlfreeze.matrix --github-output    # also append matrix=<json> to $GITHUB_OUTPUT
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ConfigError, MlfreezeError, UsageError
-from platforms.profiles import PROFILE_DIR, Profile, all_profiles
+from mlfreeze.errors import ConfigError, MlfreezeError, UsageError
+from mlfreeze.platforms.profiles import PROFILE_DIR, Profile, all_profiles
 
 # GitHub-hosted runner labels by (host_os, host_arch). A profile's runner must match one.
 RUNNER_PATTERNS: dict[tuple[str, str], re.Pattern[str]] = {
@@ -85,9 +85,9 @@ def workflow_problems(workflow: Mapping[Any, Any], profiles: Mapping[str, Profil
     problems: list[str] = []
     jobs: Mapping[str, Any] = workflow.get("jobs") or {}
     printers = [name for name, job in jobs.items()
-                if "python -m builder.matrix" in _runs(job) and "--github-output" in _runs(job)]
+                if "python -m mlfreeze.matrix" in _runs(job) and "--github-output" in _runs(job)]
     if not printers:
-        problems.append("no job runs `python -m builder.matrix --github-output`")
+        problems.append("no job runs `python -m mlfreeze.matrix --github-output`")
     for name in printers:
         if "outputs.matrix" not in str((jobs[name].get("outputs") or {}).get("matrix", "")):
             problems.append(f"job {name!r} prints the matrix but has no `outputs.matrix` from that step")
@@ -119,7 +119,7 @@ def workflow_problems(workflow: Mapping[Any, Any], profiles: Mapping[str, Profil
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m builder.matrix", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mlfreeze.matrix", description=__doc__.splitlines()[0])
     parser.add_argument("--platform", default=ALL, help=f"one profile, or {ALL!r} (default)")
     parser.add_argument("--platforms-dir", type=Path, default=PROFILE_DIR, help="where the profiles are")
     parser.add_argument("--names", action="store_true", help="print the profile names, one a line")
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(target, "a", encoding="utf-8") as f:
                 f.write(f"matrix={line}\n")
     except MlfreezeError as exc:
-        print(f"builder.matrix: error: {exc.message}", file=sys.stderr)
+        print(f"mlfreeze.matrix: error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     return 0
 

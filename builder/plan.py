@@ -14,9 +14,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from builder.config import ProjectConfig, load_config
-from builder.hostinfo import exe_suffix
-from platforms.profiles import Profile, Stack, load_profile, load_stack
+from mlfreeze.config import ProjectConfig, load_config
+from mlfreeze.hostinfo import exe_suffix
+from mlfreeze.platforms.profiles import Profile, Stack, load_profile, load_stack
 
 CONSTRAINTS_FILE = "build/constraints-{platform}.txt"
 
@@ -94,7 +94,7 @@ def install_steps(profile: Profile, stack: Stack, env: Mapping[str, str] | None 
         Step(stage="install", title="the rest of the ML stack and insightface's other requirements",
              command=("pip", "install", *stack.requirements, *stack.no_deps_requirements, "-c", constraints)),
         Step(stage="install", title="mlfreeze and the app, with PyInstaller (never the `ml` extra)",
-             command=("pip", "install", "-e", ".[freeze]", "-c", constraints)),
+             command=("pip", "install", ".[freeze]", "-c", constraints)),
     )
 
 

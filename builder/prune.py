@@ -13,12 +13,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.config import FLAVORS
-from builder.globs import compile_glob
-from builder.schema import Table, read_toml
-from platforms.profiles import ACCELERATORS, all_profiles
+import mlfreeze.specs
+from mlfreeze.config import FLAVORS
+from mlfreeze.globs import compile_glob
+from mlfreeze.platforms.profiles import ACCELERATORS, all_profiles
+from mlfreeze.schema import Table, read_toml
 
-PRUNE_FILE = Path(__file__).resolve().parents[1] / "specs" / "prune.toml"
+PRUNE_FILE = Path(mlfreeze.specs.__file__).resolve().parent / "prune.toml"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -33,8 +33,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from builder import __version__, archives, fragments, sbom
-from builder.errors import ConfigError, UsageError, VerificationError
+from mlfreeze import __version__, archives, fragments, sbom
+from mlfreeze.errors import ConfigError, UsageError, VerificationError
 
 BUILD_INFO = "BUILD-INFO.json"
 RELEASE_DIR = "release"
@@ -128,7 +128,7 @@ def _check_build_info(info: Any, path: Path) -> dict[str, Any]:
 
 
 def _profile_fact(platform: str, attr: str) -> str | None:
-    from platforms.profiles import all_profiles
+    from mlfreeze.platforms.profiles import all_profiles
 
     profile = all_profiles().get(platform)
     return getattr(profile, attr) if profile else None

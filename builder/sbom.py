@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from builder import __version__
+from mlfreeze import __version__
 
 SPEC_VERSION = "1.5"
 _NAMESPACE = uuid.UUID("6f1c1f3e-5d0a-4f43-9a38-2f0b1e6a8c11")  # mlfreeze's, fixed forever

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from builder.errors import ConfigError
+from mlfreeze.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

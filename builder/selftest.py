@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder import proc
-from builder.errors import VerificationError
+from mlfreeze import proc
+from mlfreeze.errors import VerificationError
 
 FAILED_SUFFIX = ".FAILED"
 # Variables a clean run keeps: where programs and the user's home are, the locale, the temp dir.
@@ -67,7 +67,7 @@ def parse_json_output(stdout: str) -> dict[str, Any] | None:
 def failures_of(report: Mapping[str, Any]) -> list[str]:
     """The failing checks of a ``<app>-selftest --json`` report (verify.report.document), one line
     each, worded as the verify stage words them: '<model>: <check>: FAIL: expected ..., got ...'."""
-    from verify.result import FAIL, CheckResult
+    from mlfreeze_runtime.verify.result import FAIL, CheckResult
 
     results = report.get("results")
     out = []

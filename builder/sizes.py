@@ -23,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from builder import __version__
-from builder.errors import BudgetExceeded, UsageError
-from builder.sizes_budget import (
+from mlfreeze import __version__
+from mlfreeze.errors import BudgetExceeded, UsageError
+from mlfreeze.sizes_budget import (
     Budgets,
     Check,
     asset_limit_check,
@@ -36,9 +36,9 @@ from builder.sizes_budget import (
     load_budgets,
     match_baseline,
 )
-from builder.sizes_compress import compressed_sizes
-from builder.sizes_scan import KINDS, Inventory, scan
-from builder.sizes_waste import find_waste
+from mlfreeze.sizes_compress import compressed_sizes
+from mlfreeze.sizes_scan import KINDS, Inventory, scan
+from mlfreeze.sizes_waste import find_waste
 
 SCHEMA_VERSION = 1
 EXACT_ENV = "MLFREEZE_SIZES_EXACT"  # "1": deflate every byte at the release's level (slow; exact)
@@ -184,7 +184,7 @@ def _write(path: Path, text: str) -> Path:
 
 def write_outputs(report: SizesReport, *, json_path: Path | None = None, markdown: Path | None = None,
                   html: Path | None = None) -> tuple[Path, ...]:
-    from builder.sizes_render import to_json, to_markdown
+    from mlfreeze.sizes_render import to_json, to_markdown
 
     written = []
     if json_path is not None:
@@ -192,7 +192,7 @@ def write_outputs(report: SizesReport, *, json_path: Path | None = None, markdow
     if markdown is not None:
         written.append(_write(Path(markdown), to_markdown(report.doc)))
     if html is not None:
-        from builder.sizes_html import to_html
+        from mlfreeze.sizes_html import to_html
         written.append(_write(Path(html), to_html(report.doc)))
     return tuple(written)
 
@@ -238,7 +238,7 @@ def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str 
 
 def main(args: argparse.Namespace) -> int:
     """``mlfreeze sizes``: print the table, write the requested reports, exit 5 over budget."""
-    from builder.sizes_render import to_terminal
+    from mlfreeze.sizes_render import to_terminal
 
     bundles = [Path(b) for b in args.bundles]
     venv = Path(args.venv) if args.venv else None

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.archives import GZIP_LEVEL
+from mlfreeze.archives import GZIP_LEVEL
 
 CHUNK = 64 * 1024
 WHOLE_LIMIT = 1024 * 1024  # smaller files are sampled as whole files, by stratum

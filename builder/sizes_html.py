@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from builder.sizes_budget import human
-from builder.sizes_render import _header, component_rows
+from mlfreeze.sizes_budget import human
+from mlfreeze.sizes_render import _header, component_rows
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#bab0ac", "#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#17becf")

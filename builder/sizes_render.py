@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from builder.sizes_budget import human
+from mlfreeze.sizes_budget import human
 
 MAX_WASTE_LINES = 12
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from builder.globs import glob_to_regex
+from mlfreeze.globs import glob_to_regex
 
 # CUDA libraries by library family. Matched on the file name anywhere under nvidia/ (CUDA 13
 # wheels put every family in nvidia/cu13/lib) and in torch/lib or onnxruntime/capi (Windows
@@ -208,7 +208,7 @@ def scan(root: Path, *, venv: bool = False, app: str | None = None) -> Inventory
     """Classify every file under ``root`` (a bundle, or a venv when ``venv``)."""
     root = Path(root)
     if not root.is_dir():
-        from builder.errors import UsageError
+        from mlfreeze.errors import UsageError
         raise UsageError(f"{root}: not a directory; pass a bundle (dist/<name>/) or --venv DIR")
     info = {} if venv else _read_json(root / "BUILD-INFO.json")
     app_name = app if app is not None else str(info.get("app") or "")
@@ -221,7 +221,7 @@ def scan(root: Path, *, venv: bool = False, app: str | None = None) -> Inventory
     try:
         walked = list(_walk(root))
     except OSError as exc:
-        from builder.errors import UsageError
+        from mlfreeze.errors import UsageError
         raise UsageError(f"{root}: cannot read {exc.filename}: {exc.strerror}") from None
     for rel, size, is_link in walked:
         links += is_link

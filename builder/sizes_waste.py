@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.sizes_scan import KIND_SHARED, Classifier, FileEntry, Inventory
+from mlfreeze.sizes_scan import KIND_SHARED, Classifier, FileEntry, Inventory
 
 PARTIAL = 64 * 1024
 MIN_DUPLICATE = 1024  # smaller identical files (empty __init__.py, licenses) are not worth a line

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from builder.config import default_model_set
-from builder.errors import UsageError, VerificationError
+from mlfreeze.config import default_model_set
+from mlfreeze.errors import UsageError, VerificationError
 
 
 def goldens_dir_for(manifest_path: Path) -> Path:
@@ -31,7 +31,7 @@ def summary_of(report: Mapping[str, Any]) -> dict[str, Any]:
 def expected_providers(platform: str | None) -> list[str]:
     if not platform:
         return []
-    from platforms.profiles import load_profile
+    from mlfreeze.platforms.profiles import load_profile
 
     return list(load_profile(platform).onnxruntime.providers)
 
@@ -53,7 +53,7 @@ def _local_files(fetched: Any) -> dict[str, Path]:
 
 def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> list[Any]:
     """Turn the fetch stage's result into the plain :class:`verify.result.ModelRef` the gate takes."""
-    from verify.result import ModelRef
+    from mlfreeze_runtime.verify.result import ModelRef
 
     refs = []
     for mid, item in fetched.items():
@@ -69,9 +69,9 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", out: Any = None) -> int:
     """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure."""
-    from verify import gate
-    from verify import report as vreport
-    from verify.result import summarize
+    from mlfreeze_runtime.verify import gate
+    from mlfreeze_runtime.verify import report as vreport
+    from mlfreeze_runtime.verify.result import summarize
 
     out = out or sys.stdout
     try:
@@ -107,8 +107,8 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.fetch import env_offline, fetch_set
-    from builder.manifest import load_manifest
+    from mlfreeze.fetch import env_offline, fetch_set
+    from mlfreeze.manifest import load_manifest
 
     manifest = load_manifest(Path(args.manifest) if args.manifest else None)
     set_name = args.model_set or default_model_set()

@@ -1,5 +1,4 @@
-"""Platform profiles (``platforms/*.toml``) and the runtime device layer (``device.py``).
+"""Platform profiles (``platforms/*.toml``, installed as ``mlfreeze.platforms``) and their loader.
 
-``platforms.device`` is frozen into every full bundle and imports nothing from the
-builder; the profile loader lives in ``platforms.profiles``.
+The runtime device layer that bundles ship lives in ``mlfreeze_runtime.device``.
 """

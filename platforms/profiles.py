@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from builder.errors import ConfigError, UsageError
-from builder.schema import Table, read_toml
+from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.schema import Table, read_toml
 
 PROFILE_DIR = Path(__file__).resolve().parent
 ACCELERATORS = ("cpu", "cuda", "mps")

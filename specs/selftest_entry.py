@@ -1,5 +1,5 @@
 """Entry script of ``<app>-selftest``: verify/'s checks on the bundled models, bundled runtime."""
 
-from verify.selftest import main
+from mlfreeze_runtime.verify.selftest import main
 
 raise SystemExit(main())

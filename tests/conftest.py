@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from builder._checkout import activate
+
 ROOT = Path(__file__).resolve().parents[1]
+activate()  # a bare checkout resolves mlfreeze.* like an installed one; an install wins
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from verify.result import ModelRef
+from mlfreeze_runtime.verify.result import ModelRef
 
 SCHEMA_VERSION = 1
 INDEX = "models.json"

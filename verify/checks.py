@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from verify.result import FAIL, PASS, CheckResult
+from mlfreeze_runtime.verify.result import FAIL, PASS, CheckResult
 
 
 def _result(model: str, check: str, ok: bool, expected: str, got: str) -> CheckResult:

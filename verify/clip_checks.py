@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from verify import checks, goldens
-from verify.clip import ClipEmbedder, ClipLoadError, load_clip
-from verify.probes import load_rgb
-from verify.result import FAIL, PASS, SKIP, CheckResult, ModelRef
-from verify.spec import ClipSpec
+from mlfreeze_runtime.verify import checks, goldens
+from mlfreeze_runtime.verify.clip import ClipEmbedder, ClipLoadError, load_clip
+from mlfreeze_runtime.verify.probes import load_rgb
+from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult, ModelRef
+from mlfreeze_runtime.verify.spec import ClipSpec
 
 
 def _files(ref: ModelRef) -> tuple[Path, Path | None]:

@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from verify import checks, goldens
-from verify.probes import load_bgr
-from verify.result import FAIL, PASS, SKIP, WARN, CheckResult, ModelRef
-from verify.spec import FacesSpec
+from mlfreeze_runtime.verify import checks, goldens
+from mlfreeze_runtime.verify.probes import load_bgr
+from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, WARN, CheckResult, ModelRef
+from mlfreeze_runtime.verify.spec import FacesSpec
 
 ACCELERATOR_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "CoreMLExecutionProvider",
                          "DmlExecutionProvider", "ROCMExecutionProvider")

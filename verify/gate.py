@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from verify import goldens
-from verify.result import FAIL, PASS, CheckResult, ModelRef
-from verify.spec import ClipSpec, FacesSpec, SpecError, parse
+from mlfreeze_runtime.verify import goldens
+from mlfreeze_runtime.verify.result import FAIL, PASS, CheckResult, ModelRef
+from mlfreeze_runtime.verify.spec import ClipSpec, FacesSpec, SpecError, parse
 
 DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
 
@@ -26,7 +26,7 @@ def runtime_device(requested: str | None = None) -> str:
     if requested and requested != "auto":
         return requested
     try:
-        from platforms import device as pdev  # type: ignore[attr-defined]
+        from mlfreeze_runtime import device as pdev  # type: ignore[attr-defined]
     except ImportError:
         return "cpu"
     return str(pdev.get_device())
@@ -37,7 +37,7 @@ def runtime_providers(device: str) -> list[str]:
     if device == "cpu":
         return list(DEFAULT_PROVIDERS)
     try:
-        from platforms import device as pdev  # type: ignore[attr-defined]
+        from mlfreeze_runtime import device as pdev  # type: ignore[attr-defined]
     except ImportError:
         return list(DEFAULT_PROVIDERS)
     return list(pdev.get_onnx_providers())
@@ -75,12 +75,12 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
         values: Any
         try:
             if isinstance(spec, ClipSpec):
-                from verify import clip_checks
+                from mlfreeze_runtime.verify import clip_checks
 
                 results, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir)
             else:
                 assert isinstance(spec, FacesSpec)
-                from verify import face_checks
+                from mlfreeze_runtime.verify import face_checks
 
                 results, values = face_checks.run(ref, spec, providers=providers,
                                                   expected_providers=expected_providers, probes_dir=probes_dir)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from verify.result import FAIL, PASS, WARN, CheckResult
+from mlfreeze_runtime.verify.result import FAIL, PASS, WARN, CheckResult
 
 SCHEMA_VERSION = 1
 DIMS = 16

@@ -10,7 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from verify.result import FAIL, SKIP, WARN, CheckResult, summarize
+from mlfreeze_runtime.verify.result import FAIL, SKIP, WARN, CheckResult, summarize
 
 SCHEMA_VERSION = 1
 

@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from verify.bundle import IndexError_, read_models_index
-from verify.probes import PROBES_DIRNAME
+from mlfreeze_runtime.verify.bundle import IndexError_, read_models_index
+from mlfreeze_runtime.verify.probes import PROBES_DIRNAME
 
 
 def models_dir(explicit: str | None) -> Path | None:
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"selftest: error: {exc}", file=sys.stderr)
         return 2
 
-    from verify import gate, report
-    from verify.result import summarize
+    from mlfreeze_runtime.verify import gate, report
+    from mlfreeze_runtime.verify.result import summarize
 
     if not refs:
         print(f"selftest: error: {base / 'models.json'} lists no models: nothing would be checked", file=sys.stderr)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from verify.probes import COLOURS, FILE_PROBES, SHAPES
+from mlfreeze_runtime.verify.probes import COLOURS, FILE_PROBES, SHAPES
 
 
 class SpecError(ValueError):

@@ -49,7 +49,7 @@ def require(modules: tuple[str, ...], feature: str) -> None:
 def device() -> str:
     """The torch device from ``platforms.device``; ``cpu`` where that layer is not bundled."""
     try:
-        from platforms.device import get_device
+        from mlfreeze_runtime.device import get_device
     except ImportError:
         return "cpu"
     try:
@@ -60,7 +60,7 @@ def device() -> str:
 
 def onnx_providers() -> list[str]:
     try:
-        from platforms.device import get_onnx_providers
+        from mlfreeze_runtime.device import get_onnx_providers
     except ImportError:
         return ["CPUExecutionProvider"]
     try:

@@ -24,9 +24,9 @@ from photo_search.models import ModelSet, find_models_dir, load_model_set
 
 def device_info() -> dict[str, Any]:
     try:
-        from platforms.device import get_device_info
+        from mlfreeze_runtime.device import get_device_info
     except ImportError as exc:
-        return {"device": "cpu", "note": f"platforms.device unavailable ({exc}); assuming cpu"}
+        return {"device": "cpu", "note": f"mlfreeze_runtime.device unavailable ({exc}); assuming cpu"}
     try:
         return dict(get_device_info())
     except Exception as exc:  # a bad DEVICE value must not break the health report

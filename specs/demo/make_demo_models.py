@@ -45,7 +45,7 @@ def _dataset(n: int, seed: int):
     """``n`` random renders (position, size, background jitter) with their class index."""
     import numpy as np
 
-    from verify.probes import COLOURS, SHAPES, render_shape
+    from mlfreeze_runtime.verify.probes import COLOURS, SHAPES, render_shape
 
     rng = np.random.default_rng(seed)
     classes = [(c, s) for c in COLOURS for s in SHAPES]
@@ -68,7 +68,7 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from verify import clip as vclip
+    from mlfreeze_runtime.verify import clip as vclip
 
     torch.manual_seed(seed)
     torch.set_num_threads(1)
@@ -124,7 +124,7 @@ def probe_accuracy(model, preprocess, tokenizer) -> tuple[float, float]:
     import torch
     from PIL import Image
 
-    from verify.probes import COLOURS, SHAPES, render_shape
+    from mlfreeze_runtime.verify.probes import COLOURS, SHAPES, render_shape
 
     model.eval()
     classes = [(c, s) for c in COLOURS for s in SHAPES]

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-CODE = "import json; from platforms import device; print(json.dumps(device.get_device_info()))"
+CODE = "import json; from mlfreeze_runtime import device; print(json.dumps(device.get_device_info()))"
 
 
 def _info(**env: str) -> dict:

@@ -20,7 +20,7 @@ PLATFORM = os.environ.get("MLFREEZE_TEST_PLATFORM", "linux-cuda")
 def _doctor(python: str, platform: str = PLATFORM) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEVICE", "FORCE_CPU")}
     env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run([python, "-m", "builder", "doctor", "--platform", platform],
+    return subprocess.run([python, "-m", "mlfreeze", "doctor", "--platform", platform],
                           capture_output=True, text=True, env=env, cwd=ROOT)
 
 
@@ -73,8 +73,8 @@ def _installed(dist: str) -> bool:
 
 
 def test_a_package_that_fails_to_import_is_a_finding_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from builder import doctor
-    from platforms.profiles import load_profile
+    from mlfreeze import doctor
+    from mlfreeze.platforms.profiles import load_profile
 
     def check_onnxruntime(profile: object):
         yield doctor.Finding(ok=True, check="onnxruntime", detail="installed")

@@ -12,6 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from mlfreeze.download import Policy
+from mlfreeze.errors import DownloadError, IntegrityError
+from mlfreeze.fetch import fetch_set
+from mlfreeze.manifest import load_manifest
 from test_fetch_server import (
     FaultServer,
     drop_after,
@@ -25,11 +29,6 @@ from test_fetch_server import (
     wrong_bytes,
     wrong_content_range,
 )
-
-from builder.download import Policy
-from builder.errors import DownloadError, IntegrityError
-from builder.fetch import fetch_set
-from builder.manifest import load_manifest
 
 FAST = Policy(connect_timeout=2.0, read_timeout=0.5, retries=3, backoff=0.01, backoff_max=0.05,
               retry_after_max=5.0, url_deadline=20.0, chunk_size=64 * 1024)

@@ -30,7 +30,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cmd(manifest: Path, cache: Path, *more: str) -> list[str]:
-    return [sys.executable, "-m", "builder", "fetch", "--manifest", str(manifest), "--cache", str(cache),
+    return [sys.executable, "-m", "mlfreeze", "fetch", "--manifest", str(manifest), "--cache", str(cache),
             "--set", "t", *more]
 
 
@@ -91,7 +91,7 @@ def test_cli_default_set_without_internet_names_demo_and_mirror(tmp_path: Path) 
     text = text.replace("https://github.com/", "https://github.invalid/")
     manifest = tmp_path / "models.toml"
     manifest.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "builder", "fetch", "--set", "default", "--manifest", str(manifest),
+    out = subprocess.run([sys.executable, "-m", "mlfreeze", "fetch", "--set", "default", "--manifest", str(manifest),
                           "--cache", str(tmp_path / "cache")], env=_env(), capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 3

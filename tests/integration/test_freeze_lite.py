@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from builder import hostinfo
-from builder.errors import VerificationError
-from builder.freeze import AppConfig, freeze_bundle
-from builder.incremental import read_stamp
-from builder.prune import PRUNE_FILE
-from platforms.profiles import all_profiles
+from mlfreeze import hostinfo
+from mlfreeze.errors import VerificationError
+from mlfreeze.freeze import AppConfig, freeze_bundle
+from mlfreeze.incremental import read_stamp
+from mlfreeze.platforms.profiles import all_profiles
+from mlfreeze.prune import PRUNE_FILE
 
 pytest.importorskip("PyInstaller")
 

@@ -1,4 +1,4 @@
-"""``mlfreeze release`` and ``python -m builder.matrix`` as real processes, checked with real tools."""
+"""``mlfreeze release`` and ``python -m mlfreeze.matrix`` as real processes, checked with real tools."""
 
 from __future__ import annotations
 
@@ -33,11 +33,11 @@ def _dist(tmp_path: Path) -> Path:
 
 def test_release_twice_is_byte_identical_and_sha256sum_checks(tmp_path: Path) -> None:
     dist = _dist(tmp_path)
-    first = _run("-m", "builder", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
+    first = _run("-m", "mlfreeze", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
     assert first.returncode == 0, first.stderr
     before = tree_bytes(dist / "release")
     shutil.rmtree(dist / "release")
-    second = _run("-m", "builder", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
+    second = _run("-m", "mlfreeze", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
     assert second.returncode == 0, second.stderr
     assert tree_bytes(dist / "release") == before
     if not shutil.which("sha256sum"):
@@ -50,7 +50,7 @@ def test_release_twice_is_byte_identical_and_sha256sum_checks(tmp_path: Path) ->
 
 def test_system_tar_and_unzip_see_the_modes(tmp_path: Path) -> None:
     dist = _dist(tmp_path)
-    assert _run("-m", "builder", "release", str(dist), SOURCE_DATE_EPOCH=EPOCH).returncode == 0
+    assert _run("-m", "mlfreeze", "release", str(dist), SOURCE_DATE_EPOCH=EPOCH).returncode == 0
     out = tmp_path / "x"
     out.mkdir()
     tar = shutil.which("tar")
@@ -80,7 +80,7 @@ def test_system_tar_and_unzip_see_the_modes(tmp_path: Path) -> None:
 def test_split_parts_rejoin_and_check(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     make_bundle(dist, "linux-cpu", "lite", payload=300_000, seed=b"big")
-    done = _run("-m", "builder", "release", str(dist), SOURCE_DATE_EPOCH=EPOCH, MLFREEZE_SPLIT_LIMIT="64KiB")
+    done = _run("-m", "mlfreeze", "release", str(dist), SOURCE_DATE_EPOCH=EPOCH, MLFREEZE_SPLIT_LIMIT="64KiB")
     assert done.returncode == 0, done.stderr
     assert "GitHub refuses release assets of 2 GiB or more, so it was split into" in done.stdout
     release = dist / "release"
@@ -102,7 +102,7 @@ def test_split_parts_rejoin_and_check(tmp_path: Path) -> None:
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     (tmp_path / "dist").mkdir()
-    done = _run("-m", "builder", "release", str(tmp_path / "dist"))
+    done = _run("-m", "mlfreeze", "release", str(tmp_path / "dist"))
     assert done.returncode == 2
     assert done.stderr.strip().startswith("mlfreeze release: error:") and len(done.stderr.strip().splitlines()) == 1
     assert list((tmp_path / "dist").iterdir()) == []
@@ -111,16 +111,16 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_matrix_module_follows_the_profiles_directory(tmp_path: Path) -> None:
     platforms = tmp_path / "platforms"
     shutil.copytree(ROOT / "platforms", platforms, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    full = _run("-m", "builder.matrix")
+    full = _run("-m", "mlfreeze.matrix")
     assert full.returncode == 0, full.stderr
     assert len(json.loads(full.stdout)["include"]) == 7
     (platforms / "linux-cu118.toml").unlink()
-    fewer = _run("-m", "builder.matrix", "--platforms-dir", str(platforms))
+    fewer = _run("-m", "mlfreeze.matrix", "--platforms-dir", str(platforms))
     names = [e["platform"] for e in json.loads(fewer.stdout)["include"]]
     assert "linux-cu118" not in names and len(names) == 6
     broken = platforms / "win-cpu.toml"
     broken.write_text(broken.read_text().replace('runner = "windows-2025"', 'runner = "ubuntu-24.04"'))
-    refused = _run("-m", "builder.matrix", "--platforms-dir", str(platforms))
+    refused = _run("-m", "mlfreeze.matrix", "--platforms-dir", str(platforms))
     assert refused.returncode == 2 and "win-cpu.toml" in refused.stderr
 
 
@@ -130,11 +130,11 @@ def test_fragments_from_two_runners_merge_and_check(tmp_path: Path) -> None:
     for platform in ("linux-cuda", "win-cpu"):
         runner = tmp_path / platform
         make_bundle(runner, platform, "full", seed=platform.encode())
-        done = _run("-m", "builder", "release", str(runner), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH,
+        done = _run("-m", "mlfreeze", "release", str(runner), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH,
                     MLFREEZE_SPLIT_LIMIT="8KiB")
         assert done.returncode == 0, done.stderr
         (runner / "release").rename(dist / f"release-{platform}")
-    merged = _run("-m", "builder", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
+    merged = _run("-m", "mlfreeze", "release", str(dist), "--version", "v0.1.0", SOURCE_DATE_EPOCH=EPOCH)
     assert merged.returncode == 0, merged.stderr
     assert merged.stdout.count("merged 1 assets") == 2
     manifest = json.loads((dist / "release" / "release-manifest.json").read_text())

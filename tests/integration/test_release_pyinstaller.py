@@ -38,7 +38,7 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _release(dist: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SOURCE_DATE_EPOCH": EPOCH}
-    return subprocess.run([sys.executable, "-m", "builder", "release", str(dist), "--version", "v0.1.0"],
+    return subprocess.run([sys.executable, "-m", "mlfreeze", "release", str(dist), "--version", "v0.1.0"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 

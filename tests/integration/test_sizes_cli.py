@@ -1,4 +1,4 @@
-"""`python -m builder sizes` end to end: budgets exit 5, baselines, reports, and the HTML in Chromium."""
+"""`python -m mlfreeze sizes` end to end: budgets exit 5, baselines, reports, and the HTML in Chromium."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from builder import proc
+from mlfreeze import proc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_sizes_scan import KNOWN, make_bundle, meta_bytes  # noqa: E402
@@ -22,7 +21,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 def sizes(cwd: Path, *args: str) -> proc.subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return proc.capture([sys.executable, "-m", "builder", "sizes", *args], cwd=cwd, env=env, timeout=120)
+    return proc.capture([sys.executable, "-m", "mlfreeze", "sizes", *args], cwd=cwd, env=env, timeout=120)
 
 
 def project(tmp_path: Path, budgets: str) -> Path:

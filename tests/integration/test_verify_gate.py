@@ -13,9 +13,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from builder.errors import VerificationError
-from builder.verification import run_gate
+from mlfreeze.errors import VerificationError
+from mlfreeze.verification import run_gate
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -25,12 +24,11 @@ def refs_for(manifest: Path, set_name: str, cache: Path) -> list:
     """The set's models as the gate sees them: through builder.fetch when it exists, else read
     straight from the manifest with the same sha256 pinning (until the fetch branch merges)."""
     try:
-        from builder.fetch import fetch_set
-        from builder.manifest import load_manifest
+        from mlfreeze.fetch import fetch_set
+        from mlfreeze.manifest import load_manifest
     except ImportError:
         import tomllib
-
-        from verify.result import ModelRef
+        from mlfreeze_runtime.verify.result import ModelRef
 
         data = tomllib.loads(manifest.read_text())
         refs = []
@@ -46,7 +44,7 @@ def refs_for(manifest: Path, set_name: str, cache: Path) -> list:
                                  verify=m.get("verify", {}), roles=roles,
                                  golden=manifest.parent / "goldens" / f"{mid}.json"))
         return refs
-    from builder.verification import model_refs
+    from mlfreeze.verification import model_refs
 
     man = load_manifest(manifest)
     return model_refs(man, fetch_set(man, set_name, cache_dir=cache), manifest.parent / "goldens")
@@ -104,8 +102,7 @@ def _save(state: dict, path: Path) -> None:
 
 def _random_state() -> dict:
     import torch
-
-    from verify import clip
+    from mlfreeze_runtime.verify import clip
 
     torch.manual_seed(123)
     cfg = clip.read_config(SPECS / "demo" / "demo_clip_config.json")
@@ -249,7 +246,7 @@ def test_pin_goldens_records_then_detects_drift(workdir: Path) -> None:
     assert (workdir / "goldens" / "demo-clip.json").stat().st_size < 64_000
     # the freshly pinned values equal the committed ones (within tolerance): training is not re-run
     committed = json.loads((SPECS / "goldens" / "demo-clip.json").read_text())
-    from verify.goldens import compare
+    from mlfreeze_runtime.verify.goldens import compare
 
     assert compare(committed["values"], doc["values"])[0] <= 2e-3
 
@@ -261,10 +258,10 @@ def test_demo_artifacts_are_small() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="CLI smoke test on the build host")
 def test_cli_verify_demo_offline(tmp_path: Path) -> None:
-    pytest.importorskip("builder.fetch", reason="needs the fetch stage (branch fetch)")
-    from builder import proc
+    pytest.importorskip("mlfreeze.fetch", reason="needs the fetch stage (branch fetch)")
+    from mlfreeze import proc
 
-    cp = proc.capture([sys.executable, "-m", "builder", "verify", "--set", "demo", "--cache", str(tmp_path / "c"),
+    cp = proc.capture([sys.executable, "-m", "mlfreeze", "verify", "--set", "demo", "--cache", str(tmp_path / "c"),
                        "--report", str(tmp_path / "r.json")], cwd=ROOT)
     assert cp.returncode == 0, cp.stderr[-2000:]
     assert json.loads((tmp_path / "r.json").read_text())["passed"] is True
@@ -277,9 +274,8 @@ def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.Monk
     import copy
 
     import torch
-
-    from verify import clip_checks, spec
-    from verify.clip import ClipEmbedder
+    from mlfreeze_runtime.verify import clip_checks, spec
+    from mlfreeze_runtime.verify.clip import ClipEmbedder
 
     def fake_to(self: ClipEmbedder, device: str) -> ClipEmbedder:
         loaded = copy.deepcopy(self.loaded)
@@ -297,8 +293,7 @@ def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.Monk
 
 def test_compare_devices_on_cpu_tensors() -> None:
     import torch
-
-    from verify.checks import compare_devices
+    from mlfreeze_runtime.verify.checks import compare_devices
 
     g = torch.Generator().manual_seed(0)
     cpu = torch.nn.functional.normalize(torch.randn(4, 32, generator=g), dim=-1)

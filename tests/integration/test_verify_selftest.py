@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-
-from verify import bundle, probes, selftest
+from mlfreeze_runtime.verify import bundle, probes, selftest
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -67,7 +66,7 @@ def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.Ca
 def test_selftest_names_a_missing_tokenizer_vocabulary(models_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from verify import clip
+    from mlfreeze_runtime.verify import clip
 
     # what a bundle without open_clip's data file looks like to the loader
     monkeypatch.setattr(clip, "tokenizer_vocab_path", lambda: tmp_path / "nowhere" / clip.TOKENIZER_VOCAB)
@@ -85,7 +84,8 @@ def test_selftest_without_the_vocabulary_file_fails_in_one_line(models_dir: Path
                     ignore=shutil.ignore_patterns("bpe_simple_vocab_16e6.txt.gz", "__pycache__"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFREEZE_MODELS_DIR")}
     env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
-    proc = subprocess.run([sys.executable, "-c", "from verify.selftest import main; raise SystemExit(main())",
+    entry = "from mlfreeze_runtime.verify.selftest import main; raise SystemExit(main())"
+    proc = subprocess.run([sys.executable, "-c", entry,
                            "--models-dir", str(models_dir)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
@@ -113,8 +113,8 @@ def test_selftest_without_index_is_a_usage_error(tmp_path: Path, capsys: pytest.
 def test_selftest_with_no_models_or_a_bad_device_is_a_usage_error(models_dir: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from platforms import device
-    from verify.bundle import write_models_index
+    from mlfreeze_runtime import device
+    from mlfreeze_runtime.verify.bundle import write_models_index
 
     monkeypatch.setenv("DEVICE", "tpu")
     device.reset()  # get_device() caches its answer for the process

@@ -6,9 +6,8 @@ import argparse
 import sys
 
 import pytest
-
-from builder import cli
-from builder.errors import (
+from mlfreeze import cli
+from mlfreeze.errors import (
     BudgetExceeded,
     ConfigError,
     DownloadError,
@@ -69,7 +68,7 @@ def test_build_bad_flavors(capsys):
 
 
 def test_wrong_host_build_is_refused_before_any_work(capsys, monkeypatch):
-    from builder import hostinfo
+    from mlfreeze import hostinfo
 
     monkeypatch.setattr(hostinfo, "current", lambda: hostinfo.Host(os="linux", arch="x86_64"))
     before = set(sys.modules)

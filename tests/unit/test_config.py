@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from builder.config import SOURCE_ROOT, find_root, load_config
-from builder.errors import ConfigError
+from mlfreeze.config import SOURCE_ROOT, find_root, load_config
+from mlfreeze.errors import ConfigError
 
 
 def _project(tmp_path: Path, tool: str, version: str = 'version = "1.2.3"') -> Path:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
-from platforms import device
+from mlfreeze_runtime import device
 
 
 def fake_torch(cuda: int = 0, mps: bool = False, broken: bool = False) -> SimpleNamespace:

@@ -11,14 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from builder import cli
-from builder.cache import TREE_INDEX, Cache
-from builder.download import Policy, _UrlFailed, check_url
-from builder.errors import DownloadError, IntegrityError
-from builder.extract import extract
-from builder.fetch import FetchedModel, fetch_set, main
-from builder.manifest import ArtifactSpec, MemberSpec, load_manifest
+from mlfreeze import cli
+from mlfreeze.cache import TREE_INDEX, Cache
+from mlfreeze.download import Policy, _UrlFailed, check_url
+from mlfreeze.errors import DownloadError, IntegrityError
+from mlfreeze.extract import extract
+from mlfreeze.fetch import FetchedModel, fetch_set, main
+from mlfreeze.manifest import ArtifactSpec, MemberSpec, load_manifest
 
 FAST = Policy(retries=0, backoff=0.0)
 
@@ -308,7 +307,7 @@ def test_refused_urls(url: str, why: str) -> None:
 
 
 def test_cache_publish_is_a_rename(tmp_path: Path) -> None:
-    from builder.manifest import ArtifactSpec
+    from mlfreeze.manifest import ArtifactSpec
 
     cache = Cache(tmp_path)
     art = ArtifactSpec(file="w.bin", sha256=sha(b"abc"), size=3, urls=("x",))
@@ -322,7 +321,7 @@ def test_cache_publish_is_a_rename(tmp_path: Path) -> None:
 
 def test_leftover_wrong_partial_is_discarded(project: Path) -> None:
     # a complete-length partial from an earlier run holding wrong bytes must not fail the source
-    from builder.download import download
+    from mlfreeze.download import download
 
     part = project / "part"
     part.write_bytes(b"Z" * len(WEIGHTS))
@@ -341,7 +340,7 @@ def test_unwritable_cache_is_one_line(project: Path) -> None:
 
 
 def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    from builder.errors import ConfigError
+    from mlfreeze.errors import ConfigError
 
     monkeypatch.setenv("MLFREEZE_FETCH_RETRIES", "2")
     monkeypatch.setenv("MLFREEZE_FETCH_READ_TIMEOUT", "0.5")
@@ -365,7 +364,7 @@ def test_unreadable_tree_index_is_corrupt(project: Path, capsys: pytest.CaptureF
 
 
 def test_wrong_size_mirror_keeps_a_resumable_prefix(project: Path) -> None:
-    from builder.download import AllUrlsFailed, download
+    from mlfreeze.download import AllUrlsFailed, download
 
     part = project / "part"
     part.write_bytes(WEIGHTS[:1000])  # an earlier run's prefix

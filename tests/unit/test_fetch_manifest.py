@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from builder.errors import ConfigError, UsageError
-from builder.manifest import check_set, load_manifest
+from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.manifest import check_set, load_manifest
 
 SHA = "ab" * 32
 GOOD = f"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from builder.buildinfo import build_info, parse_torch_version_py, read, write
+from mlfreeze.buildinfo import build_info, parse_torch_version_py, read, write
 
 CONTRACT_KEYS = {"schema_version", "app", "version", "platform", "accelerator", "flavor", "archive_format", "python",
                  "torch", "cuda", "onnxruntime", "distributions", "model_set", "models", "verification", "selftest",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from builder.incremental import FreezeInputs, installed_distributions, is_fresh, read_stamp, source_files, write_stamp
+from mlfreeze.incremental import FreezeInputs, installed_distributions, is_fresh, read_stamp, source_files, write_stamp
 
 
 def _inputs(**kw: object) -> FreezeInputs:
@@ -65,7 +65,7 @@ def test_installed_distributions_sees_this_environment() -> None:
 
 
 def test_inputs_for_collects_goldens_entry_and_python(tmp_path: Path) -> None:
-    from builder.freeze import AppConfig, BundleModel, inputs_for, spec_params
+    from mlfreeze.freeze import AppConfig, BundleModel, inputs_for, spec_params
 
     (tmp_path / "app").mkdir()
     for name in ("main.py", "other.py"):

@@ -8,11 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-
-from builder import hostinfo
-from builder.errors import FreezeError, WrongHostError
-from builder.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
-from platforms.profiles import all_profiles
+from mlfreeze import hostinfo
+from mlfreeze.errors import FreezeError, WrongHostError
+from mlfreeze.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
+from mlfreeze.platforms.profiles import all_profiles
 
 
 def _profile(here: bool):

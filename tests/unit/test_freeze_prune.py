@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from builder.errors import ConfigError
-from builder.globs import compile_glob
-from builder.prune import PRUNE_FILE, Rule, apply, load_prune, matches
+from mlfreeze.errors import ConfigError
+from mlfreeze.globs import compile_glob
+from mlfreeze.prune import PRUNE_FILE, Rule, apply, load_prune, matches
 
 
 def _rule(*globs: str, **kw: tuple[str, ...]) -> Rule:

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from builder.errors import VerificationError
-from builder.selftest import SelftestResult, clean_env, fail_bundle, failures_of, parse_json_output
+from mlfreeze.errors import VerificationError
+from mlfreeze.selftest import SelftestResult, clean_env, fail_bundle, failures_of, parse_json_output
 
 
 def test_clean_env_drops_python_and_venv_variables(tmp_path: Path) -> None:
@@ -38,8 +37,8 @@ def test_parse_json_output(out: str, want: object) -> None:
 
 
 def test_failures_of_reads_the_report_the_bundle_prints() -> None:
-    from verify.report import document
-    from verify.result import CheckResult
+    from mlfreeze_runtime.verify.report import document
+    from mlfreeze_runtime.verify.result import CheckResult
 
     results = [CheckResult(model="demo-clip", check="tokenizer", status="fail", expected="vocab present",
                            got="bpe_simple_vocab_16e6.txt.gz missing"),

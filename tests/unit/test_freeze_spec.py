@@ -9,9 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-from builder.errors import ConfigError
-from builder.freeze import HOOKS, SELFTEST_ENTRY, SPECS, AppConfig, bundle_name, load_app_config, spec_params
+from mlfreeze.errors import ConfigError
+from mlfreeze.freeze import HOOKS, SELFTEST_ENTRY, SPECS, AppConfig, bundle_name, load_app_config, spec_params
 
 
 class _Recorder:
@@ -54,7 +53,7 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     (analysis,) = [c for c in calls if c[0] == "Analysis"]
     assert analysis[1][0] == [str(tmp_path / "main.py")]
     assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
-    assert analysis[2]["hiddenimports"] == ["torch"]
+    assert analysis[2]["hiddenimports"] == ["mlfreeze_runtime", "torch"]  # the runtime, always first
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search", "photo-search-selftest"]
     # both executables share the PYZ; the self-test swaps the app's script for its own entry

@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from builder import cli
-from platforms.profiles import all_profiles
+from mlfreeze import cli
+from mlfreeze.platforms.profiles import all_profiles
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 HEAVY = ("torch", "open_clip", "insightface", "onnxruntime", "PyInstaller", "faiss", "numpy", "requests", "tqdm")
@@ -123,7 +122,8 @@ def test_text_plan_is_readable(capsys):
 @pytest.mark.parametrize("argv", [["--help"], ["plan", "--platform", "linux-cuda", "--json"]])
 def test_help_and_plan_import_nothing_heavy(argv: list[str]) -> None:
     # a fresh interpreter: this test process has imported the ML stack through other tests
-    code = ("import sys\nfrom builder.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom builder._checkout import activate\nactivate()\nfrom mlfreeze.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from builder.errors import ConfigError, UsageError
-from platforms.profiles import PROFILE_DIR, all_profiles, load_profile, load_profile_file
+from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles, load_profile, load_profile_file
 
 EXPECTED = {
     "mac-arm64": "build-mac", "mac-x64": "build-mac-intel", "linux-cpu": "build-linux",

@@ -11,8 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from builder import archives
+from mlfreeze import archives
 
 EPOCH = 1767225600
 

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from mlfreeze import cli, release
 from release_bundles import EPOCH, make_bundle, tree_bytes
-
-from builder import cli, release
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 

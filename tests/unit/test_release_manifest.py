@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from mlfreeze import cli, release
 from release_bundles import EPOCH, make_bundle, tree_bytes
-
-from builder import cli, release
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "release-manifest.schema.json").read_text())
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}

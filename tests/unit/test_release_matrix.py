@@ -7,10 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from builder import matrix
-from builder.errors import ConfigError, UsageError
-from platforms.profiles import PROFILE_DIR, all_profiles, load_profile_file
+from mlfreeze import matrix
+from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles, load_profile_file
 
 
 def _copy_profiles(tmp_path: Path) -> Path:

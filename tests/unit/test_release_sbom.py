@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mlfreeze import release, sbom
 from release_bundles import build_info, make_bundle
-
-from builder import release, sbom
 
 
 def test_purl_normalises_names_and_encodes_local_versions() -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from builder.matrix import workflow_problems
-from platforms.profiles import PROFILE_DIR, all_profiles
+from mlfreeze.matrix import workflow_problems
+from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ML stack (timm, huggingface_hub)")
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
@@ -52,7 +51,7 @@ def test_a_hand_written_matrix_is_caught() -> None:
     assert any("matrix.runner" in p for p in workflow_problems(workflow, all_profiles()))
     workflow = _load("release.yml")
     workflow["jobs"]["matrix"]["steps"][-1]["run"] = "echo 'matrix={}' >> $GITHUB_OUTPUT"
-    assert any("builder.matrix" in p for p in workflow_problems(workflow, all_profiles()))
+    assert any("mlfreeze.matrix" in p for p in workflow_problems(workflow, all_profiles()))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -97,7 +96,7 @@ def test_release_triggers_and_publishing() -> None:
     release = workflow["jobs"]["release"]
     assert "startsWith(github.ref, 'refs/tags/v')" in release["if"]
     runs = "\n".join(str(s.get("run", "")) for s in release["steps"])
-    assert 'python -m builder release dist --version "$TAG"' in runs
+    assert 'python -m mlfreeze release dist --version "$TAG"' in runs
     assert "sha256sum -c SHA256SUMS" in runs
     assert "gh release create" in runs
     publish = next(s for s in release["steps"] if "gh release" in str(s.get("run", "")))
@@ -114,6 +113,6 @@ def test_ci_lints_tests_and_plans_every_profile() -> None:
     assert "push" in triggers and "pull_request" in triggers
     runs = {name: "\n".join(str(s.get("run", "")) for s in job["steps"]) for name, job in workflow["jobs"].items()}
     assert "nox -s lint" in runs["lint"] and "nox -s tests" in runs["tests"]
-    assert "python -m builder.matrix --names" in runs["plan"]
+    assert "python -m mlfreeze.matrix --names" in runs["plan"]
     assert 'mlfreeze plan --platform "$platform" --json' in runs["plan"]
     assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())

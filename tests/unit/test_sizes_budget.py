@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
-from builder.errors import ConfigError, UsageError
-from builder.sizes_budget import check_budgets, delta, load_baseline, load_budgets, parse_size
+from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.sizes_budget import check_budgets, delta, load_baseline, load_budgets, parse_size
 
 
 @pytest.mark.parametrize(("text", "n"), [("4.2 GB", 4_200_000_000), ("60 MB", 60_000_000), ("60MiB", 62914560),

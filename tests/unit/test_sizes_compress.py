@@ -7,8 +7,8 @@ import random
 import tarfile
 from pathlib import Path
 
-from builder.archives import GZIP_LEVEL
-from builder.sizes_compress import compressed_sizes
+from mlfreeze.archives import GZIP_LEVEL
+from mlfreeze.sizes_compress import compressed_sizes
 
 
 def mixed(seed: int, size: int) -> bytes:

@@ -7,9 +7,8 @@ import random
 from pathlib import Path
 
 import pytest
-
-from builder.sizes import bundle_report
-from builder.sizes_scan import package_classifier, scan
+from mlfreeze.sizes import bundle_report
+from mlfreeze.sizes_scan import package_classifier, scan
 
 # path -> size; DUP marks the two identical files
 KNOWN = {

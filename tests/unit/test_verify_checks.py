@@ -7,9 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
-from verify import checks, goldens
-from verify.clip_checks import zero_shot
+from mlfreeze_runtime.verify import checks, goldens
+from mlfreeze_runtime.verify.clip_checks import zero_shot
 
 
 def unit(rows: int, dim: int, seed: int = 0) -> np.ndarray:

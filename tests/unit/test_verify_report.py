@@ -7,9 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from verify import bundle, report
-from verify.result import CheckResult, summarize
+from mlfreeze_runtime.verify import bundle, report
+from mlfreeze_runtime.verify.result import CheckResult, summarize
 
 RESULTS = [
     CheckResult(model="a", check="load", status="pass", got="ok"),

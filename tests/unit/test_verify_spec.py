@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
-
-from verify import spec
-from verify.probes import load_rgb, render_shape
+from mlfreeze_runtime.verify import spec
+from mlfreeze_runtime.verify.probes import load_rgb, render_shape
 
 MANIFEST = Path(__file__).resolve().parents[2] / "specs" / "models.toml"
 
