@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sizes": "mlfreeze.sizes:main",
     "build": "mlfreeze.build:main",
     "release": "mlfreeze.release:main",
+    "audit": "mlfreeze.audit:main",
 }
 
 
@@ -78,12 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="warnings fail the gate")
     p.add_argument("--pin-goldens", action="store_true",
                    help="record reference embeddings on the CPU")
+    p.add_argument("--flavor", default="full", metavar="F",
+                   help="the flavor whose models this report verifies (recorded in --report; default full)")
 
     p = sub.add_parser("freeze", help="freeze one bundle with PyInstaller")
     _add_platform(p)
     p.add_argument("--flavor", choices=("full", "lite"), required=True)
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--verify-report", default=None, metavar="F.json",
+                   help="this flavor's verify report (mlfreeze verify --report), recorded in BUILD-INFO")
+    p.add_argument("--verify", action="store_true",
+                   help="before skipping an unchanged bundle, re-hash every file against its RECORD")
 
     p = sub.add_parser("sizes", help="where every megabyte of a bundle went")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")
@@ -100,8 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
     p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")
+    p.add_argument("--verify", action="store_true",
+                   help="before skipping an unchanged bundle, re-hash every file against its RECORD")
 
-    p = sub.add_parser("release", help="archives, SHA256SUMS and the release manifest")
+    p = sub.add_parser("audit", help="is a bundle shippable: RECORD, model pins, closure, verification "
+                                     "(exit 3 integrity, 1 verification)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE_DIR")
+
+    p = sub.add_parser("release", help="audit, archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
     p.add_argument("--version", dest="release_version", default=None, metavar="V")
     return parser
