@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from mlfreeze.buildinfo import unpinned_goldens
-from mlfreeze.errors import ConfigError
+from mlfreeze.buildinfo import unpinned_goldens, verified
+from mlfreeze.errors import ConfigError, VerificationError
 from mlfreeze_runtime import buildinfo
-from release_bundles import build_info
+from release_bundles import build_info, verify_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "build-info.schema.json"
 
@@ -94,3 +95,33 @@ def test_unpinned_goldens_is_read_from_tool_mlfreeze(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\nunpinned_goldens = "vit-b-32-openai"\n')
     with pytest.raises(ConfigError, match="tool.mlfreeze.unpinned_goldens"):
         unpinned_goldens(tmp_path)
+
+
+def _report(tmp_path: Path, **context: Any) -> Path:
+    path = tmp_path / "verify-linux-cuda-full.json"
+    path.write_bytes(verify_report("linux-cuda", **context))
+    return path
+
+
+def test_verified_records_exactly_the_report_it_was_given(tmp_path: Path) -> None:
+    report = _report(tmp_path)
+    v = verified(report, set_name="demo", flavor="full", platform="linux-cuda")
+    assert v["report_sha256"] == hashlib.sha256(report.read_bytes()).hexdigest()
+    assert (v["applies"], v["set"], v["flavor"], v["checks"], v["report"]) == (True, "demo", "full", 31,
+                                                                              "verify-report.json")
+    assert not buildinfo.errors({**build_info("linux-cuda", "full"), "verification": v})
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"set_name": "default"}, "verifies set 'demo'"),
+    ({"flavor": "slim"}, "verifies flavor 'full'"),
+    ({"platform": "linux-cpu"}, "verifies platform 'linux-cuda'"),
+])
+def test_verified_refuses_another_sets_flavors_or_platforms_report(tmp_path: Path, kw: dict[str, str],
+                                                                   says: str) -> None:
+    args = {"set_name": "demo", "flavor": "full", "platform": "linux-cuda", **kw}
+    with pytest.raises(VerificationError, match=says):
+        verified(_report(tmp_path), **args)
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(VerificationError, match="not a verify report"):
+        verified(tmp_path / "junk.json", set_name="demo", flavor="full", platform="linux-cuda")
