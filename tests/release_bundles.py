@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from mlfreeze_runtime import record
 
 APP = "photo-search"
@@ -90,15 +91,29 @@ def make_bundle(dist: Path, platform: str = "linux-cpu", flavor: str = "lite", *
         selftest.write_bytes(b"#!/bin/sh\nexit 0\n")
         selftest.chmod(0o755)
     (bundle / ".mlfreeze-stamp").write_text('{"inputs_sha256": "' + "1" * 64 + '"}\n', encoding="utf-8")
+    if not golden:
+        overrides.setdefault("models", [{**build_info(platform, flavor)["models"][0], "golden": False}])
+    return seal(bundle, platform, flavor, **overrides)
+
+
+def seal(bundle: Path, platform: str, flavor: str, **overrides: Any) -> Path:
+    """Write ``bundle``'s RECORD, then a BUILD-INFO.json that names it (as freeze does last)."""
     _, digest = record.write(bundle)
     rows = record.read(bundle).values()
     info = build_info(platform, flavor, record={"sha256": digest, "files": len(rows),
                                                 "bytes": sum(e.size for e in rows)})
-    if not golden:
-        info["models"][0]["golden"] = False
     info.update(overrides)
     (bundle / "BUILD-INFO.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     return bundle
+
+
+@pytest.fixture(autouse=True)
+def fake_bundles_have_no_closure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hand-made bundles hold no real shared libraries: audit's closure check is left out for them
+    (import this name into a test module to apply it; the closure has its own tests)."""
+    from mlfreeze import audit
+
+    monkeypatch.setattr(audit, "CLOSURE_MODULE", "mlfreeze._closure_not_checked_for_hand_made_bundles")
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

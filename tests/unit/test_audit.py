@@ -17,7 +17,11 @@ import pytest
 from mlfreeze import audit, cli, release
 from mlfreeze.errors import IntegrityError, VerificationError
 from mlfreeze_runtime import record
-from release_bundles import EPOCH, make_bundle
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+)
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 

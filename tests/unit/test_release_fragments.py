@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from mlfreeze import cli, release
-from release_bundles import EPOCH, make_bundle, tree_bytes
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+    tree_bytes,
+)
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 

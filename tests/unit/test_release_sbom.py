@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 from mlfreeze import release, sbom
-from release_bundles import build_info, make_bundle
+from release_bundles import (
+    build_info,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+)
 
 
 def test_purl_normalises_names_and_encodes_local_versions() -> None:
