@@ -104,15 +104,24 @@ def _check_record(result: AuditResult) -> dict[str, _record.Entry] | None:
     return entries
 
 
+def _models_document(models_dir: Path) -> dict[str, Any]:
+    """models.json as the runtime's one reader validated it (``mlfreeze_runtime.modelindex`` where it
+    exists, else ``mlfreeze_runtime.verify.bundle``); ValueError when it is unreadable."""
+    if importlib.util.find_spec("mlfreeze_runtime.modelindex") is not None:
+        modelindex = importlib.import_module("mlfreeze_runtime.modelindex")
+        return modelindex.read_models_index(models_dir, check_files=False).document  # type: ignore[no-any-return]
+    from mlfreeze_runtime.verify.bundle import read_models_index
+
+    return read_models_index(models_dir)[0]
+
+
 def _check_pins(result: AuditResult, entries: Mapping[str, _record.Entry]) -> None:
     model_files = [p for p in entries if p.startswith("models/")]
     if not model_files:
         return
-    from mlfreeze_runtime.verify.bundle import IndexError_, read_models_index
-
     try:
-        doc, _ = read_models_index(result.bundle / "models")
-    except (IndexError_, OSError, ValueError, TypeError) as exc:
+        doc = _models_document(result.bundle / "models")
+    except (OSError, ValueError, TypeError) as exc:  # each reader's errors are ValueErrors
         result.add("pins", MODELS_INDEX, f"unreadable ({exc})")
         return
     result.models_index = doc

@@ -192,6 +192,11 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
         print(f"freeze: {name}: no verify report was passed; BUILD-INFO records verification: null and "
               "`mlfreeze release` will refuse the bundle (mlfreeze build passes it)", flush=True)
     stale = None if force else incremental.stale_reason(bundle, digest, full=verify)
+    if not force and stale is None and verification is not None:  # kept only if it records a verification like this one
+        recorded = buildinfo.read(bundle)["verification"] or {}
+        if not recorded.get("applies") or any(recorded.get(k) != verification[k]
+                                              for k in ("set", "flavor", "platform", "passed")):
+            stale = "its BUILD-INFO does not record a verification of this set, flavor and platform"
     if not force and stale is None:
         print(f"freeze: {name}: inputs unchanged ({digest[:12]}) and RECORD intact, skipping the freeze "
               "(--force rebuilds)", flush=True)
