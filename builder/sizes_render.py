@@ -29,20 +29,19 @@ def headline(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
         for c in b["checks"]:
             if c["what"] == "asset-limit" and not c["ok"]:
                 out.append(("warning", f"release asset: {c.get('line') or b['name'] + ' is over the limit'}"))
+    if not out:
+        out.append(("ok", f"release assets: every compressed archive is under GitHub's "
+                          f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit"))
+    held = [(b, c) for b in doc["bundles"] for c in b["checks"] if c["what"] != "asset-limit"]
     if doc.get("breaches"):
         out += [("error", f"budget exceeded: {line}") for line in doc["breaches"]]
-        return out
-    held = [(b, c) for b in doc["bundles"] for c in b["checks"] if c["what"] != "asset-limit"]
-    if held:
+    elif held:
         measure = (doc.get("budgets") or {}).get("measure", "disk")
         parts = [f"{b['name']} {c['what']} {format_size(c['actual_bytes'])} of {format_size(c['limit_bytes'])}"
                  for b, c in held]
         out.append(("ok", f"budgets: all {len(held)} held ({measure}): {'; '.join(parts)}"))
     else:
         out.append(("ok", "budgets: none set ([tool.mlfreeze.budgets] in pyproject.toml)"))
-    if not any(level == "warning" for level, _ in out):
-        out.insert(0, ("ok", f"release assets: every compressed archive is under GitHub's "
-                             f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit"))
     return out
 
 
