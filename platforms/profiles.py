@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -73,6 +73,31 @@ class Stack:
     requirements: tuple[str, ...]
     no_deps: tuple[str, ...]
     no_deps_requirements: tuple[str, ...]
+    # import package -> the distributions that install it (at most one of each may be installed)
+    families: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def family_of(self, distribution: str) -> str | None:
+        """The import package whose family ``distribution`` belongs to, or None."""
+        name = canonical_name(distribution)
+        return next((module for module, members in self.families.items() if name in members), None)
+
+
+def canonical_name(name: str) -> str:
+    """A distribution name as PyPI compares them (PEP 503): ``Opencv_Python`` -> ``opencv-python``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    """The canonical distribution name a requirement line names: ``faiss-cpu>=1.8`` -> ``faiss-cpu``."""
+    return canonical_name(re.split(r"[\s<>=!~;\[@(]", requirement.strip(), maxsplit=1)[0])
+
+
+def family_mixes(names: Iterable[str], families: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """``{import package: members}`` for every family that ``names`` (distribution names) names
+    twice or more; empty when each family has at most one member among them."""
+    present = {canonical_name(n) for n in names}
+    mixes = {module: tuple(m for m in members if m in present) for module, members in families.items()}
+    return {module: found for module, found in mixes.items() if len(found) > 1}
 
 
 def _version(t: Table, key: str) -> str:
@@ -150,10 +175,41 @@ def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
 @cache
 def load_stack(path: Path = PROFILE_DIR / "stack.toml") -> Stack:
     t = Table(read_toml(path), path)
+    families = _families(t.sub("families"))
     stack = Stack(requirements=t.strings("requirements"), no_deps=t.strings("no_deps"),
-                  no_deps_requirements=t.strings("no_deps_requirements"))
+                  no_deps_requirements=t.strings("no_deps_requirements"), families=families)
     t.done()
     for req in stack.requirements + stack.no_deps_requirements:
-        if req.split("<")[0].split(">")[0].split("=")[0].strip() in ONNXRUNTIME_DISTS:
+        if requirement_name(req) in ONNXRUNTIME_DISTS:
             raise ConfigError(f"{path}: {req!r}: onnxruntime comes from the profile, never from the stack")
+    names = [requirement_name(r) for r in stack.requirements + stack.no_deps + stack.no_deps_requirements]
+    for module, found in family_mixes(names, families).items():
+        raise ConfigError(f"{path}: the stack names {' and '.join(found)}, which both install the {module} "
+                          "package (key 'families'); keep one")
     return stack
+
+
+def _families(t: Table) -> dict[str, tuple[str, ...]]:
+    """``[families]``: import package -> its distributions (normalised names, two or more, each
+    in one family only, every onnxruntime distribution a profile may name in ``onnxruntime``)."""
+    families: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    raw = t.rest()
+    t = Table(raw, t.path, t.where)
+    for module in raw:
+        members = t.strings(module)
+        if len(members) < 2:
+            raise t.error(module, "must list at least two distributions (a family of one cannot mix)")
+        for m in members:
+            if m != canonical_name(m):
+                raise t.error(module, f"names {m!r}; write the normalised name {canonical_name(m)!r}")
+            if m in owner:
+                raise t.error(module, f"names {m!r}, already in family {owner[m]!r}")
+            owner[m] = module
+        families[module] = members
+    t.done()
+    missing = set(ONNXRUNTIME_DISTS) - set(families.get("onnxruntime", ()))
+    if missing:
+        raise t.error("onnxruntime", f"must list every onnxruntime distribution a profile may name "
+                                     f"(missing {', '.join(sorted(missing))})")
+    return families
