@@ -1,4 +1,4 @@
-"""``mlfreeze`` / ``python -m builder``: the command-line contract of DESIGN.md.
+"""``mlfreeze`` / ``python -m builder``: the command-line contract (README.md "Exit codes").
 
 The parser is built here from data; each sub-command's work lives in its own
 stage module, imported only when that sub-command runs, so ``--help`` and

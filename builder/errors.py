@@ -1,4 +1,4 @@
-"""The one place where failures get their exit codes (DESIGN.md "CLI contract").
+"""The one place where failures get their exit codes (README.md "Exit codes").
 
 Every expected failure is raised as one of these and caught once in
 ``builder.cli.main``, which prints a single line and exits with ``exit_code``.

@@ -1,4 +1,4 @@
-"""specs/models.toml -> frozen dataclasses (DESIGN.md "Models").
+"""specs/models.toml -> frozen dataclasses (docs/architecture.md "Models").
 
 Schema (docs/architecture.md "Model fetch"):
 
