@@ -180,7 +180,7 @@ def load_stack(path: Path = PROFILE_DIR / "stack.toml") -> Stack:
                   no_deps_requirements=t.strings("no_deps_requirements"), families=families)
     t.done()
     for req in stack.requirements + stack.no_deps_requirements:
-        if requirement_name(req) in ONNXRUNTIME_DISTS:
+        if stack.family_of(requirement_name(req)) == "onnxruntime":
             raise ConfigError(f"{path}: {req!r}: onnxruntime comes from the profile, never from the stack")
     names = [requirement_name(r) for r in stack.requirements + stack.no_deps + stack.no_deps_requirements]
     for module, found in family_mixes(names, families).items():

@@ -268,3 +268,12 @@ def test_a_check_that_raises_is_a_finding() -> None:
         doctor.CHECKS = original
     assert not finding.ok and finding.check == "broken"
     assert finding.detail == "could not run: ImportError: libcudnn.so.9: cannot open shared object file"
+
+
+@pytest.mark.parametrize("member", ["onnxruntime", "onnxruntime-openvino", "onnxruntime_gpu>=1.20"])
+def test_the_stack_never_names_an_onnxruntime_family_member(tmp_path: Path, member: str) -> None:
+    p = tmp_path / "stack.toml"
+    p.write_text(f'requirements = ["{member}"]\nno_deps = []\nno_deps_requirements = []\n[families]\n'
+                 "onnxruntime = ['onnxruntime', 'onnxruntime-gpu', 'onnxruntime-directml', 'onnxruntime-openvino']\n")
+    with pytest.raises(ConfigError, match="onnxruntime comes from the profile"):
+        load_stack(p)
