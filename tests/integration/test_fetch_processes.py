@@ -8,18 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_fetch_server import FaultServer, serving, stall_after, write_manifest
+from fetch_servers import FaultServer, stall_after, write_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    yield from serving()
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -73,14 +67,17 @@ def test_sigkill_halfway_then_resume(server: FaultServer, tmp_path: Path) -> Non
     child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL
     assert not (cache / "blobs" / sha).exists() or not any((cache / "blobs" / sha).iterdir())
+    kept = partial.stat().st_size  # every byte that arrived (reads return what came, not full 1 MiB blocks)
+    assert (1 << 20) <= kept <= (1 << 20) + 1000
+    assert (cache / "tmp" / f"{sha}.part.source").is_file()  # the source the resume must match
 
     again = subprocess.run(_cmd(manifest, cache), env=_env(), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     second = server.requests_for("/w")[1]
-    assert second.range == f"bytes={1 << 20}-" and second.status == 206
-    assert second.sent == len(body) - (1 << 20)  # 50 % on the second run
+    assert (second.range, second.if_range, second.status) == (f"bytes={kept}-", server.etag("/w"), 206)
+    assert second.sent == len(body) - kept  # 50 % on the second run
     assert (cache / "blobs" / sha / "w.bin").read_bytes() == body
-    assert not partial.exists()
+    assert not partial.exists() and not list((cache / "tmp").glob("*.source"))
 
 
 def test_cli_default_set_without_internet_names_demo_and_mirror(tmp_path: Path) -> None:
