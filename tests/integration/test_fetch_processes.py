@@ -138,3 +138,64 @@ def test_corrupt_cache_entry_is_replaced(server: FaultServer, tmp_path: Path, ju
     assert "is corrupt" in out.stderr and "fetching again" in out.stderr
     assert blob.read_bytes() == body
     assert len(server.requests_for("/w")) == 2
+
+
+def test_cli_drip_with_the_issue_settings_exits_3_bounded(server: FaultServer, tmp_path: Path) -> None:
+    from fetch_servers import drip
+
+    body = os.urandom(100_000)
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+    server.plan("/w", *[drip(rate=1)] * 5)
+    env = _env(MLFREEZE_FETCH_READ_TIMEOUT="5", MLFREEZE_FETCH_URL_DEADLINE="4", MLFREEZE_FETCH_RETRIES="1")
+    start = time.monotonic()
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=env, capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - start
+    assert out.returncode == 3, out.stderr
+    assert took < 10  # the URL deadline holds inside the attempt (a drip never times out a read)
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("mlfreeze fetch: error: m/w.bin: no URL delivered the pinned bytes")
+    assert "bytes this attempt in" in last and "B/s" in last and "MLFREEZE_FETCH_URL_DEADLINE 4s reached" in last
+    assert not list((tmp_path / "cache" / "blobs").iterdir())
+
+
+def test_cli_drip_under_the_rate_floor_from_env(server: FaultServer, tmp_path: Path) -> None:
+    from fetch_servers import drip
+
+    body = os.urandom(100_000)
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+    server.plan("/w", *[drip(rate=20)] * 5)
+    env = _env(MLFREEZE_FETCH_MIN_RATE="500", MLFREEZE_FETCH_RATE_WINDOW="1")
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert "under MLFREEZE_FETCH_MIN_RATE 500 B/s" in out.stderr
+    assert len(server.requests_for("/w")) == 2
+
+
+def test_cli_offline_demo_set_into_an_empty_cache(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "mlfreeze", "fetch", "--set", "demo", "--cache",
+                          str(tmp_path / "cache")], env=_env(MLFREEZE_OFFLINE="1"), capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ok demo-clip:" in out.stdout and "ok demo-faces:" in out.stdout
+    assert "(offline)" in out.stderr
+
+
+def test_full_disk_exits_3_and_caches_nothing(server: FaultServer, tmp_path: Path) -> None:
+    import resource
+
+    body = os.urandom(1_000_000)
+    manifest = _manifest(tmp_path, server.add("/w", body), body)
+
+    def small_disk() -> None:  # every write past 200 kB fails (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=_env(), capture_output=True, text=True,
+                         timeout=60, preexec_fn=small_disk)
+    assert out.returncode == 3, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert "cannot write to the cache" in last and "check free space" in last and "Traceback" not in out.stderr
+    assert not list((tmp_path / "cache" / "blobs").iterdir())
+    again = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr  # room again: the fetch completes, resuming what was kept
+    assert (tmp_path / "cache" / "blobs" / hashlib.sha256(body).hexdigest() / "w.bin").read_bytes() == body
