@@ -300,3 +300,25 @@ def test_a_failed_url_keeps_its_prefix_and_source_for_the_next_run(server: Fault
     assert json.loads((tmp_path / "w.part.source").read_text())["url"] == url
     assert download([url], part, name="w", size=len(BODY), sha256=SHA, policy=FAST, progress=False) == url
     assert part.read_bytes() == BODY and not (tmp_path / "w.part.source").exists()
+
+
+def test_an_unreadable_source_record_means_no_resume(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    part = _interrupted_run(server, url, "/w", tmp_path)
+    (part.parent / f"{SHA}.part.source").write_text("{not json")
+    _ok(tmp_path, [url])
+    assert [(r.range, r.status) for r in server.requests_for("/w")][1:] == [(None, 200)]
+
+
+def _endless(h, body: bytes) -> None:  # type: ignore[no-untyped-def]
+    """A 200 without a length that sends more than the pinned size."""
+    h.head(200, 0, {"Content-Length": ""})
+    h.write(body + body)
+
+
+def test_a_body_longer_than_pinned_is_cut_off_and_refused(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    server.plan("/w", *[_endless] * 5)
+    msg = _fails(tmp_path, [url], exc=IntegrityError)
+    assert f"expected {len(BODY)} bytes, server sent more" in msg
+    assert len(server.requests_for("/w")) == 1
