@@ -125,6 +125,8 @@ class Cache:
         """The cached artifact if its size and sha256 are the pinned ones; a corrupt one is removed."""
         path = self.blob_path(art)
         if not path.is_file():
+            if path.exists() or path.is_symlink():
+                self._corrupt(path, "not a regular file")
             return None
         actual = path.stat().st_size
         if actual != art.size:

@@ -124,11 +124,14 @@ def with_retries(attempt: Callable[[float, float], None], *, url: str, policy: P
                  progress: Callable[[], int], say: Callable[[str], None]) -> None:
     """Run ``attempt(deadline, url_end)`` (monotonic seconds) until it returns, retrying Transient.
 
-    ``progress()`` is the byte count of the partial. An attempt that moved bytes at no less than
-    ``policy.min_rate`` resets the retry count (a slow link is not a dead one); time does not
-    reset: ``url_deadline`` bounds the whole URL. Raises UrlFailed when the URL is given up.
+    ``progress()`` is the byte count of the partial. An attempt that took the partial past its
+    longest so far, at no less than ``policy.min_rate``, resets the retry count (a dropped link
+    that keeps making progress is not a dead one; a server that restarts and cuts at random
+    points is); time does not reset: ``url_deadline`` bounds the whole URL. Raises UrlFailed
+    when the URL is given up.
     """
     url_end = time.monotonic() + policy.url_deadline
+    best = progress()
     count = 0
     while True:
         count += 1
@@ -138,9 +141,9 @@ def with_retries(attempt: Callable[[float, float], None], *, url: str, policy: P
             attempt(deadline, url_end)
             return
         except Transient as exc:
-            moved, took = progress() - had, max(time.monotonic() - began, 1e-6)
-            if moved > 0 and not exc.slow and moved / took >= policy.min_rate:
-                count = 1
+            now_have, took = progress(), max(time.monotonic() - began, 1e-6)
+            if now_have > best and not exc.slow and (now_have - had) / took >= policy.min_rate:
+                count, best = 1, now_have
             kind = "unreachable" if exc.unreachable else "slow" if exc.slow else "transient"
             if exc.url_deadline:
                 raise UrlFailed(exc.reason, kind) from None

@@ -322,3 +322,28 @@ def test_a_body_longer_than_pinned_is_cut_off_and_refused(server: FaultServer, t
     msg = _fails(tmp_path, [url], exc=IntegrityError)
     assert f"expected {len(BODY)} bytes, server sent more" in msg
     assert len(server.requests_for("/w")) == 1
+
+
+def _cut_from_zero(n: int):  # type: ignore[no-untyped-def]
+    """A 200 that ignores Range, announces the whole body, sends ``n`` bytes, resets."""
+    def fault(h, body: bytes) -> None:  # type: ignore[no-untyped-def]
+        h.head(200, len(body))
+        h.write(body[:n])
+        h.reset()
+    return fault
+
+
+def test_random_cuts_from_zero_use_up_the_retries(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    server.plan("/w", *[_cut_from_zero(n) for n in (100_000, 50_000) * 20])
+    msg = _fails(tmp_path, [url])
+    assert f"(gave up after {FAST.retries + 1} attempts)" in msg
+    assert len(server.requests_for("/w")) == FAST.retries + 1  # only a new high-water mark resets the count
+
+
+def test_cached_blob_that_is_not_a_file_is_replaced(server: FaultServer, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    url = server.add("/w", BODY)
+    (tmp_path / "cache" / "blobs" / SHA / "w.bin").mkdir(parents=True)  # a directory where the file belongs
+    _ok(tmp_path, [url])
+    assert "not a regular file" in capsys.readouterr().err

@@ -407,3 +407,16 @@ def test_wrong_size_mirror_keeps_a_resumable_prefix(project: Path) -> None:
         download([(project / "bad.bin").as_uri()], part, name="w", size=len(WEIGHTS), sha256=sha(WEIGHTS),
                  policy=FAST, progress=False)
     assert part.read_bytes() == WEIGHTS[:1000]
+
+
+def test_requests_is_imported_by_one_module_only(root: Path) -> None:
+    import ast
+
+    importers = set()
+    for path in sorted((root / "builder").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] in ("requests", "urllib3") for n in names):
+                importers.add(path.name)
+    assert importers == {"transfer.py"}
