@@ -199,3 +199,37 @@ def test_full_disk_exits_3_and_caches_nothing(server: FaultServer, tmp_path: Pat
     again = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=_env(), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr  # room again: the fetch completes, resuming what was kept
     assert (tmp_path / "cache" / "blobs" / hashlib.sha256(body).hexdigest() / "w.bin").read_bytes() == body
+
+
+def test_cli_self_signed_tls_exits_3_at_once_then_works_with_a_ca_bundle(tls_server: FaultServer,
+                                                                         tmp_path: Path) -> None:
+    body = os.urandom(50_000)
+    manifest = _manifest(tmp_path, tls_server.add("/w", body), body)
+    env = {k: v for k, v in _env().items() if k not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")}
+    start = time.monotonic()
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and time.monotonic() - start < 15
+    last = out.stderr.strip().splitlines()[-1]
+    assert "could not be verified" in last and "REQUESTS_CA_BUNDLE" in last and "SSL_CERT_FILE" in last
+    assert "retry" not in out.stderr
+    ok = subprocess.run(_cmd(manifest, tmp_path / "cache"), env={**env, "SSL_CERT_FILE": str(tls_server.cert_file)},
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("fault", ["gzip", "html", "loop", "wrong"])
+def test_cli_hostile_answers_exit_3_and_cache_nothing(server: FaultServer, tmp_path: Path, fault: str) -> None:
+    from fetch_servers import gzip_body, html_page, redirect, wrong_bytes
+
+    body = os.urandom(200_000)
+    url = server.add("/w", body)
+    server.plan("/w", *[{"gzip": gzip_body, "html": html_page, "loop": redirect("/w"),
+                         "wrong": wrong_bytes}[fault]] * 10)
+    manifest = _manifest(tmp_path, url, body)
+    out = subprocess.run(_cmd(manifest, tmp_path / "cache"), env=_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert {"gzip": "Content-Encoding: gzip", "html": "HTML page", "loop": "redirect loop",
+            "wrong": "expected sha256"}[fault] in last
+    assert "Traceback" not in out.stderr
+    assert not list((tmp_path / "cache" / "blobs").iterdir())
