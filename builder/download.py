@@ -97,10 +97,11 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
                     if is_local(url):
                         _copy_file(url, part, policy)
                     else:
-                        with_retries(lambda deadline, url_end, url=url: http_attempt(  # type: ignore[misc]
-                            s, url, part, policy, file_name=file_name, bar=name if progress else "", say=say,
-                            deadline=deadline, url_end=url_end), url=url, policy=policy,
-                            progress=lambda: part.have, say=say)
+                        def attempt(deadline: float, url_end: float, url: str = url) -> None:
+                            http_attempt(s, url, part, policy, file_name=file_name, bar=name if progress else "",
+                                         say=say, deadline=deadline, url_end=url_end)
+
+                        with_retries(attempt, url=url, policy=policy, progress=lambda: part.have, say=say)
                     _check_digest(part, sha256, policy.fsync)
                     part.forget_source()
                     return url

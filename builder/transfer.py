@@ -301,7 +301,7 @@ def _stream(resp: requests.Response, part: Partial, mode: str, policy: Policy, *
     tick = _Bar(bar, part.size, part.have)
     digest = BackgroundHash(part.hasher)
     try:
-        with open(part.path, mode) as f:
+        with open(part.path, mode, buffering=0) as f:  # unbuffered: a kill keeps every byte received
             flusher = Writeback(f.fileno()) if policy.fsync else None
             try:
                 _receive(resp.raw, f, part, digest, flusher, tick, policy, dog=dog, deadline=deadline,
@@ -319,6 +319,13 @@ def _stream(resp: requests.Response, part: Partial, mode: str, policy: Policy, *
         raise Transient(f"short body: {part.have} of {part.size} bytes")
 
 
+def _write_all(f: IO[bytes], data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = f.write(view)
+        view = view[n or 0:]
+
+
 def _receive(raw: Any, f: IO[bytes], part: Partial, digest: BackgroundHash, flusher: Writeback | None,
              tick: _Bar, policy: Policy, *, dog: Watchdog, deadline: float, url_end: float,
              encoding: str | None) -> None:
@@ -328,7 +335,6 @@ def _receive(raw: Any, f: IO[bytes], part: Partial, digest: BackgroundHash, flus
         try:
             chunk = raw.read1(policy.chunk_size, decode_content=False)  # whatever has arrived, not a full chunk
         except Exception as exc:  # urllib3 ProtocolError / ReadTimeoutError / IncompleteRead
-            f.flush()
             if part.have == part.size:
                 break  # every byte is in; a deadline that fired on the way out changes nothing
             got = part.have - start_have
@@ -350,7 +356,7 @@ def _receive(raw: Any, f: IO[bytes], part: Partial, digest: BackgroundHash, flus
             break
         if part.have + len(chunk) > part.size:
             raise UrlFailed(f"expected {part.size} bytes, server sent more{_encoding_note(encoding)}", "integrity")
-        f.write(chunk)
+        _write_all(f, chunk)
         digest.update(chunk)
         part.have += len(chunk)
         if flusher is not None:
