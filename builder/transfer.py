@@ -26,7 +26,7 @@ from urllib.parse import urljoin, urlparse
 import requests
 from mlfreeze.partial import BackgroundHash, Partial, Source, Writeback
 from mlfreeze.retry import Policy, Transient, UrlFailed, retry_after
-from mlfreeze.urls import check_url
+from mlfreeze.urls import check_url, is_loopback
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -182,6 +182,14 @@ def _deadline_hit(dog: Watchdog, url_end: float, policy: Policy, what: str) -> T
     return Transient(f"{what}; MLFREEZE_FETCH_ATTEMPT_DEADLINE {policy.attempt_deadline:g}s reached", slow=True)
 
 
+def _proxies(url: str) -> dict[str, Any] | None:
+    """Never send a loopback request through an HTTP(S)_PROXY from the environment."""
+    return _NO_PROXY if is_loopback(urlparse(url).hostname) else None
+
+
+_NO_PROXY: dict[str, Any] = {"http": None, "https": None, "all": None}
+
+
 def _open(s: requests.Session, url: str, headers: dict[str, str], policy: Policy, dog: Watchdog,
           url_end: float) -> requests.Response:
     current = url
@@ -189,7 +197,7 @@ def _open(s: requests.Session, url: str, headers: dict[str, str], policy: Policy
     for _ in range(policy.max_redirects + 1):
         try:
             resp = s.get(current, headers=headers, stream=True, allow_redirects=False, verify=ca_bundle(),
-                         timeout=(policy.connect_timeout, policy.idle_timeout))
+                         timeout=(policy.connect_timeout, policy.idle_timeout), proxies=_proxies(current))
         except requests.exceptions.SSLError as exc:
             if dog.fired:
                 raise _deadline_hit(dog, url_end, policy, "no complete answer") from None

@@ -347,3 +347,13 @@ def test_cached_blob_that_is_not_a_file_is_replaced(server: FaultServer, tmp_pat
     (tmp_path / "cache" / "blobs" / SHA / "w.bin").mkdir(parents=True)  # a directory where the file belongs
     _ok(tmp_path, [url])
     assert "not a regular file" in capsys.readouterr().err
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_loopback(server: FaultServer, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://10.255.255.1:9")  # the loopback guard refuses any connection there
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    _ok(tmp_path, [server.add("/w", BODY)])
+    assert len(server.requests_for("/w")) == 1
