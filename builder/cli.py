@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download and checksum the models of a set")
     _add_models(p)
     p.add_argument("--offline", action="store_true",
-                   help="use the cache only (also MLFREEZE_OFFLINE=1)")
+                   help="no network: the cache and local files only (also MLFREEZE_OFFLINE=1)")
 
     p = sub.add_parser("verify", help="functional verification of a model set")
     _add_models(p)
