@@ -68,7 +68,9 @@ def install_pyz(internal: str, pyz: str, reader_file: str) -> None:
             return found
 
     sys.meta_path.insert(0, Finder())
-    sys.path[:0] = [internal]
+    # the bundle's stdlib extension modules first (those the probe's own start-up imported stay the host's)
+    dynload = os.path.join(internal, f"python{sys.version_info[0]}.{sys.version_info[1]}", "lib-dynload")
+    sys.path[:0] = [internal, dynload]
     sys.frozen = True  # type: ignore[attr-defined]  # as in the frozen app
     sys._MEIPASS = internal  # type: ignore[attr-defined]
 

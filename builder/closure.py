@@ -365,6 +365,9 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
     for entry in dlopen:
         by_glob = rel_internal(entry.by)
         loaders = sorted(r for r in tree.binaries if fnmatch.fnmatchcase(r, by_glob))
+        if not loaders:  # PyInstaller put it elsewhere (e.g. the top of _internal/): match by file name
+            name_glob = posixpath.basename(entry.by)
+            loaders = sorted(r for r in tree.binaries if fnmatch.fnmatchcase(posixpath.basename(r), name_glob))
         if not loaders:
             continue  # nothing in this bundle loads it (a flavor without that library)
         for loader in loaders:

@@ -103,6 +103,14 @@ def test_dlopen_library_must_be_reachable_from_its_loader():
     assert len(tree_findings(_tree(beside), dlopen=[BUILTINS])) == 1
 
 
+def test_dlopen_loader_found_by_name_where_pyinstaller_put_it_at_the_top():
+    # A build whose site-packages PyInstaller does not recognise puts libnvrtc at the top of _internal/.
+    top = {"_internal/libnvrtc.so.13": elf(soname="libnvrtc.so.13")}
+    assert len(tree_findings(_tree(top), dlopen=[BUILTINS])) == 1
+    top["_internal/libnvrtc-builtins.so.13.0"] = elf()
+    assert tree_findings(_tree(top), dlopen=[BUILTINS]) == []
+
+
 def test_dlopen_entries_of_a_library_the_bundle_lacks_do_not_apply():
     assert tree_findings(_tree({"_internal/app.so": elf()}), dlopen=[BUILTINS]) == []
 
