@@ -234,9 +234,9 @@ def scan(bundle_dir: Path) -> Tree:
 def _elf_dirs(entries: Sequence[str], origin: str) -> list[str]:
     out = []
     for entry in entries:
+        if "ORIGIN" not in entry:
+            continue  # absolute (the build machine's) or relative to the working directory: not the bundle
         expanded = entry.replace("${ORIGIN}", origin).replace("$ORIGIN", origin)
-        if expanded.startswith("/"):
-            continue  # an absolute path on the build machine: nothing the bundle ships
         out.append(posixpath.normpath(expanded))
     return out
 

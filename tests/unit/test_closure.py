@@ -74,6 +74,11 @@ def test_absolute_rpath_of_the_build_machine_does_not_resolve():
     tree = _tree({"_internal/a.so": elf("libmpi.so.40", runpath=("/data/tmp/openmpi_install/lib",))},
                  extra=("data/tmp/openmpi_install/lib/libmpi.so.40",))
     assert len(tree_findings(tree)) == 1
+    # a relative entry is relative to the working directory, not to the object: it does not count
+    relative = _tree({"_internal/a.so": elf("libx.so", runpath=("_internal/lib",))}, extra=("_internal/lib/libx.so",))
+    assert len(tree_findings(relative)) == 1
+    origin = _tree({"_internal/a.so": elf("libx.so", runpath=("${ORIGIN}/lib",))}, extra=("_internal/lib/libx.so",))
+    assert tree_findings(origin) == []
 
 
 def test_optional_plugins_are_skipped_only_where_declared():
