@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -84,3 +88,38 @@ def test_pinned_exports_need_no_export(tmp_path: Path, capfd) -> None:
     rc, out, err = _export(ROOT / "specs" / "models.toml", tmp_path / "cache", capfd, "demo")
     assert rc == 0 and "ok demo-clip: pinned ONNX towers" in out
     assert "child process" not in err and not (tmp_path / "cache" / "derived").exists()
+
+
+def _kill_export_child(stop: threading.Event) -> None:
+    """SIGKILL this test's own export child (found by parent pid and its child.py), as an OOM killer would."""
+    me = os.getpid()
+    while not stop.is_set():
+        for proc_dir in Path("/proc").iterdir():
+            if not proc_dir.name.isdigit():
+                continue
+            try:
+                ppid = int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (proc_dir / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == me and b"child.py" in cmd:
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the child through /proc")
+def test_a_killed_exporter_is_exit_4(tmp_path: Path, capfd) -> None:
+    stop = threading.Event()
+    killer = threading.Thread(target=_kill_export_child, args=(stop,), daemon=True)
+    killer.start()
+    try:
+        rc, _, err = _export(_manifest(tmp_path), tmp_path / "cache", capfd)
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert rc == 4
+    assert err.strip().splitlines()[-1].startswith(
+        "mlfreeze export: error: model demo-clip: the ONNX export process was killed by signal 9")
+    assert not (tmp_path / "cache" / "derived").exists()
+    assert not [p for p in (tmp_path / "cache" / "tmp").iterdir() if p.name.startswith("export-")]
