@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "mlfreeze.doctor:main",
     "fetch": "mlfreeze.fetch:main",
     "verify": "mlfreeze.verification:main",
+    "export": "mlfreeze.export:main",
     "freeze": "mlfreeze.freeze:main",
     "sizes": "mlfreeze.sizes:main",
     "build": "mlfreeze.build:main",
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(p)
     p.add_argument("--offline", action="store_true",
                    help="no network: the cache and local files only (also MLFREEZE_OFFLINE=1)")
+
+    p = sub.add_parser("export", help="CLIP towers to ONNX (pinned, cached, or exported in a child process)")
+    _add_models(p)
 
     p = sub.add_parser("verify", help="functional verification of a model set")
     _add_models(p)

@@ -58,6 +58,12 @@ class FreezeError(MlfreezeError):
     exit_code = 4
 
 
+class ExportError(MlfreezeError):
+    """A model could not be exported (ONNX): the exporter failed or its process crashed."""
+
+    exit_code = 4
+
+
 class BudgetExceeded(MlfreezeError):
     """A bundle is larger than its configured size budget."""
 
@@ -69,6 +75,6 @@ EXIT_CODES = {
     1: "verification failed (build or frozen self-test)",
     2: "usage, config or wrong host",
     3: "download or integrity failure",
-    4: "freeze failure",
+    4: "the build could not produce its artifacts (PyInstaller, export)",
     5: "size budget exceeded",
 }
