@@ -148,3 +148,40 @@ def test_incremental_skip_rebuilds_a_damaged_bundle_saying_why(project: dict,
     assert "rebuilding: the bundle no longer matches its RECORD: _internal/base_library.zip: differ: size" in out
     assert "PyInstaller done" in out
     assert cli.main(["audit", str(bundle)]) == 0
+
+
+def _needed_inside(bundle: Path) -> tuple[str, str] | None:
+    """(an ELF of the bundle, a library it needs by DT_NEEDED that the bundle itself holds)."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    internal = bundle / "_internal"
+    for path in sorted(internal.rglob("*.so*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                continue
+            f.seek(0)
+            for section in ELFFile(f).iter_sections():
+                if isinstance(section, DynamicSection):
+                    for tag in section.iter_tags("DT_NEEDED"):
+                        if (internal / tag.needed).is_file() and tag.needed != path.name:
+                            return path.relative_to(bundle).as_posix(), tag.needed
+    return None
+
+
+def test_a_deleted_dt_needed_target_is_a_closure_finding(project: dict, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("mlfreeze.closure")
+    pytest.importorskip("elftools")
+    found = _needed_inside(project["bundle"])
+    if found is None:
+        pytest.skip("no ELF of this bundle needs a library the bundle holds")
+    _, library = found
+    copy = _linked_copy(project["bundle"], tmp_path / "dist")
+    (copy / "_internal" / library).unlink()
+    assert cli.main(["audit", str(copy)]) == 3
+    out = capsys.readouterr().out
+    assert f"record: _internal/{library}: missing" in out
+    assert any(": closure: " in line and library in line for line in out.splitlines()), out
