@@ -181,21 +181,22 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
 
 
 def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
-                 validity: Validity = Validity(), now: float | None = None) -> dict[str, int]:
-    """Write ``index_bytes`` as the one target and sign new targets, snapshot and timestamp
-    (and root v1 when ``repo`` has none). Returns {role: version written}."""
+                 validity: Validity = Validity(), now: float | None = None,
+                 name: str = index.INDEX_NAME) -> dict[str, int]:
+    """Write ``index_bytes`` as target ``name`` (other targets already signed are kept) and sign
+    new targets, snapshot and timestamp (and root v1 when ``repo`` has none). {role: version}."""
     from tuf.api.metadata import Metadata, Root, TargetFile, Targets
 
     now = time.time() if now is None else now
     meta = repo / "metadata"
     meta.mkdir(parents=True, exist_ok=True)
     (repo / "targets").mkdir(exist_ok=True)
-    target = TargetFile.from_data(index.INDEX_NAME, index_bytes, ["sha256"])
+    target = TargetFile.from_data(name, index_bytes, ["sha256"])
     digest = target.hashes["sha256"]
-    (repo / "targets" / f"{digest}.{index.INDEX_NAME}").write_bytes(index_bytes)
-    tmp = repo / f".{index.INDEX_NAME}.tmp"
+    (repo / "targets" / f"{digest}.{name}").write_bytes(index_bytes)
+    tmp = repo / f".{name}.tmp"
     tmp.write_bytes(index_bytes)
-    os.replace(tmp, repo / index.INDEX_NAME)
+    os.replace(tmp, repo / name)
     written: dict[str, int] = {}
 
     root_md = _latest(meta, "root")
@@ -214,8 +215,9 @@ def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner
                               "`mlfreeze publish --rotate` or pass the right key")
 
     prev_t = _latest(meta, "targets")
+    kept = dict(prev_t.signed.targets) if prev_t else {}
     targets = Targets(version=(prev_t.signed.version + 1) if prev_t else 1,
-                      expires=_expiry(source_date_epoch, validity.targets, now), targets={index.INDEX_NAME: target})
+                      expires=_expiry(source_date_epoch, validity.targets, now), targets={**kept, name: target})
     t_md = Metadata(targets)
     t_md.sign(signers["targets"])
     _write(t_md, meta / f"{targets.version}.targets.json")
@@ -241,6 +243,27 @@ def _snapshot_and_timestamp(meta: Path, signers: dict[str, CryptoSigner], target
     ts_md.sign(signers["timestamp"])
     _write(ts_md, meta / "timestamp.json")
     return {"snapshot": snap.version, "timestamp": ts.version}
+
+
+def publish_model_pack(models_dir: Path, repo: Path, signers: dict[str, CryptoSigner], *, app: str, set_name: str,
+                       version: str, source_date_epoch: int, validity: Validity = Validity(),
+                       now: float | None = None) -> dict[str, int]:
+    """A model set on its own (``models.json``, files, goldens, probes) as blobs plus a signed
+    ``model-pack.json`` target, for ``<app>-update models``; {role: version written}."""
+    from mlfreeze_runtime.update import models
+
+    if not (models_dir / "models.json").is_file():
+        raise ConfigError(f"{models_dir}: no models.json; pass a bundle's models/ folder")
+    data, files = models.pack_document(models_dir, app=app, set_name=set_name, version=version)
+    for rel, sha in files:
+        dest = repo / index.blob_path(sha)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".tmp")
+            shutil.copyfile(models_dir / rel, tmp)
+            os.replace(tmp, dest)
+    return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now,
+                        name=models.PACK_NAME)
 
 
 def resign(repo: Path, signers: dict[str, CryptoSigner], *, validity: Validity = Validity(),

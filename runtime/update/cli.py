@@ -125,6 +125,17 @@ def cmd_status(args: argparse.Namespace, root: Path) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace, root: Path) -> int:
+    from mlfreeze_runtime.update import models
+
+    with install.locked(root):
+        install.clean_leftovers(root)
+        doc, base = models.load_pack(args.source, root, args.trust)
+        out = models.install_pack(root, base, doc)
+    _say(json.dumps(out))
+    return 0
+
+
 def build_parser(prog: str = "mlfreeze-update") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Install, update and roll back this app side by side, "
                                 "verified against its signed release.")
@@ -142,6 +153,10 @@ def build_parser(prog: str = "mlfreeze-update") -> argparse.ArgumentParser:
         s = sub.add_parser(name, parents=[common, pick], help=text)
         s.add_argument("--keep", type=int, default=install.DEFAULT_KEEP, help="previous versions to keep")
     sub.add_parser("rollback", parents=[common], help="switch back to the previous version")
+    s = sub.add_parser("models", parents=[common], help="install a model pack: verify, self-test, switch, "
+                       "keep the old models as the backup")
+    s.add_argument("--from", dest="source", required=True, help="signed repository URL, directory or model-pack.json")
+    s.add_argument("--trust", type=Path, help="root of trust (TUF root.json) when the install has none")
     s = sub.add_parser("status", parents=[common, pick], help="what is installed, and why this variant")
     s.add_argument("--explain", action="store_true", help="print the reasons for the variant choice")
     s.add_argument("--json", action="store_true")
@@ -158,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_install(args, root, update=args.command == "update")
         if args.command == "rollback":
             return cmd_rollback(root)
+        if args.command == "models":
+            return cmd_models(args, root)
         return cmd_status(args, root)
     except UpdateError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

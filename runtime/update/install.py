@@ -117,7 +117,7 @@ def clean_leftovers(root: Path) -> list[str]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(f"{STAGING}/{p.name}")
     ptr = pointer.for_root(root)
-    for p in ptr.leftovers() + sorted(root.glob(f".{STATE}.*.tmp")):
+    for p in ptr.leftovers() + sorted(root.glob(f".{STATE}.*.tmp")) + sorted(root.glob("models/.current.*.tmp")):
         p.unlink(missing_ok=True)
         removed.append(p.name)
     cur = ptr.read()
@@ -141,7 +141,7 @@ def acceptance_command(bundle: Path) -> list[str]:
     os_name = "windows" if os.name == "nt" else "posix"
     if info["flavor"] == "lite":
         return [str(bundle / exe_name(info["app"], os_name)), "--health"]
-    return [str(bundle / exe_name(info["app"], os_name, "-selftest"))]
+    return [str(bundle / exe_name(info["app"], os_name, "-selftest")), "--models-dir", str(bundle / "models")]
 
 
 def health_command(bundle: Path) -> list[str]:

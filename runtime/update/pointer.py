@@ -39,12 +39,14 @@ def resolve_pointer_text(text: str, versions: set[str]) -> str:
 
 
 class SymlinkPointer:
-    """``root/current`` -> ``versions/<name>`` (POSIX)."""
+    """``root/current`` -> ``versions/<name>`` (POSIX). ``folder``: where the targets lie, relative
+    to ``root`` ("." for a pointer beside its targets, as ``models/current`` -> ``<pack>``)."""
 
     kind = "symlink"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, folder: str = VERSIONS) -> None:
         self.root = root
+        self.folder = folder
         self.path = root / "current"
 
     def read(self) -> str | None:
@@ -53,12 +55,14 @@ class SymlinkPointer:
         except (FileNotFoundError, OSError):
             return None
         parts = Path(target).parts
-        return parts[-1] if len(parts) == 2 and parts[0] == VERSIONS else None
+        if self.folder == ".":
+            return parts[0] if len(parts) == 1 and (self.root / parts[0]).is_dir() else None
+        return parts[-1] if len(parts) == 2 and parts[0] == self.folder else None
 
     def switch(self, name: str) -> None:
         tmp = self.root / f".current.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
-        os.symlink(f"{VERSIONS}/{name}", tmp, target_is_directory=True)
+        os.symlink(name if self.folder == "." else f"{self.folder}/{name}", tmp, target_is_directory=True)
         os.replace(tmp, self.path)
         _fsync_dir(self.root)
 

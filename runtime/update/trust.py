@@ -51,9 +51,10 @@ def has_metadata(base: str) -> bool:
     return True
 
 
-def refresh_index(base: str, install_root: Path, *, trust_root: Path | None) -> bytes:
-    """The verified bytes of the release index at ``base``; FetchError (exit 3) naming the check
-    that refused the metadata, UsageError (exit 2) when no root of trust is known."""
+def refresh_index(base: str, install_root: Path, *, trust_root: Path | None, target: str = INDEX_TARGET) -> bytes:
+    """The verified bytes of the release index (or another ``target``, e.g. ``model-pack.json``)
+    at ``base``; FetchError (exit 3) naming the check that refused the metadata, UsageError
+    (exit 2) when no root of trust is known."""
     from tuf.api import exceptions
     from tuf.ngclient import FetcherInterface, Updater
 
@@ -83,9 +84,9 @@ def refresh_index(base: str, install_root: Path, *, trust_root: Path | None) -> 
                       fetcher=Fetcher(), bootstrap=None)
     try:
         updater.refresh()
-        info = updater.get_targetinfo(INDEX_TARGET)
+        info = updater.get_targetinfo(target)
         if info is None:
-            raise FetchError(f"{base}: the signed targets hold no {INDEX_TARGET}; not an mlfreeze release")
+            raise FetchError(f"{base}: the signed targets hold no {target}; nothing of that kind was published")
         path = updater.download_target(info)
     except exceptions.ExpiredMetadataError as exc:
         raise FetchError(f"{base}: signed metadata expired ({exc}); the publisher must re-sign; refused") from None
