@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA arch list of a CUDA platform's variants (repeatable)")
     p.add_argument("--resign", action="store_true", help="only re-sign snapshot and timestamp (scheduled job)")
     p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
+    p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "
+                                                           "(needs --app, --set, --pack-version)")
+    p.add_argument("--app", dest="pack_app", metavar="NAME")
+    p.add_argument("--set", dest="pack_set", metavar="SET")
+    p.add_argument("--pack-version", metavar="V")
     return parser
 
 

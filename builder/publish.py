@@ -315,6 +315,13 @@ def main(args: Any) -> int:
     if not sde or not sde.isdigit():
         raise ConfigError("SOURCE_DATE_EPOCH is not set to an integer: expiry derives from it (the release "
                           "workflow sets it to the tagged commit's time)")
+    if args.model_pack:
+        if not (args.pack_app and args.pack_set and args.pack_version):
+            raise UsageError("--model-pack needs --app NAME --set SET --pack-version V")
+        written = publish_model_pack(Path(args.model_pack), repo, signers, app=args.pack_app, set_name=args.pack_set,
+                                     version=args.pack_version, source_date_epoch=int(sde))
+        print(json.dumps(written))
+        return 0
     archs = {}
     for item in args.cuda_archs or []:
         platform, _, value = item.partition("=")

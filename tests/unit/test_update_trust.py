@@ -144,3 +144,27 @@ def test_keys_come_from_the_environment(repo: dict) -> None:
         {r: s.public_key.keyid for r, s in repo["signers"].items()}
     with pytest.raises(ConfigError, match="no timestamp key"):
         publish.load_signers(None, env={k: v for k, v in env.items() if "TIMESTAMP" not in k})
+
+
+def test_the_publish_command_signs_a_release_and_a_model_pack(repo: dict, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfreeze import cli
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(SDE))
+    b = bundle(tmp_path, "2.0", b"cli")
+    assert cli.main(["publish", str(b), "--repo", str(repo["repo"]), "--keys", str(repo["keys"])]) == 0
+    client = repo["tmp"] / "client"
+    assert version_of(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])) == "2.0"
+    models_dir = tmp_path / "models"
+    (models_dir / "m").mkdir(parents=True)
+    (models_dir / "models.json").write_text("{}")
+    (models_dir / "m" / "w.bin").write_bytes(b"weights")
+    assert cli.main(["publish", "--repo", str(repo["repo"]), "--keys", str(repo["keys"]), "--model-pack",
+                     str(models_dir), "--app", "photo-search", "--set", "demo", "--pack-version", "7"]) == 0
+    pack = json.loads(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"],
+                                          target="model-pack.json"))
+    assert pack["version"] == "7" and [r[0] for r in pack["files"]] == ["m/w.bin", "models.json"]
+    # the release index stays signed next to the pack
+    assert version_of(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])) == "2.0"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    assert cli.main(["publish", str(b), "--repo", str(repo["repo"]), "--keys", str(repo["keys"])]) == 2

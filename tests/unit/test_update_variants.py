@@ -132,3 +132,17 @@ def test_nvidia_smi_output_is_parsed() -> None:
 def test_os_and_arch_names_fold_aliases() -> None:
     assert [os_name(s) for s in ("Darwin", "Windows", "Linux")] == ["macos", "windows", "linux"]
     assert [arch_name(m) for m in ("AMD64", "aarch64", "arm64", "x86_64")] == ["x86_64", "arm64", "arm64", "x86_64"]
+
+
+def test_apple_silicon_under_rosetta_is_detected_as_arm64(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlfreeze_runtime.update import machine
+
+    monkeypatch.setattr(machine.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    values = {"hw.optional.arm64": 1, "sysctl.proc_translated": 1}
+    m = machine.detect(sysctl=values.get)
+    assert (m.os, m.arch, m.apple_silicon, m.rosetta) == ("macos", "arm64", True, True)
+    intel = machine.detect(sysctl={"hw.optional.arm64": None, "sysctl.proc_translated": None}.get)
+    assert (intel.arch, intel.apple_silicon, intel.rosetta) == ("x86_64", False, False)
+    chosen, _ = choose_variant(m, MAC)
+    assert chosen is not None and chosen.platform == "mac-arm64"
