@@ -96,7 +96,7 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "onnxruntime": onnxruntime_fact(distributions) if flavor == "full" else None,
         "distributions": {k: distributions[k] for k in KEY_DISTRIBUTIONS
                           if k in distributions and (flavor == "full" or k.startswith("pyinstaller"))},
-        "model_set": model_set if flavor == "full" else None,
+        "model_set": model_set if models else None,  # the set this bundle ships (none without models)
         "models": [dict(m) for m in models],
         "unpinned_goldens": sorted(set(unpinned_goldens)),
         "verification": dict(verification) if verification is not None else None,

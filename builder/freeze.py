@@ -244,7 +244,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
         info = buildinfo.build_info(
             app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
             flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
-            model_set=model_set if flavor == "full" else None,
+            model_set=model_set if models else None,
             models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256), "golden": pinned[m.id]} for m in models],
             unpinned_goldens=[i for i, ok in pinned.items() if not ok and i in opted],
             verification=verification, selftest=result.summary(),
