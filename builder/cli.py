@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "sizes": "mlfreeze.sizes:main",
     "build": "mlfreeze.build:main",
     "release": "mlfreeze.release:main",
+    "publish": "mlfreeze.publish:main",
     "audit": "mlfreeze.audit:main",
 }
 
@@ -121,6 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="audit, archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
     p.add_argument("--version", dest="release_version", default=None, metavar="V")
+
+    p = sub.add_parser("publish", help="sign a release's bundles into a TUF update repository (blobs, index, "
+                                       "metadata); keys from --keys DIR or MLFREEZE_TUF_KEY_<ROLE>")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")
+    p.add_argument("--repo", required=True, metavar="DIR", help="the update repository (synced from its stable URL)")
+    p.add_argument("--keys", metavar="DIR", help="folder with root.pem, targets.pem, snapshot.pem, timestamp.pem")
+    p.add_argument("--cuda-archs", action="append", metavar="PLATFORM=sm_75,sm_80",
+                   help="CUDA arch list of a CUDA platform's variants (repeatable)")
+    p.add_argument("--resign", action="store_true", help="only re-sign snapshot and timestamp (scheduled job)")
+    p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
+    p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "
+                                                           "(needs --app, --set, --pack-version)")
+    p.add_argument("--app", dest="pack_app", metavar="NAME")
+    p.add_argument("--set", dest="pack_set", metavar="SET")
+    p.add_argument("--pack-version", metavar="V")
     return parser
 
 
