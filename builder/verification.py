@@ -82,10 +82,9 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     expected = expected_providers(platform)
     run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
     if pin_goldens is not None:
-        for path in gate.pin(run, pin_goldens, device=dev):
+        # the golden results are re-judged against the files just written; the models run once
+        for path in gate.pin(run, pin_goldens, device=dev, models=refs):
             print(f"pinned {path}", file=out)
-        # re-judge against what was just written, so the table shows the golden check passing
-        run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
@@ -114,6 +113,9 @@ def main(args: argparse.Namespace) -> int:
     set_name = args.model_set or default_model_set()
     if set_name not in manifest.sets:
         raise UsageError(f"model set {set_name!r} is not in {manifest.path}; sets: {', '.join(sorted(manifest.sets))}")
+    if not manifest.sets[set_name]:
+        raise UsageError(f"model set {set_name!r} in {manifest.path} is empty: nothing to verify; "
+                         "list its models under [sets] or choose another set with --set")
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
     refs = model_refs(manifest, fetched, goldens_dir)

@@ -196,19 +196,24 @@ def similarity_checks(model: str, sims: Any, spec: ClipSpec) -> list[CheckResult
 
 
 def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path | None = None,
-        compare_device: bool = True) -> tuple[list[CheckResult], goldens.Values | None]:
-    """All CLIP checks for one model; returns the results and the golden values (for pinning)."""
+        compare_device: bool = True, out: list[CheckResult] | None = None,
+        ) -> tuple[list[CheckResult], goldens.Values | None]:
+    """All CLIP checks for one model; returns the results and the golden values (for pinning).
+
+    Results are appended to ``out`` (a new list by default) as they are produced, so a caller that
+    catches an exception still holds every result before it."""
     import numpy as np
 
     mid = ref.id
-    out: list[CheckResult] = []
+    out = [] if out is None else out
     t0 = time.perf_counter()
     try:
         weights, config = _files(ref)
         loaded = load_clip(arch=ref.arch, weights=weights, config=config, declared_quick_gelu=spec.quick_gelu)
     except ClipLoadError as exc:
-        return [CheckResult(model=mid, check="load", status=FAIL, expected=f"{ref.arch} from local files",
-                            got=str(exc), seconds=time.perf_counter() - t0)], None
+        out.append(CheckResult(model=mid, check="load", status=FAIL, expected=f"{ref.arch} from local files",
+                               got=str(exc), seconds=time.perf_counter() - t0))
+        return out, None
     out.append(CheckResult(model=mid, check="load", status=PASS, expected=f"{ref.arch} from local files",
                            got=f"strict load of {weights.name}, quick_gelu={loaded.quick_gelu}",
                            seconds=time.perf_counter() - t0))

@@ -199,19 +199,22 @@ def _scale(a: Any) -> float:
 
 
 def run(ref: ModelRef, spec: FacesSpec, *, providers: Sequence[str], expected_providers: Sequence[str],
-        probes_dir: Path | None = None) -> tuple[list[CheckResult], goldens.Values | None]:
+        probes_dir: Path | None = None, out: list[CheckResult] | None = None,
+        ) -> tuple[list[CheckResult], goldens.Values | None]:
+    """All face checks for one model, appended to ``out`` as they are produced (see clip_checks.run)."""
     import numpy as np
 
     mid = ref.id
-    out: list[CheckResult] = []
+    out = [] if out is None else out
     with tempfile.TemporaryDirectory(prefix=f"mlfreeze-{mid}-") as tmp:
         t0 = time.perf_counter()
         try:
             folder = assemble_folder(ref.files, Path(tmp))
             app = load_app(folder, providers, spec)
         except (FileNotFoundError, RuntimeError, AssertionError, ValueError) as exc:
-            return [CheckResult(model=mid, check="load", status=FAIL, expected="detection + recognition models",
-                                got=str(exc) or type(exc).__name__, seconds=time.perf_counter() - t0)], None
+            out.append(CheckResult(model=mid, check="load", status=FAIL, expected="detection + recognition models",
+                                   got=str(exc) or type(exc).__name__, seconds=time.perf_counter() - t0))
+            return out, None
         out.append(CheckResult(model=mid, check="load", status=PASS, expected="detection + recognition models",
                                got=", ".join(f"{t}={Path(m.model_file).name}" for t, m in app.models.items()),
                                seconds=time.perf_counter() - t0))
