@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze.config import default_model_set
-from mlfreeze.errors import UsageError, VerificationError
+from mlfreeze.errors import ConfigError, UsageError, VerificationError
 
 
 def goldens_dir_for(manifest_path: Path) -> Path:
@@ -63,6 +63,19 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> 
                              files=_local_files(item), verify=dict(spec.verify or {}),
                              golden=goldens_dir / f"{mid}.json", roles=roles))
     return refs
+
+
+def check_specs(manifest: Any, set_name: str) -> None:
+    """Validate every ``[models.<id>.verify]`` table of the set before anything is fetched or run:
+    a malformed one is a configuration error (exit 2, one line naming the dotted key)."""
+    from mlfreeze_runtime.verify.spec import SpecError, parse
+
+    for mid in manifest.sets[set_name]:
+        model = manifest.models[mid]
+        try:
+            parse(mid, model.kind, dict(model.verify or {}))
+        except SpecError as exc:
+            raise ConfigError(f"{manifest.path}: {exc}") from None
 
 
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
@@ -116,6 +129,7 @@ def main(args: argparse.Namespace) -> int:
     if not manifest.sets[set_name]:
         raise UsageError(f"model set {set_name!r} in {manifest.path} is empty: nothing to verify; "
                          "list its models under [sets] or choose another set with --set")
+    check_specs(manifest, set_name)
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
     refs = model_refs(manifest, fetched, goldens_dir)
