@@ -78,9 +78,10 @@ def within(model: str, check: str, value: float, band: tuple[float, float], *, w
 
 
 def paraphrase_margin(model: str, captions: Any, paraphrases: Any, names: list[str], *, margin: float,
-                      check: str = "text_paraphrase") -> CheckResult:
-    """Each caption must be nearer its own paraphrase than every other pair's paraphrase, by more than
-    ``margin``: gap_i = cos(c_i, p_i) - max_{j != i} cos(c_i, p_j) > margin for every i.
+                      distractors: Any = None, check: str = "text_paraphrase") -> CheckResult:
+    """Each caption must be nearer its own paraphrase than every other pair's paraphrase (and every
+    extra ``distractors`` row), by more than ``margin``:
+    gap_i = cos(c_i, p_i) - max(max_{j != i} cos(c_i, p_j), max_k cos(c_i, d_k)) > margin for every i.
 
     With n pairs a model with random text embeddings passes with probability about (1/n)^n at
     margin 0 (each caption's own paraphrase must win among n), so 6 pairs leave it ~2e-5.
@@ -89,9 +90,12 @@ def paraphrase_margin(model: str, captions: Any, paraphrases: Any, names: list[s
 
     sims = cosine_matrix(captions, paraphrases)
     n = len(sims)
-    if n < 2 or sims.shape != (n, n):
+    extra = 0 if distractors is None else len(distractors)
+    if n + extra < 2 or sims.shape != (n, n):
         return _result(model, check, False, "at least 2 caption/paraphrase pairs", f"{sims.shape}")
     others = np.where(np.eye(n, dtype=bool), -np.inf, sims).max(axis=1)
+    if distractors is not None and len(distractors):
+        others = np.maximum(others, cosine_matrix(captions, distractors).max(axis=1))
     gaps = np.diag(sims) - others
     gaps = np.where(np.isfinite(gaps), gaps, -np.inf)
     worst = int(np.argmin(gaps))

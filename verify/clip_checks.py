@@ -275,8 +275,9 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
         out.append(CheckResult(model=mid, check="zero_shot_top1", status=FAIL, expected="image and text dims agree",
                                got=f"{img.shape[1:]} vs {txt.shape[1:]}"))
     pairs = list(spec.paraphrases)
+    extra = cpu.texts(list(spec.paraphrase_distractors)) if spec.paraphrase_distractors else None
     out.append(checks.paraphrase_margin(mid, cpu.texts([a for a, _ in pairs]), cpu.texts([p for _, p in pairs]),
-                                        [a for a, _ in pairs], margin=spec.paraphrase_margin))
+                                        [a for a, _ in pairs], margin=spec.paraphrase_margin, distractors=extra))
     values = goldens.clip_values(names, img, captions, txt)
     out.append(goldens.check(mid, ref.golden, values, tolerance=spec.golden_tolerance))
     out.append(_cross_device(mid, cpu, images, captions, img, txt, device, spec, compare_device))

@@ -53,6 +53,7 @@ class ClipSpec(CommonSpec):
     resize_mode: str
     preprocess_tolerance: float
     paraphrases: tuple[tuple[str, str], ...]
+    paraphrase_distractors: tuple[str, ...]
     paraphrase_margin: float
     matched_cosine: tuple[float, float] | None
     unmatched_cosine: tuple[float, float] | None
@@ -186,14 +187,23 @@ def parse_clip(model_id: str, table: Mapping[str, Any]) -> ClipSpec:
                            caption=str(item["caption"])))
     if len(zs) < 2 or len({z.caption for z in zs}) != len(zs):
         raise SpecError(f"{where}.zero_shot needs at least 2 probes with distinct captions")
-    pairs = []
-    for i, t in enumerate(r.lst("paraphrases")):
-        if not (isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) and x for x in t)):
-            raise SpecError(f"{where}.paraphrases[{i}] must be [caption, paraphrase]")
+    pairs: list[tuple[str, str]] = []
+    distractors: list[str] = []
+    if "paraphrases" in r.data or "text_triples" not in r.data:
+        for i, t in enumerate(r.lst("paraphrases")):
+            if not (isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) and x for x in t)):
+                raise SpecError(f"{where}.paraphrases[{i}] must be [caption, paraphrase]")
+            pairs.append((t[0], t[1]))
+        if len(pairs) < 3 or len({p for _, p in pairs}) != len(pairs):
+            raise SpecError(f"{where}.paraphrases needs at least 3 pairs with distinct paraphrases "
+                            "(each pair's distractors are the other pairs' paraphrases)")
+    # the older form [caption, paraphrase, unrelated] is still read: its unrelated captions join
+    # the distractors, so each caption must beat every other paraphrase and every unrelated one
+    for i, t in enumerate(r.lst("text_triples", required=False)):
+        if not (isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) and x for x in t)):
+            raise SpecError(f"{where}.text_triples[{i}] must be [caption, paraphrase, unrelated]")
         pairs.append((t[0], t[1]))
-    if len(pairs) < 3 or len({p for _, p in pairs}) != len(pairs):
-        raise SpecError(f"{where}.paraphrases needs at least 3 pairs with distinct paraphrases "
-                        "(each pair's distractors are the other pairs' paraphrases)")
+        distractors.append(t[2])
     ref = r.lst("reference_sims", required=False)
     if ref and (len(ref) != len(zs) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                  and -1.0 <= x <= 1.0 for x in ref)):
@@ -203,7 +213,8 @@ def parse_clip(model_id: str, table: Mapping[str, Any]) -> ClipSpec:
                     interpolation=r.choice("interpolation", "bicubic", INTERPOLATIONS),
                     resize_mode=r.choice("resize_mode", "shortest", RESIZE_MODES),
                     preprocess_tolerance=r.num("preprocess_tolerance", 0.02, lo=0.0),
-                    paraphrases=tuple(pairs), paraphrase_margin=r.num("paraphrase_margin", 0.0, lo=-2.0, hi=2.0),
+                    paraphrases=tuple(pairs), paraphrase_distractors=tuple(distractors),
+                    paraphrase_margin=r.num("paraphrase_margin", 0.0, lo=-2.0, hi=2.0),
                     matched_cosine=r.band("matched_cosine"), unmatched_cosine=r.band("unmatched_cosine"),
                     reference_sims=tuple(float(x) for x in ref),
                     reference_tolerance=r.num("reference_tolerance", 2e-3, lo=0.0))
@@ -236,7 +247,9 @@ def parse_faces(model_id: str, table: Mapping[str, Any]) -> FacesSpec:
     no_face = tuple(check_probe_name(n, f"{where}.no_face[{i}]") for i, n in enumerate(r.lst("no_face")))
     spec = FacesSpec(**common, det_size=(det_size[0], det_size[1]),
                      det_thresh=r.num("det_thresh", 0.5, lo=0.0, hi=1.0), faces=tuple(faces), no_face=no_face,
-                     augment_min_cosine=r.num("augment_min_cosine", lo=-1.0, hi=1.0),
+                     augment_min_cosine=r.num("augment_min_cosine", lo=-1.0, hi=1.0) if "augment_min_cosine"
+                     in r.data or "flip_min_cosine" not in r.data  # the older name, still read
+                     else r.num("flip_min_cosine", lo=-1.0, hi=1.0),
                      rescale=r.opt_num("rescale", lo=0.1, hi=4.0),
                      rescale_min_cosine=r.opt_num("rescale_min_cosine", lo=-1.0, hi=1.0),
                      distinct_max_cosine=r.num("distinct_max_cosine", lo=-1.0, hi=1.0))

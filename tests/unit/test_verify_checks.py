@@ -192,6 +192,15 @@ def test_paraphrase_margin_fails_a_random_text_tower() -> None:
     assert r.status == "fail" and "/6 pairs" in r.got
 
 
+def test_paraphrase_distractors_count_as_rivals() -> None:
+    caps = unit(2, 16, seed=3)
+    paras = caps + 0.5 * unit(2, 16, seed=4)
+    assert checks.paraphrase_margin("m", caps, paras, ["a", "b"], margin=0.0).status == "pass"
+    # an unrelated caption nearer than the paraphrase: the pair fails
+    r = checks.paraphrase_margin("m", caps, paras, ["a", "b"], margin=0.0, distractors=caps[:1] * 1.0)
+    assert r.status == "fail" and "'a'" in r.got
+
+
 def test_edges_zero_shot_top1_and_margin_pass_at_threshold() -> None:
     sims = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.1], [0.1, 0.7, 0.6]])  # 2 of 3 right
     acc = 2 / 3
