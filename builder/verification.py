@@ -78,6 +78,23 @@ def check_specs(manifest: Any, set_name: str) -> None:
             raise ConfigError(f"{manifest.path}: {exc}") from None
 
 
+def reference_sims_lines(refs: Sequence[Any], values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """For each CLIP model, the ``reference_sims`` line measured in this run (cosine of each
+    zero-shot image with its own caption, in declared order), to paste into its verify table."""
+    lines = []
+    for ref in refs:
+        vals = values.get(ref.id)
+        shots = (ref.verify or {}).get("zero_shot") or []
+        if ref.kind != "clip" or not vals or not shots:
+            continue
+        try:
+            sims = [float(vals[f"sims/{z['image']}"][i]) for i, z in enumerate(shots)]
+        except (KeyError, IndexError, TypeError):
+            continue
+        lines.append(f"[models.{ref.id}.verify] reference_sims = [{', '.join(f'{v:.4f}' for v in sims)}]")
+    return lines
+
+
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", out: Any = None) -> int:
@@ -98,6 +115,8 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
         # the golden results are re-judged against the files just written; the models run once
         for path in gate.pin(run, pin_goldens, device=dev, models=refs):
             print(f"pinned {path}", file=out)
+        for line in reference_sims_lines(refs, run.values):
+            print(line, file=out)
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,

@@ -220,7 +220,16 @@ def test_unpinned_goldens_warn_and_fail_under_strict(workdir: Path) -> None:
 def test_pin_goldens_records_then_detects_drift(workdir: Path) -> None:
     shutil.rmtree(workdir / "goldens")
     refs = refs_for(workdir / "models.toml", "demo", workdir / "cache")
-    assert run_gate(refs, pin_goldens=workdir / "goldens", report=str(workdir / "pin.json"), set_name="demo") == 0
+    import io
+
+    buf = io.StringIO()
+    assert run_gate(refs, pin_goldens=workdir / "goldens", report=str(workdir / "pin.json"), set_name="demo",
+                    out=buf) == 0
+    # the measured reference cosines are printed for the verify table, and equal the declared ones
+    line = next(x for x in buf.getvalue().splitlines() if x.startswith("[models.demo-clip.verify] reference_sims"))
+    measured = [float(v) for v in line.split("[", 2)[2].rstrip("]").split(",")]
+    declared = next(r for r in refs if r.id == "demo-clip").verify["reference_sims"]
+    assert max(abs(a - b) for a, b in zip(measured, declared, strict=True)) < 1e-3
     pinned = json.loads((workdir / "pin.json").read_text())
     assert [r["status"] for r in pinned["results"] if r["check"] == "golden"] == ["pass", "pass"]
     doc = json.loads((workdir / "goldens" / "demo-clip.json").read_text())
