@@ -134,16 +134,23 @@ def augmentations(img: Any) -> list[tuple[str, Any, Any]]:
 def augment_stable(model: str, app: Any, images: dict[str, Any], found: dict[str, list], *,
                    min_cos: float) -> CheckResult:
     """Every face, augmented (:func:`augmentations`), stays at cosine >= ``min_cos`` of itself."""
+    import numpy as np
+
     worst, where, problems = float("inf"), "", []
     for name, img in images.items():
         base = found[name]
         for what, aug, mapping in augmentations(img):
             other = _faces(app, aug)
-            if len(other) != len(base):
-                problems.append(f"{len(other)} faces instead of {len(base)} after {what} of {name}")
-                continue
-            for i, j in _match(base, other, mapping):
-                c = float(base[i][3] @ other[j][3])
+            # each original face is paired with the augmented face whose mapped box centre is
+            # nearest; one with none within half its box width was lost (an extra face is ignored)
+            for i, fa in enumerate(base):
+                centre = (fa[0][:2] + fa[0][2:4]) / 2
+                dists = [float(np.hypot(*(mapping(fb[0]) - centre))) for fb in other]
+                j = int(np.argmin(dists)) if dists else -1
+                if j < 0 or dists[j] > (fa[0][2] - fa[0][0]) / 2:
+                    problems.append(f"{name}#{i} not found after {what}")
+                    continue
+                c = float(fa[3] @ other[j][3])
                 if not c >= worst:
                     worst, where = c, f"{name}#{i} after {what}"
     exp = f"cosine(face, same face after flip/brightness/gamma/blur) >= {min_cos:g}"

@@ -173,3 +173,44 @@ def test_accelerator_determinism_tolerance() -> None:
     _, s = faces_ref()
     assert face_checks.determinism_tolerance(s, ["CPUExecutionProvider"]) == s.determinism_tolerance
     assert face_checks.determinism_tolerance(s, ["CUDAExecutionProvider", "CPUExecutionProvider"]) == 1e-3
+
+
+class _Face:
+    def __init__(self, box: list[float], emb: Any) -> None:
+        self.bbox = np.array(box, dtype=np.float32)
+        self.det_score = 0.9
+        self.embedding = np.asarray(emb, dtype=np.float32)
+        self.normed_embedding = self.embedding / np.linalg.norm(self.embedding)
+
+
+class _App:
+    """Finds one face at a fixed place (mirrored for a flipped image), plus ``extra`` faces; after
+    ``lose`` (an augmentation picked out by its pixels) it finds none."""
+
+    def __init__(self, original: Any, *, lose: str = "", extra: int = 0) -> None:
+        self.original, self.lose, self.extra = original, lose, extra
+
+    def get(self, img: Any) -> list:
+        w = img.shape[1]
+        flipped = np.array_equal(img, self.original[:, ::-1]) and not np.array_equal(img, self.original)
+        blurred = len(np.unique(img)) > 3  # only the blur makes new grey levels
+        if self.lose == "blur" and blurred:
+            return []
+        box = [w - 60.0, 10.0, w - 10.0, 60.0] if flipped else [10.0, 10.0, 60.0, 60.0]
+        faces = [_Face(box, np.ones(8))]
+        faces += [_Face([100.0 + 60 * k, 100.0, 150.0 + 60 * k, 150.0], np.arange(8) - k) for k in range(self.extra)]
+        return faces
+
+
+def _augment(app: _App, img: Any) -> Any:
+    found = {"p": [(f.bbox, f.det_score, f.embedding, f.normed_embedding) for f in _App(img).get(img)]}
+    return face_checks.augment_stable("m", app, {"p": img}, found, min_cos=0.9)
+
+
+def test_augment_stable_fails_a_face_lost_to_an_augmentation_and_ignores_extra_faces() -> None:
+    img = np.zeros((200, 300, 3), dtype=np.uint8)
+    img[20:50, 20:40] = 200  # not mirror-symmetric, so the flip is a different image
+    assert _augment(_App(img), img).status == "pass"
+    assert _augment(_App(img, extra=2), img).status == "pass"
+    lost = _augment(_App(img, lose="blur"), img)
+    assert lost.status == "fail" and "p#0 not found after blur" in lost.got
