@@ -223,7 +223,7 @@ def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_g
                             f"the manifest declares quick_gelu={declared_quick_gelu}")
     try:
         open_clip.load_checkpoint(model, str(weights), strict=True)
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:  # torch, safetensors and pickle each raise their own kinds for a bad file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ClipLoadError(f"weights {Path(weights).name} do not fit {arch!r} (strict load): {first}") from None
     model.eval()

@@ -79,7 +79,7 @@ SCHEMA: dict[str, Any] = {
                     "files": {"type": "object", "minProperties": 1,
                               "additionalProperties": {"type": "string", "minLength": 1}},
                     "sha256": {"type": "object", "additionalProperties": {"type": "string", "pattern": _HEX64}},
-                    "roles": {"type": "object", "additionalProperties": {"type": "string", "minLength": 1}},
+                    "roles": {"type": "object", "additionalProperties": {"type": "string"}},
                     "verify": {"type": "object"},
                     "golden": {"type": "string", "minLength": 1},
                     "config": {"type": "string", "minLength": 1},

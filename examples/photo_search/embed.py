@@ -159,11 +159,9 @@ class FaceEmbedder:
 
     def embed_faces(self, paths: list[Path]) -> list[Any]:
         """Per image, the embedding of its highest-scoring face, or None (the probe contract)."""
-        out = []
-        for p in paths:
-            found = [f for f in self.detect(p) if f.embedding is not None]
-            out.append(max(found, key=lambda f: f.score).embedding if found else None)
-        return out
+        from mlfreeze_runtime.faces import read_bgr
+
+        return self.embedder.embed_faces([read_bgr(p) for p in paths])
 
 
 def group_faces(embeddings: list[Any], threshold: float) -> list[int]:

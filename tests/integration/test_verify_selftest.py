@@ -44,7 +44,8 @@ def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.Captur
     assert selftest.main(["--models-dir", str(models_dir), "--json", "--strict"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["passed"] is True and doc["summary"]["failed"] == 0
-    assert {r["model"] for r in doc["results"]} == {"demo-clip", "demo-faces"}
+    assert {r["model"] for r in doc["results"]} == {"demo-clip", "demo-faces", "app"}
+    assert [r["status"] for r in doc["results"] if r["check"] == "app_probe"] == ["skip"]  # no app in a checkout
     golden = [r for r in doc["results"] if r["check"] == "golden"]
     assert [r["status"] for r in golden] == ["pass", "pass"]
 
@@ -52,8 +53,9 @@ def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.Captur
 def test_selftest_uses_env_models_dir(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MLFREEZE_MODELS_DIR", str(models_dir))
+    monkeypatch.setattr(sys, "argv", ["/opt/b/photo-search-selftest"])
     assert selftest.main([]) == 0
-    assert "selftest: " in capsys.readouterr().out
+    assert "photo-search-selftest: 3" in capsys.readouterr().out  # its own name, then the check count
 
 
 def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +68,7 @@ def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.Ca
 def test_selftest_names_a_missing_tokenizer_vocabulary(models_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from mlfreeze_runtime.verify import clip
+    from mlfreeze_runtime import clip
 
     # what a bundle without open_clip's data file looks like to the loader
     monkeypatch.setattr(clip, "tokenizer_vocab_path", lambda: tmp_path / "nowhere" / clip.TOKENIZER_VOCAB)
@@ -117,6 +119,7 @@ def test_selftest_with_no_models_or_a_bad_device_is_a_usage_error(models_dir: Pa
     from mlfreeze_runtime.verify.bundle import write_models_index
 
     monkeypatch.setenv("DEVICE", "tpu")
+    monkeypatch.setattr(sys, "argv", ["selftest"])
     device.reset()  # get_device() caches its answer for the process
     assert selftest.main(["--models-dir", str(models_dir)]) == 2
     assert capsys.readouterr().err.strip() == \
