@@ -193,9 +193,17 @@ def _cosine(a: Any, b: Sequence[float]) -> tuple[float, float]:
     return (dot / (na * nb) if na and nb else float("nan")), nb
 
 
+def app_label(command: Sequence[str]) -> str:
+    """``app photo-search`` for ``/b/photo-search``; ``app photo_search`` for ``python -m photo_search``."""
+    first = Path(command[0]).name
+    if len(command) > 1 and first.lower().startswith("python"):
+        return f"app {Path(command[-1]).name}"
+    return f"app {first}"
+
+
 def app_probe(command: list[str], index: ModelIndex, probes_dir: Path | None, *, device: str,
               providers: Sequence[str]) -> list[CheckResult]:
-    app = f"app {Path(command[0]).name}"
+    app = app_label(command)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-probe-") as tmp_s:
         tmp = Path(tmp_s)
@@ -290,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             results += app_probe(command, index, probes_dir, device=device, providers=providers)
         except Exception as exc:  # the reference side broke: a failure, never a traceback
-            results.append(CheckResult(model=f"app {Path(command[0]).name}", check="app_probe", status=FAIL,
+            results.append(CheckResult(model=app_label(command), check="app_probe", status=FAIL,
                                        expected="reference embeddings of the probe inputs",
                                        got=f"{type(exc).__name__}: {exc}".splitlines()[0]))
     s = summarize(results, strict=args.strict)

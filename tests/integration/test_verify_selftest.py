@@ -142,3 +142,71 @@ def test_demo_face_models_regenerate_bit_identical(tmp_path: Path) -> None:
     mod.make_recognizer(tmp_path / "rec_demo.onnx")
     for name in ("det_demo.onnx", "rec_demo.onnx"):
         assert (tmp_path / name).read_bytes() == (SPECS / "demo" / "faces" / name).read_bytes(), name
+
+
+EXAMPLES = ROOT / "examples"
+
+
+def _report(capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    out, err = capsys.readouterr()
+    return json.loads(out), err
+
+
+def test_selftest_probes_the_real_app_through_its_own_code(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """photo_search answers --mlfreeze-probe with its own embedders; every row matches the self-test's."""
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLES))
+    app = f"{sys.executable} -m photo_search"
+    assert selftest.main(["--models-dir", str(models_dir), "--json", "--app", app]) == 0
+    doc, _ = _report(capsys)
+    probe = {r["check"]: r for r in doc["results"] if r["model"] == "app photo_search"}
+    assert {k: r["status"] for k, r in probe.items()} == \
+        {"app_probe.text": "pass", "app_probe.image": "pass", "app_probe.face": "pass"}
+    captions = tomllib.loads((SPECS / "models.toml").read_text())["models"]["demo-clip"]["verify"]["zero_shot"]
+    assert probe["app_probe.text"]["got"].startswith(f"{len(captions)} inputs, min cosine 1.0")
+    assert doc["context"]["app"] == app
+
+
+FAKE_APP = """
+import sys
+import numpy as np
+from mlfreeze_runtime.app import handle_probe
+
+def texts(xs):
+    v = np.random.default_rng(0).normal(size=(len(xs), 64))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+sys.exit(handle_probe(sys.argv[1:], embed_texts=texts))
+"""
+
+
+def test_an_app_that_disagrees_fails_naming_app_and_input(models_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "wrong-app.py"
+    script.write_text(FAKE_APP)
+    assert selftest.main(["--models-dir", str(models_dir), "--json", "--app", f"{sys.executable} {script}"]) == 1
+    doc, err = _report(capsys)
+    probe = {r["check"]: r for r in doc["results"] if r["model"] == "app wrong-app.py"}
+    assert probe["app_probe.text"]["status"] == "fail"
+    assert probe["app_probe.text"]["got"].startswith("'a red circle': cosine")  # the first demo caption
+    assert probe["app_probe.image"]["status"] == probe["app_probe.face"]["status"] == "skip"
+    assert "FAILED app wrong-app.py: app_probe.text: FAIL" in err
+
+
+def test_an_app_that_fails_or_is_missing_fails_the_selftest(models_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "broken-app.py"
+    script.write_text("import sys\nprint('broken-app: error: cannot load its models', file=sys.stderr)\nsys.exit(3)\n")
+    assert selftest.main(["--models-dir", str(models_dir), "--app", f"{sys.executable} {script}"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED app broken-app.py: app_probe: FAIL" in err and "exit 3: broken-app: error: cannot load" in err
+
+    # frozen: the sibling <app> of <app>-selftest; absent here, so the self-test fails naming it
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(bundle_dir / "photo-search-selftest"))
+    assert selftest.main(["--models-dir", str(models_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED app photo-search: app_probe: FAIL" in err and str(bundle_dir / "photo-search") in err
