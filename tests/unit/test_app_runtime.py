@@ -337,3 +337,18 @@ def test_insightface_ctx_id_matches_the_provider_device(providers: list[str], op
 def test_assemble_folder_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(faces.FaceLoadError, match=r"det.onnx is missing .*reinstall the bundle"):
         faces.assemble_folder({"det.onnx": tmp_path / "det.onnx"}, tmp_path / "t")
+
+
+def test_each_model_library_is_loaded_in_one_runtime_module() -> None:
+    """App, gate and self-test share the loaders: no other file constructs the models."""
+    calls = {"FaceAnalysis(": set(), "open_clip.create_model": set()}
+    skip = ("tests", "bench", "build", "dist", ".git")
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in skip or rel.parts[:2] == ("specs", "demo"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for needle, where in calls.items():
+            if needle in text.replace('``FaceAnalysis(...)``', "").replace("``open_clip.create_model``", ""):
+                where.add(rel.as_posix())
+    assert calls == {"FaceAnalysis(": {"runtime/faces.py"}, "open_clip.create_model": {"runtime/clip.py"}}
