@@ -210,3 +210,14 @@ def test_an_app_that_fails_or_is_missing_fails_the_selftest(models_dir: Path, tm
     assert selftest.main(["--models-dir", str(models_dir)]) == 1
     err = capsys.readouterr().err
     assert "FAILED app photo-search: app_probe: FAIL" in err and str(bundle_dir / "photo-search") in err
+
+
+def test_selftest_prints_no_third_party_deprecation_warnings(models_dir: Path, tmp_path: Path) -> None:
+    """With every warning shown (-W default), a passing self-test writes nothing on stderr: insightface's
+    call into scikit-image's deprecated `estimate` (FutureWarning) is filtered."""
+    entry = "from mlfreeze_runtime.verify.selftest import main; raise SystemExit(main())"
+    env = {k: v for k, v in os.environ.items() if k != "MLFREEZE_MODELS_DIR"}
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", entry, "--models-dir", str(models_dir),
+                           "--no-app-probe"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr
