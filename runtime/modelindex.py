@@ -369,7 +369,8 @@ def write_models_index(dest_models_dir: Path | str, entries: Sequence[Mapping[st
         missing = [k for k in ("id", "kind", "arch", "embed_dim", "files") if k not in e]
         if missing:
             raise ModelIndexError(f"models.json entry {e.get('id', '?')}: missing {', '.join(missing)}")
-        item: dict[str, Any] = {k: e[k] for k in ("id", "kind", "arch", "embed_dim")}
+        item: dict[str, Any] = {k: e[k] for k in ("id", "kind", "embed_dim")}
+        item["arch"] = str(e["arch"] or "")  # an insightface pack has none
         item["files"] = {str(k): str(v) for k, v in e["files"].items()}
         item["sha256"] = dict(e.get("sha256", {}))
         item["roles"] = dict(e.get("roles", {}))
