@@ -3,14 +3,17 @@
 doctor -> fetch -> verify -> freeze (+ self-test) per flavor -> sizes. The host is checked
 first, so a wrong-host build fails in well under a second, before anything is imported.
 Each stage hands its result to the next through ``BuildContext.state``; the stage modules
-are imported only when their stage runs.
+are imported only when their stage runs. The first stage that fails stops the build with its
+own exit code. The summary printed at the end starts with what a reader must act on: a
+bundle over GitHub's per-asset limit (``mlfreeze release`` will split it) and the budget
+verdict; an exceeded budget then fails the build (exit 5) after the reports are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +53,41 @@ def parse_flavors(value: str | None, config: ProjectConfig) -> tuple[str, ...]:
     return flavors
 
 
-def _stage(name: str, func: Callable[[BuildContext], object], ctx: BuildContext) -> None:
-    print(f"==> {name}", flush=True)
-    started = time.perf_counter()
-    func(ctx)
-    print(f"<== {name} ok ({time.perf_counter() - started:.1f} s)", flush=True)
+Stage = tuple[str, Callable[[BuildContext], object]]
+
+
+def run_stages(stages: Sequence[Stage], ctx: BuildContext) -> list[tuple[str, float]]:
+    """Run ``stages`` in order; returns ``[(name, seconds)]``. The first stage that raises stops
+    the run: its exception (with its exit code) propagates, no later stage starts."""
+    took: list[tuple[str, float]] = []
+    for name, func in stages:
+        print(f"==> {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            func(ctx)
+        except BaseException:
+            print(f"<== {name} FAILED after {time.perf_counter() - started:.1f} s; later stages not run", flush=True)
+            raise
+        took.append((name, time.perf_counter() - started))
+        print(f"<== {name} done ({took[-1][1]:.1f} s)", flush=True)
+    return took
+
+
+def summary_lines(ctx: BuildContext, took: Sequence[tuple[str, float]]) -> list[str]:
+    """The build's summary: the sizes headline first (release-asset findings, budget verdict),
+    then the bundles and reports, then the stage times."""
+    from mlfreeze.sizes_render import headline
+
+    lines = [f"summary of the {ctx.profile.name} build ({', '.join(ctx.flavors)}):"]
+    report = ctx.state.get("sizes")
+    if report is not None:
+        lines += [("!! " if level != "ok" else "   ") + line for level, line in headline(report.doc)]
+    for bundle in ctx.state.get("bundles", []):
+        lines.append(f"   bundle {bundle}")
+    if report is not None:
+        lines += [f"   report {path}" for path in report.written]
+    lines.append("   stages " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took))
+    return lines
 
 
 def stage_doctor(ctx: BuildContext) -> None:
@@ -104,11 +137,12 @@ def stage_freeze(ctx: BuildContext) -> None:
 def stage_sizes(ctx: BuildContext) -> None:
     from mlfreeze.sizes import report_bundles
 
-    report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports", platform=ctx.profile.name,
-                   pyproject=ctx.config.root / "pyproject.toml")
+    ctx.state["sizes"] = report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports",
+                                        platform=ctx.profile.name, pyproject=ctx.config.root / "pyproject.toml",
+                                        check=False)  # exit 5 comes after the summary (main)
 
 
-STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (
+STAGES: tuple[Stage, ...] = (
     ("doctor", stage_doctor),
     ("fetch", stage_fetch),
     ("verify", stage_verify),
@@ -127,7 +161,12 @@ def main(args: argparse.Namespace) -> int:
         return 0
     require_host(profile, "build")
     ctx = BuildContext(profile=profile, config=config, model_set=model_set, flavors=flavors, args=args)
-    for name, func in STAGES:
-        _stage(name, func, ctx)
+    took = run_stages(STAGES, ctx)
+    print("\n".join(summary_lines(ctx, took)), flush=True)
+    report = ctx.state.get("sizes")
+    if report is not None:
+        from mlfreeze.sizes import raise_breaches
+
+        raise_breaches(report, "build")
     print(f"build of {profile.name} ({', '.join(flavors)}) finished")
     return 0

@@ -1,4 +1,4 @@
-"""``mlfreeze`` / ``python -m builder``: the command-line contract of DESIGN.md.
+"""``mlfreeze`` / ``python -m builder``: the command-line contract (README.md "Exit codes").
 
 The parser is built here from data; each sub-command's work lives in its own
 stage module, imported only when that sub-command runs, so ``--help`` and
@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "mlfreeze.doctor:main",
     "fetch": "mlfreeze.fetch:main",
     "verify": "mlfreeze.verification:main",
+    "export": "mlfreeze.export:main",
     "freeze": "mlfreeze.freeze:main",
     "sizes": "mlfreeze.sizes:main",
     "build": "mlfreeze.build:main",
@@ -66,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download and checksum the models of a set")
     _add_models(p)
     p.add_argument("--offline", action="store_true",
-                   help="use the cache only (also MLFREEZE_OFFLINE=1)")
+                   help="no network: the cache and local files only (also MLFREEZE_OFFLINE=1)")
+
+    p = sub.add_parser("export", help="CLIP towers to ONNX (pinned, cached, or exported in a child process)")
+    _add_models(p)
 
     p = sub.add_parser("verify", help="functional verification of a model set")
     _add_models(p)

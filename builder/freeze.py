@@ -175,6 +175,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
+    params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
+                        if d.module not in params["excludes"]]
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=prune_file, root=root, goldens_dir=goldens_dir,

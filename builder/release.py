@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 
 from mlfreeze import __version__, archives, fragments, sbom
 from mlfreeze.errors import ConfigError, UsageError, VerificationError
+from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_size
 
 BUILD_INFO = "BUILD-INFO.json"
 RELEASE_DIR = "release"
@@ -42,15 +42,12 @@ MANIFEST = "release-manifest.json"
 SUMS = "SHA256SUMS"
 MANIFEST_SCHEMA_VERSION = 1
 BUILD_INFO_SCHEMA_VERSIONS = (1,)
-GITHUB_ASSET_LIMIT = 2 * 1024**3  # GitHub refuses release assets of 2 GiB and more
-DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 1024**2
+DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 2**20
 SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
 NOT_BUNDLES = ("reports", RELEASE_DIR)
 FLAVORS = ("full", "lite")
 FORMATS = ("tar.gz", "zip")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_SIZE = re.compile(r"^(?P<number>\d+)\s*(?:(?P<unit>[kmgKMG])(?:i?[bB])?)?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,18 +192,22 @@ def find_fragments(dist: Path) -> list[fragments.Fragment]:
 
 
 def split_limit(env: Mapping[str, str] | None = None) -> int:
-    """``$MLFREEZE_SPLIT_LIMIT`` (bytes; K/M/G or KiB/MiB/GiB suffixes) or just under 2 GiB."""
+    """``$MLFREEZE_SPLIT_LIMIT`` in bytes, read with the one size grammar of builder/units.py
+    ("1 GiB" == "1073741824", "1 GB" == 10^9), or 2 GiB - 16 MiB; exit 2 when malformed, 0 or not
+    below GitHub's 2 GiB per-asset limit."""
     env = os.environ if env is None else env
     raw = env.get(SPLIT_LIMIT_ENV, "").strip()
     if not raw:
         return DEFAULT_SPLIT_LIMIT
-    match = _SIZE.match(raw)
-    if not match or int(match["number"]) <= 0:
-        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not a size like 2000000000 or 1900MiB; fix or unset it")
-    number, unit = match["number"], (match["unit"] or "").lower()
-    limit = int(number) * _UNITS[unit]
+    try:
+        limit = parse_size(raw)
+    except ValueError as exc:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}: {exc}; fix or unset it") from None
+    if limit <= 0:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not a positive size like 1900 MiB; fix or unset it")
     if limit >= GITHUB_ASSET_LIMIT:
-        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not below GitHub's 2 GiB asset limit; lower it")
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} ({format_exact(limit)}) is not below GitHub's "
+                         f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit; lower it")
     return limit
 
 
@@ -235,15 +236,6 @@ def _check_verified(name: str, facts: Mapping[str, Any]) -> None:
 
 # --- writing --------------------------------------------------------------------------------
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def _dump(data: Any, path: Path) -> str:
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8", newline="\n")
@@ -267,8 +259,8 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
         sums[whole.name] = archives.sha256_file(whole)
         sums.update({p.path.name: p.sha256 for p in parts})
         messages.append(
-            f"release: {bundle.archive_name} is {_human(made.size)}; GitHub refuses release assets of 2 GiB "
-            f"or more, so it was split into {len(parts)} parts of at most {_human(limit)} "
+            f"release: {bundle.archive_name} is {format_size(made.size)}; GitHub refuses release assets of 2 GiB "
+            f"or more, so it was split into {len(parts)} parts of at most {format_size(limit)} "
             f"({parts[0].path.name} .. {parts[-1].path.name}); rejoin with: cat {bundle.archive_name}.part* > "
             f"{bundle.archive_name} && sha256sum -c {whole.name}")
     else:
@@ -298,8 +290,8 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
         "built_at": info.get("built_at"),
         "mtime": bundle.mtime,
     }
-    messages.append(f"release: {bundle.archive_name}: {_human(made.content_bytes)} on disk -> "
-                    f"{_human(made.size)} {bundle.archive_format}, sha256 {made.sha256[:16]}...")
+    messages.append(f"release: {bundle.archive_name}: {format_size(made.content_bytes)} on disk -> "
+                    f"{format_size(made.size)} {bundle.archive_format}, sha256 {made.sha256[:16]}...")
     return entry, sums
 
 

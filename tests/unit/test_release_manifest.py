@@ -124,13 +124,14 @@ def test_archive_above_the_split_limit_is_split(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("", release.DEFAULT_SPLIT_LIMIT), ("1048576", 1 << 20),
-                                               ("100KiB", 102_400), ("1900M", 1900 << 20), ("1g", 1 << 30)])
+                                               ("100KiB", 102_400), ("1900MiB", 1900 << 20), ("1 gib", 1 << 30),
+                                               ("1900 MB", 1_900_000_000), ("60MB", 60_000_000)])
 def test_split_limit_parsing(raw: str, expected: int) -> None:
     assert release.split_limit({"MLFREEZE_SPLIT_LIMIT": raw}) == expected
     assert release.DEFAULT_SPLIT_LIMIT < release.GITHUB_ASSET_LIMIT
 
 
-@pytest.mark.parametrize("raw", ["abc", "-5", "0", "2GiB", "3g", "1.5G"])
+@pytest.mark.parametrize("raw", ["abc", "-5", "0", "2GiB", "3GB", "1g", "1900M", "1.5 B"])
 def test_split_limit_refuses_nonsense(raw: str) -> None:
     with pytest.raises(release.UsageError, match="MLFREEZE_SPLIT_LIMIT"):
         release.split_limit({"MLFREEZE_SPLIT_LIMIT": raw})
