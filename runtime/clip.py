@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlfreeze_runtime.tokenizer import VOCAB_FILE as TOKENIZER_VOCAB
+from mlfreeze_runtime.tokenizer import VOCAB_SHA256  # open_clip's packaged vocabulary, pinned by sha256
+
 if TYPE_CHECKING:  # pragma: no cover
     from mlfreeze_runtime.modelindex import ModelEntry
 
-TOKENIZER_VOCAB = "bpe_simple_vocab_16e6.txt.gz"
-#: sha256 of open_clip's packaged BPE vocabulary (the original CLIP vocabulary; the same file in
-#: every open_clip release since 1.x).
-VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 INTERPOLATIONS = ("bicubic", "bilinear")
 RESIZE_MODES = ("shortest", "longest", "squash")
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode", "fill_color")

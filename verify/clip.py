@@ -1,20 +1,10 @@
-"""Moved to :mod:`mlfreeze_runtime.clip` (the one CLIP loader of app, gate and self-test);
-this name stays so existing imports keep working."""
+"""Moved to :mod:`mlfreeze_runtime.clip`, the one CLIP loader of app, gate and self-test.
 
-from mlfreeze_runtime.clip import (  # noqa: F401
-    INTERPOLATIONS,
-    RESIZE_MODES,
-    TOKENIZER_VOCAB,
-    VOCAB_SHA256,
-    ClipEmbedder,
-    ClipLoadError,
-    LoadedClip,
-    build_architecture,
-    check_preprocess_cfg,
-    load_clip,
-    load_entry,
-    preprocess_for,
-    read_config,
-    register_config,
-    tokenizer_vocab_path,
-)
+This name is that same module object (not a copy), so existing imports, and tests that patch
+an attribute of it, keep working."""
+
+import sys
+
+from mlfreeze_runtime import clip as _clip
+
+sys.modules[__name__] = _clip
