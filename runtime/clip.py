@@ -263,6 +263,39 @@ def load_entry(entry: ModelEntry) -> LoadedClip:
                      declared_quick_gelu=declared if isinstance(declared, bool) else None)
 
 
+ONNX_ROLES = ("image_onnx", "text_onnx")
+
+
+def torch_clip_available() -> bool:
+    """Whether torch and open_clip import here (False in a slim bundle, which ships neither)."""
+    import importlib.util
+
+    try:
+        return all(importlib.util.find_spec(m) is not None for m in ("torch", "open_clip"))
+    except (ImportError, ValueError):  # a finder that refuses the name, or a half-installed package
+        return False
+
+
+def embedder_for(entry: ModelEntry, *, device: str = "cpu", providers: Sequence[str] | None = None) -> Any:
+    """The CLIP embedder of a models.json entry: the torch :class:`ClipEmbedder` when torch and
+    open_clip are here, else (the slim flavor) :class:`mlfreeze_runtime.onnx_clip.OnnxClipEmbedder`
+    over the ONNX towers the entry lists with roles ``image_onnx`` and ``text_onnx``. Both give
+    ``embed_images``/``embed_texts`` -> ``(N, D)`` float32 L2-normalised. Raises
+    :class:`ClipLoadError` when neither can be built."""
+    if torch_clip_available():
+        return ClipEmbedder(load_entry(entry), device)
+    towers = {r: entry.path(entry.files[n]) for n, r in entry.roles.items() if r in ONNX_ROLES and n in entry.files}
+    if len(towers) != len(ONNX_ROLES):
+        raise ClipLoadError(f"model {entry.id!r}: torch/open_clip are not installed and models.json lists no ONNX "
+                            "towers (roles image_onnx, text_onnx): run `mlfreeze export` and rebuild the slim bundle")
+    from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder, OnnxClipError
+
+    try:
+        return OnnxClipEmbedder(towers["image_onnx"], towers["text_onnx"], providers=providers)
+    except OnnxClipError as exc:
+        raise ClipLoadError(f"model {entry.id!r}: {exc}") from None
+
+
 def read_rgb(path: Path | str) -> Any:
     """An image file as an RGB uint8 array (H, W, 3) (Pillow decodes; any mode is converted)."""
     import numpy as np

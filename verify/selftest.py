@@ -123,7 +123,7 @@ def reference(built: dict[str, Any], device: str, providers: Sequence[str]) -> d
 
     req, out = built["request"], {}
     if "clip" in built["models"]:
-        emb = clip.ClipEmbedder(clip.load_entry(built["models"]["clip"]), device)
+        emb = clip.embedder_for(built["models"]["clip"], device=device, providers=providers)
         out["text"] = list(emb.embed_texts(req["texts"]))
         out["image"] = list(emb.embed_images([clip.read_rgb(p) for p in req["images"]]))
     if "faces" in built["models"]:
