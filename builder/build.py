@@ -106,30 +106,36 @@ def stage_fetch(ctx: BuildContext) -> None:
 
 
 def stage_verify(ctx: BuildContext) -> None:
-    import json
-
+    """Verify the models of each flavor that ships models, into its own report
+    (dist/reports/verify-<platform>-<flavor>.json + .xml), handed to that flavor's freeze."""
+    from mlfreeze.buildinfo import report_path
     from mlfreeze.verification import goldens_dir_for, model_refs, run_gate
 
     manifest = ctx.state["manifest"]
-    reports = ctx.config.dist_dir / "reports"
-    report = reports / f"verify-{ctx.profile.name}.json"
+    reports: dict[str, Path] = {}
+    ctx.state["reports"] = reports
     refs = model_refs(manifest, ctx.state["fetched"], goldens_dir_for(manifest.path))
-    run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
-             set_name=ctx.model_set)
-    ctx.state["verification"] = json.loads(report.read_text())
+    for flavor in ctx.flavors:
+        if flavor == "lite":  # ships no models: its BUILD-INFO records its --health check instead
+            continue
+        report = report_path(ctx.config.dist_dir / "reports", ctx.profile.name, flavor)
+        report.unlink(missing_ok=True)  # never hand a previous run's report to freeze
+        run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
+                 set_name=ctx.model_set, flavor=flavor)
+        reports[flavor] = report
 
 
 def stage_freeze(ctx: BuildContext) -> None:
     """Freeze each flavor; each bundle is self-tested from a clean environment before it counts."""
     from mlfreeze.freeze import freeze_bundle, load_app_config
-    from mlfreeze.verification import goldens_dir_for, summary_of
+    from mlfreeze.verification import goldens_dir_for
 
     app = load_app_config(ctx.config.root)
     ctx.state["bundles"] = [
         freeze_bundle(profile=ctx.profile, flavor=flavor, root=ctx.config.root, app=app, model_set=ctx.model_set,
                       fetched=ctx.state["fetched"], dist_dir=ctx.config.dist_dir, force=ctx.args.force,
                       goldens_dir=goldens_dir_for(ctx.state["manifest"].path),
-                      verification=summary_of(ctx.state["verification"]))
+                      verify_report=ctx.state["reports"].get(flavor), verify=getattr(ctx.args, "verify", False))
         for flavor in ctx.flavors
     ]
 
