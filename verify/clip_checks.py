@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlfreeze_runtime.clip import ClipEmbedder, ClipLoadError, load_clip
 from mlfreeze_runtime.verify import checks, goldens
-from mlfreeze_runtime.verify.clip import ClipEmbedder, ClipLoadError, load_clip
 from mlfreeze_runtime.verify.probes import load_rgb
 from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult, ModelRef
 from mlfreeze_runtime.verify.spec import ClipSpec

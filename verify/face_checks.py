@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from mlfreeze_runtime.faces import load_face_analysis
 from mlfreeze_runtime.verify import checks, goldens
 from mlfreeze_runtime.verify.probes import load_bgr
 from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, WARN, CheckResult, ModelRef
@@ -49,17 +50,7 @@ def assemble_folder(files: Mapping[str, Path], tmp: Path) -> Path:
 
 
 def load_app(folder: Path, providers: Sequence[str], spec: FacesSpec) -> Any:
-    import onnxruntime
-    from insightface.app import FaceAnalysis
-
-    app = FaceAnalysis(name=str(folder), allowed_modules=["detection", "recognition"], providers=list(providers))
-    missing = [t for t in ("detection", "recognition") if t not in app.models]
-    if missing:
-        raise RuntimeError(f"FaceAnalysis found no {' and no '.join(missing)} model in {folder}")
-    ctx = 0 if any(p in ACCELERATOR_PROVIDERS for p in providers) else -1
-    app.prepare(ctx_id=ctx, det_size=spec.det_size, det_thresh=spec.det_thresh)
-    onnxruntime.set_default_logger_severity(3)
-    return app
+    return load_face_analysis(folder, providers=providers, det_size=spec.det_size, det_thresh=spec.det_thresh)
 
 
 def session_providers(app: Any) -> dict[str, list[str]]:
