@@ -33,7 +33,8 @@ class BuildContext:
 
     @property
     def manifest_path(self) -> Path | None:
-        return Path(self.args.manifest) if self.args.manifest else None
+        """--manifest, else the project's ``manifest`` key, else mlfreeze's specs/models.toml (None)."""
+        return Path(self.args.manifest) if self.args.manifest else self.config.manifest
 
     @property
     def cache_dir(self) -> Path | None:
@@ -50,6 +51,23 @@ def parse_flavors(value: str | None, config: ProjectConfig) -> tuple[str, ...]:
     return flavors
 
 
+def check_model_set(config: ProjectConfig, manifest_arg: str | None, model_set: str) -> Any:
+    """Load the manifest (TOML only) and refuse an unknown set before any stage runs (UsageError, exit 2).
+
+    The set's models must be of kinds the project ``uses`` (a CLIP-only app cannot build a set with
+    face models: they would be neither collected nor self-tested)."""
+    from mlfreeze.manifest import check_set, load_manifest
+
+    manifest = load_manifest(Path(manifest_arg) if manifest_arg else config.manifest)
+    models = check_set(manifest, model_set)
+    kinds = {"clip": "clip", "insightface": "faces"}
+    unused = [m.id for m in models if kinds.get(m.kind, m.kind) not in config.uses]
+    if unused:
+        raise UsageError(f"model set {model_set!r} of {manifest.path} holds {', '.join(unused)}, of a kind this "
+                         f"project does not use (uses = {list(config.uses)}); pick another set or add to `uses`")
+    return manifest
+
+
 def _stage(name: str, func: Callable[[BuildContext], object], ctx: BuildContext) -> None:
     print(f"==> {name}", flush=True)
     started = time.perf_counter()
@@ -60,15 +78,13 @@ def _stage(name: str, func: Callable[[BuildContext], object], ctx: BuildContext)
 def stage_doctor(ctx: BuildContext) -> None:
     from mlfreeze import doctor
 
-    doctor.main(argparse.Namespace(platform=ctx.profile.name))
+    doctor.main(argparse.Namespace(platform=ctx.profile.name, uses=ctx.config.uses))
 
 
 def stage_fetch(ctx: BuildContext) -> None:
     from mlfreeze.fetch import env_offline, fetch_set
-    from mlfreeze.manifest import load_manifest
 
-    manifest = load_manifest(ctx.manifest_path)
-    ctx.state["manifest"] = manifest
+    manifest = ctx.state["manifest"]
     ctx.state["fetched"] = fetch_set(manifest, ctx.model_set, cache_dir=ctx.cache_dir, offline=env_offline())
 
 
@@ -122,11 +138,13 @@ def main(args: argparse.Namespace) -> int:
     config = load_config()
     flavors = parse_flavors(args.flavors, config)
     model_set = args.model_set or config.model_set
+    manifest = check_model_set(config, args.manifest, model_set)
     if args.plan:
         print(render_text(make_plan(profile, config, model_set=model_set, flavors=flavors)))
         return 0
     require_host(profile, "build")
     ctx = BuildContext(profile=profile, config=config, model_set=model_set, flavors=flavors, args=args)
+    ctx.state["manifest"] = manifest
     for name, func in STAGES:
         _stage(name, func, ctx)
     print(f"build of {profile.name} ({', '.join(flavors)}) finished")

@@ -208,8 +208,11 @@ def _raise_breaches(report: SizesReport, command: str = "sizes") -> None:
 
 
 def default_pyproject() -> Path | None:
-    path = Path.cwd() / "pyproject.toml"
-    return path if path.is_file() else None
+    """The project's pyproject.toml (mlfreeze.config.find_root), validated; None outside any project."""
+    from mlfreeze.config import find_root_or_none, load_config
+
+    root = find_root_or_none()
+    return load_config(root).pyproject if root is not None else None
 
 
 def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str | None = None,
