@@ -121,7 +121,7 @@ def stage_sizes(ctx: BuildContext) -> None:
     from mlfreeze.sizes import report_bundles
 
     report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports", platform=ctx.profile.name,
-                   pyproject=ctx.config.root / "pyproject.toml")
+                   budgets=ctx.config.budgets)
 
 
 STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (

@@ -63,7 +63,7 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
                distributions: Mapping[str, str], model_set: str | None, models: Sequence[Mapping[str, Any]],
                verification: Mapping[str, Any] | None, selftest: Mapping[str, Any] | None,
                prune: Sequence[Mapping[str, Any]], git_commit: str | None, inputs_sha256: str,
-               built_at: datetime | None = None) -> dict[str, Any]:
+               built_at: datetime | None = None, lock_sha256: str | None = None) -> dict[str, Any]:
     """The BUILD-INFO document (pure: every fact is passed in)."""
     torch, cuda = torch_facts(distributions) if flavor == "full" else (None, None)
     return {
@@ -87,6 +87,7 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "prune": list(prune),
         "git_commit": git_commit,
         "inputs_sha256": inputs_sha256,
+        "lock_sha256": lock_sha256,  # sha256 of the locks/<profile>.txt the environment was installed from
         "built_at": (built_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
     }
 

@@ -304,7 +304,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
             models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256)} for m in models],
             verification=verification if verification is not None else _verification_summary(dist_dir, profile.name),
             selftest=result.summary(), prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
-            git_commit=buildinfo.git_commit(root), inputs_sha256=digest)
+            git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
+            lock_sha256=lock_digest(root, profile.name, flavor))
         buildinfo.write(bundle, info)
         incremental.write_stamp(bundle, digest)
     except VerificationError:
@@ -318,6 +319,14 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
           f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
     return bundle
+
+
+def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
+    """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
+    from mlfreeze.lock import lock_path, variant_for
+
+    path = lock_path(root, platform, variant_for((flavor,)))
+    return hash_file(path)[1] if path.is_file() else None
 
 
 def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,

@@ -217,7 +217,8 @@ def default_pyproject() -> Path | None:
 
 def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str | None = None,
                    baseline: Path | None = None, pyproject: Path | None = None,
-                   exact_compressed: bool = False, check: bool = True) -> SizesReport:
+                   exact_compressed: bool = False, check: bool = True,
+                   budgets: Budgets | None = None) -> SizesReport:
     """For ``mlfreeze build``: write ``sizes-<platform>.{json,md,html}`` into ``reports_dir``.
 
     ``platform`` defaults to the first bundle's BUILD-INFO platform. Budgets come from
@@ -226,8 +227,9 @@ def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str 
     """
     if not bundles:
         raise UsageError("no bundles to report; freeze one first")
-    pyproject = pyproject or default_pyproject()
-    budgets = load_budgets(pyproject) if pyproject is not None else Budgets()
+    if budgets is None:  # ``budgets``: the project's, already loaded (mlfreeze.config.ProjectConfig.budgets)
+        pyproject = pyproject or default_pyproject()
+        budgets = load_budgets(pyproject) if pyproject is not None else Budgets()
     report = build_report(bundles, baseline=baseline, budgets=budgets, exact_compressed=exact_compressed)
     name = platform or next((b["platform"] for b in report.doc["bundles"] if b.get("platform")), None) or "local"
     reports_dir = Path(reports_dir)

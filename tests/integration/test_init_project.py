@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,3 +79,15 @@ def test_a_typo_in_the_table_name_is_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "mlfreeze", "build", "--platform", "linux-cuda", "--plan"],
                           capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "MLFREEZE_PROJECT": ""})
     assert done.returncode == 2 and "tool.mlfreez" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("linter", ["actionlint", "zizmor"])
+def test_init_workflows_lint_clean(project, linter):
+    exe = Path(sys.executable).with_name(linter)
+    if not exe.is_file():
+        exe = Path(shutil.which(linter) or linter)
+    workflows = project / ".github" / "workflows"
+    rest = sorted(str(p) for p in workflows.glob("*.yml")) if linter == "actionlint" else ["--offline", str(workflows)]
+    args = [str(exe), *rest]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -106,3 +106,16 @@ def test_committed_linux_cuda_lock_is_fresh_and_hashed():
     names = lock.pinned(text)
     assert names["onnxruntime-gpu"] == "1.31.1" and "onnxruntime" not in names and "opencv-python" not in names
     assert names["torch"] == "2.14.1" and text.count("--hash=sha256:") >= len(names)
+
+
+def test_build_info_records_the_locks_sha256(tmp_path):
+    import hashlib
+
+    from mlfreeze.freeze import lock_digest
+
+    assert lock_digest(tmp_path, "linux-cuda", "full") is None
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "linux-cuda.txt").write_text("torch==1 \\\n    --hash=sha256:00\n")
+    want = hashlib.sha256((tmp_path / "locks" / "linux-cuda.txt").read_bytes()).hexdigest()
+    assert lock_digest(tmp_path, "linux-cuda", "full") == want
+    assert lock_digest(tmp_path, "linux-cuda", "slim") is None  # a slim-only build has its own lock
