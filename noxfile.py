@@ -24,6 +24,7 @@ from mlfreeze.config import load_config  # noqa: E402
 from mlfreeze.hostinfo import current as current_host  # noqa: E402
 from mlfreeze.plan import install_steps  # noqa: E402
 from mlfreeze.platforms.profiles import Profile, all_profiles  # noqa: E402
+from mlfreeze.schema import read_toml  # noqa: E402
 from mlfreeze.sessions import make_sessions  # noqa: E402
 
 nox.options.default_venv_backend = "venv"  # pip-backed; `--default-venv-backend uv` works too
@@ -68,7 +69,8 @@ def tests(session: nox.Session) -> None:
     _install_profile(session, _host_profile())
     # installed, not editable: the tests (and the PyInstaller runs in them) see mlfreeze as users do;
     # the test tools come on top of the lock and leave the ML stack alone
-    session.install("pytest>=8", "ruff>=0.6", "mypy>=1.11", "pyyaml>=6", "jsonschema>=4", *WORKFLOW_LINTERS)
+    dev = read_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]["dev"]
+    session.install(*dev, *WORKFLOW_LINTERS)
     session.run("pytest", *session.posargs)
 
 

@@ -333,7 +333,7 @@ def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: s
                    expected_providers: Sequence[str], goldens: Path) -> None:
     """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
     from mlfreeze_runtime.verify.bundle import write_models_index
-    from mlfreeze_runtime.verify.probes import copy_probe_inputs
+    from mlfreeze_runtime.verify.probes import FILE_PROBES, copy_probe_inputs
 
     for m in models:
         for rel, src in m.files.items():
@@ -342,7 +342,14 @@ def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: s
             shutil.copyfile(src, dest)
     write_models_index(models_dir, models_index_entries(models), set_name=model_set,
                        expected_providers=expected_providers, goldens_dir=goldens)
-    copy_probe_inputs(models_dir / "_probes")
+    copy_probe_inputs(models_dir / "_probes", probe_names(models, FILE_PROBES))
+
+
+def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[str, str]]) -> list[str]:
+    """The file probes a bundle needs: insightface's sample photos only when the set has a face model
+    (a CLIP-only app's build environment has no insightface)."""
+    faces = any(m.kind == "insightface" for m in models)
+    return sorted(n for n, (package, _) in file_probes.items() if package != "insightface" or faces)
 
 
 def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:

@@ -84,7 +84,8 @@ def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[
     """The pip commands, in order, that give an environment matching ``profile`` for ``config``.
 
     First the hash-checked lock (the complete closure, hence ``--no-deps``), then mlfreeze and the
-    project themselves without dependencies, so nothing outside the lock is ever resolved."""
+    project themselves without dependencies, so nothing outside the lock is ever resolved
+    (``--force-reinstall``: a rebuilt wheel of the same version still replaces the old one)."""
     lock = f"{LOCK_DIR}/{lock_name(profile.name, variant_for(flavors))}"
     steps = [Step(stage="install", title=f"the locked build environment ({lock}: every distribution pinned "
                                          "and hash-checked)",
@@ -92,13 +93,13 @@ def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[
     if is_mlfreeze_project(config):
         steps.append(Step(stage="install", title="mlfreeze and the example app from this checkout, without "
                                                  "dependencies (they are in the lock)",
-                          command=("pip", "install", "--no-deps", ".")))
+                          command=("pip", "install", "--no-deps", "--force-reinstall", ".")))
     else:
         source = mlfreeze_source or default_mlfreeze_source()
         steps.append(Step(stage="install", title=f"mlfreeze ({source}), without dependencies (they are in the lock)",
-                          command=("pip", "install", "--no-deps", source)))
+                          command=("pip", "install", "--no-deps", "--force-reinstall", source)))
         steps.append(Step(stage="install", title="the project itself, without dependencies (they are in the lock)",
-                          command=("pip", "install", "--no-deps", ".")))
+                          command=("pip", "install", "--no-deps", "--force-reinstall", ".")))
     return tuple(steps)
 
 
