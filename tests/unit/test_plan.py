@@ -78,7 +78,8 @@ def test_mac_x64_pins_torch_2_2_and_numpy_below_2(capsys):
 def test_install_is_the_hash_checked_lock_then_the_project_without_deps(capsys):
     cmds = _install_cmds(_plan_json("linux-cuda", capsys))
     assert cmds[0] == ["pip", "install", "--require-hashes", "--no-deps", "-r", "locks/linux-cuda.txt"]
-    assert cmds[1:] == [["pip", "install", "--no-deps", "--force-reinstall", "."]]  # the checkout is mlfreeze and the example app
+    # the checkout is mlfreeze and the example app: one install
+    assert cmds[1:] == [["pip", "install", "--no-deps", "--force-reinstall", "."]]
 
 
 def test_linux_cuda_single_gpu_onnxruntime(capsys):
