@@ -186,8 +186,11 @@ def mlfreeze_source(project: Path) -> tuple[str, str]:
 
 # ---- do it ----
 
-def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, bool]:
-    """(relative path -> text, entry, whether pyproject.toml is appended to) for everything init writes."""
+def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, str]:
+    """(relative path -> text, entry, what happens to pyproject.toml) for everything init writes.
+
+    pyproject.toml: ``create`` (absent: a minimal one), ``append`` (no [tool.mlfreeze] yet: the
+    table is appended) or ``configured`` (it has one: a conflict, left as it is even with --force)."""
     import mlfreeze.specs
 
     specs = Path(mlfreeze.specs.__file__).resolve().parent
@@ -195,18 +198,19 @@ def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, boo
     pyproject = directory / "pyproject.toml"
     scaffold = is_empty(directory)
     entry = f"{names.module}.py"
-    append = pyproject.is_file()
-    if append:
+    action = "create"
+    if pyproject.is_file():
         data = read_toml(pyproject)
+        configured = isinstance(data.get("tool"), dict) and "mlfreeze" in data["tool"]
+        action = "configured" if configured else "append"
         for candidate in (f"{names.module}.py", f"src/{names.module}/__main__.py", f"{names.module}/__main__.py"):
             if (directory / candidate).is_file():
                 entry = candidate
                 break
         else:
-            raise UsageError(f"{pyproject} exists but no entry script was found ({names.module}.py, "
-                             f"src/{names.module}/__main__.py); pass --app with your app's module name")
-        if isinstance(data.get("tool"), dict) and "mlfreeze" in data["tool"]:
-            files[Path("pyproject.toml")] = ""  # already configured: a conflict unless --force
+            if not configured:
+                raise UsageError(f"{pyproject} exists but no entry script was found ({names.module}.py, "
+                                 f"src/{names.module}/__main__.py); pass --app with your app's module name")
     else:
         files[Path("pyproject.toml")] = pyproject_text(names, entry)
     files[Path("noxfile.py")] = ""  # filled once mlfreeze's source is known
@@ -216,7 +220,7 @@ def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, boo
     if scaffold:
         files[Path(entry)] = app_text(names)
         files[Path(".gitignore")] = gitignore_text()
-    return files, entry, append
+    return files, entry, action
 
 
 def copy_demo(directory: Path) -> list[Path]:
@@ -245,27 +249,25 @@ def host_profile() -> str | None:
 def main(args: argparse.Namespace) -> int:
     directory = Path.cwd()
     names = names_for(args.app, directory)
-    files, entry, append = plan_files(directory, names)
+    files, entry, action = plan_files(directory, names)
     extra = [DEMO_DIR / "demo_clip.safetensors", DEMO_DIR / "demo_clip_config.json", Path("goldens/demo-clip.json")]
-    conflicts = [str(p) for p in [*files, *extra]
-                 if (directory / p).exists() and not (p == Path("pyproject.toml") and append and files[p] != "")]
-    if append and files.get(Path("pyproject.toml")) == "":
-        conflicts = sorted(set(conflicts) | {"pyproject.toml ([tool.mlfreeze])"} - {"pyproject.toml"})
+    conflicts = sorted(str(p) for p in [*files, *extra] if (directory / p).exists())
+    if action == "configured":
+        conflicts.insert(0, "pyproject.toml ([tool.mlfreeze])")
     if conflicts and not args.force:
-        raise UsageError(f"refusing to overwrite {', '.join(sorted(conflicts))}; pass --force to replace them")
+        raise UsageError(f"refusing to overwrite {', '.join(conflicts)}; pass --force to replace them")
     source, note = mlfreeze_source(directory)
     files[Path("noxfile.py")] = noxfile_text(source)
-    written = []
+    written: list[Path] = []
+    if action == "append":
+        pyproject = directory / "pyproject.toml"
+        current = pyproject.read_text(encoding="utf-8")
+        pyproject.write_text(current.rstrip("\n") + "\n" + tool_table(names, entry), encoding="utf-8")
+        written.append(Path("pyproject.toml"))
+    elif action == "configured":
+        print("mlfreeze init: pyproject.toml already has [tool.mlfreeze]; left as it is (edit it by hand)")
     for rel, text in files.items():
         path = directory / rel
-        if rel == Path("pyproject.toml") and append:
-            if text == "" and not args.force:
-                continue
-            current = path.read_text(encoding="utf-8")
-            if "[tool.mlfreeze" not in current:
-                path.write_text(current.rstrip("\n") + "\n" + tool_table(names, entry), encoding="utf-8")
-                written.append(rel)
-            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         written.append(rel)

@@ -47,15 +47,16 @@ def test_written_pyproject_loads_as_a_clip_only_project(tmp_path):
 
 def test_plan_files_in_empty_and_existing_directories(tmp_path):
     names = init.Names(app="clipdemo", module="clipdemo")
-    files, entry, append = init.plan_files(tmp_path, names)
-    assert not append and entry == "clipdemo.py" and Path("clipdemo.py") in files and Path(".gitignore") in files
+    files, entry, action = init.plan_files(tmp_path, names)
+    assert action == "create" and entry == "clipdemo.py"
+    assert Path("clipdemo.py") in files and Path(".gitignore") in files
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "pyproject.toml").write_text('[project]\nname = "clipdemo"\nversion = "2"\n')
     (existing / "src" / "clipdemo").mkdir(parents=True)
     (existing / "src" / "clipdemo" / "__main__.py").write_text("")
-    files, entry, append = init.plan_files(existing, names)
-    assert append and entry == "src/clipdemo/__main__.py" and Path("clipdemo.py") not in files
+    files, entry, action = init.plan_files(existing, names)
+    assert action == "append" and entry == "src/clipdemo/__main__.py" and Path("clipdemo.py") not in files
     (existing / "src" / "clipdemo" / "__main__.py").unlink()
     with pytest.raises(UsageError, match="no entry script"):
         init.plan_files(existing, names)
