@@ -119,3 +119,19 @@ def test_build_info_records_the_locks_sha256(tmp_path):
     want = hashlib.sha256((tmp_path / "locks" / "linux-cuda.txt").read_bytes()).hexdigest()
     assert lock_digest(tmp_path, "linux-cuda", "full") == want
     assert lock_digest(tmp_path, "linux-cuda", "slim") is None  # a slim-only build has its own lock
+
+
+def test_lock_workflow_covers_every_profile_on_its_runner():
+    import yaml
+
+    wf = yaml.safe_load((SOURCE_ROOT / ".github" / "workflows" / "lock.yml").read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    options = on["workflow_dispatch"]["inputs"]["platform"]["options"]
+    assert options == ["all", *sorted(all_profiles())]
+    job = wf["jobs"]["lock"]
+    assert job["runs-on"] == "${{ matrix.runner }}" and "matrix" in job["needs"]
+    runs = "\n".join(str(s.get("run", "")) for s in job["steps"])
+    assert 'mlfreeze lock --platform "$PLATFORM"' in runs and "--check" in runs
+    upload = next(s for s in job["steps"] if "upload-artifact" in str(s.get("uses", "")))
+    assert upload["with"]["path"] == "locks/${{ matrix.platform }}*.txt"
+    assert wf["permissions"] == {} and job["permissions"] == {"contents": "read"}
