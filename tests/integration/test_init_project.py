@@ -85,7 +85,10 @@ def test_a_typo_in_the_table_name_is_exit_2(tmp_path):
 def test_init_workflows_lint_clean(project, linter):
     exe = Path(sys.executable).with_name(linter)
     if not exe.is_file():
-        exe = Path(shutil.which(linter) or linter)
+        found = shutil.which(linter)
+        if found is None:  # the tests session installs both (noxfile.py WORKFLOW_LINTERS)
+            pytest.skip(f"{linter} is not installed")
+        exe = Path(found)
     workflows = project / ".github" / "workflows"
     rest = sorted(str(p) for p in workflows.glob("*.yml")) if linter == "actionlint" else ["--offline", str(workflows)]
     args = [str(exe), *rest]
