@@ -28,7 +28,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from mlfreeze import __version__
-from mlfreeze.errors import ConfigError, UsageError
+from mlfreeze.errors import ConfigError, MlfreezeError, UsageError
 from mlfreeze.schema import read_toml
 
 DEMO_MODEL = "demo-clip"
@@ -285,7 +285,12 @@ def main(args: argparse.Namespace) -> int:
         from mlfreeze.lock import write_lock
         from mlfreeze.platforms.profiles import load_profile
 
-        lock = write_lock(config, load_profile(profile))
+        try:
+            lock = write_lock(config, load_profile(profile))
+        except MlfreezeError as exc:
+            exc.message = (f"{exc.message}; the project files above were written: run "
+                           f"`mlfreeze lock --platform {profile}` once the package index is reachable")
+            raise
         print(f"  wrote {lock.relative_to(directory)}")
     from mlfreeze.platforms.profiles import load_profile as _load
 
