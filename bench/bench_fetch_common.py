@@ -1,13 +1,17 @@
-"""Helpers shared by bench_fetch_*.py: a random file, the benchmark server as a process."""
+"""Helpers shared by bench_fetch_*.py: a scratch directory, a random file, the benchmark
+server as a process, and all three at once (``served_random_file``)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,3 +51,32 @@ def bench_server(root: Path) -> Iterator[tuple[str, Path]]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextmanager
+def workdir() -> Iterator[Path]:
+    """A scratch directory under /tmp, deleted afterwards."""
+    work = Path(tempfile.mkdtemp(prefix="mlfreeze-bench-", dir="/tmp"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Served:
+    work: Path  # scratch directory (deleted afterwards)
+    sha: str  # sha256 of a.bin
+    base: str  # base URL; a.bin is at f"{base}/a.bin"
+    log: Path  # the server's request log
+
+
+@contextmanager
+def served_random_file(size: int) -> Iterator[Served]:
+    """``size`` random bytes as ``a.bin`` behind the benchmark server, in a scratch directory."""
+    with workdir() as work:
+        src = work / "src"
+        src.mkdir()
+        sha = random_file(src / "a.bin", size)
+        with bench_server(src) as (base, log):
+            yield Served(work=work, sha=sha, base=base, log=log)

@@ -11,12 +11,9 @@ same artifact from the full URL. Byte counts come from the server's own log.
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
-from bench_fetch_common import bench_server, random_file
+from bench_fetch_common import served_random_file
 from mlfreeze.download import AllUrlsFailed, Policy, download
 
 
@@ -25,30 +22,24 @@ def main() -> None:
     ap.add_argument("--size-mib", type=int, default=512)
     a = ap.parse_args()
     size = a.size_mib << 20
-    work = Path(tempfile.mkdtemp(prefix="mlfreeze-bench-", dir="/tmp"))
-    try:
-        src = work / "src"
-        src.mkdir()
-        sha = random_file(src / "a.bin", size)
-        part = work / "a.part"
-        with bench_server(src) as (base, log):
-            try:
-                download([f"{base}/cut/{size // 2}/a.bin"], part, name="a.bin", size=size, sha256=sha,
-                         policy=Policy(retries=0), progress=False, log=lambda _m: None)
-                raise SystemExit("the first run was not cut")
-            except AllUrlsFailed as exc:
-                print(f"first run: {exc.attempts[0].reason}; partial file {part.stat().st_size:,} bytes")
-            t = time.perf_counter()
-            download([f"{base}/a.bin"], part, name="a.bin", size=size, sha256=sha, policy=Policy(),
-                     progress=False)
-            took = time.perf_counter() - t
-            time.sleep(0.2)
-            lines = [ln.split() for ln in log.read_text().splitlines()]
+    with served_random_file(size) as served:
+        sha, base, log, part = served.sha, served.base, served.log, served.work / "a.part"
+        (served.work / "src" / ".cut-a.bin").write_text(str(size // 2))  # the server cuts the next answer once
+        try:
+            download([f"{base}/a.bin"], part, name="a.bin", size=size, sha256=sha,
+                     policy=Policy(retries=0), progress=False, log=lambda _m: None)
+            raise SystemExit("the first run was not cut")
+        except AllUrlsFailed as exc:
+            print(f"first run: {exc.attempts[0].reason}; partial file {part.stat().st_size:,} bytes")
+        t = time.perf_counter()
+        download([f"{base}/a.bin"], part, name="a.bin", size=size, sha256=sha, policy=Policy(),
+                 progress=False)
+        took = time.perf_counter() - t
+        time.sleep(0.2)
+        lines = [ln.split() for ln in log.read_text().splitlines()]
         path, rng, sent = lines[-1]
         print(f"second run: {path} Range {rng}, {int(sent):,} bytes sent in {took:.2f}s")
         print(f"second run transferred {int(sent) / size:.1%} of {size:,} bytes (target <= 55%)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

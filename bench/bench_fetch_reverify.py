@@ -21,12 +21,11 @@ import io
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-import bench_fetch_common  # noqa: F401  (puts the repository on sys.path)
+from bench_fetch_common import random_file, workdir
 from mlfreeze.errors import DownloadError
 from mlfreeze.fetch import fetch_set
 from mlfreeze.manifest import Manifest, load_manifest
@@ -36,22 +35,10 @@ MEMBERS = {"det_10g.onnx": 16_923_827, "w600k_r50.onnx": 174_383_860, "1k3d68.on
 CLIP_SIZE = 605_143_284
 
 
-def _random(path: Path, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(1 << 24, left))
-            h.update(chunk)
-            f.write(chunk)
-            left -= len(chunk)
-    return h.hexdigest()
-
-
 def synthetic(work: Path) -> Manifest:
     src = work / "src"
     src.mkdir()
-    clip_sha = _random(src / "open_clip_model.safetensors", CLIP_SIZE)
+    clip_sha = random_file(src / "open_clip_model.safetensors", CLIP_SIZE)
     member_sha = {}
     with zipfile.ZipFile(src / "buffalo_l.zip", "w", zipfile.ZIP_STORED) as zf:
         for name, size in MEMBERS.items():
@@ -102,8 +89,7 @@ def main() -> None:
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mlfreeze-bench-", dir="/tmp"))
-    try:
+    with workdir() as work:
         manifest, cache, kind = load_manifest(), None, "the real default set (cached)"
         quiet = contextlib.redirect_stderr(io.StringIO())
         try:
@@ -141,8 +127,6 @@ def main() -> None:
         print(f"time ratio mlfreeze/sha256sum: {min(ours) / min(theirs):.2f} (target <= 1.1)")
         if ossl:
             print(f"openssl dgst       best {min(ossl):.2f}s; ratio mlfreeze/openssl: {min(ours) / min(ossl):.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

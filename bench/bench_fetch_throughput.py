@@ -12,13 +12,10 @@ Prints the best time of each over ``--rounds`` alternating rounds and the throug
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-from bench_fetch_common import bench_server, random_file
+from bench_fetch_common import served_random_file
 from mlfreeze.download import Policy, download
 
 
@@ -28,36 +25,30 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     size = a.size_mib << 20
-    work = Path(tempfile.mkdtemp(prefix="mlfreeze-bench-", dir="/tmp"))
-    try:
-        src = work / "src"
-        src.mkdir()
-        sha = random_file(src / "a.bin", size)
-        out = work / "out"
+    with served_random_file(size) as served:
+        sha, url, out = served.sha, f"{served.base}/a.bin", served.work / "out"
         out.mkdir()
-        with bench_server(src) as (base, _log):
-            url = f"{base}/a.bin"
-            ours, ours_nosync, curl, curl_sync = [], [], [], []
-            for _ in range(a.rounds):
-                t = time.perf_counter()
-                subprocess.run(["curl", "-sS", "-o", str(out / "curl.bin"), url], check=True)
-                curl.append(time.perf_counter() - t)
-                (out / "curl.bin").unlink()
-                t = time.perf_counter()  # curl plus the fsync that our atomic publish does
-                subprocess.run(["curl", "-sS", "-o", str(out / "curl.bin"), url], check=True)
-                subprocess.run(["sync", str(out / "curl.bin")], check=True)
-                curl_sync.append(time.perf_counter() - t)
-                (out / "curl.bin").unlink()
-                t = time.perf_counter()
-                download([url], out / "ours.part", name="a.bin", size=size, sha256=sha, policy=Policy(),
-                         progress=False)
-                ours.append(time.perf_counter() - t)
-                (out / "ours.part").unlink()
-                t = time.perf_counter()
-                download([url], out / "ours.part", name="a.bin", size=size, sha256=sha, policy=Policy(fsync=False),
-                         progress=False)
-                ours_nosync.append(time.perf_counter() - t)
-                (out / "ours.part").unlink()
+        ours, ours_nosync, curl, curl_sync = [], [], [], []
+        for _ in range(a.rounds):
+            t = time.perf_counter()
+            subprocess.run(["curl", "-sS", "-o", str(out / "curl.bin"), url], check=True)
+            curl.append(time.perf_counter() - t)
+            (out / "curl.bin").unlink()
+            t = time.perf_counter()  # curl plus the fsync that our atomic publish does
+            subprocess.run(["curl", "-sS", "-o", str(out / "curl.bin"), url], check=True)
+            subprocess.run(["sync", str(out / "curl.bin")], check=True)
+            curl_sync.append(time.perf_counter() - t)
+            (out / "curl.bin").unlink()
+            t = time.perf_counter()
+            download([url], out / "ours.part", name="a.bin", size=size, sha256=sha, policy=Policy(),
+                     progress=False)
+            ours.append(time.perf_counter() - t)
+            (out / "ours.part").unlink()
+            t = time.perf_counter()
+            download([url], out / "ours.part", name="a.bin", size=size, sha256=sha, policy=Policy(fsync=False),
+                     progress=False)
+            ours_nosync.append(time.perf_counter() - t)
+            (out / "ours.part").unlink()
         mib = size / (1 << 20)
         print(f"size {mib:.0f} MiB, rounds {a.rounds}, best of each")
         for label, times in (("curl", curl), ("curl + sync FILE", curl_sync), ("mlfreeze download()", ours),
@@ -67,8 +58,6 @@ def main() -> None:
         print(f"throughput ratio mlfreeze/curl: {min(curl) / min(ours):.2f} (target >= 0.9)")
         print(f"throughput ratio mlfreeze/(curl + sync): {min(curl_sync) / min(ours):.2f}")
         print(f"throughput ratio mlfreeze(fsync=False)/curl: {min(curl) / min(ours_nosync):.2f}")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

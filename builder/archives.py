@@ -25,7 +25,7 @@ import stat
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -93,10 +93,11 @@ def _is_executable(path: Path, st: os.stat_result) -> bool:
     return bool(st.st_mode & 0o111) or path.suffix.lower() in WINDOWS_EXEC_SUFFIXES
 
 
-def walk(root: Path, arcroot: str) -> list[Entry]:
+def walk(root: Path, arcroot: str, exclude: Collection[str] = ()) -> list[Entry]:
     """Every folder, file and symlink under ``root``, sorted by archive path.
 
-    ``arcroot`` is the top folder inside the archive (the bundle's folder name).
+    ``arcroot`` is the top folder inside the archive (the bundle's folder name); ``exclude``
+    names entries directly in ``root`` that are left out (the incremental stamp).
     Sockets, fifos and devices are refused: a bundle never holds them.
     """
     entries = [Entry(arcname=arcroot, path=root, kind="dir", mode=DIR_MODE, size=0)]
@@ -106,6 +107,8 @@ def walk(root: Path, arcroot: str) -> list[Entry]:
         prefix = arcroot if rel == "." else f"{arcroot}/{rel}"
         keep = []
         for name in sorted(dirnames + filenames):
+            if rel == "." and name in exclude:
+                continue
             path = here / name
             st = path.lstat()
             arcname = f"{prefix}/{name}"
@@ -134,9 +137,10 @@ def _copy(src: Path, dst: BinaryIO) -> None:
             dst.write(chunk)
 
 
-def write_tar_gz(root: Path, dest: Path, *, arcroot: str, mtime: int, level: int = GZIP_LEVEL) -> ArchiveResult:
+def write_tar_gz(root: Path, dest: Path, *, arcroot: str, mtime: int, exclude: Collection[str] = (),
+                 level: int = GZIP_LEVEL) -> ArchiveResult:
     """Write ``root`` as a reproducible ``.tar.gz`` at ``dest``."""
-    entries = walk(root, arcroot)
+    entries = walk(root, arcroot, exclude)
     with open(dest, "wb") as raw:
         sink = HashingWriter(raw)
         # filename="" and mtime=0 keep the gzip header free of the host's name and clock
@@ -168,9 +172,10 @@ def _zip_date(mtime: int) -> tuple[int, int, int, int, int, int]:
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
 
 
-def write_zip(root: Path, dest: Path, *, arcroot: str, mtime: int, level: int = ZIP_LEVEL) -> ArchiveResult:
+def write_zip(root: Path, dest: Path, *, arcroot: str, mtime: int, exclude: Collection[str] = (),
+                 level: int = ZIP_LEVEL) -> ArchiveResult:
     """Write ``root`` as a reproducible ``.zip`` at ``dest``."""
-    entries = walk(root, arcroot)
+    entries = walk(root, arcroot, exclude)
     date = _zip_date(mtime)
     with open(dest, "wb") as raw:
         sink = HashingWriter(raw)
@@ -201,12 +206,13 @@ def write_zip(root: Path, dest: Path, *, arcroot: str, mtime: int, level: int = 
                          content_bytes=sum(e.size for e in entries))
 
 
-def write_archive(root: Path, dest: Path, *, fmt: str, arcroot: str, mtime: int) -> ArchiveResult:
-    """``fmt`` is a profile's ``archive_format``: ``tar.gz`` or ``zip``."""
+def write_archive(root: Path, dest: Path, *, fmt: str, arcroot: str, mtime: int,
+                  exclude: Collection[str] = ()) -> ArchiveResult:
+    """``fmt`` is a profile's ``archive_format``: ``tar.gz`` or ``zip``; ``exclude``: see :func:`walk`."""
     if fmt == "tar.gz":
-        return write_tar_gz(root, dest, arcroot=arcroot, mtime=mtime)
+        return write_tar_gz(root, dest, arcroot=arcroot, mtime=mtime, exclude=exclude)
     if fmt == "zip":
-        return write_zip(root, dest, arcroot=arcroot, mtime=mtime)
+        return write_zip(root, dest, arcroot=arcroot, mtime=mtime, exclude=exclude)
     raise ValueError(f"unknown archive format {fmt!r}; expected tar.gz or zip")
 
 

@@ -3,14 +3,17 @@
 doctor -> fetch -> verify -> freeze (+ self-test) per flavor -> sizes. The host is checked
 first, so a wrong-host build fails in well under a second, before anything is imported.
 Each stage hands its result to the next through ``BuildContext.state``; the stage modules
-are imported only when their stage runs.
+are imported only when their stage runs. The first stage that fails stops the build with its
+own exit code. The summary printed at the end starts with what a reader must act on: a
+bundle over GitHub's per-asset limit (``mlfreeze release`` will split it) and the budget
+verdict; an exceeded budget then fails the build (exit 5) after the reports are written.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,11 +71,41 @@ def check_model_set(config: ProjectConfig, manifest_arg: str | None, model_set: 
     return manifest
 
 
-def _stage(name: str, func: Callable[[BuildContext], object], ctx: BuildContext) -> None:
-    print(f"==> {name}", flush=True)
-    started = time.perf_counter()
-    func(ctx)
-    print(f"<== {name} ok ({time.perf_counter() - started:.1f} s)", flush=True)
+Stage = tuple[str, Callable[[BuildContext], object]]
+
+
+def run_stages(stages: Sequence[Stage], ctx: BuildContext) -> list[tuple[str, float]]:
+    """Run ``stages`` in order; returns ``[(name, seconds)]``. The first stage that raises stops
+    the run: its exception (with its exit code) propagates, no later stage starts."""
+    took: list[tuple[str, float]] = []
+    for name, func in stages:
+        print(f"==> {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            func(ctx)
+        except BaseException:
+            print(f"<== {name} FAILED after {time.perf_counter() - started:.1f} s; later stages not run", flush=True)
+            raise
+        took.append((name, time.perf_counter() - started))
+        print(f"<== {name} done ({took[-1][1]:.1f} s)", flush=True)
+    return took
+
+
+def summary_lines(ctx: BuildContext, took: Sequence[tuple[str, float]]) -> list[str]:
+    """The build's summary: the sizes headline first (release-asset findings, budget verdict),
+    then the bundles and reports, then the stage times."""
+    from mlfreeze.sizes_render import headline
+
+    lines = [f"summary of the {ctx.profile.name} build ({', '.join(ctx.flavors)}):"]
+    report = ctx.state.get("sizes")
+    if report is not None:
+        lines += [("!! " if level != "ok" else "   ") + line for level, line in headline(report.doc)]
+    for bundle in ctx.state.get("bundles", []):
+        lines.append(f"   bundle {bundle}")
+    if report is not None:
+        lines += [f"   report {path}" for path in report.written]
+    lines.append("   stages " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took))
+    return lines
 
 
 def stage_doctor(ctx: BuildContext) -> None:
@@ -89,30 +122,36 @@ def stage_fetch(ctx: BuildContext) -> None:
 
 
 def stage_verify(ctx: BuildContext) -> None:
-    import json
-
+    """Verify the models of each flavor that ships models, into its own report
+    (dist/reports/verify-<platform>-<flavor>.json + .xml), handed to that flavor's freeze."""
+    from mlfreeze.buildinfo import report_path
     from mlfreeze.verification import goldens_dir_for, model_refs, run_gate
 
     manifest = ctx.state["manifest"]
-    reports = ctx.config.dist_dir / "reports"
-    report = reports / f"verify-{ctx.profile.name}.json"
+    reports: dict[str, Path] = {}
+    ctx.state["reports"] = reports
     refs = model_refs(manifest, ctx.state["fetched"], goldens_dir_for(manifest.path))
-    run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
-             set_name=ctx.model_set)
-    ctx.state["verification"] = json.loads(report.read_text())
+    for flavor in ctx.flavors:
+        if flavor == "lite":  # ships no models: its BUILD-INFO records its --health check instead
+            continue
+        report = report_path(ctx.config.dist_dir / "reports", ctx.profile.name, flavor)
+        report.unlink(missing_ok=True)  # never hand a previous run's report to freeze
+        run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
+                 set_name=ctx.model_set, flavor=flavor)
+        reports[flavor] = report
 
 
 def stage_freeze(ctx: BuildContext) -> None:
     """Freeze each flavor; each bundle is self-tested from a clean environment before it counts."""
     from mlfreeze.freeze import freeze_bundle, load_app_config
-    from mlfreeze.verification import goldens_dir_for, summary_of
+    from mlfreeze.verification import goldens_dir_for
 
     app = load_app_config(ctx.config.root)
     ctx.state["bundles"] = [
         freeze_bundle(profile=ctx.profile, flavor=flavor, root=ctx.config.root, app=app, model_set=ctx.model_set,
                       fetched=ctx.state["fetched"], dist_dir=ctx.config.dist_dir, force=ctx.args.force,
                       goldens_dir=goldens_dir_for(ctx.state["manifest"].path),
-                      verification=summary_of(ctx.state["verification"]))
+                      verify_report=ctx.state["reports"].get(flavor), verify=getattr(ctx.args, "verify", False))
         for flavor in ctx.flavors
     ]
 
@@ -120,11 +159,12 @@ def stage_freeze(ctx: BuildContext) -> None:
 def stage_sizes(ctx: BuildContext) -> None:
     from mlfreeze.sizes import report_bundles
 
-    report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports", platform=ctx.profile.name,
-                   budgets=ctx.config.budgets)
+    ctx.state["sizes"] = report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports",
+                                        platform=ctx.profile.name, budgets=ctx.config.budgets,
+                                        check=False)  # exit 5 comes after the summary (main)
 
 
-STAGES: tuple[tuple[str, Callable[[BuildContext], object]], ...] = (
+STAGES: tuple[Stage, ...] = (
     ("doctor", stage_doctor),
     ("fetch", stage_fetch),
     ("verify", stage_verify),
@@ -145,7 +185,12 @@ def main(args: argparse.Namespace) -> int:
     require_host(profile, "build")
     ctx = BuildContext(profile=profile, config=config, model_set=model_set, flavors=flavors, args=args)
     ctx.state["manifest"] = manifest
-    for name, func in STAGES:
-        _stage(name, func, ctx)
+    took = run_stages(STAGES, ctx)
+    print("\n".join(summary_lines(ctx, took)), flush=True)
+    report = ctx.state.get("sizes")
+    if report is not None:
+        from mlfreeze.sizes import raise_breaches
+
+        raise_breaches(report, "build")
     print(f"build of {profile.name} ({', '.join(flavors)}) finished")
     return 0

@@ -1,7 +1,12 @@
-"""BUILD-INFO.json: what a bundle is and how it was made (docs/architecture.md "Bundle outputs")."""
+"""BUILD-INFO.json: what a bundle is and how it was made (docs/architecture.md "Bundle outputs").
+
+This module makes the document; reading and validating it (docs/build-info.schema.json) is
+``mlfreeze_runtime.buildinfo``, the one reader, shared with the bundle itself.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import platform as _platform
@@ -12,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze import proc
+from mlfreeze.errors import ConfigError, VerificationError
+from mlfreeze.schema import read_toml
+from mlfreeze_runtime import buildinfo as _reader
+from mlfreeze_runtime.buildinfo import FILE_NAME, SCHEMA_VERSION, BuildInfoError
 
-SCHEMA_VERSION = 1
-FILE_NAME = "BUILD-INFO.json"
+__all__ = ["FILE_NAME", "SCHEMA_VERSION", "BuildInfoError", "build_info", "read", "write"]
+REPORT_IN_BUNDLE = "verify-report.json"  # the flavor's verify report, shipped (and recorded) in the bundle
+UNPINNED_KEY = "unpinned_goldens"
 # distributions recorded by name in "distributions" (the rest is in the incremental stamp)
 KEY_DISTRIBUTIONS = ("torch", "torchvision", "open-clip-torch", "insightface", "onnxruntime", "onnxruntime-gpu",
                      "onnxruntime-directml", "faiss-cpu", "faiss-gpu", "numpy", "pillow", "opencv-python-headless",
@@ -63,8 +73,15 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
                distributions: Mapping[str, str], model_set: str | None, models: Sequence[Mapping[str, Any]],
                verification: Mapping[str, Any] | None, selftest: Mapping[str, Any] | None,
                prune: Sequence[Mapping[str, Any]], git_commit: str | None, inputs_sha256: str,
+               record: Mapping[str, Any], unpinned_goldens: Sequence[str] = (),
                built_at: datetime | None = None, lock_sha256: str | None = None) -> dict[str, Any]:
-    """The BUILD-INFO document (pure: every fact is passed in)."""
+    """The BUILD-INFO document (pure: every fact is passed in; docs/build-info.schema.json).
+
+    ``models``: ``{"id", "kind", "files": {relpath: sha256}, "golden": bool}`` each;
+    ``record``: ``{"sha256", "files", "bytes"}`` of the RECORD written just before;
+    ``unpinned_goldens``: the opted-out ids (:func:`unpinned_goldens`) this bundle holds unpinned;
+    ``lock_sha256``: sha256 of the locks/<profile>.txt the build environment was installed from.
+    """
     torch, cuda = torch_facts(distributions) if flavor == "full" else (None, None)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -80,11 +97,13 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "onnxruntime": onnxruntime_fact(distributions) if flavor == "full" else None,
         "distributions": {k: distributions[k] for k in KEY_DISTRIBUTIONS
                           if k in distributions and (flavor == "full" or k.startswith("pyinstaller"))},
-        "model_set": model_set if flavor == "full" else None,
-        "models": list(models),
+        "model_set": model_set if models else None,  # the set this bundle ships (none without models)
+        "models": [dict(m) for m in models],
+        "unpinned_goldens": sorted(set(unpinned_goldens)),
         "verification": dict(verification) if verification is not None else None,
         "selftest": dict(selftest) if selftest is not None else None,
         "prune": list(prune),
+        "record": dict(record),
         "git_commit": git_commit,
         "inputs_sha256": inputs_sha256,
         "lock_sha256": lock_sha256,  # sha256 of the locks/<profile>.txt the environment was installed from
@@ -93,12 +112,64 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
 
 
 def write(bundle: Path, info: Mapping[str, Any]) -> Path:
-    path = bundle / FILE_NAME
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Validate and write ``bundle/BUILD-INFO.json`` (a schema violation is a bug: ValueError)."""
+    return _reader.write(bundle, info)
 
 
 def read(bundle: Path) -> dict[str, Any]:
-    return json.loads((bundle / FILE_NAME).read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    """The validated document; ConfigError (exit 2) naming the file and key when it is not valid."""
+    try:
+        return _reader.read(bundle)
+    except BuildInfoError as exc:
+        raise ConfigError(f"{exc}; rebuild the bundle (mlfreeze build) or restore the file") from None
+
+
+def report_path(reports_dir: Path, platform: str, flavor: str) -> Path:
+    """``dist/reports/verify-<platform>-<flavor>.json``: one verify report per flavor (``.xml`` beside it)."""
+    return reports_dir / f"verify-{platform}-{flavor}.json"
+
+
+def verified(report: Path, *, set_name: str, flavor: str, platform: str) -> dict[str, Any]:
+    """BUILD-INFO's ``verification`` for a flavor that ships models, from the report the verify stage wrote.
+
+    The report must be for this set, flavor and platform (its ``context``), so a report of another
+    set, flavor or run is refused (VerificationError, exit 1) instead of recorded.
+    """
+    try:
+        data = report.read_bytes()
+        doc = json.loads(data)
+        context, summary = doc["context"], doc["summary"]
+        passed = doc["passed"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise VerificationError(f"{report}: not a verify report ({exc}); run the verify stage for {flavor} "
+                                "again") from None
+    for key, want in (("set", set_name), ("flavor", flavor), ("platform", platform)):
+        if context.get(key) != want:
+            raise VerificationError(f"{report}: verifies {key} {context.get(key)!r}, but the {flavor} bundle "
+                                    f"ships {key} {want!r}; run `mlfreeze verify --set {set_name} --platform "
+                                    f"{platform}` for it")
+    return {"applies": True, "set": set_name, "flavor": flavor, "platform": platform, "report": REPORT_IN_BUNDLE,
+            "report_sha256": hashlib.sha256(data).hexdigest(), "passed": passed is True,
+            **{k: int(summary.get(k, 0)) for k in ("checks", "failed", "warnings", "skipped")}}
+
+
+def not_applicable(health: Mapping[str, Any]) -> dict[str, Any]:
+    """BUILD-INFO's ``verification`` for a flavor that ships no models: its ``--health`` check instead."""
+    return {"applies": False, "reason": "this flavor ships no models", "check": "health",
+            "passed": health["passed"] is True, "checks": int(health["checks"]), "failed": int(health["failed"])}
+
+
+def unpinned_goldens(root: Path) -> tuple[str, ...]:
+    """``[tool.mlfreeze] unpinned_goldens`` of the project at ``root``: model ids allowed to ship unpinned.
+
+    Read straight from pyproject.toml (a list of strings; ConfigError naming the key otherwise).
+    """
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return ()
+    tool = read_toml(path).get("tool", {})
+    table = tool.get("mlfreeze", {}) if isinstance(tool, dict) else {}
+    value = table.get(UNPINNED_KEY, []) if isinstance(table, dict) else []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.{UNPINNED_KEY}' must be a list of model ids, got {value!r}")
+    return tuple(value)

@@ -6,7 +6,8 @@ Layout under the cache root (``$MLFREEZE_CACHE``, else the platform user cache d
     trees/<sha256>/            an extracted archive (keyed by the archive's sha256),
         <member>...            published by renaming a complete staged directory
         .mlfreeze-tree.json    {member: {size, sha256}} recorded at extraction
-    tmp/<sha256>.part          a download in progress (resumed by the next run)
+    tmp/<sha256>.part          a download in progress (resumed by the next run, from the same URL only)
+    tmp/<sha256>.part.source   the URL that served it and its ETag/Last-Modified (for If-Range)
     tmp/stage-*, tmp/trash-*   staging and removal areas (safe to delete when no fetch runs)
     locks/<sha256>.lock        one inter-process lock per artifact
 
@@ -124,6 +125,8 @@ class Cache:
         """The cached artifact if its size and sha256 are the pinned ones; a corrupt one is removed."""
         path = self.blob_path(art)
         if not path.is_file():
+            if path.exists() or path.is_symlink():
+                self._corrupt(path, "not a regular file")
             return None
         actual = path.stat().st_size
         if actual != art.size:
@@ -177,6 +180,7 @@ class Cache:
         final = self.blob_path(art)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial, final)
+        partial.with_name(partial.name + ".source").unlink(missing_ok=True)
         _fsync_dir(final.parent)
         return final
 

@@ -1,4 +1,4 @@
-"""``mlfreeze`` / ``python -m builder``: the command-line contract of DESIGN.md.
+"""``mlfreeze`` / ``python -m builder``: the command-line contract (README.md "Exit codes").
 
 The parser is built here from data; each sub-command's work lives in its own
 stage module, imported only when that sub-command runs, so ``--help`` and
@@ -23,10 +23,13 @@ COMMANDS: dict[str, str] = {
     "doctor": "mlfreeze.doctor:main",
     "fetch": "mlfreeze.fetch:main",
     "verify": "mlfreeze.verification:main",
+    "export": "mlfreeze.export:main",
     "freeze": "mlfreeze.freeze:main",
     "sizes": "mlfreeze.sizes:main",
     "build": "mlfreeze.build:main",
     "release": "mlfreeze.release:main",
+    "publish": "mlfreeze.publish:main",
+    "audit": "mlfreeze.audit:main",
 }
 
 
@@ -79,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download and checksum the models of a set")
     _add_models(p)
     p.add_argument("--offline", action="store_true",
-                   help="use the cache only (also MLFREEZE_OFFLINE=1)")
+                   help="no network: the cache and local files only (also MLFREEZE_OFFLINE=1)")
+
+    p = sub.add_parser("export", help="CLIP towers to ONNX (pinned, cached, or exported in a child process)")
+    _add_models(p)
 
     p = sub.add_parser("verify", help="functional verification of a model set")
     _add_models(p)
@@ -91,12 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="warnings fail the gate")
     p.add_argument("--pin-goldens", action="store_true",
                    help="record reference embeddings on the CPU")
+    p.add_argument("--flavor", default="full", metavar="F",
+                   help="the flavor whose models this report verifies (recorded in --report; default full)")
 
     p = sub.add_parser("freeze", help="freeze one bundle with PyInstaller")
     _add_platform(p)
     p.add_argument("--flavor", choices=("full", "lite"), required=True)
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--verify-report", default=None, metavar="F.json",
+                   help="this flavor's verify report (mlfreeze verify --report), recorded in BUILD-INFO")
+    p.add_argument("--verify", action="store_true",
+                   help="before skipping an unchanged bundle, re-hash every file against its RECORD")
 
     p = sub.add_parser("sizes", help="where every megabyte of a bundle went")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")
@@ -113,10 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
     p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")
+    p.add_argument("--verify", action="store_true",
+                   help="before skipping an unchanged bundle, re-hash every file against its RECORD")
 
-    p = sub.add_parser("release", help="archives, SHA256SUMS and the release manifest")
+    p = sub.add_parser("audit", help="is a bundle shippable: RECORD, model pins, closure, verification "
+                                     "(exit 3 integrity, 1 verification)")
+    p.add_argument("bundles", nargs="+", metavar="BUNDLE_DIR")
+
+    p = sub.add_parser("release", help="audit, archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
     p.add_argument("--version", dest="release_version", default=None, metavar="V")
+
+    p = sub.add_parser("publish", help="sign a release's bundles into a TUF update repository (blobs, index, "
+                                       "metadata); keys from --keys DIR or MLFREEZE_TUF_KEY_<ROLE>")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE_DIR")
+    p.add_argument("--repo", required=True, metavar="DIR", help="the update repository (synced from its stable URL)")
+    p.add_argument("--keys", metavar="DIR", help="folder with root.pem, targets.pem, snapshot.pem, timestamp.pem")
+    p.add_argument("--cuda-archs", action="append", metavar="PLATFORM=sm_75,sm_80",
+                   help="CUDA arch list of a CUDA platform's variants (repeatable)")
+    p.add_argument("--resign", action="store_true", help="only re-sign snapshot and timestamp (scheduled job)")
+    p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
+    p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "
+                                                           "(needs --app, --set, --pack-version)")
+    p.add_argument("--app", dest="pack_app", metavar="NAME")
+    p.add_argument("--set", dest="pack_set", metavar="SET")
+    p.add_argument("--pack-version", metavar="V")
     return parser
 
 

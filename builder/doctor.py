@@ -11,12 +11,13 @@ import argparse
 import importlib
 import importlib.metadata as md
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlfreeze.errors import EnvironmentMismatch
-from mlfreeze.hostinfo import cpu_has_avx2, require_host
-from mlfreeze.platforms.profiles import Profile, load_profile
+from mlfreeze.hostinfo import cpu_flags, require_host
+from mlfreeze.platforms.profiles import Profile, Stack, canonical_name, load_profile, load_stack, requirement_name
 from packaging.requirements import Requirement
 from packaging.version import InvalidVersion, Version
 
@@ -109,20 +110,65 @@ def check_torchvision(profile: Profile) -> Iterator[Finding]:
     yield Finding(ok=True, check="torchvision", detail=f"{installed} (nms works beside torch)")
 
 
+def installed_distributions() -> dict[str, str]:
+    """``{canonical name: version}`` of every installed distribution (the first one found wins,
+    as for imports)."""
+    found: dict[str, str] = {}
+    for dist in md.distributions():
+        name = canonical_name(dist.metadata["Name"] or "")
+        if name:
+            found.setdefault(name, dist.version)
+    return found
+
+
+def planned_members(profile: Profile, stack: Stack) -> dict[str, str]:
+    """``{family: distribution}`` for every family the install plan of ``profile`` installs a member of."""
+    names = [profile.onnxruntime.package, "torch", "torchvision",
+             *(requirement_name(r) for r in stack.requirements + stack.no_deps + stack.no_deps_requirements)]
+    planned: dict[str, str] = {}
+    for name in names:
+        family = stack.family_of(name)
+        if family is not None:
+            planned.setdefault(family, canonical_name(name))
+    return planned
+
+
+def family_findings(installed: Mapping[str, str], families: Mapping[str, Sequence[str]],
+                    planned: Mapping[str, str]) -> list[Finding]:
+    """One failing finding per family with two or more members in ``installed`` (``{name: version}``),
+    naming each and saying which to keep (``planned[family]``, the one the plan installs)."""
+    findings = []
+    for module, members in families.items():
+        present = [m for m in members if m in installed]
+        if len(present) < 2:
+            continue
+        listed = ", ".join(f"{m} {installed[m]}" for m in present)
+        keep = planned.get(module)
+        if keep in present:
+            fix = f"keep only {keep} (pip uninstall -y {' '.join(m for m in present if m != keep)})"
+        else:
+            fix = "keep only one of them" + (f" ({keep} is the one the plan installs)" if keep else "")
+        findings.append(Finding(ok=False, check=module,
+                                detail=f"{len(present)} distributions of the {module} module are installed "
+                                       f"({listed}); they overwrite each other's files: {fix}"))
+    return findings
+
+
+def check_families(profile: Profile) -> Iterator[Finding]:
+    stack = load_stack()
+    findings = family_findings(installed_distributions(), stack.families, planned_members(profile, stack))
+    yield from findings
+    if not findings:
+        yield Finding(ok=True, check="distribution families",
+                      detail=f"at most one distribution each of {', '.join(stack.families)}")
+
+
 def check_onnxruntime(profile: Profile) -> Iterator[Finding]:
     wanted = profile.onnxruntime
-    present = {}
-    for dist in md.distributions():
-        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name.startswith("onnxruntime") and name != "onnxruntime-extensions":
-            present[name] = dist.version
+    installed = installed_distributions()
+    present = {m: installed[m] for m in load_stack().families["onnxruntime"] if m in installed}
     if len(present) > 1:
-        listed = ", ".join(f"{k} {v}" for k, v in sorted(present.items()))
-        yield Finding(ok=False, check="onnxruntime",
-                      detail=f"{len(present)} distributions of the onnxruntime module are installed ({listed}); they "
-                             f"overwrite each other's files: keep only {wanted.package} "
-                             f"(pip uninstall -y {' '.join(sorted(set(present) - {wanted.package}))})")
-        return
+        return  # a mix: check_families says so and which to keep
     if present.get(wanted.package) is None or not _same_release(present[wanted.package], wanted.version):
         got = ", ".join(f"{k} {v}" for k, v in present.items()) or "none"
         yield Finding(ok=False, check="onnxruntime",
@@ -193,24 +239,97 @@ def check_imports(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> Iterato
             yield Finding(ok=True, check=module, detail=f"{dist} {_version(dist) or '?'}")
 
 
-def check_faiss_avx2(profile: Profile) -> Iterator[Finding]:
+@dataclass(frozen=True, kw_only=True)
+class FaissLevel:
+    """One instruction-set level faiss can be built for: its name in faiss's own vocabulary
+    (``faiss.SIMDConfig`` level names and ``get_compile_options()``), the module a per-level
+    wheel loads for it (faiss/loader.py), and the CPU flags (Linux names) the build needs."""
+
+    name: str
+    module: str | None  # None: only dynamic-dispatch builds (faiss >= 1.14) have this level
+    needs: frozenset[str]
+
+
+_AVX512 = frozenset({"avx512f", "avx512cd", "avx512vl", "avx512dq", "avx512bw"})  # faiss's -mavx512* set
+# Best first. faiss-cpu 1.8-1.13 wheels ship swigfaiss{,_avx2,_avx512} for x86-64 and load the best
+# one the CPU allows; newer source builds add _avx512_spr (Sapphire Rapids: avx512_fp16), Arm ones
+# _sve; faiss >= 1.14 wheels build one module with dynamic dispatch ("DD" in the compile options).
+FAISS_LEVELS: tuple[FaissLevel, ...] = (
+    FaissLevel(name="AVX512_SPR", module="swigfaiss_avx512_spr", needs=_AVX512 | {"avx512_fp16"}),
+    FaissLevel(name="AVX512_VPOPCNT", module=None, needs=_AVX512 | {"avx512_vpopcntdq"}),
+    FaissLevel(name="AVX512", module="swigfaiss_avx512", needs=_AVX512),
+    FaissLevel(name="AVX2", module="swigfaiss_avx2", needs=frozenset({"avx2", "fma"})),
+    FaissLevel(name="ARM_SVE", module="swigfaiss_sve", needs=frozenset({"sve"})),
+    FaissLevel(name="NONE", module="swigfaiss", needs=frozenset()),
+)
+_GENERIC = FAISS_LEVELS[-1]
+
+
+def _level_label(level: FaissLevel) -> str:
+    return "generic" if level is _GENERIC else level.name
+
+
+def best_faiss_level(flags: frozenset[str], available: Iterable[str]) -> FaissLevel:
+    """The best level among ``available`` (level names) whose needs ``flags`` meet; generic at worst."""
+    names = set(available)
+    return next(lv for lv in FAISS_LEVELS if (lv.name in names and lv.needs <= flags) or lv is _GENERIC)
+
+
+def judge_faiss(*, flags: frozenset[str] | None, shipped: Iterable[str], loaded: Iterable[str],
+                compile_options: str, dispatched: str | None = None) -> Finding:
+    """Was the best faiss build for this CPU loaded? Pure: all facts are arguments.
+
+    ``flags``: the CPU's flags (hostinfo.cpu_flags(); None: unknown); ``shipped``: the ``swigfaiss*``
+    modules in the installed faiss package; ``loaded``: the ``swigfaiss*`` modules imported (names
+    without ``faiss.``); ``compile_options``: ``faiss.get_compile_options()``; ``dispatched``: with
+    dynamic dispatch, ``faiss.SIMDConfig.get_level_name()``.
+    """
+    check = "faiss build"
+    if flags is None:
+        return Finding(ok=True, note=True, check=check, detail="cannot read this CPU's flags; not checked")
+    tokens = set(compile_options.split())
+    hint = "unset FAISS_OPT_LEVEL / FAISS_DISABLE_CPU_FEATURES, or reinstall faiss-cpu"
+    if "DD" in tokens:  # one module, the level is chosen at run time
+        expected = best_faiss_level(flags, tokens)
+        if dispatched is None:
+            return Finding(ok=True, note=True, check=check,
+                           detail=f"dynamic dispatch ({compile_options.strip()}); the level in use is not reported")
+        rank = {lv.name: i for i, lv in enumerate(FAISS_LEVELS)}
+        if rank.get(dispatched, len(FAISS_LEVELS)) <= rank[expected.name]:
+            return Finding(ok=True, check=check, detail=f"dynamic dispatch runs {dispatched} code, the best this CPU "
+                                                        f"allows of {compile_options.strip()}")
+        return Finding(ok=False, check=check,
+                       detail=f"this CPU allows faiss's {_level_label(expected)} code but dynamic dispatch runs "
+                              f"{dispatched} ({compile_options.strip()}); {hint}")
+    by_module = {lv.module: lv for lv in FAISS_LEVELS if lv.module}
+    expected = best_faiss_level(flags, (by_module[m].name for m in shipped if m in by_module))
+    loaded_levels = [by_module[m] for m in loaded if m in by_module]
+    if not loaded_levels:
+        return Finding(ok=False, check=check, detail=f"no faiss build module is loaded; expected {expected.module}")
+    got = min(loaded_levels, key=FAISS_LEVELS.index)  # a generic swigfaiss may sit beside the real one
+    if got is expected:
+        return Finding(ok=True, check=check, detail=f"{got.module} loaded: the best build for this CPU "
+                                                    f"({compile_options.strip() or 'no options'})")
+    return Finding(ok=False, check=check,
+                   detail=f"this CPU allows faiss's {_level_label(expected)} build ({expected.module}) but "
+                          f"{got.module} ({_level_label(got)}) was loaded; {hint}")
+
+
+def check_faiss_build(profile: Profile) -> Iterator[Finding]:
     if "faiss" not in sys.modules:
-        return
-    avx2 = cpu_has_avx2()
-    if avx2 is None:
-        yield Finding(ok=True, note=True, check="faiss avx2", detail="cannot tell whether this CPU has AVX2")
-        return
-    if not avx2:
         return
     import faiss
 
+    package = Path(faiss.__file__).parent
+    shipped = {p.name.split(".")[0] for p in package.glob("swigfaiss*.py")}
+    loaded = {m.split(".", 1)[1] for m in sys.modules if m.startswith("faiss.swigfaiss")}
     options = faiss.get_compile_options() if hasattr(faiss, "get_compile_options") else ""
-    if "AVX2" in options or "faiss.swigfaiss_avx2" in sys.modules:
-        yield Finding(ok=True, check="faiss avx2", detail=f"AVX2 code in use ({options.strip()})")
-    else:
-        yield Finding(ok=False, check="faiss avx2",
-                      detail="this CPU has AVX2 but faiss loaded its generic build "
-                             f"({options.strip() or 'no options'})")
+    dispatched = None
+    config = getattr(faiss, "SIMDConfig", None)
+    if config is not None and hasattr(config, "get_level_name"):
+        dispatched = str(config.get_level_name())
+    yield judge_faiss(flags=cpu_flags(), shipped=shipped, loaded=loaded, compile_options=options,
+                      dispatched=dispatched)
 
 
 def check_constraints(profile: Profile) -> Iterator[Finding]:
@@ -222,7 +341,8 @@ def check_constraints(profile: Profile) -> Iterator[Finding]:
 
 
 CHECKS: tuple[Callable[[Profile], Iterator[Finding]], ...] = (
-    check_torch, check_torchvision, check_onnxruntime, check_imports, check_faiss_avx2, check_constraints,
+    check_families, check_torch, check_torchvision, check_onnxruntime, check_imports, check_faiss_build,
+    check_constraints,
 )
 
 
@@ -236,7 +356,7 @@ def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> list[Finding
             continue
         if check in (check_torch, check_torchvision) and "clip" not in uses:
             continue
-        if check is check_faiss_avx2 and "faiss" not in uses:
+        if check is check_faiss_build and "faiss" not in uses:
             continue
         try:
             findings.extend(check_imports(profile, uses) if check is check_imports else check(profile))

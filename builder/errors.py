@@ -1,4 +1,4 @@
-"""The one place where failures get their exit codes (DESIGN.md "CLI contract").
+"""The one place where failures get their exit codes (README.md "Exit codes").
 
 Every expected failure is raised as one of these and caught once in
 ``builder.cli.main``, which prints a single line and exits with ``exit_code``.
@@ -58,6 +58,12 @@ class FreezeError(MlfreezeError):
     exit_code = 4
 
 
+class ExportError(MlfreezeError):
+    """A model could not be exported (ONNX): the exporter failed or its process crashed."""
+
+    exit_code = 4
+
+
 class BudgetExceeded(MlfreezeError):
     """A bundle is larger than its configured size budget."""
 
@@ -69,6 +75,6 @@ EXIT_CODES = {
     1: "verification failed (build or frozen self-test)",
     2: "usage, config or wrong host",
     3: "download or integrity failure",
-    4: "freeze failure",
+    4: "the build could not produce its artifacts (PyInstaller, export)",
     5: "size budget exceeded",
 }

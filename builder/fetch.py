@@ -4,8 +4,9 @@
 artifacts inside the content-addressed cache (builder/cache.py). Per artifact, under its
 inter-process lock: re-verify the cache entry (a corrupt one is removed and fetched again);
 else download (builder/download.py: mirror first, then the pinned URLs) into ``tmp/``,
-verify, publish atomically; archives are extracted member by member (builder/extract.py)
-into a staged tree that is published atomically too.
+verify, publish atomically. Offline (``--offline``/MLFREEZE_OFFLINE=1) means no network: only
+``file://`` URLs (relative paths, mirror directories) are used. Archives are extracted member
+by member (builder/extract.py) into a staged tree that is published atomically too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote, urlparse
 
 from mlfreeze.cache import Cache, default_cache_dir
 from mlfreeze.config import default_model_set, project_manifest
-from mlfreeze.download import AllUrlsFailed, Policy, download
+from mlfreeze.download import AllUrlsFailed, Policy, download, is_local
 from mlfreeze.errors import DownloadError, IntegrityError
 from mlfreeze.extract import check_free_space, extract
 from mlfreeze.manifest import ArtifactSpec, Manifest, ModelSpec, check_set, load_manifest
@@ -88,18 +89,23 @@ def fetch_artifact(cache: Cache, manifest: Manifest, model: ModelSpec, art: Arti
                 return tree
         blob = cache.verify_blob(art)
         if blob is None:
+            urls = candidate_urls(manifest, art)
             if offline:
-                raise _Missing(name)
+                urls = [u for u in urls if is_local(u)]  # no network; local files still count
+                if not urls:
+                    raise _Missing(name)
             partial = cache.partial_path(art)
             have = partial.stat().st_size if partial.exists() else 0
             check_free_space(cache.tmp, max(0, art.size - have), f"downloading {name}")
             start = time.monotonic()
             try:
-                url = download(candidate_urls(manifest, art), partial, name=name, size=art.size,
+                url = download(urls, partial, name=name, size=art.size,
                                sha256=art.sha256, policy=policy, progress=progress, log=_log)
             except AllUrlsFailed as exc:
                 if exc.integrity:
                     raise IntegrityError(exc.message) from None
+                if offline and exc.missing:
+                    raise _Missing(name) from None
                 raise
             blob = cache.publish_blob(art, partial)
             took = max(time.monotonic() - start, 1e-6)
@@ -121,7 +127,8 @@ def fetch_artifact(cache: Cache, manifest: Manifest, model: ModelSpec, art: Arti
 
 def fetch_set(manifest: Manifest, set_name: str, cache_dir: Path | None = None, offline: bool = False, *,
               policy: Policy | None = None, progress: bool = True) -> dict[str, FetchedModel]:
-    """Every model of ``set_name``, verified in the cache. ``offline`` (or MLFREEZE_OFFLINE=1): cache only.
+    """Every model of ``set_name``, verified in the cache. ``offline`` (or MLFREEZE_OFFLINE=1): no
+    network: the cache, ``file://`` URLs, paths relative to the manifest and a mirror directory.
 
     Raises UsageError (unknown set), ConfigError (set names an unknown model), DownloadError or
     IntegrityError (exit 3) naming the artifact, the URLs tried and expected versus received.
@@ -166,9 +173,9 @@ def fetch_set(manifest: Manifest, set_name: str, cache_dir: Path | None = None, 
         if complete:
             result[model.id] = FetchedModel(model=model, files=files, bundle_files=bundle)
     if missing:
-        raise DownloadError(f"offline: {len(missing)} artifact(s) of set {set_name!r} missing from the cache "
-                            f"{cache.root}: {', '.join(missing)}; run `mlfreeze fetch --set {set_name}` "
-                            f"with network, or set {MIRROR_ENV}")
+        raise DownloadError(f"offline: {len(missing)} artifact(s) of set {set_name!r} are neither in the cache "
+                            f"{cache.root} nor in a local file: {', '.join(missing)}; run `mlfreeze fetch "
+                            f"--set {set_name}` with network, or set {MIRROR_ENV} to a directory holding them")
     if unreachable:
         raise DownloadError(_unreachable_message(set_name, unreachable))
     return result

@@ -4,7 +4,8 @@ Plan (pure): the bundle's name, the spec parameters, the prune rules that apply,
 it will hold and the hash of every input. Do (effectful): skip when an existing bundle was
 built from the same inputs; else run PyInstaller on specs/<flavor>.spec in a staging
 directory, prune, copy the models, move the bundle into dist/, self-test it from a clean
-environment (builder/selftest.py), then write BUILD-INFO.json and the incremental stamp.
+environment (builder/selftest.py), then ship the flavor's verify report, write RECORD
+(mlfreeze_runtime.record), BUILD-INFO.json and the incremental stamp.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mlfreeze import buildinfo, hostinfo, incremental, proc, prune, selftest
 from mlfreeze.cache import hash_file
 from mlfreeze.config import bundle_name, find_root, load_config
 from mlfreeze.errors import FreezeError, VerificationError
+from mlfreeze_runtime import record as _record
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 # The runtime package every bundle ships (collected by specs/hooks/hook-mlfreeze_runtime.py).
@@ -230,14 +232,18 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
 
 def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
-                  verification: Mapping[str, Any] | None = None, dist_dir: Path | None = None,
+                  verify_report: Path | None = None, dist_dir: Path | None = None,
                   work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
-                  goldens_dir: Path | None = None, keep_failed: bool = True) -> Path:
+                  goldens_dir: Path | None = None, keep_failed: bool = True, verify: bool = False) -> Path:
     """Freeze, prune, add models, self-test; return the bundle directory under dist/.
 
     ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
     when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
     ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default specs/goldens/).
+    ``verify_report``: the verify stage's report for exactly this flavor and set
+    (``dist/reports/verify-<platform>-<flavor>.json``), checked and shipped as ``verify-report.json``;
+    without it a bundle that ships models records ``verification: null`` (release refuses it).
+    ``verify``: the incremental skip re-hashes every file against RECORD instead of sizes and mtimes.
     """
     hostinfo.require_host(profile, "freeze")
     root = root or find_root()
@@ -258,15 +264,32 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
+    params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
+                        if d.module not in params["excludes"]]
     check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=prune_file, root=root, goldens_dir=goldens_dir,
                         distributions=distributions).digest()
-    if not force and incremental.is_fresh(bundle, digest):
-        print(f"freeze: {name}: inputs unchanged ({digest[:12]}), skipping the freeze "
+    verification = None
+    if models and verify_report is not None:
+        verification = buildinfo.verified(verify_report, set_name=model_set, flavor=flavor, platform=profile.name)
+    elif models:
+        print(f"freeze: {name}: no verify report was passed; BUILD-INFO records verification: null and "
+              "`mlfreeze release` will refuse the bundle (mlfreeze build passes it)", flush=True)
+    stale = None if force else incremental.stale_reason(bundle, digest, full=verify)
+    if not force and stale is None and verification is not None:  # kept only if it records a verification like this one
+        recorded = buildinfo.read(bundle)["verification"] or {}
+        if not recorded.get("applies") or any(recorded.get(k) != verification[k]
+                                              for k in ("set", "flavor", "platform", "passed")):
+            stale = "its BUILD-INFO does not record a verification of this set, flavor and platform"
+    if not force and stale is None:
+        print(f"freeze: {name}: inputs unchanged ({digest[:12]}) and RECORD intact, skipping the freeze "
               "(--force rebuilds)", flush=True)
         return bundle
+    if stale is not None and bundle.exists():
+        print(f"freeze: {name}: rebuilding: {stale}", flush=True)
 
     started = time.monotonic()
     staging = work_dir / "dist"
@@ -297,13 +320,23 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
         (staging / name).rename(bundle)
         result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
                                        exe_suffix=hostinfo.exe_suffix(profile.host_os), keep_failed=keep_failed)
+        if verification is not None and verify_report is not None:
+            shutil.copyfile(verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
+        elif not models:
+            verification = buildinfo.not_applicable(result.summary())
+        pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
+        opted = set(buildinfo.unpinned_goldens(root))
+        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+        rows = _record.read(bundle).values()
         info = buildinfo.build_info(
             app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
             flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
-            model_set=model_set if flavor == "full" else None,
-            models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256)} for m in models],
-            verification=verification if verification is not None else _verification_summary(dist_dir, profile.name),
-            selftest=result.summary(), prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
+            model_set=model_set if models else None,
+            models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256), "golden": pinned[m.id]} for m in models],
+            unpinned_goldens=[i for i, ok in pinned.items() if not ok and i in opted],
+            verification=verification, selftest=result.summary(),
+            prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
+            record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
             git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
             lock_sha256=lock_digest(root, profile.name, flavor))
         buildinfo.write(bundle, info)
@@ -352,16 +385,6 @@ def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[s
     return sorted(n for n, (package, _) in file_probes.items() if package != "insightface" or faces)
 
 
-def _verification_summary(dist_dir: Path, platform: str) -> dict[str, Any] | None:
-    """The summary of dist/reports/verify-<platform>.json when the verify stage wrote one."""
-    from mlfreeze.verification import summary_of
-
-    try:
-        return summary_of(json.loads((dist_dir / "reports" / f"verify-{platform}.json").read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
 def main(args: argparse.Namespace) -> int:
     """``mlfreeze freeze --platform P --flavor full|lite [--set S]``."""
     from mlfreeze.platforms.profiles import load_profile
@@ -379,6 +402,8 @@ def main(args: argparse.Namespace) -> int:
         manifest = load_manifest(Path(args.manifest) if args.manifest else None)
         fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
         goldens_dir = goldens_dir_for(manifest.path)
+    report = getattr(args, "verify_report", None)
     freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
-                  goldens_dir=goldens_dir, force=args.force)
+                  goldens_dir=goldens_dir, force=args.force, verify_report=Path(report) if report else None,
+                  verify=getattr(args, "verify", False))
     return 0

@@ -52,21 +52,79 @@ def require_host(profile: Profile, command: str) -> None:
             f"(or `mlfreeze build --platform {profile.name} --plan`)")
 
 
-def cpu_has_avx2() -> bool | None:
-    """Whether the CPU has AVX2; None where this cannot be read without a subprocess."""
+# Windows IsProcessorFeaturePresent() feature numbers (winnt.h) -> the Linux /proc/cpuinfo flag names.
+WINDOWS_FEATURES = {40: ("avx2", "fma"), 41: ("avx512f",)}  # PF_AVX2_..., PF_AVX512F_INSTRUCTIONS_AVAILABLE
+# macOS sysctl machdep.cpu.{features,leaf7_features} names that differ from the Linux ones.
+_SYSCTL_NAMES = {"avx1.0": "avx", "avx512fp16": "avx512_fp16", "avx512bf16": "avx512_bf16",
+                 "avx512vnni": "avx512_vnni", "avx512vpopcntdq": "avx512_vpopcntdq"}
+
+
+def flags_from_proc_cpuinfo(text: str) -> frozenset[str]:
+    """The CPU flags of the first processor in a Linux ``/proc/cpuinfo`` (x86 ``flags``, Arm ``Features``),
+    lower case as the kernel writes them: ``{"avx2", "avx512f", "avx512_fp16", "sve", ...}``."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in ("flags", "features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def flags_from_sysctl(text: str) -> frozenset[str]:
+    """CPU flags from macOS ``sysctl machdep.cpu.features machdep.cpu.leaf7_features`` output
+    (e.g. ``"FPU ... AVX1.0 ... AVX2 ... AVX512F AVX512CD AVX512FP16"``), in the Linux names."""
+    out = set()
+    for token in text.replace(":", " ").split():
+        name = token.lower()
+        if name.startswith("machdep."):
+            continue
+        out.add(_SYSCTL_NAMES.get(name, name))
+    return frozenset(out)
+
+
+def flags_from_windows(present: dict[int, bool]) -> frozenset[str]:
+    """CPU flags from ``{feature number: IsProcessorFeaturePresent(number)}`` (WINDOWS_FEATURES)."""
+    return frozenset(flag for number, flags in WINDOWS_FEATURES.items() if present.get(number) for flag in flags)
+
+
+def cpu_flags() -> frozenset[str] | None:
+    """This CPU's instruction-set flags in the Linux names (avx2, avx512f, avx512_fp16, sve, ...);
+    None where they cannot be read without a subprocess. Linux: /proc/cpuinfo; macOS:
+    sysctlbyname; Windows: IsProcessorFeaturePresent."""
     if sys.platform.startswith("linux"):
         try:
-            text = Path("/proc/cpuinfo").read_text(errors="replace")
+            return flags_from_proc_cpuinfo(Path("/proc/cpuinfo").read_text(errors="replace"))
         except OSError:
             return None
-        for line in text.splitlines():
-            if line.startswith("flags"):
-                return "avx2" in line.split(":", 1)[1].split()
-        return False
     if sys.platform == "win32":
         import ctypes
 
-        return bool(ctypes.windll.kernel32.IsProcessorFeaturePresent(40))  # type: ignore[attr-defined]
-    if platform.machine().lower() in ("arm64", "aarch64"):
-        return False
+        kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+        return flags_from_windows({n: bool(kernel32.IsProcessorFeaturePresent(n)) for n in WINDOWS_FEATURES})
+    if sys.platform == "darwin":
+        return _darwin_flags()
     return None
+
+
+def _darwin_flags() -> frozenset[str] | None:
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.util.find_library("c")
+    if lib is None:
+        return None
+    libc = ctypes.CDLL(lib)
+    text = []
+    for name in (b"machdep.cpu.features", b"machdep.cpu.leaf7_features"):
+        size = ctypes.c_size_t(0)
+        if libc.sysctlbyname(name, None, ctypes.byref(size), None, 0) != 0 or not size.value:
+            continue  # Apple silicon has neither: no x86 flags
+        buf = ctypes.create_string_buffer(size.value)
+        if libc.sysctlbyname(name, buf, ctypes.byref(size), None, 0) == 0:
+            text.append(buf.value.decode(errors="replace"))
+    return flags_from_sysctl(" ".join(text))
+
+
+def cpu_has_avx2() -> bool | None:
+    """Whether the CPU has AVX2; None where this cannot be read without a subprocess."""
+    flags = cpu_flags()
+    return None if flags is None else "avx2" in flags

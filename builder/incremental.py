@@ -3,7 +3,9 @@
 The inputs: installed distributions and their versions (importlib.metadata), the sha256 of
 every model file the bundle will hold, the app's sources, the spec and hooks, the prune rules,
 and the platform / flavor / app name. The hash is stored in the bundle as ``.mlfreeze-stamp``;
-a later freeze whose inputs hash the same skips PyInstaller and says so.
+a later freeze whose inputs hash the same skips PyInstaller and says so, but only after the
+bundle still matches its RECORD (sizes and mtimes; every hash with ``--verify``) and
+BUILD-INFO still names that RECORD: a damaged bundle is rebuilt, and the reason is printed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from importlib import metadata
 from pathlib import Path
 
 from mlfreeze.cache import hash_file
+from mlfreeze_runtime import buildinfo as _buildinfo
+from mlfreeze_runtime import record as _record
+from mlfreeze_runtime.record import STAMP_NAME
 
-STAMP_NAME = ".mlfreeze-stamp"
 _SOURCE_SUFFIXES = (".py", ".pyi", ".toml", ".json", ".spec", ".txt", ".cfg", ".html", ".css", ".js")
 
 
@@ -77,6 +81,34 @@ def write_stamp(bundle: Path, digest: str) -> None:
     (bundle / STAMP_NAME).write_text(json.dumps({"inputs_sha256": digest}) + "\n", encoding="utf-8")
 
 
-def is_fresh(bundle: Path, digest: str) -> bool:
-    """The bundle exists, passed its self-test (stamps are written only then) and has these inputs."""
-    return bundle.is_dir() and (bundle / "BUILD-INFO.json").is_file() and read_stamp(bundle) == digest
+def stale_reason(bundle: Path, digest: str, *, full: bool = False) -> str | None:
+    """Why ``bundle`` cannot be kept for inputs ``digest`` (None: it can).
+
+    Kept only when it exists, passed its self-test (stamps are written only then), has these
+    inputs, its BUILD-INFO is valid and names its RECORD's sha256, and every file matches
+    RECORD (``full``: re-hashed; else sizes, and hashes of files modified after RECORD).
+    """
+    if not bundle.is_dir():
+        return "no bundle yet"
+    stamp = read_stamp(bundle)
+    if stamp is None:
+        return f"no {STAMP_NAME} (the last freeze did not finish)"
+    if stamp != digest:
+        return f"inputs changed ({stamp[:12]} -> {digest[:12]})"
+    try:
+        info = _buildinfo.read(bundle)
+        findings = _record.verify(bundle, full=full)
+        recorded = _record.digest_of(bundle)
+    except (_buildinfo.BuildInfoError, _record.RecordError) as exc:
+        return str(exc)
+    if info["record"]["sha256"] != recorded:
+        return "RECORD is not the one BUILD-INFO.json names"
+    if findings:
+        more = f" (+{len(findings) - 1} more)" if len(findings) > 1 else ""
+        return f"the bundle no longer matches its RECORD: {findings[0].line()}{more}"
+    return None
+
+
+def is_fresh(bundle: Path, digest: str, *, full: bool = False) -> bool:
+    """The bundle can be kept as it is for inputs ``digest`` (:func:`stale_reason` is None)."""
+    return stale_reason(bundle, digest, full=full) is None

@@ -223,14 +223,21 @@ def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, str
     return files, entry, action
 
 
-def copy_demo(directory: Path) -> list[Path]:
-    """The demo CLIP's files and its goldens, copied beside the new models.toml."""
+def demo_files() -> list[tuple[Path, Path]]:
+    """(source in mlfreeze, path in the project) of every file of the demo CLIP and its goldens."""
     import mlfreeze.specs
+    from mlfreeze.manifest import load_manifest
 
     specs = Path(mlfreeze.specs.__file__).resolve().parent
-    pairs = [(specs / "demo" / "demo_clip.safetensors", DEMO_DIR / "demo_clip.safetensors"),
-             (specs / "demo" / "demo_clip_config.json", DEMO_DIR / "demo_clip_config.json"),
-             (specs / "goldens" / f"{DEMO_MODEL}.json", Path("goldens") / f"{DEMO_MODEL}.json")]
+    model = load_manifest(specs / "models.toml").models[DEMO_MODEL]
+    pairs = [(specs / a.urls[0], DEMO_DIR / Path(a.urls[0]).name) for a in model.artifacts]
+    return [*pairs, (specs / "goldens" / f"{DEMO_MODEL}.json", Path("goldens") / f"{DEMO_MODEL}.json")]
+
+
+def copy_demo(directory: Path) -> list[Path]:
+    """The demo CLIP's files (every artifact: weights, config, pinned ONNX towers) and its goldens,
+    copied beside the new models.toml."""
+    pairs = demo_files()
     for src, rel in pairs:
         (directory / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, directory / rel)
@@ -250,7 +257,7 @@ def main(args: argparse.Namespace) -> int:
     directory = Path.cwd()
     names = names_for(args.app, directory)
     files, entry, action = plan_files(directory, names)
-    extra = [DEMO_DIR / "demo_clip.safetensors", DEMO_DIR / "demo_clip_config.json", Path("goldens/demo-clip.json")]
+    extra = [rel for _, rel in demo_files()]
     conflicts = sorted(str(p) for p in [*files, *extra] if (directory / p).exists())
     if action == "configured":
         conflicts.insert(0, "pyproject.toml ([tool.mlfreeze])")

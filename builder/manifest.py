@@ -1,4 +1,4 @@
-"""specs/models.toml -> frozen dataclasses (DESIGN.md "Models").
+"""specs/models.toml -> frozen dataclasses (docs/architecture.md "Models").
 
 Schema (docs/architecture.md "Model fetch"):
 
@@ -19,7 +19,9 @@ sha256 = "<64 hex>"
 size = 605143284
 urls = ["https://...", "file:///...", "demo/x.bin"]   # tried in order; no scheme = relative to this file
 extract = false               # true: a .zip whose members are listed below
-role = "weights"              # optional, passed through ("weights", "config", ...)
+role = "weights"              # optional, passed through ("weights", "config", "image_onnx", "text_onnx", ...)
+derived_from = "<id>@<sha256>"  # required for roles image_onnx/text_onnx (an ONNX export of that
+                              # model's weights, builder/export.py), refused elsewhere
 bundle = true                 # optional (non-archives): goes into a bundle's models/<id>/
 max_unpacked = 1000000        # optional (archives): bound on the extracted total; default: the sum
                               # of member sizes when all are declared, else max(4 x size, 64 MiB)
@@ -28,6 +30,7 @@ max_unpacked = 1000000        # optional (archives): bound on the extracted tota
 "det_10g.onnx" = { sha256 = "<64 hex>", size = 123, bundle = true }   # size optional, bundle default true
 
 [models.<id>.verify]          # optional, raw: validated by verify/, not here
+[models.<id>.onnx_agreement]  # optional, raw: ONNX-vs-torch tolerances, validated by verify/onnx_checks.py
 ```
 
 Every artifact has a 64-hex sha256 and a size; unknown keys are refused with an error
@@ -50,6 +53,8 @@ from mlfreeze.schema import Table, read_toml
 KINDS = ("clip", "insightface")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DERIVED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[0-9a-f]{64}$")
+DERIVED_ROLES = ("image_onnx", "text_onnx")  # exports of a model's weights (builder/export.py)
 DEFAULT_UNPACK_RATIO = 4
 DEFAULT_UNPACK_FLOOR = 64 << 20  # small demo archives of compressible models
 
@@ -75,6 +80,7 @@ class ArtifactSpec:
     role: str = "weights"
     bundle: bool = True
     max_unpacked: int | None = None
+    derived_from: str = ""  # "<model id>@<weights sha256>" for an exported artifact
 
     @property
     def unpack_limit(self) -> int:
@@ -97,6 +103,7 @@ class ModelSpec:
     description: str = ""
     artifacts: tuple[ArtifactSpec, ...] = ()
     verify: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    onnx_agreement: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +179,7 @@ def _model(model_id: str, t: Table) -> ModelSpec:
         raise t.error("arch", "is missing (the open_clip model name, e.g. 'ViT-B-32-quickgelu')")
     description = t.opt("description", str, "")
     verify = t.opt("verify", dict, {})
+    onnx_agreement = t.opt("onnx_agreement", dict, {})
     raw_artifacts = t.take("artifacts", list)
     t.done()
     if not raw_artifacts:
@@ -180,8 +188,13 @@ def _model(model_id: str, t: Table) -> ModelSpec:
     files = [a.file for a in artifacts]
     if len(set(files)) != len(files):
         raise t.error("artifacts", "names the same file twice")
+    for n, a in enumerate(artifacts):
+        if a.derived_from and a.derived_from.split("@")[0] != model_id:
+            raise ConfigError(f"{t.path}: key '{t.where}.artifacts[{n}].derived_from' names another model "
+                              f"({a.derived_from.split('@')[0]!r}); an export belongs to the model it was made from")
     return ModelSpec(id=model_id, kind=kind, embed_dim=embed_dim, license=license_, arch=arch,
-                     description=description, artifacts=artifacts, verify=MappingProxyType(dict(verify)))
+                     description=description, artifacts=artifacts, verify=MappingProxyType(dict(verify)),
+                     onnx_agreement=MappingProxyType(dict(onnx_agreement)))
 
 
 def _safe_name(t: Table, key: str, name: str) -> str:
@@ -213,6 +226,11 @@ def _artifact(t: Table) -> ArtifactSpec:
     role = t.opt("role", str, "weights")
     bundle = t.opt("bundle", bool, True)
     max_unpacked = t.opt("max_unpacked", int, None)
+    derived = t.opt("derived_from", str, "")
+    if role in DERIVED_ROLES and not _DERIVED.match(derived):
+        raise t.error("derived_from", f"must be '<model id>@<64 hex sha256>' for role {role!r}")
+    if derived and role not in DERIVED_ROLES:
+        raise t.error("derived_from", f"is only allowed with role {' or '.join(DERIVED_ROLES)}")
     members_t = t.sub("members", required=False)
     t.done()
     members: list[MemberSpec] = []
@@ -231,4 +249,4 @@ def _artifact(t: Table) -> ArtifactSpec:
     if members and not extract:
         raise t.error("members", "is only allowed with extract = true")
     return ArtifactSpec(file=file, sha256=sha256, size=size, urls=urls, extract=extract, members=tuple(members),
-                        role=role, bundle=bundle, max_unpacked=max_unpacked)
+                        role=role, bundle=bundle, max_unpacked=max_unpacked, derived_from=derived)

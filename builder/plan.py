@@ -117,19 +117,26 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                models=f == "full")
         for f in flavors
     )
-    reports = (f"dist/reports/verify-{p}.json", f"dist/reports/verify-{p}.xml",
-               f"dist/reports/sizes-{p}.json", f"dist/reports/sizes-{p}.md", f"dist/reports/sizes-{p}.html")
+    # one verify report per flavor that ships models, handed to that flavor's freeze
+    verify_reports = {b.flavor: (f"dist/reports/verify-{p}-{b.flavor}.json", f"dist/reports/verify-{p}-{b.flavor}.xml")
+                      for b in bundles if b.models}
+    sizes_reports = (f"dist/reports/sizes-{p}.json", f"dist/reports/sizes-{p}.md", f"dist/reports/sizes-{p}.html")
+    reports = (*(r for pair in verify_reports.values() for r in pair), *sizes_reports)
     steps = [*install_steps(profile, config, flavors=flavors, mlfreeze_source=mlfreeze_source)]
     steps.append(Step(stage="doctor", title="the installed environment matches the profile",
                       command=("mlfreeze", "doctor", "--platform", p)))
     steps.append(Step(stage="fetch", title=f"download and checksum model set '{model_set}'",
                       command=("mlfreeze", "fetch", "--set", model_set)))
-    steps.append(Step(stage="verify", title="functional verification (fails the build on bad embeddings)",
-                      command=("mlfreeze", "verify", "--set", model_set, "--platform", p,
-                               "--report", reports[0], "--junit", reports[1])))
+    for flavor, (report, junit) in verify_reports.items():
+        steps.append(Step(stage="verify", title=f"functional verification of the {flavor} bundle's models "
+                                                "(fails the build on bad embeddings)",
+                          command=("mlfreeze", "verify", "--set", model_set, "--platform", p, "--flavor", flavor,
+                                   "--report", report, "--junit", junit)))
     for b in bundles:
+        verify_arg = ("--verify-report", verify_reports[b.flavor][0]) if b.flavor in verify_reports else ()
         steps.append(Step(stage="freeze", title=f"freeze the {b.flavor} bundle ({b.spec})",
-                          command=("mlfreeze", "freeze", "--platform", p, "--flavor", b.flavor, "--set", model_set)))
+                          command=("mlfreeze", "freeze", "--platform", p, "--flavor", b.flavor, "--set", model_set,
+                                   *verify_arg)))
         checks = [(f"{b.path}/{config.app}{exe}", "--health")]
         if b.flavor == "full":
             checks.insert(0, (f"{b.path}/{config.app}-selftest{exe}", "--json"))
@@ -137,8 +144,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
             steps.append(Step(stage="selftest", title=f"run the frozen {b.flavor} bundle in a clean environment",
                               command=(exe_path, arg)))
     steps.append(Step(stage="sizes", title="size report, waste finder and budgets",
-                      command=("mlfreeze", "sizes", *(b.path for b in bundles), "--json", reports[2],
-                               "--markdown", reports[3], "--html", reports[4])))
+                      command=("mlfreeze", "sizes", *(b.path for b in bundles), "--json", sizes_reports[0],
+                               "--markdown", sizes_reports[1], "--html", sizes_reports[2])))
     steps.append(Step(stage="release", title="archives, SHA256SUMS, release manifest (release workflow)",
                       command=("mlfreeze", "release", "dist")))
     return Plan(

@@ -20,6 +20,7 @@ from mlfreeze.errors import ConfigError
 from mlfreeze.globs import compile_glob
 from mlfreeze.platforms.profiles import ACCELERATORS, all_profiles
 from mlfreeze.schema import Table, read_toml
+from mlfreeze.units import format_size
 
 PRUNE_FILE = Path(mlfreeze.specs.__file__).resolve().parent / "prune.toml"
 
@@ -152,5 +153,5 @@ def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal
                 p.unlink()
         removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths)))
         if log:
-            print(f"prune: {rule.name:<24} removed {size / 1e6:10.1f} MB ({len(paths)} paths)", flush=True)
+            print(f"prune: {rule.name:<24} removed {format_size(size):>10} ({len(paths)} paths)", flush=True)
     return removals

@@ -1,13 +1,18 @@
 """``mlfreeze release DIST_DIR [--version V]``: archives, SHA256SUMS, manifest and SBOMs.
 
-Finds the bundles in ``DIST_DIR`` (folders holding ``BUILD-INFO.json``) and writes
-``DIST_DIR/release/``, the exact set of files a GitHub release publishes:
+Finds the bundles in ``DIST_DIR`` (folders holding ``BUILD-INFO.json``), audits each one
+(builder/audit.py: RECORD, model pins, shared-library closure, verification; a bundle that
+fails is refused with the audit's exit code, naming the file), refuses a bundle holding a
+model whose goldens are not pinned unless BUILD-INFO records the project's opt-out
+(``[tool.mlfreeze] unpinned_goldens``), and writes ``DIST_DIR/release/``, the exact set of
+files a GitHub release publishes:
 
     <bundle>.tar.gz | <bundle>.zip        one reproducible archive per bundle (profile's format)
     <bundle>.<ext>.part001 ...            instead of the archive when it is above the split limit
     <bundle>.<ext>.sha256                 the whole archive's checksum, only when it was split
     <bundle>.cdx.json                     CycloneDX SBOM of the bundle's environment
-    release-manifest.json                 docs/release-manifest.schema.json
+    release-manifest.json                 docs/release-manifest.schema.json (model hashes re-read from the
+                                          files by the audit, never copied from BUILD-INFO)
     SHA256SUMS                            every file above; ``sha256sum -c SHA256SUMS`` passes
 
 Folders of ``DIST_DIR`` that hold a ``release-manifest.json`` are release fragments made
@@ -17,7 +22,8 @@ gives the same bytes as releasing every bundle at once.
 
 The folder is built under a temporary name and renamed into place, so a failure leaves
 the previous ``release/`` (or none) and no half-written one. Same bundles + same
-``SOURCE_DATE_EPOCH`` -> byte-identical files.
+``SOURCE_DATE_EPOCH`` -> byte-identical files. The incremental stamp ``.mlfreeze-stamp`` is
+never archived.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,24 +38,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlfreeze import __version__, archives, fragments, sbom
+from mlfreeze import __version__, archives, audit, fragments, sbom
 from mlfreeze.errors import ConfigError, UsageError, VerificationError
+from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_size
+from mlfreeze_runtime import buildinfo as _buildinfo
+from mlfreeze_runtime.record import STAMP_NAME
 
 BUILD_INFO = "BUILD-INFO.json"
 RELEASE_DIR = "release"
 MANIFEST = "release-manifest.json"
 SUMS = "SHA256SUMS"
-MANIFEST_SCHEMA_VERSION = 1
-BUILD_INFO_SCHEMA_VERSIONS = (1,)
-GITHUB_ASSET_LIMIT = 2 * 1024**3  # GitHub refuses release assets of 2 GiB and more
-DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 1024**2
+MANIFEST_SCHEMA_VERSION = 2
+NOT_ARCHIVED = (STAMP_NAME,)  # at the bundle root: the incremental stamp is the builder's, not the user's
+DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 2**20
 SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
 NOT_BUNDLES = ("reports", RELEASE_DIR)
 FLAVORS = ("full", "lite")
 FORMATS = ("tar.gz", "zip")
-_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-_SIZE = re.compile(r"^(?P<number>\d+)\s*(?:(?P<unit>[kmgKMG])(?:i?[bB])?)?$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +65,7 @@ class Bundle:
     archive_format: str
     accelerator: str
     mtime: int
+    audit: audit.AuditResult | None = None
 
     @property
     def name(self) -> str:
@@ -82,49 +88,6 @@ class ReleaseResult:
 
 def _bad(path: Path, what: str) -> ConfigError:
     return ConfigError(f"{path}: {what}; rebuild the bundle (nox -s build-<platform>) or fix the file")
-
-
-def _str(info: Mapping[str, Any], key: str, path: Path, *, required: bool = True) -> str | None:
-    value = info.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value:
-        raise _bad(path, f"key {key!r} must be a non-empty string, got {value!r}")
-    return value
-
-
-def _check_build_info(info: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(info, dict):
-        raise _bad(path, "must hold a JSON object")
-    if info.get("schema_version") not in BUILD_INFO_SCHEMA_VERSIONS:
-        raise _bad(path, f"schema_version is {info.get('schema_version')!r}; this mlfreeze reads "
-                         f"{', '.join(map(str, BUILD_INFO_SCHEMA_VERSIONS))}")
-    for key in ("app", "version", "platform", "flavor"):
-        _str(info, key, path)
-    if info["flavor"] not in FLAVORS:
-        raise _bad(path, f"key 'flavor' is {info['flavor']!r}; expected one of {', '.join(FLAVORS)}")
-    for key in ("accelerator", "archive_format", "python", "torch", "cuda", "onnxruntime", "model_set",
-                "git_commit", "built_at"):
-        if info.get(key) is not None and not isinstance(info[key], str):
-            raise _bad(path, f"key {key!r} must be a string or null, got {info[key]!r}")
-    dists = info.get("distributions") or {}
-    if not isinstance(dists, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in dists.items()):
-        raise _bad(path, "key 'distributions' must map distribution names to version strings")
-    models = info.get("models") or []
-    if not isinstance(models, list):
-        raise _bad(path, "key 'models' must be a list")
-    for i, model in enumerate(models):
-        files = model.get("files") if isinstance(model, dict) else None
-        if not isinstance(model, dict) or not isinstance(model.get("id"), str) or not isinstance(files, dict):
-            raise _bad(path, f"key 'models[{i}]' must be an object with 'id' and 'files'")
-        for relpath, digest in files.items():
-            if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
-                raise _bad(path, f"key 'models[{i}].files.{relpath}' must be a lowercase sha256 hex digest")
-    for key in ("verification", "selftest"):
-        result = info.get(key)
-        if result is not None and not (isinstance(result, dict) and isinstance(result.get("passed", True), bool)):
-            raise _bad(path, f"key {key!r} must be null or an object whose 'passed' is true or false")
-    return info
 
 
 def _profile_fact(platform: str, attr: str) -> str | None:
@@ -173,10 +136,9 @@ def find_bundles(dist: Path, env: Mapping[str, str] | None = None) -> list[Bundl
             raise UsageError(f"{path}: bundle without {BUILD_INFO}; rebuild it with nox -s build-<platform> "
                              f"or move it out of {dist}")
         try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _bad(info_path, f"not valid JSON ({exc})") from None
-        info = _check_build_info(info, info_path)
+            info = _buildinfo.read(path)
+        except _buildinfo.BuildInfoError as exc:
+            raise ConfigError(f"{exc}; rebuild the bundle (nox -s build-<platform>) or fix the file") from None
         fmt = info.get("archive_format") or _profile_fact(info["platform"], "archive_format")
         if fmt not in FORMATS:
             raise _bad(info_path, f"no usable archive_format ({fmt!r}) and no profile {info['platform']!r} to "
@@ -195,18 +157,22 @@ def find_fragments(dist: Path) -> list[fragments.Fragment]:
 
 
 def split_limit(env: Mapping[str, str] | None = None) -> int:
-    """``$MLFREEZE_SPLIT_LIMIT`` (bytes; K/M/G or KiB/MiB/GiB suffixes) or just under 2 GiB."""
+    """``$MLFREEZE_SPLIT_LIMIT`` in bytes, read with the one size grammar of builder/units.py
+    ("1 GiB" == "1073741824", "1 GB" == 10^9), or 2 GiB - 16 MiB; exit 2 when malformed, 0 or not
+    below GitHub's 2 GiB per-asset limit."""
     env = os.environ if env is None else env
     raw = env.get(SPLIT_LIMIT_ENV, "").strip()
     if not raw:
         return DEFAULT_SPLIT_LIMIT
-    match = _SIZE.match(raw)
-    if not match or int(match["number"]) <= 0:
-        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not a size like 2000000000 or 1900MiB; fix or unset it")
-    number, unit = match["number"], (match["unit"] or "").lower()
-    limit = int(number) * _UNITS[unit]
+    try:
+        limit = parse_size(raw)
+    except ValueError as exc:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}: {exc}; fix or unset it") from None
+    if limit <= 0:
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not a positive size like 1900 MiB; fix or unset it")
     if limit >= GITHUB_ASSET_LIMIT:
-        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} is not below GitHub's 2 GiB asset limit; lower it")
+        raise UsageError(f"{SPLIT_LIMIT_ENV}={raw!r} ({format_exact(limit)}) is not below GitHub's "
+                         f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit; lower it")
     return limit
 
 
@@ -225,6 +191,29 @@ def release_version(found: Mapping[str, str], requested: str | None) -> str:
     return versions[0]
 
 
+def audit_bundles(bundles: list[Bundle], log: Callable[[str], None] | None) -> list[Bundle]:
+    """Audit every bundle (builder/audit.py); refuse the release when one fails (exit 3 or 1), or when one
+    holds a model without pinned goldens that BUILD-INFO does not record as opted out (exit 1)."""
+    results = [audit.audit_bundle(b.path) for b in bundles]
+    for result in results:
+        for line in result.notices:
+            (log or print)(f"release: note: {line}")
+        for line in result.lines():
+            (log or print)(f"release: refused: {line}")
+    error = audit.refusal(results)
+    if error is not None:
+        raise type(error)(f"audit: {error.message}")
+    for result in results:
+        unpinned = audit.unpinned_models(result)
+        if unpinned:
+            raise VerificationError(
+                f"{result.bundle.name}: model {', '.join(unpinned)} ships without pinned goldens, so the gate ran "
+                "without its golden check; pin them (nox -s pin-goldens -- --set <set>) or opt out by name in "
+                f"[tool.mlfreeze] unpinned_goldens = [{', '.join(repr(u) for u in unpinned)}] and rebuild")
+    return [Bundle(path=b.path, info=b.info, archive_format=b.archive_format, accelerator=b.accelerator,
+                   mtime=b.mtime, audit=r) for b, r in zip(bundles, results, strict=True)]
+
+
 def _check_verified(name: str, facts: Mapping[str, Any]) -> None:
     for key in ("verification", "selftest"):
         result = facts.get(key)
@@ -235,15 +224,6 @@ def _check_verified(name: str, facts: Mapping[str, Any]) -> None:
 
 # --- writing --------------------------------------------------------------------------------
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.1f} {unit}" if unit != "B" else f"{n} B"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 def _dump(data: Any, path: Path) -> str:
     text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8", newline="\n")
@@ -253,10 +233,12 @@ def _dump(data: Any, path: Path) -> str:
 def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     """Archive + SBOM for one bundle; returns its manifest entry and ``{file: sha256}``."""
     info = bundle.info
+    assert bundle.audit is not None, "bundles are audited before they are archived"
+    hashes = bundle.audit.hashes  # re-read from the files, every one checked against RECORD
     archive = out / bundle.archive_name
     try:
         made = archives.write_archive(bundle.path, archive, fmt=bundle.archive_format, arcroot=bundle.name,
-                                      mtime=bundle.mtime)
+                                      mtime=bundle.mtime, exclude=NOT_ARCHIVED)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     sums: dict[str, str] = {}
@@ -267,14 +249,14 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
         sums[whole.name] = archives.sha256_file(whole)
         sums.update({p.path.name: p.sha256 for p in parts})
         messages.append(
-            f"release: {bundle.archive_name} is {_human(made.size)}; GitHub refuses release assets of 2 GiB "
-            f"or more, so it was split into {len(parts)} parts of at most {_human(limit)} "
+            f"release: {bundle.archive_name} is {format_size(made.size)}; GitHub refuses release assets of 2 GiB "
+            f"or more, so it was split into {len(parts)} parts of at most {format_size(limit)} "
             f"({parts[0].path.name} .. {parts[-1].path.name}); rejoin with: cat {bundle.archive_name}.part* > "
             f"{bundle.archive_name} && sha256sum -c {whole.name}")
     else:
         sums[archive.name] = made.sha256
     sbom_name = f"{bundle.name}.cdx.json"
-    sums[sbom_name] = _dump(sbom.sbom(info, bundle.path, epoch=bundle.mtime), out / sbom_name)
+    sums[sbom_name] = _dump(sbom.sbom(info, bundle.path, epoch=bundle.mtime, hashes=hashes), out / sbom_name)
     entry = {
         "bundle": bundle.name,
         "app": info["app"],
@@ -289,8 +271,11 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
         "parts": [{"file": p.path.name, "size": p.size, "sha256": p.sha256} for p in parts],
         "versions": {key: info.get(key) for key in ("python", "torch", "cuda", "onnxruntime")},
         "model_set": info.get("model_set"),
-        "models": [{"id": m["id"], "kind": m.get("kind"), "sha256": dict(sorted(m["files"].items()))}
+        "models": [{"id": m["id"], "kind": m.get("kind"),
+                    "sha256": {rel: hashes[f"models/{rel}"] for rel in sorted(m["files"])}}
                    for m in info.get("models") or []],
+        "unpinned_goldens": list(info["unpinned_goldens"]),
+        "record_sha256": bundle.audit.record_sha256,
         "verification": info.get("verification"),
         "selftest": info.get("selftest"),
         "sbom": sbom_name,
@@ -298,8 +283,8 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
         "built_at": info.get("built_at"),
         "mtime": bundle.mtime,
     }
-    messages.append(f"release: {bundle.archive_name}: {_human(made.content_bytes)} on disk -> "
-                    f"{_human(made.size)} {bundle.archive_format}, sha256 {made.sha256[:16]}...")
+    messages.append(f"release: {bundle.archive_name}: {format_size(made.content_bytes)} on disk -> "
+                    f"{format_size(made.size)} {bundle.archive_format}, sha256 {made.sha256[:16]}...")
     return entry, sums
 
 
@@ -347,6 +332,7 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
         found[name] = str(facts["version"])
         _check_verified(name, facts)
     rel_version = release_version(found, version)
+    bundles = audit_bundles(bundles, log)
     final = dist / RELEASE_DIR
     tmp = dist / f".{RELEASE_DIR}-tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

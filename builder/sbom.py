@@ -7,7 +7,8 @@ Components come from two places, merged by normalised name:
    (what actually ships); a version found here wins over the map.
 
 Each Python distribution is a ``library`` with a ``pkg:pypi/<name>@<version>`` purl; each
-model file is a ``machine-learning-model`` component with its SHA-256. The document holds no
+model file is a ``machine-learning-model`` component with its SHA-256, re-read from the
+file by the audit (``hashes``), never copied from BUILD-INFO. The document holds no
 clock time and no random serial: the serial number is a UUIDv5 of the bundle's identity,
 and the timestamp is the release's ``SOURCE_DATE_EPOCH``, so the SBOM is reproducible too.
 """
@@ -76,11 +77,11 @@ def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _model_components(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _model_components(info: Mapping[str, Any], hashes: Mapping[str, str]) -> list[dict[str, Any]]:
     components = []
     for model in info.get("models") or []:
-        files = model.get("files") or {}
-        for relpath, digest in sorted(files.items()):  # relpath: "<id>/<file>" inside models/
+        for relpath in sorted(model.get("files") or {}):  # relpath: "<id>/<file>" inside models/
+            digest = hashes[f"models/{relpath}"]
             components.append({
                 "type": "machine-learning-model",
                 "bom-ref": f"model:{relpath}",
@@ -92,8 +93,13 @@ def _model_components(info: Mapping[str, Any]) -> list[dict[str, Any]]:
     return components
 
 
-def sbom(info: Mapping[str, Any], bundle: Path | None, *, epoch: int) -> dict[str, Any]:
-    """The CycloneDX document for one bundle (``info`` is its BUILD-INFO.json)."""
+def sbom(info: Mapping[str, Any], bundle: Path | None, *, epoch: int, hashes: Mapping[str, str]) -> dict[str, Any]:
+    """The CycloneDX document for one bundle.
+
+    ``info``: its BUILD-INFO.json as ``mlfreeze_runtime.buildinfo.read`` returns it; ``hashes``:
+    ``{bundle relpath: sha256 hex}`` re-read from the files (``audit.AuditResult.hashes``), the
+    source of every model component's hash. KeyError when a model file was not hashed.
+    """
     identity = f"{info['app']}@{info['version']}/{info['platform']}/{info['flavor']}"
     app_ref = f"app:{identity}"
     libraries = [
@@ -101,7 +107,7 @@ def sbom(info: Mapping[str, Any], bundle: Path | None, *, epoch: int) -> dict[st
          "purl": purl(name, version)}
         for name, version in distributions(info, bundle).values()
     ]
-    components = libraries + _model_components(info)
+    components = libraries + _model_components(info, hashes)
     properties = [{"name": f"mlfreeze:{key}", "value": str(info[key])}
                   for key in ("platform", "accelerator", "flavor", "python", "torch", "cuda", "onnxruntime",
                               "model_set", "git_commit")

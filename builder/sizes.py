@@ -197,7 +197,8 @@ def write_outputs(report: SizesReport, *, json_path: Path | None = None, markdow
     return tuple(written)
 
 
-def _raise_breaches(report: SizesReport, command: str = "sizes") -> None:
+def raise_breaches(report: SizesReport, command: str = "sizes") -> None:
+    """Exit 5 (:class:`BudgetExceeded`) when ``report`` breaches a budget: one line, or each on stderr."""
     if not report.breaches:
         return
     if len(report.breaches) == 1:
@@ -237,7 +238,7 @@ def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str 
                             markdown=reports_dir / f"sizes-{name}.md", html=reports_dir / f"sizes-{name}.html")
     report = SizesReport(doc=report.doc, breaches=report.breaches, warnings=report.warnings, written=written)
     if check:
-        _raise_breaches(report, "build")
+        raise_breaches(report, "build")
     return report
 
 
@@ -268,5 +269,5 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {path}", file=sys.stderr)
     for line in report.warnings:
         print(f"mlfreeze sizes: warning: {line}", file=sys.stderr)
-    _raise_breaches(report)
+    raise_breaches(report)
     return 0

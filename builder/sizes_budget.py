@@ -9,7 +9,8 @@ max_growth = "5%"               # vs --baseline: "5%" of the baseline total, or 
 measure = "disk"                # "disk" (exact, the default) or "compressed" (estimated)
 ```
 
-Units are decimal (kB, MB, GB, TB = 1000^n) or binary (KiB, MiB, GiB, TiB = 1024^n).
+Sizes use the one grammar of builder/units.py: decimal kB, MB, GB, TB (1000^n), binary KiB, MiB,
+GiB, TiB (1024^n), or an integer of bytes; "1 GiB" and 1073741824 are the same budget.
 """
 
 from __future__ import annotations
@@ -23,39 +24,14 @@ from typing import Any
 
 from mlfreeze.errors import UsageError
 from mlfreeze.schema import Table, read_toml
+from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_size
 
-UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-         "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
+__all__ = ["GITHUB_ASSET_LIMIT", "parse_size"]  # re-exported: budgets read sizes with the one grammar
+
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 FLAVORS = ("full", "lite")
 MEASURES = ("disk", "compressed")
 WHERE = "tool.mlfreeze.budgets"
-GITHUB_ASSET_LIMIT = 2 * 2**30  # GitHub refuses release assets of 2 GiB and more
-
-
-def parse_size(text: str | int) -> int:
-    """'4.2 GB' -> 4200000000; '60 MiB' -> 62914560; an int is bytes. ValueError when malformed."""
-    if isinstance(text, bool):
-        raise ValueError("a size, not a boolean")
-    if isinstance(text, int):
-        if text < 0:
-            raise ValueError("a size cannot be negative")
-        return text
-    m = _SIZE.match(text)
-    if not m or m.group(2).lower() not in UNITS:
-        raise ValueError(f"{text!r} is not a size like '4.2 GB', '60 MiB' or '1500000'")
-    return round(float(m.group(1)) * UNITS[m.group(2).lower()])
-
-
-def human(n: float) -> str:
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
-        n /= 1000
-    return f"{sign}{n:.1f} GB"  # pragma: no cover
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,22 +143,24 @@ def check_budgets(bundle: Mapping[str, Any], budgets: Budgets) -> list[Check]:
     if isinstance(flavor, str) and flavor in budgets.totals:
         limit, actual = budgets.totals[flavor], _measure(bundle, m)
         checks.append(Check(what="total", limit=limit, actual=actual, ok=actual <= limit, line=(
-            f"{name}: {actual:,} bytes ({m}) exceed the {flavor} budget of {limit:,} "
-            f"({budgets.texts.get(f'{WHERE}.{flavor}', budgets.texts.get(f'{WHERE}.{flavor}.total', ''))}) "
+            f"{name}: {format_exact(actual)} ({m}) exceed the {flavor} budget of {format_exact(limit)} "
+            f"(written {budgets.texts.get(f'{WHERE}.{flavor}', budgets.texts.get(f'{WHERE}.{flavor}.total', ''))!r}) "
             f"in {where}; act on the waste list or raise the budget")))
     for scope in ("*", flavor):
         for comp, limit in (budgets.components.get(scope or "", {}) or {}).items():
             actual = _measure(bundle, m, comp)
             checks.append(Check(what=f"component:{comp}", limit=limit, actual=actual, ok=actual <= limit, line=(
-                f"{name}: component {comp} is {actual:,} bytes ({m}), over its budget of {limit:,} in {where}")))
+                f"{name}: component {comp} is {format_exact(actual)} ({m}), over its budget of "
+                f"{format_exact(limit)} in {where}")))
     return checks
 
 
 def asset_limit_check(bundle: Mapping[str, Any]) -> Check:
     actual = int(bundle["compressed_bytes"])
     return Check(what="asset-limit", limit=GITHUB_ASSET_LIMIT, actual=actual, ok=actual < GITHUB_ASSET_LIMIT,
-                 line=(f"{bundle['name']}: compressed archive ~{human(actual)} is over GitHub's 2 GiB release-asset "
-                       "limit; split the archive or publish it elsewhere"))
+                 line=(f"{bundle['name']}: compressed archive ~{format_size(actual)} is over GitHub's "
+                       f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit, so `mlfreeze release` will split it "
+                       "into parts (rejoined with cat before use)"))
 
 
 # ---- baseline -------------------------------------------------------------------------
@@ -258,8 +236,8 @@ def delta(bundle: Mapping[str, Any], old: Mapping[str, Any], budgets: Budgets,
         allowed = budgets.max_growth.allowed(base_measured)
         grown = measured - base_measured
         check = Check(what="growth", limit=allowed, actual=grown, ok=grown <= allowed, line=(
-            f"{bundle['name']}: grew {grown:,} {budgets.measure} bytes over {baseline_path}, more than "
-            f"max_growth = {budgets.max_growth.text!r} ({allowed:,} bytes); see the per-component deltas"))
+            f"{bundle['name']}: grew {format_exact(grown)} ({budgets.measure}) over {baseline_path}, more than "
+            f"max_growth = {budgets.max_growth.text!r} ({format_exact(allowed)}); see the per-component deltas"))
     return doc, check
 
 

@@ -10,13 +10,39 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlfreeze.sizes_budget import human
+from mlfreeze.units import GITHUB_ASSET_LIMIT, format_size
 
 MAX_WASTE_LINES = 12
 
 
 def to_json(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
+
+
+def headline(doc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """What a reader must see first, as ``(level, line)`` with level ``"error" | "warning" | "ok"``:
+    every release-asset finding (a bundle whose compressed archive is over GitHub's per-asset
+    limit will be split by ``mlfreeze release``), then the budget verdict (each exceeded budget,
+    or that all budgets hold, or that none is set). Made from the JSON document only."""
+    out: list[tuple[str, str]] = []
+    for b in doc["bundles"]:
+        for c in b["checks"]:
+            if c["what"] == "asset-limit" and not c["ok"]:
+                out.append(("warning", f"release asset: {c.get('line') or b['name'] + ' is over the limit'}"))
+    if not out:
+        out.append(("ok", f"release assets: every compressed archive is under GitHub's "
+                          f"{format_size(GITHUB_ASSET_LIMIT)} per-asset limit"))
+    held = [(b, c) for b in doc["bundles"] for c in b["checks"] if c["what"] != "asset-limit"]
+    if doc.get("breaches"):
+        out += [("error", f"budget exceeded: {line}") for line in doc["breaches"]]
+    elif held:
+        measure = (doc.get("budgets") or {}).get("measure", "disk")
+        parts = [f"{b['name']} {c['what']} {format_size(c['actual_bytes'])} of {format_size(c['limit_bytes'])}"
+                 for b, c in held]
+        out.append(("ok", f"budgets: all {len(held)} held ({measure}): {'; '.join(parts)}"))
+    else:
+        out.append(("ok", "budgets: none set ([tool.mlfreeze.budgets] in pyproject.toml)"))
+    return out
 
 
 def _mark(bundle: Mapping[str, Any]) -> str:
@@ -37,11 +63,11 @@ def component_rows(bundles: Sequence[Mapping[str, Any]], key: str = "components"
         row = [name]
         for b in bundles:
             c = next((c for c in b[key] if c["name"] == name), None)
-            row += [human(c["disk_bytes"]), _mark(b) + human(c["compressed_bytes"])] if c else ["-", "-"]
+            row += [format_size(c["disk_bytes"]), _mark(b) + format_size(c["compressed_bytes"])] if c else ["-", "-"]
         rows.append(row)
     total = ["TOTAL"]
     for b in bundles:
-        total += [human(b["disk_bytes"]), _mark(b) + human(b["compressed_bytes"])]
+        total += [format_size(b["disk_bytes"]), _mark(b) + format_size(b["compressed_bytes"])]
     rows.append(total)
     return rows
 
@@ -61,11 +87,11 @@ def _header(bundles: Sequence[Mapping[str, Any]], first: str) -> list[str]:
 
 def _waste_lines(b: Mapping[str, Any]) -> list[str]:
     w = b["waste"]
-    lines = [f"waste in {b['name']}: {human(w['total_bytes'])} could be saved"]
+    lines = [f"waste in {b['name']}: {format_size(w['total_bytes'])} could be saved"]
     for f in w["findings"][:MAX_WASTE_LINES]:
         example = f["paths"][0] if f["paths"] else ""
         more = f" (+{f['files'] - 1} more)" if f["files"] > 1 else ""
-        lines.append(f"  {f['rule']:<22} {human(f['bytes']):>10}  {example}{more}  # {f['why']}")
+        lines.append(f"  {f['rule']:<22} {format_size(f['bytes']):>10}  {example}{more}  # {f['why']}")
     if len(w["findings"]) > MAX_WASTE_LINES:
         lines.append(f"  ... {len(w['findings']) - MAX_WASTE_LINES} more findings in the JSON report")
     return lines
@@ -75,7 +101,8 @@ def _check_lines(b: Mapping[str, Any]) -> list[str]:
     lines = []
     for c in b["checks"]:
         state = "ok" if c["ok"] else ("WARNING" if c["what"] == "asset-limit" else "EXCEEDED")
-        lines.append(f"  {c['what']:<28} {human(c['actual_bytes']):>10} / {human(c['limit_bytes']):>10}  {state}")
+        actual, limit = format_size(c["actual_bytes"]), format_size(c["limit_bytes"])
+        lines.append(f"  {c['what']:<28} {actual:>10} / {limit:>10}  {state}")
     return lines
 
 
@@ -83,17 +110,19 @@ def _delta_lines(b: Mapping[str, Any], limit: int = 10) -> list[str]:
     d = b.get("baseline")
     if not d:
         return []
-    lines = [f"vs baseline {d['baseline_name']} ({d['baseline']}): {human(d['delta_bytes'])}"
+    lines = [f"vs baseline {d['baseline_name']} ({d['baseline']}): {format_size(d['delta_bytes'])}"
              f" ({d['delta_percent']}%)"]
     for r in [r for r in d["components"] if r["delta_bytes"]][:limit]:
-        lines.append(f"  {r['name']:<28} {human(r['baseline_bytes']):>10} -> {human(r['current_bytes']):>10}"
-                     f"  {'+' if r['delta_bytes'] > 0 else ''}{human(r['delta_bytes'])}")
+        before, now = format_size(r["baseline_bytes"]), format_size(r["current_bytes"])
+        lines.append(f"  {r['name']:<28} {before:>10} -> {now:>10}"
+                     f"  {'+' if r['delta_bytes'] > 0 else ''}{format_size(r['delta_bytes'])}")
     return lines
 
 
 def to_terminal(doc: Mapping[str, Any]) -> str:
     bundles = doc["bundles"]
-    out = _table(_header(bundles, "component"), component_rows(bundles))
+    out = [("!! " if level != "ok" else "") + line for level, line in headline(doc)] + [""]
+    out += _table(_header(bundles, "component"), component_rows(bundles))
     out += [""] + _table(_header(bundles, "kind"), component_rows(bundles, "kinds"))
     for b in bundles:
         out += [""] + _waste_lines(b)
@@ -115,25 +144,25 @@ def to_markdown(doc: Mapping[str, Any]) -> str:
     bundles = doc["bundles"]
     names = ", ".join(f"`{b['name']}`" for b in bundles)
     out = [f"## Bundle sizes: {names}", ""]
-    if doc.get("breaches"):
-        out += [f"> :x: **{line}**" for line in doc["breaches"]] + [""]
+    icon = {"error": ":x: **", "warning": ":warning: **", "ok": ":white_check_mark: "}
+    out += [f"> {icon[level]}{line}{'**' if level != 'ok' else ''}  " for level, line in headline(doc)] + [""]
     out += _md_table(_header(bundles, "component"), component_rows(bundles)) + [""]
     out += _md_table(_header(bundles, "kind"), component_rows(bundles, "kinds")) + [""]
     for b in bundles:
         w = b["waste"]
-        out += [f"### Waste in `{b['name']}`: {human(w['total_bytes'])}", ""]
-        rows = [[f["rule"], human(f["bytes"]), str(f["files"]), f"`{f['paths'][0]}`" if f["paths"] else "", f["why"]]
-                for f in w["findings"][:MAX_WASTE_LINES]]
+        out += [f"### Waste in `{b['name']}`: {format_size(w['total_bytes'])}", ""]
+        rows = [[f["rule"], format_size(f["bytes"]), str(f["files"]), f"`{f['paths'][0]}`" if f["paths"] else "",
+                 f["why"]] for f in w["findings"][:MAX_WASTE_LINES]]
         out += _md_table(["rule", "bytes", "files", "example", "why"], rows, "lrrll") + [""] if rows \
             else ["none found", ""]
-        checks = [[c["what"], human(c["actual_bytes"]), human(c["limit_bytes"]),
+        checks = [[c["what"], format_size(c["actual_bytes"]), format_size(c["limit_bytes"]),
                    "ok" if c["ok"] else ("warning" if c["what"] == "asset-limit" else "**exceeded**")]
                   for c in b["checks"]]
         out += _md_table(["check", "actual", "limit", "result"], checks, "lrrl") + [""]
         d = b.get("baseline")
         if d:
-            out += [f"Baseline `{d['baseline_name']}`: {human(d['delta_bytes'])} ({d['delta_percent']}%)", ""]
-            rows = [[r["name"], human(r["baseline_bytes"]), human(r["current_bytes"]), human(r["delta_bytes"])]
+            out += [f"Baseline `{d['baseline_name']}`: {format_size(d['delta_bytes'])} ({d['delta_percent']}%)", ""]
+            rows = [[r["name"], *(format_size(r[k]) for k in ("baseline_bytes", "current_bytes", "delta_bytes"))]
                     for r in d["components"] if r["delta_bytes"]][:15]
             if rows:
                 out += _md_table(["component", "baseline", "now", "delta"], rows) + [""]

@@ -188,6 +188,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _build_info(root: Path) -> dict[str, Any]:
+    """The bundle's BUILD-INFO.json through its one reader (empty when absent: a folder not yet frozen)."""
+    from mlfreeze_runtime import buildinfo
+
+    if not (root / buildinfo.FILE_NAME).exists():
+        return {}
+    try:
+        return buildinfo.read(root)
+    except buildinfo.BuildInfoError as exc:
+        from mlfreeze.errors import ConfigError
+        raise ConfigError(f"{exc}; rebuild the bundle or remove the file") from None
+
+
 def model_ids(root: Path) -> tuple[str, ...]:
     """Model ids from models/models.json when present, else the folder names under models/."""
     doc = _read_json(root / "models" / "models.json")
@@ -210,7 +223,7 @@ def scan(root: Path, *, venv: bool = False, app: str | None = None) -> Inventory
     if not root.is_dir():
         from mlfreeze.errors import UsageError
         raise UsageError(f"{root}: not a directory; pass a bundle (dist/<name>/) or --venv DIR")
-    info = {} if venv else _read_json(root / "BUILD-INFO.json")
+    info = {} if venv else _build_info(root)
     app_name = app if app is not None else str(info.get("app") or "")
     packages = package_classifier(app_modules(app_name))
     top_rows = list(VENV_ROWS if venv else BUNDLE_ROWS)

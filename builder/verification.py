@@ -67,7 +67,8 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> 
 
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
              report: str | None = None, junit: str | None = None, strict: bool = False,
-             pin_goldens: Path | None = None, set_name: str = "", out: Any = None) -> int:
+             pin_goldens: Path | None = None, set_name: str = "", flavor: str | None = None,
+             out: Any = None) -> int:
     """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure."""
     from mlfreeze_runtime.verify import gate
     from mlfreeze_runtime.verify import report as vreport
@@ -89,7 +90,7 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
-               "platform": platform, "seconds": run.seconds}
+               "platform": platform, "flavor": flavor, "seconds": run.seconds}
     if report:
         vreport.write_json(Path(report), results, strict=strict, context=context)
     if junit:
@@ -119,4 +120,5 @@ def main(args: argparse.Namespace) -> int:
     refs = model_refs(manifest, fetched, goldens_dir)
     return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
                     report=args.report, junit=args.junit, strict=args.strict,
-                    pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name)
+                    pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name,
+                    flavor=getattr(args, "flavor", None))

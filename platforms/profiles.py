@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -45,6 +45,75 @@ class OnnxRuntimeSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class DlopenLib:
+    """A library loaded with dlopen at run time, so PyInstaller's dependency scan misses it.
+
+    ``lib``: the name dlopen is called with. ``by``: the library that calls dlopen, as a glob
+    relative to the bundle's ``_internal/`` (equal to its path under site-packages); the file
+    is collected from beside it. ``at``: the ``_internal/`` directory it is collected into (one
+    where the loader finds it from ``by``). ``module``: the import that brings ``by`` into a
+    bundle (a flavor that excludes it does not collect the library).
+    """
+
+    lib: str
+    by: str
+    at: str
+    module: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClosureSpec:
+    """``[closure]``: what the shared-library closure check (mlfreeze.closure) expects.
+
+    ``cuda_major``/``cudnn_major``: the CUDA and cuDNN majors the profile's torch and
+    onnxruntime builds link against (None for non-CUDA profiles). ``optional``: globs under
+    ``_internal/`` of shipped plug-in libraries that load only on hosts with extra software
+    (their missing DT_NEEDED are not findings); each needs a reason in the TOML.
+    """
+
+    cuda_major: int | None = None
+    cudnn_major: int | None = None
+    dlopen: tuple[DlopenLib, ...] = ()
+    optional: tuple[str, ...] = ()
+
+
+# Which CUDA and cuDNN majors each build links against, from the projects' release facts.
+# onnxruntime-gpu on PyPI (onnxruntime.ai, "CUDA Execution Provider", Requirements): 1.15-1.18
+# are CUDA 11.8 + cuDNN 8; from 1.19 the default PyPI build is CUDA 12.x + cuDNN 9; from 1.27
+# it is CUDA 13 + cuDNN 9 (its libonnxruntime_providers_cuda.so needs libcublas.so.13).
+# First version of each row, CUDA major, cuDNN major; rows in ascending order.
+ONNXRUNTIME_GPU_BUILDS: tuple[tuple[tuple[int, int], int, int], ...] = (
+    ((1, 15), 11, 8), ((1, 19), 12, 9), ((1, 27), 13, 9),
+)
+# torch's CUDA wheels: cuDNN 8 up to 2.3, cuDNN 9 from 2.4 (the same onnxruntime.ai page:
+# "PyTorch 2.3 uses cuDNN 8.x, while PyTorch 2.4 or later uses cuDNN 9.x").
+TORCH_CUDNN: tuple[tuple[tuple[int, int], int], ...] = (((1, 13), 8), ((2, 4), 9))
+
+
+def _release(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def onnxruntime_gpu_majors(version: str) -> tuple[int, int] | None:
+    """(CUDA major, cuDNN major) of onnxruntime-gpu ``version``'s PyPI build; None if older than the table."""
+    found = None
+    for first, cuda, cudnn in ONNXRUNTIME_GPU_BUILDS:
+        if _release(version) >= first:
+            found = (cuda, cudnn)
+    return found
+
+
+def torch_cudnn_major(version: str) -> int | None:
+    """The cuDNN major torch ``version``'s CUDA wheels bring; None if older than the table."""
+    found = None
+    for first, cudnn in TORCH_CUDNN:
+        if _release(version) >= first:
+            found = cudnn
+    return found
+
+
+@dataclass(frozen=True, kw_only=True)
 class Profile:
     name: str
     session: str
@@ -59,6 +128,7 @@ class Profile:
     torch: TorchSpec
     onnxruntime: OnnxRuntimeSpec
     path: Path
+    closure: ClosureSpec = ClosureSpec()
 
     def torch_index(self, env: Mapping[str, str] | None = None) -> str:
         """The torch index actually used: ``MLFREEZE_TORCH_INDEX`` overrides the profile's."""
@@ -85,6 +155,13 @@ class Stack:
 
     base: tuple[str, ...]
     parts: Mapping[str, StackPart]
+    # import package -> the distributions that install it (at most one of each may be installed)
+    families: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def family_of(self, distribution: str) -> str | None:
+        """The import package whose family ``distribution`` belongs to, or None."""
+        name = canonical_name(distribution)
+        return next((module for module, members in self.families.items() if name in members), None)
 
     def select(self, uses: Sequence[str]) -> tuple[StackPart, ...]:
         """The parts ``uses`` names, in the file's order; ConfigError for an unknown part."""
@@ -101,6 +178,30 @@ class Stack:
     @property
     def no_deps(self) -> tuple[str, ...]:
         return tuple(r for p in self.parts.values() for r in p.no_deps)
+
+    @property
+    def no_deps_requirements(self) -> tuple[str, ...]:
+        """Kept for readers of the old layout: the --no-deps installs' own requirements are now part
+        of their part's ``requirements`` (insightface's in [parts.faces])."""
+        return ()
+
+
+def canonical_name(name: str) -> str:
+    """A distribution name as PyPI compares them (PEP 503): ``Opencv_Python`` -> ``opencv-python``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    """The canonical distribution name a requirement line names: ``faiss-cpu>=1.8`` -> ``faiss-cpu``."""
+    return canonical_name(re.split(r"[\s<>=!~;\[@(]", requirement.strip(), maxsplit=1)[0])
+
+
+def family_mixes(names: Iterable[str], families: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """``{import package: members}`` for every family that ``names`` (distribution names) names
+    twice or more; empty when each family has at most one member among them."""
+    present = {canonical_name(n) for n in names}
+    mixes = {module: tuple(m for m in members if m in present) for module, members in families.items()}
+    return {module: found for module, found in mixes.items() if len(found) > 1}
 
 
 def _version(t: Table, key: str) -> str:
@@ -146,11 +247,61 @@ def load_profile_file(path: Path) -> Profile:
     if not ort.providers or ort.providers[-1] != "CPUExecutionProvider":
         raise ot.error("providers", "must end with CPUExecutionProvider (the fallback every build has)")
     ot.done()
+    closure = _closure(t.sub("closure"), accelerator=accelerator, torch=torch, ort=ort)
     t.done()
     return Profile(name=name, session=session, description=description, host_os=host_os,
                    host_arch=host_arch, accelerator=accelerator, python=python, runner=runner,
                    archive_format=archive_format, constraints=constraints, torch=torch,
-                   onnxruntime=ort, path=path)
+                   onnxruntime=ort, path=path, closure=closure)
+
+
+def _closure(ct: Table, *, accelerator: str, torch: TorchSpec, ort: OnnxRuntimeSpec) -> ClosureSpec:
+    """``[closure]``; the declared CUDA/cuDNN majors must be what torch and onnxruntime link against."""
+    cuda_major = ct.opt("cuda_major", int, None)
+    cudnn_major = ct.opt("cudnn_major", int, None)
+    dlopen = []
+    for i, item in enumerate(ct.opt("dlopen", list, [])):
+        it = Table(item, ct.path, f"{ct.key('dlopen')}[{i}]")
+        entry = DlopenLib(lib=it.take("lib", str), by=it.take("by", str), at=it.take("at", str),
+                          module=it.take("module", str))
+        it.done()
+        for key in ("lib", "by", "at"):
+            value = getattr(entry, key)
+            if value.startswith("/") or ".." in value.split("/") or "\\" in value:
+                raise it.error(key, f"is {value!r}; expected a path relative to the bundle's _internal/")
+        if "/" in entry.lib:
+            raise it.error("lib", f"is {entry.lib!r}; expected the bare name dlopen is called with")
+        dlopen.append(entry)
+    optional = ct.strings("optional", ())
+    ct.done()
+    if accelerator != "cuda":
+        for key, value in (("cuda_major", cuda_major), ("cudnn_major", cudnn_major)):
+            if value is not None:
+                raise ct.error(key, f"is set but accelerator is {accelerator!r}; "
+                                    "CUDA majors are set only for cuda profiles")
+        return ClosureSpec(dlopen=tuple(dlopen), optional=optional)
+    if cuda_major is None or cudnn_major is None:
+        raise ct.error("cuda_major" if cuda_major is None else "cudnn_major",
+                       "is missing; a cuda profile declares the CUDA and cuDNN majors its libraries link against")
+    torch_cuda = int(torch.cuda.split(".")[0])
+    if cuda_major != torch_cuda:
+        raise ct.error("cuda_major", f"is {cuda_major} but torch.cuda is {torch.cuda!r}")
+    torch_cudnn = torch_cudnn_major(torch.version)
+    if torch_cudnn is not None and cudnn_major != torch_cudnn:
+        raise ct.error("cudnn_major",
+                       f"is {cudnn_major} but torch {torch.version}'s CUDA wheels bring cuDNN {torch_cudnn}")
+    if ort.package == "onnxruntime-gpu" and "CUDAExecutionProvider" in ort.providers:
+        majors = onnxruntime_gpu_majors(ort.version)
+        if majors is None:
+            raise ct.error("cuda_major", f"cannot be checked: onnxruntime-gpu {ort.version} is older than "
+                                         "the build table in platforms/profiles.py")
+        if majors != (cuda_major, cudnn_major):
+            raise ct.error("cudnn_major" if majors[0] == cuda_major else "cuda_major",
+                           f"declares CUDA {cuda_major} + cuDNN {cudnn_major}, but onnxruntime-gpu {ort.version}'s "
+                           f"CUDA provider needs CUDA {majors[0]} + cuDNN {majors[1]}: the CUDA provider could not "
+                           "load on a user's GPU; pin a matching onnxruntime-gpu, or declare only "
+                           "CPUExecutionProvider (with package onnxruntime) for faces on this profile")
+    return ClosureSpec(cuda_major=cuda_major, cudnn_major=cudnn_major, dlopen=tuple(dlopen), optional=optional)
 
 
 @cache
@@ -178,6 +329,7 @@ def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
 @cache
 def load_stack(path: Path = PROFILE_DIR / "stack.toml") -> Stack:
     t = Table(read_toml(path), path)
+    families = _families(t.sub("families"))
     bt = t.sub("base")
     base = bt.strings("requirements")
     bt.done()
@@ -191,8 +343,38 @@ def load_stack(path: Path = PROFILE_DIR / "stack.toml") -> Stack:
                                 hiddenimports=p.strings("hiddenimports", ()), excludes=p.strings("excludes", ()))
         p.done()
     t.done()
-    stack = Stack(base=base, parts=parts)
+    stack = Stack(base=base, parts=parts, families=families)
     for req in stack.requirements + stack.no_deps:
-        if req.split("<")[0].split(">")[0].split("=")[0].split(";")[0].strip() in ONNXRUNTIME_DISTS:
+        if stack.family_of(requirement_name(req)) == "onnxruntime":
             raise ConfigError(f"{path}: {req!r}: onnxruntime comes from the profile, never from the stack")
+    names = [requirement_name(r) for r in stack.requirements + stack.no_deps + stack.no_deps_requirements]
+    for module, found in family_mixes(names, families).items():
+        raise ConfigError(f"{path}: the stack names {' and '.join(found)}, which both install the {module} "
+                          "package (key 'families'); keep one")
     return stack
+
+
+def _families(t: Table) -> dict[str, tuple[str, ...]]:
+    """``[families]``: import package -> its distributions (normalised names, two or more, each
+    in one family only, every onnxruntime distribution a profile may name in ``onnxruntime``)."""
+    families: dict[str, tuple[str, ...]] = {}
+    owner: dict[str, str] = {}
+    raw = t.rest()
+    t = Table(raw, t.path, t.where)
+    for module in raw:
+        members = t.strings(module)
+        if len(members) < 2:
+            raise t.error(module, "must list at least two distributions (a family of one cannot mix)")
+        for m in members:
+            if m != canonical_name(m):
+                raise t.error(module, f"names {m!r}; write the normalised name {canonical_name(m)!r}")
+            if m in owner:
+                raise t.error(module, f"names {m!r}, already in family {owner[m]!r}")
+            owner[m] = module
+        families[module] = members
+    t.done()
+    missing = set(ONNXRUNTIME_DISTS) - set(families.get("onnxruntime", ()))
+    if missing:
+        raise t.error("onnxruntime", f"must list every onnxruntime distribution a profile may name "
+                                     f"(missing {', '.join(sorted(missing))})")
+    return families

@@ -1,9 +1,16 @@
 # Runtime hook (runs before the app): point the app and the self-test at the bundle's models/
-# unless the user chose another directory with MLFREEZE_MODELS_DIR.
+# unless the user chose another directory with MLFREEZE_MODELS_DIR. A bundle installed by
+# <app>-update (<root>/versions/<name>/) prefers the model pack <root>/models/current when one
+# was installed with `<app>-update models`.
 import os
 import sys
 
-_models = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "models")
+_here = os.path.dirname(os.path.realpath(sys.executable))
+_models = os.path.join(_here, "models")
+_versions = os.path.dirname(_here)
+_pack = os.path.join(os.path.dirname(_versions), "models", "current")
+if os.path.basename(_versions) == "versions" and os.path.isdir(_pack):
+    _models = _pack
 if not os.environ.get("MLFREEZE_MODELS_DIR") and os.path.isdir(_models):
     os.environ["MLFREEZE_MODELS_DIR"] = _models
-del _models
+del _here, _models, _versions, _pack

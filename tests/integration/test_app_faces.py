@@ -4,8 +4,7 @@
 Why a stand-in: no face ONNX models can be downloaded here. The stand-in returns real
 ``insightface.app.common.Face`` objects (unnormalised embeddings, numpy boxes), so the app's
 image reading, normalisation, grouping, output and FAISS storage all run for real. The last
-test runs the real FaceAnalysis on the demo face models in specs/demo/faces/ (skipped until
-those are in the tree).
+test runs the real FaceAnalysis on the demo face models in specs/demo/faces/.
 """
 
 from __future__ import annotations
@@ -174,8 +173,6 @@ def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monke
 DEMO_FACES = Path(__file__).resolve().parents[2] / "specs" / "demo" / "faces"
 
 
-@pytest.mark.skipif(not (DEMO_FACES / "det_demo.onnx").is_file() or not (DEMO_FACES / "rec_demo.onnx").is_file(),
-                    reason="the demo face models (specs/demo/faces/*.onnx) are not in this tree yet")
 def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatch, capsys) -> None:
     """No stand-in: insightface's FaceAnalysis runs the demo SCRFD/ArcFace-layout models, which
     "detect" bright 96-px tiles (boxes 160 px around each tile) and give 128-d embeddings."""

@@ -12,7 +12,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from release_bundles import EPOCH, make_bundle, tree_bytes
+from mlfreeze import cli
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+    tree_bytes,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,13 +73,17 @@ def test_system_tar_and_unzip_see_the_modes(tmp_path: Path) -> None:
     ran = subprocess.run([str(bundle / "photo-search")], capture_output=True, text=True, check=True)
     assert ran.stdout.strip() == "photo-search"
     original = dist / "photo-search-0.1.0-linux-cuda-full"
-    assert tree_bytes(bundle) == tree_bytes(original)
+    shipped = tree_bytes(original)
+    assert shipped.pop(".mlfreeze-stamp")  # the incremental stamp is the builder's: never archived
+    assert tree_bytes(bundle) == shipped
+    assert cli.main(["audit", str(bundle)]) == 0  # what was unpacked is what RECORD records
     unzip = shutil.which("unzip")
     if unzip:
         subprocess.run([unzip, "-q", str(dist / "release" / "photo-search-0.1.0-win-cuda-full.zip"), "-d",
                         str(out)], check=True)
         win = out / "photo-search-0.1.0-win-cuda-full"
-        assert tree_bytes(win) == tree_bytes(dist / "photo-search-0.1.0-win-cuda-full")
+        assert tree_bytes(win) == {k: v for k, v in tree_bytes(dist / "photo-search-0.1.0-win-cuda-full").items()
+                                   if k != ".mlfreeze-stamp"}
         assert os.access(win / "photo-search.exe", os.X_OK)
 
 

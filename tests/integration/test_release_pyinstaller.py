@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from release_bundles import EPOCH, build_info, tree_bytes
+from release_bundles import EPOCH, seal, tree_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "photo-search-0.1.0-linux-cpu-lite"
@@ -31,8 +31,7 @@ def frozen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist.mkdir()
     bundle = dist / NAME
     shutil.move(work / "out" / "photo-search", bundle)
-    info = build_info("linux-cpu", "lite")
-    (bundle / "BUILD-INFO.json").write_text(json.dumps(info, indent=2))
+    seal(bundle, "linux-cpu", "lite")  # RECORD + BUILD-INFO, as freeze writes them
     return dist
 
 
@@ -59,5 +58,5 @@ def test_real_bundle_release_is_reproducible_and_runs(frozen: Path, tmp_path: Pa
     manifest = json.loads((frozen / "release" / "release-manifest.json").read_text())
     (asset,) = manifest["assets"]
     assert asset["size"]["on_disk"] == sum(p.stat().st_size for p in (frozen / NAME).rglob("*")
-                                           if p.is_file() and not p.is_symlink())
+                                           if p.is_file() and not p.is_symlink() and p.name != ".mlfreeze-stamp")
     assert asset["size"]["compressed"] < asset["size"]["on_disk"]

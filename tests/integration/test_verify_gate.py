@@ -21,29 +21,9 @@ SPECS = ROOT / "specs"
 
 
 def refs_for(manifest: Path, set_name: str, cache: Path) -> list:
-    """The set's models as the gate sees them: through builder.fetch when it exists, else read
-    straight from the manifest with the same sha256 pinning (until the fetch branch merges)."""
-    try:
-        from mlfreeze.fetch import fetch_set
-        from mlfreeze.manifest import load_manifest
-    except ImportError:
-        import tomllib
-        from mlfreeze_runtime.verify.result import ModelRef
-
-        data = tomllib.loads(manifest.read_text())
-        refs = []
-        for mid in data["sets"][set_name]:
-            m = data["models"][mid]
-            files, roles = {}, {}
-            for a in m["artifacts"]:
-                path = (manifest.parent / a["urls"][0]).resolve()
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                assert digest == a["sha256"], f"{path}: sha256 {digest} is not the pinned {a['sha256']}"
-                files[a["file"]], roles[a["file"]] = path, a.get("role", "")
-            refs.append(ModelRef(id=mid, kind=m["kind"], arch=m["arch"], embed_dim=m["embed_dim"], files=files,
-                                 verify=m.get("verify", {}), roles=roles,
-                                 golden=manifest.parent / "goldens" / f"{mid}.json"))
-        return refs
+    """The set's models as the gate sees them: fetched (sha256-pinned) through builder.fetch."""
+    from mlfreeze.fetch import fetch_set
+    from mlfreeze.manifest import load_manifest
     from mlfreeze.verification import model_refs
 
     man = load_manifest(manifest)

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from mlfreeze import cli
 from mlfreeze.cache import TREE_INDEX, Cache
-from mlfreeze.download import Policy, _UrlFailed, check_url
+from mlfreeze.download import Policy, check_url
 from mlfreeze.errors import DownloadError, IntegrityError
 from mlfreeze.extract import extract
 from mlfreeze.fetch import FetchedModel, fetch_set, main
 from mlfreeze.manifest import ArtifactSpec, MemberSpec, load_manifest
+from mlfreeze.retry import UrlFailed
 
 FAST = Policy(retries=0, backoff=0.0)
 
@@ -112,22 +113,49 @@ def test_relative_urls_fetch_into_the_content_addressed_cache(project: Path) -> 
     assert not list((project / "cache" / "tmp").iterdir())
 
 
-def test_offline_uses_cache_and_lists_every_missing_artifact(project: Path, capsys: pytest.CaptureFixture) -> None:
+def test_offline_reads_local_files_and_lists_what_only_the_network_has(project: Path) -> None:
+    # offline means no network, not cache only: relative paths (file:// URLs) still work ...
+    got = _fetch(project, offline=True)
+    assert got["clip"].files["w.bin"].read_bytes() == WEIGHTS
+    assert got["faces"].files["det.onnx"].read_bytes() == DET
+    # ... and once cached, the source is not needed
+    (project / "demo" / "w.bin").unlink()
+    assert _fetch(project, offline=True)["clip"].files["w.bin"].read_bytes() == WEIGHTS
+    # an https URL is never opened offline (the guard would fail the test); missing ones are listed
+    text = (project / "models.toml").read_text()
+    text = text.replace('urls = ["demo/cfg.json"]', 'urls = ["https://example.invalid/cfg.json"]')
+    text = text.replace('urls = ["demo/f.zip"]', 'urls = ["demo/gone.zip", "https://example.invalid/f.zip"]')
+    (project / "models.toml").write_text(text)
+    import shutil
+
+    for gone in (f"blobs/{sha(b'{}')}", f"blobs/{sha(ZIPDATA)}", "trees"):
+        shutil.rmtree(project / "cache" / gone)
     with pytest.raises(DownloadError) as info:
         _fetch(project, offline=True)
     msg = info.value.message
-    assert info.value.exit_code == 3
-    assert f"clip/w.bin ({len(WEIGHTS):,} bytes)" in msg and f"faces/f.zip ({len(ZIPDATA):,} bytes)" in msg
-    assert "clip/cfg.json (2 bytes)" in msg
-    _fetch(project)
-    (project / "demo" / "w.bin").unlink()  # no source any more: offline must not need it
-    assert _fetch(project, offline=True)["clip"].files["w.bin"].read_bytes() == WEIGHTS
+    assert info.value.exit_code == 3 and msg.startswith("offline: 2 artifact(s) of set 't'")
+    assert "clip/cfg.json (2 bytes)" in msg and f"faces/f.zip ({len(ZIPDATA):,} bytes)" in msg
+    assert "clip/w.bin" not in msg  # it came from the cache
 
 
-def test_offline_env(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_env_uses_a_mirror_directory(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    mirror = tmp_path_factory.mktemp("mirror")
+    (mirror / "w.bin").write_bytes(WEIGHTS)
+    text = (project / "models.toml").read_text().replace('urls = ["demo/w.bin"]',
+                                                          'urls = ["https://example.invalid/w.bin"]')
+    (project / "models.toml").write_text(text)
     monkeypatch.setenv("MLFREEZE_OFFLINE", "1")
-    with pytest.raises(DownloadError, match="offline: 3 artifact"):
-        _fetch(project)
+    monkeypatch.setenv("MLFREEZE_MODEL_MIRROR", str(mirror))
+    assert _fetch(project)["clip"].files["w.bin"].read_bytes() == WEIGHTS
+
+
+def test_offline_demo_set_into_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rc = cli.main(["fetch", "--set", "demo", "--offline", "--cache", str(tmp_path / "cache")])
+    assert rc == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "ok demo-clip:" in out and "ok demo-faces:" in out
+    assert len(list((tmp_path / "cache" / "blobs").iterdir())) >= 2
 
 
 def test_corrupt_blob_and_tree_member_are_replaced(project: Path, capsys: pytest.CaptureFixture) -> None:
@@ -305,7 +333,7 @@ def test_allowed_urls(url: str) -> None:
                                           ("http://10.0.0.1/x", "plain http:// refused"),
                                           ("ftp://h/x", "scheme 'ftp' refused")])
 def test_refused_urls(url: str, why: str) -> None:
-    with pytest.raises(_UrlFailed, match=why):
+    with pytest.raises(UrlFailed, match=why):
         check_url(url)
 
 
@@ -348,8 +376,14 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFREEZE_FETCH_RETRIES", "2")
     monkeypatch.setenv("MLFREEZE_FETCH_READ_TIMEOUT", "0.5")
     monkeypatch.setenv("MLFREEZE_FETCH_FSYNC", "0")
+    monkeypatch.setenv("MLFREEZE_FETCH_MIN_RATE", "4096")
+    monkeypatch.setenv("MLFREEZE_FETCH_RATE_WINDOW", "7")
+    monkeypatch.setenv("MLFREEZE_FETCH_ATTEMPT_DEADLINE", "90")
+    monkeypatch.setenv("MLFREEZE_FETCH_URL_DEADLINE", "120")
     p = Policy.from_env()
     assert (p.retries, p.read_timeout, p.fsync, p.connect_timeout) == (2, 0.5, False, 10.0)
+    assert (p.min_rate, p.rate_window, p.attempt_deadline, p.url_deadline) == (4096.0, 7.0, 90.0, 120.0)
+    assert p.idle_timeout == 0.5 and Policy(read_timeout=60, rate_window=30).idle_timeout == 30
     assert all(0.5 * min(p.backoff_max, 2 ** (n - 1)) <= p.delay(n) <= min(p.backoff_max, 2 ** (n - 1))
                for n in range(1, 8))
     monkeypatch.setenv("MLFREEZE_FETCH_BACKOFF", "fast")
@@ -376,3 +410,16 @@ def test_wrong_size_mirror_keeps_a_resumable_prefix(project: Path) -> None:
         download([(project / "bad.bin").as_uri()], part, name="w", size=len(WEIGHTS), sha256=sha(WEIGHTS),
                  policy=FAST, progress=False)
     assert part.read_bytes() == WEIGHTS[:1000]
+
+
+def test_requests_is_imported_by_one_module_only(root: Path) -> None:
+    import ast
+
+    importers = set()
+    for path in sorted((root / "builder").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n.split(".")[0] in ("requests", "urllib3") for n in names):
+                importers.add(path.name)
+    assert importers == {"transfer.py"}

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
-from mlfreeze.incremental import FreezeInputs, installed_distributions, is_fresh, read_stamp, source_files, write_stamp
+from mlfreeze.incremental import (
+    FreezeInputs,
+    installed_distributions,
+    is_fresh,
+    read_stamp,
+    source_files,
+    stale_reason,
+    write_stamp,
+)
+from release_bundles import make_bundle
 
 
 def _inputs(**kw: object) -> FreezeInputs:
@@ -54,7 +64,45 @@ def test_stamp_round_trip_and_freshness(tmp_path: Path) -> None:
     assert read_stamp(bundle) == "d1"
     assert not is_fresh(bundle, "d1"), "no BUILD-INFO.json: the self-test never passed"
     (bundle / "BUILD-INFO.json").write_text("{}")
-    assert is_fresh(bundle, "d1") and not is_fresh(bundle, "d2")
+    assert stale_reason(bundle, "d1").startswith(str(bundle / "BUILD-INFO.json"))  # invalid: never trusted
+    assert stale_reason(bundle, "d2") == "inputs changed (d1 -> d2)"
+
+
+STAMP = "1" * 64
+
+
+def test_a_damaged_bundle_is_not_trusted(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "linux-cpu", "full")
+    assert stale_reason(bundle, STAMP) is None and is_fresh(bundle, STAMP, full=True)
+    weights = bundle / "models" / "demo-clip" / "weights.bin"
+    old = weights.stat()
+    # same size, older mtime: the quick check (sizes, mtimes) cannot see it, the full one does
+    data = bytearray(weights.read_bytes())
+    data[0] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert stale_reason(bundle, STAMP) is None
+    assert "models/demo-clip/weights.bin: differ: sha256" in str(stale_reason(bundle, STAMP, full=True))
+    # an edit that touches the mtime is seen by the quick check too
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))
+    assert "weights.bin: differ: sha256" in str(stale_reason(bundle, STAMP))
+    weights.write_bytes(bytes(data[:-1]))
+    assert "weights.bin: differ: size" in str(stale_reason(bundle, STAMP))
+
+
+def test_a_missing_or_extra_file_or_another_record_is_not_trusted(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "linux-cpu", "lite")
+    (bundle / "_internal" / "base_library.zip").unlink()
+    assert "_internal/base_library.zip: missing" in str(stale_reason(bundle, STAMP))
+    bundle = make_bundle(tmp_path / "b", "linux-cpu", "lite")
+    (bundle / "_internal" / "extra.so").write_bytes(b"x")
+    assert "_internal/extra.so: extra" in str(stale_reason(bundle, STAMP))
+    bundle = make_bundle(tmp_path / "c", "linux-cpu", "lite")
+    (bundle / "RECORD").write_text((bundle / "RECORD").read_text() + "\n")
+    assert stale_reason(bundle, STAMP) == "RECORD is not the one BUILD-INFO.json names"
+    (bundle / "RECORD").unlink()
+    assert "RECORD: missing" in str(stale_reason(bundle, STAMP))
     (bundle / ".mlfreeze-stamp").write_text("not json")
     assert read_stamp(bundle) is None
 

@@ -27,8 +27,9 @@ def test_demo_manifest_holds_only_the_clip_with_relative_urls(tmp_path):
     manifest = load_manifest(tmp_path / "models.toml")
     (clip,) = check_set(manifest, "demo")
     assert clip.id == "demo-clip" and set(manifest.models) == {"demo-clip"}
-    assert [a.urls for a in clip.artifacts] == [("models/demo-clip/demo_clip.safetensors",),
-                                                ("models/demo-clip/demo_clip_config.json",)]
+    assert [a.urls for a in clip.artifacts] == [(f"models/demo-clip/{a.file}",) for a in clip.artifacts]
+    assert [src.is_file() for src, _ in init.demo_files()] == [True] * (len(clip.artifacts) + 1)
+    assert {rel.name for _, rel in init.demo_files()} == {a.file for a in clip.artifacts} | {"demo-clip.json"}
     ours = load_manifest(SPECS / "models.toml").models["demo-clip"]
     assert [a.sha256 for a in clip.artifacts] == [a.sha256 for a in ours.artifacts]  # the same pins
     assert clip.verify == ours.verify  # thresholds and probes carried over

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from mlfreeze import cli, release
-from release_bundles import EPOCH, make_bundle, tree_bytes
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+    tree_bytes,
+)
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 
@@ -96,7 +101,7 @@ def test_a_foreign_manifest_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "dist" / "release-x").mkdir(parents=True)
     (tmp_path / "dist" / "release-x" / "release-manifest.json").write_text('{"schema_version": 7, "assets": []}')
     assert cli.main(["release", str(tmp_path / "dist")]) == 2
-    assert "schema_version 1" in capsys.readouterr().err
+    assert f"schema_version {release.MANIFEST_SCHEMA_VERSION}" in capsys.readouterr().err
 
 
 def test_an_asset_without_its_keys_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 from mlfreeze import cli, release
-from release_bundles import EPOCH, make_bundle, tree_bytes
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+    tree_bytes,
+)
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "release-manifest.schema.json").read_text())
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
@@ -72,22 +77,26 @@ def test_manifest_validates_and_describes_each_asset(tmp_path: Path) -> None:
     out = release.release(_dist(tmp_path), version="v0.1.0", env=ENV).directory
     manifest = json.loads((out / "release-manifest.json").read_text())
     _jsonschema().validate(manifest, SCHEMA)
-    assert manifest["schema_version"] == 1 and manifest["version"] == "0.1.0"
+    assert manifest["schema_version"] == 2 and manifest["version"] == "0.1.0"
     assets = {a["bundle"]: a for a in manifest["assets"]}
     win = assets["photo-search-0.1.0-win-cpu-full"]
     assert win["archive"].endswith(".zip") and win["archive_format"] == "zip"
     assert win["sha256"] == hashlib.sha256((out / win["archive"]).read_bytes()).hexdigest()
     assert win["size"]["compressed"] == (out / win["archive"]).stat().st_size
     assert win["size"]["on_disk"] == sum(p.stat().st_size for p in (tmp_path / "dist" / win["bundle"]).rglob("*")
-                                         if p.is_file())
+                                         if p.is_file() and p.name != ".mlfreeze-stamp")
     assert win["selftest"]["passed"] is True and win["verification"]["checks"] == 31
     assert win["versions"] == {"python": "3.11.7", "torch": "2.14.1+cu130", "cuda": None,
                                "onnxruntime": "onnxruntime-gpu 1.31.1"}
     assert win["models"][0]["id"] == "demo-clip"
     assert win["models"][0]["sha256"]["demo-clip/weights.bin"] == hashlib.sha256(
         b"\x00\x01demo-weights" * 100).hexdigest()
+    assert win["record_sha256"] == hashlib.sha256(
+        (tmp_path / "dist" / win["bundle"] / "RECORD").read_bytes()).hexdigest()
+    assert win["unpinned_goldens"] == []
     lite = assets["photo-search-0.1.0-linux-cpu-lite"]
-    assert lite["selftest"] is None and lite["parts"] == [] and lite["accelerator"] == "cpu"
+    assert lite["selftest"]["checks"] == 1 and lite["parts"] == [] and lite["accelerator"] == "cpu"
+    assert lite["verification"]["applies"] is False and lite["models"] == []
 
 
 def test_schema_is_not_vacuous(tmp_path: Path) -> None:
@@ -124,13 +133,14 @@ def test_archive_above_the_split_limit_is_split(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("", release.DEFAULT_SPLIT_LIMIT), ("1048576", 1 << 20),
-                                               ("100KiB", 102_400), ("1900M", 1900 << 20), ("1g", 1 << 30)])
+                                               ("100KiB", 102_400), ("1900MiB", 1900 << 20), ("1 gib", 1 << 30),
+                                               ("1900 MB", 1_900_000_000), ("60MB", 60_000_000)])
 def test_split_limit_parsing(raw: str, expected: int) -> None:
     assert release.split_limit({"MLFREEZE_SPLIT_LIMIT": raw}) == expected
     assert release.DEFAULT_SPLIT_LIMIT < release.GITHUB_ASSET_LIMIT
 
 
-@pytest.mark.parametrize("raw", ["abc", "-5", "0", "2GiB", "3g", "1.5G"])
+@pytest.mark.parametrize("raw", ["abc", "-5", "0", "2GiB", "3GB", "1g", "1900M", "1.5 B"])
 def test_split_limit_refuses_nonsense(raw: str) -> None:
     with pytest.raises(release.UsageError, match="MLFREEZE_SPLIT_LIMIT"):
         release.split_limit({"MLFREEZE_SPLIT_LIMIT": raw})
@@ -178,7 +188,7 @@ def test_malformed_build_info_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFi
     ({"flavor": "medium"}, "flavor"),
     ({"app": ""}, "'app'"),
     ({"archive_format": "rar", "platform": "nowhere"}, "archive_format"),
-    ({"models": [{"id": "m", "files": {"a": "XYZ"}}]}, "sha256"),
+    ({"models": [{"id": "m", "kind": "clip", "golden": True, "files": {"a": "XYZ"}}]}, "sha256"),
     ({"distributions": {"torch": 2}}, "distributions"),
     ({"built_at": "yesterday"}, "built_at"),
     ({"selftest": {"passed": "yes"}}, "selftest"),

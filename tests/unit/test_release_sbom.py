@@ -6,7 +6,11 @@ import json
 from pathlib import Path
 
 from mlfreeze import release, sbom
-from release_bundles import build_info, make_bundle
+from release_bundles import (
+    build_info,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+)
 
 
 def test_purl_normalises_names_and_encodes_local_versions() -> None:
@@ -17,7 +21,8 @@ def test_purl_normalises_names_and_encodes_local_versions() -> None:
 def test_components_merge_build_info_and_bundled_dist_info(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, "linux-cuda", "full",
                          distributions={"torch": "2.14.1", "NumPy": "1.0.0", "pyinstaller": "6.22.3"})
-    doc = sbom.sbom(json.loads((bundle / "BUILD-INFO.json").read_text()), bundle, epoch=1767225600)
+    doc = sbom.sbom(json.loads((bundle / "BUILD-INFO.json").read_text()), bundle, epoch=1767225600,
+                    hashes={"models/demo-clip/weights.bin": "ab" * 32})
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] in ("1.5", "1.6")
     libs = {c["name"]: c for c in doc["components"] if c["type"] == "library"}
     assert libs["numpy"]["version"] == "2.1.3"  # what ships in _internal wins over the map
@@ -27,7 +32,8 @@ def test_components_merge_build_info_and_bundled_dist_info(tmp_path: Path) -> No
     models = [c for c in doc["components"] if c["type"] == "machine-learning-model"]
     assert [m["name"] for m in models] == ["demo-clip/weights.bin"]  # the path inside models/
     assert models[0]["properties"] == [{"name": "mlfreeze:model-kind", "value": "clip"}]
-    assert models[0]["hashes"][0]["alg"] == "SHA-256" and len(models[0]["hashes"][0]["content"]) == 64
+    # the hash comes from the re-read file (``hashes``), never from BUILD-INFO's copy
+    assert models[0]["hashes"] == [{"alg": "SHA-256", "content": "ab" * 32}]
     assert doc["metadata"]["timestamp"] == "2026-01-01T00:00:00Z"
     refs = [c["bom-ref"] for c in doc["components"]]
     assert len(refs) == len(set(refs))
@@ -38,9 +44,9 @@ def test_components_merge_build_info_and_bundled_dist_info(tmp_path: Path) -> No
 
 def test_sbom_is_deterministic_and_identity_bound(tmp_path: Path) -> None:
     info = build_info("linux-cpu", "lite")
-    a = sbom.sbom(info, None, epoch=0)
-    assert a == sbom.sbom(info, None, epoch=0)
-    other = sbom.sbom(build_info("linux-cpu", "full"), None, epoch=0)
+    a = sbom.sbom(info, None, epoch=0, hashes={})
+    assert a == sbom.sbom(info, None, epoch=0, hashes={})
+    other = sbom.sbom(build_info("linux-cpu", "full"), None, epoch=0, hashes={"models/demo-clip/weights.bin": "0" * 64})
     assert a["serialNumber"] != other["serialNumber"]
     assert a["serialNumber"].startswith("urn:uuid:")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from mlfreeze.sizes import bundle_report
 from mlfreeze.sizes_scan import package_classifier, scan
+from release_bundles import build_info
 
 # path -> size; DUP marks the two identical files
 KNOWN = {
@@ -48,8 +49,7 @@ def make_bundle(root: Path, *, flavor: str = "full", accelerator: str = "cuda", 
         path.parent.mkdir(parents=True, exist_ok=True)
         seed = 0 if rel in DUP else i + 1
         path.write_bytes(random.Random(seed).randbytes(size))
-    info = {"app": "photo-search", "platform": "linux-cuda", "flavor": flavor, "accelerator": accelerator,
-            "archive_format": "tar.gz"}
+    info = build_info("linux-cuda", flavor, accelerator=accelerator, archive_format="tar.gz")
     (bundle / "BUILD-INFO.json").write_text(json.dumps(info))
     if models_json:
         doc = {"schema_version": 1, "models": [

@@ -1,27 +1,23 @@
-"""Fault injection against a real HTTP server on 127.0.0.1: every case ends with the right
-bytes in the cache, or exit 3 and no cache entry."""
+"""Fault injection against real HTTP(S) servers on 127.0.0.1 (threads of this process, so the
+fast tier runs it under the ``loopback`` exemption): every case ends with the right bytes in
+the cache, or exit 3 and no cache entry."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlfreeze.download import Policy
-from mlfreeze.errors import DownloadError, IntegrityError
-from mlfreeze.fetch import fetch_set
-from mlfreeze.manifest import load_manifest
-from test_fetch_server import (
+from fetch_servers import (
     FaultServer,
     drop_after,
     ignore_range,
     redirect,
-    serving,
     short_body,
     stall_after,
     status,
@@ -29,16 +25,17 @@ from test_fetch_server import (
     wrong_bytes,
     wrong_content_range,
 )
+from mlfreeze.download import Policy
+from mlfreeze.errors import DownloadError, IntegrityError
+from mlfreeze.fetch import fetch_set
+from mlfreeze.manifest import load_manifest
+
+pytestmark = pytest.mark.loopback
 
 FAST = Policy(connect_timeout=2.0, read_timeout=0.5, retries=3, backoff=0.01, backoff_max=0.05,
               retry_after_max=5.0, url_deadline=20.0, chunk_size=64 * 1024)
 BODY = os.urandom(1_000_000)
 SHA = hashlib.sha256(BODY).hexdigest()
-
-
-@pytest.fixture
-def server() -> Iterator[FaultServer]:
-    yield from serving()
 
 
 def _art(urls: list[str], body: bytes = BODY, **extra: object) -> dict[str, object]:
@@ -209,7 +206,8 @@ def test_stall_forever_fails_with_exit_3(server: FaultServer, tmp_path: Path) ->
     url = server.add("/w", BODY)
     server.plan("/w", *[stall_after(0)] * 10)
     msg = _fails(tmp_path, [url])
-    assert "read timeout" in msg
+    assert f"no data for {FAST.read_timeout:g}s after 0 bytes this attempt" in msg
+    assert len(server.requests_for("/w")) == 2  # a silent server is retried once, not FAST.retries times
 
 
 def test_server_announces_wrong_size(server: FaultServer, tmp_path: Path) -> None:
@@ -280,13 +278,24 @@ def test_good_zip_extracts_bundle_members_only(server: FaultServer, tmp_path: Pa
     assert again.files == got.files and len(server.log) == before
 
 
+def test_prefix_without_a_recorded_source_is_not_resumed(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/w", BODY)
+    part = tmp_path / "cache" / "tmp" / f"{SHA}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(b"\0" * 1000)  # a prefix nobody vouches for
+    _ok(tmp_path, [url])
+    assert [r.range for r in server.requests_for("/w")] == [None]
+
+
 def test_wrong_resumed_prefix_is_downloaded_again_from_zero(server: FaultServer, tmp_path: Path) -> None:
     url = server.add("/w", BODY)
     part = tmp_path / "cache" / "tmp" / f"{SHA}.part"
     part.parent.mkdir(parents=True)
-    part.write_bytes(b"\0" * 1000)  # a prefix that is not the artifact's
+    part.write_bytes(b"\0" * 1000)  # a prefix that is not the artifact's, recorded as from this URL
+    (part.parent / f"{SHA}.part.source").write_text(json.dumps({"url": url, "etag": server.etag("/w")}))
     _ok(tmp_path, [url])
-    assert [r.range for r in server.requests_for("/w")] == ["bytes=1000-", None]
+    reqs = server.requests_for("/w")
+    assert [(r.range, r.if_range) for r in reqs] == [("bytes=1000-", server.etag("/w")), (None, None)]
 
 
 def test_206_with_a_content_range_that_does_not_continue_restarts(server: FaultServer, tmp_path: Path) -> None:

@@ -1,13 +1,20 @@
-"""A real threaded HTTP server on 127.0.0.1 with per-request fault injection (used by test_fetch_*).
+"""Real threaded HTTP(S) servers on 127.0.0.1 with per-request fault injection: the fixtures
+``server`` and ``tls_server`` of every fetch test, both tiers (registered in tests/conftest.py).
 
-``FaultServer.add(path, body)`` serves ``body`` (Range-aware); ``plan(path, *faults)`` queues
-behaviours consumed one per request, then the path is served normally. Every request is
-logged with its Range header and the bytes sent, so tests can assert what went over the wire.
+``FaultServer.add(path, body)`` serves ``body`` (Range-aware, with an ETag and If-Range
+honoured); ``plan(path, *faults)`` queues behaviours consumed one per request, then the path is
+served normally. Every request is logged with its Range/If-Range headers and the bytes sent, so
+tests can assert what went over the wire. ``tls_server`` speaks HTTPS with a self-signed
+certificate for 127.0.0.1 made with ``cryptography`` (``.cert_file`` is its PEM).
 """
 
 from __future__ import annotations
 
+import datetime
+import gzip
+import hashlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -25,12 +32,13 @@ Fault = Callable[["_Handler", bytes], None]
 class Request:
     path: str
     range: str | None
+    if_range: str | None = None
     status: int = 0
     sent: int = 0
 
 
 class FaultServer:
-    def __init__(self) -> None:
+    def __init__(self, tls_dir: Path | None = None) -> None:
         self.files: dict[str, bytes] = {}
         self.faults: dict[str, list[Fault]] = {}
         self.log: list[Request] = []
@@ -42,6 +50,14 @@ class FaultServer:
         server.fault_server = self  # type: ignore[attr-defined]
         self.httpd = server
         self.port = server.server_address[1]
+        self.scheme = "http"
+        self.cert_file: Path | None = None
+        if tls_dir is not None:
+            self.cert_file, key = self_signed_cert(tls_dir)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.cert_file, key)
+            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def start(self) -> FaultServer:
@@ -54,11 +70,15 @@ class FaultServer:
         self.httpd.server_close()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def add(self, path: str, body: bytes) -> str:
         self.files[path] = body
         return self.url(path)
+
+    def etag(self, path: str) -> str:
+        """The strong ETag the server sends for ``path``'s current body."""
+        return '"' + hashlib.sha256(self.files.get(path, b"")).hexdigest()[:16] + '"'
 
     def plan(self, path: str, *faults: Fault) -> None:
         self.faults.setdefault(path, []).extend(faults)
@@ -82,7 +102,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         fs = self.fs
-        self.record = Request(path=self.path, range=self.headers.get("Range"))
+        self.record = Request(path=self.path, range=self.headers.get("Range"), if_range=self.headers.get("If-Range"))
         with fs.lock:
             fs.log.append(self.record)
             queue = fs.faults.get(self.path) or []
@@ -109,10 +129,14 @@ class _Handler(BaseHTTPRequestHandler):
     def head(self, code: int, length: int, extra: dict[str, str] | None = None) -> None:
         self.record.status = code
         self.send_response(code)
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(length))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
+        extra = dict(extra or {})
+        self.send_header("Content-Type", extra.pop("Content-Type", "application/octet-stream"))
+        if "Content-Length" not in extra:
+            self.send_header("Content-Length", str(length))
+        self.send_header("ETag", self.fs.etag(self.path))
+        for k, v in extra.items():
+            if v:
+                self.send_header(k, v)
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
@@ -138,6 +162,9 @@ def _range_start(h: _Handler, size: int) -> int | None:
     value = h.headers.get("Range")
     if not value or not value.startswith("bytes=") or not value.endswith("-"):
         return None
+    if_range = h.headers.get("If-Range")
+    if if_range is not None and if_range != h.fs.etag(h.path):
+        return None  # RFC 9110: a changed representation is sent whole
     start = int(value[len("bytes="):-1])
     return start if start < size else None
 
@@ -221,9 +248,88 @@ def stall_after(n: int, seconds: float = 30.0) -> Fault:
     return fault
 
 
-def serving() -> Iterator[FaultServer]:
-    """Body of the ``server`` fixture each test module defines: ``yield from serving()``."""
-    fs = FaultServer().start()
+def drip(rate: float = 1.0, headers_too: bool = False) -> Fault:
+    """Announce the whole body, then send it one byte every ``1/rate`` seconds (until the server
+    stops). ``headers_too``: the status line and headers trickle in the same way."""
+    def fault(h: _Handler, body: bytes) -> None:
+        h.record.status = 200
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len(body)}"
+                f"\r\nETag: {h.fs.etag(h.path)}\r\nConnection: close\r\n\r\n").encode()
+        stream = (head if headers_too else b"") + body
+        if not headers_too:
+            h.wfile.write(head)
+            h.wfile.flush()
+        for i in range(len(stream)):
+            if h.fs.release.wait(1.0 / rate):
+                break
+            try:
+                h.wfile.write(stream[i:i + 1])
+                h.wfile.flush()
+            except OSError:
+                break
+            h.record.sent += 1
+        h.close_connection = True
+    return fault
+
+
+def html_page(h: _Handler, body: bytes) -> None:
+    """HTTP 200 with an HTML error page, chunked (no Content-Length), then a dropped connection."""
+    page = b"<html><body>Error: quota exceeded</body></html>"
+    h.record.status = 200
+    h.send_response(200)
+    h.send_header("Content-Type", "text/html; charset=utf-8")
+    h.send_header("Connection", "close")
+    h.end_headers()
+    h.wfile.write(page)
+    h.record.sent += len(page)
+    h.close_connection = True
+
+
+def gzip_body(h: _Handler, body: bytes) -> None:
+    """The body compressed on the fly (Content-Encoding: gzip) although identity was asked for."""
+    packed = gzip.compress(body, mtime=0)
+    h.head(200, len(packed), {"Content-Encoding": "gzip"})
+    h.write(packed)
+
+
+def gzip_body_no_length(h: _Handler, body: bytes) -> None:
+    """As ``gzip_body``, without a Content-Length (the body ends when the connection closes)."""
+    packed = gzip.compress(body, mtime=0)
+    h.head(200, 0, {"Content-Encoding": "gzip", "Content-Length": ""})
+    h.write(packed)
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """(cert.pem, key.pem): a self-signed certificate for 127.0.0.1 and localhost."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlfreeze test mirror")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+def serving(tls_dir: Path | None = None) -> Iterator[FaultServer]:
+    """Start a FaultServer, yield it, stop it."""
+    fs = FaultServer(tls_dir).start()
     try:
         yield fs
     finally:
@@ -232,7 +338,14 @@ def serving() -> Iterator[FaultServer]:
 
 @pytest.fixture
 def server() -> Iterator[FaultServer]:
+    """A plain-HTTP FaultServer on 127.0.0.1."""
     yield from serving()
+
+
+@pytest.fixture
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultServer]:
+    """An HTTPS FaultServer on 127.0.0.1 with a self-signed certificate (``.cert_file``)."""
+    yield from serving(tmp_path_factory.mktemp("tls"))
 
 
 def write_manifest(path: Path, artifacts: list[dict[str, object]], model_id: str = "m",
@@ -267,25 +380,3 @@ def _toml(v: object) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml(x) for x in v) + "]"
     raise TypeError(v)
-
-
-# ---- the server itself behaves as the tests assume ----
-def test_server_serves_ranges(server: FaultServer) -> None:
-    import urllib.request
-
-    url = server.add("/x", b"0123456789")
-    with urllib.request.urlopen(urllib.request.Request(url, headers={"Range": "bytes=4-"})) as r:
-        assert r.status == 206
-        assert r.headers["Content-Range"] == "bytes 4-9/10"
-        assert r.read() == b"456789"
-    assert [q.range for q in server.log] == ["bytes=4-"]
-
-
-def test_server_short_body_is_short(server: FaultServer) -> None:
-    import http.client
-    import urllib.request
-
-    url = server.add("/x", b"a" * 1000)
-    server.plan("/x", short_body(10))
-    with pytest.raises(http.client.IncompleteRead), urllib.request.urlopen(url) as r:
-        r.read()

@@ -1,0 +1,360 @@
+"""Verified side-by-side install under a root, atomic switch, health check, rollback, keep N.
+
+Layout of an install root::
+
+    versions/<version>-<platform>-<flavor>/   complete, audited versions (only ever renamed in)
+    .staging/<name>.<pid>/                    a version being assembled (removed on the next run)
+    .downloads/<sha256>[.part]                blobs fetched for the install in progress (resumable)
+    current -> versions/<name>                the pointer (``pointer`` module; current.txt on Windows)
+    state.json                                history of switches, kept count, source, reasons
+
+Invariant: ``current`` only ever names a folder in ``versions/``, and a folder enters
+``versions/`` only by one rename after its RECORD audit and acceptance check passed; the
+pointer is switched by an atomic rename. So a SIGKILL at any moment leaves ``current`` on a
+complete, audited version, and :func:`clean_leftovers` removes the rest on the next run.
+
+``MLFREEZE_UPDATE_KILL_AT=<step>`` makes the process SIGKILL itself at that step (tests):
+download, staged, audited, accepted, moved, switched, recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlfreeze_runtime import buildinfo, record
+from mlfreeze_runtime.update import http, index, pointer, proc
+from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
+
+STATE = "state.json"
+STAGING = ".staging"
+DOWNLOADS = ".downloads"
+DEFAULT_KEEP = 2
+KILL_ENV = "MLFREEZE_UPDATE_KILL_AT"
+CHECK_TIMEOUT = 300.0
+
+
+def kill_point(step: str) -> None:
+    """SIGKILL this process when MLFREEZE_UPDATE_KILL_AT names ``step`` (test hook)."""
+    if os.environ.get(KILL_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """What an install/update did: the version now current, bytes fetched, files reused, timings (s)."""
+
+    name: str
+    previous: str | None
+    downloaded_bytes: int = 0
+    reused_files: int = 0
+    fetched_files: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+# --- state ------------------------------------------------------------------------------------
+
+def read_state(root: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads((root / STATE).read_text(encoding="utf-8"))
+        return doc if isinstance(doc, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(root: Path, state: dict[str, Any]) -> None:
+    tmp = root / f".{STATE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, root / STATE)
+
+
+def installed(root: Path) -> list[str]:
+    d = root / pointer.VERSIONS
+    return sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+
+
+def history(root: Path) -> list[str]:
+    """Versions in the order they became current, oldest first, restricted to those installed,
+    with the pointer's target last (reconciles a state.json a kill left one step behind)."""
+    present = set(installed(root))
+    hist = [n for n in read_state(root).get("history", []) if n in present]
+    cur = pointer.for_root(root).read()
+    if cur is not None and (not hist or hist[-1] != cur):
+        hist = [n for n in hist if n != cur] + [cur]
+    return hist
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """One updater per root at a time (fcntl lock on ``.lock``; UsageError when held)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+") as f:
+        try:
+            import fcntl
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # Windows: msvcrt.locking would go here; one updater is assumed
+            pass
+        except OSError:
+            raise UsageError(f"{root}: another <app>-update is running on this root; wait for it") from None
+        yield
+
+
+def clean_leftovers(root: Path) -> list[str]:
+    """Remove what a killed run left (staging folders, temp pointers and state); return their names."""
+    removed = []
+    staging = root / STAGING
+    if staging.is_dir():
+        for p in staging.iterdir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(f"{STAGING}/{p.name}")
+    ptr = pointer.for_root(root)
+    for p in ptr.leftovers() + sorted(root.glob(f".{STATE}.*.tmp")) + sorted(root.glob("models/.current.*.tmp")):
+        p.unlink(missing_ok=True)
+        removed.append(p.name)
+    cur = ptr.read()
+    for name in installed(root):  # a version folder with no RECORD cannot have been renamed in whole
+        if name != cur and not (root / pointer.VERSIONS / name / record.RECORD_NAME).is_file():
+            shutil.rmtree(root / pointer.VERSIONS / name, ignore_errors=True)
+            removed.append(f"{pointer.VERSIONS}/{name}")
+    return removed
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+def exe_name(app: str, os_name: str, suffix: str = "") -> str:
+    return f"{app}{suffix}" + (".exe" if os_name == "windows" else "")
+
+
+def acceptance_command(bundle: Path) -> list[str]:
+    """The check a version must pass before it may become current: ``<app>-selftest`` for
+    full and slim (models must reproduce their goldens), ``<app> --health`` for lite."""
+    info = buildinfo.read(bundle)
+    os_name = "windows" if os.name == "nt" else "posix"
+    if info["flavor"] == "lite":
+        return [str(bundle / exe_name(info["app"], os_name)), "--health"]
+    return [str(bundle / exe_name(info["app"], os_name, "-selftest")), "--models-dir", str(bundle / "models")]
+
+
+def health_command(bundle: Path) -> list[str]:
+    info = buildinfo.read(bundle)
+    return [str(bundle / exe_name(info["app"], "windows" if os.name == "nt" else "posix")), "--health"]
+
+
+def run_check(cmd: list[str], what: str, *, json_out: bool) -> None:
+    """VerificationFailed naming ``what`` unless ``cmd`` exits 0 (and prints a JSON object)."""
+    env = {k: v for k, v in os.environ.items() if k != KILL_ENV}
+    done = proc.run(cmd, timeout=CHECK_TIMEOUT, env=env, cwd=str(Path(cmd[0]).parent))
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or [""])[-1]
+        raise VerificationFailed(f"{what}: {Path(cmd[0]).name} exited {done.returncode} ({tail})")
+    if json_out:
+        try:
+            doc = json.loads(done.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise VerificationFailed(f"{what}: {Path(cmd[0]).name} --health printed no JSON object")
+
+
+def audit(bundle: Path, *, record_sha256: str | None, full: bool) -> None:
+    """VerificationFailed unless ``bundle`` matches its RECORD and RECORD is the signed one."""
+    try:
+        if record_sha256 is not None and record.digest_of(bundle) != record_sha256:
+            raise VerificationFailed(f"{bundle.name}: RECORD is not the one the release signed; refused")
+        info = buildinfo.read(bundle)
+        if info["record"]["sha256"] != record.digest_of(bundle):
+            raise VerificationFailed(f"{bundle.name}: BUILD-INFO names another RECORD; refused")
+        found = record.verify(bundle, full=full)
+    except (record.RecordError, buildinfo.BuildInfoError, OSError) as exc:
+        raise VerificationFailed(f"{bundle.name}: cannot audit ({exc})") from None
+    if found:
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        raise VerificationFailed(f"{bundle.name}: audit against RECORD failed: {found[0].line()}{more}")
+
+
+# --- staging ------------------------------------------------------------------------------------
+
+def reusable(root: Path) -> dict[str, Path]:
+    """``{sha256: path}`` of files installed versions hold, from their RECORDs (checked by size)."""
+    out: dict[str, Path] = {}
+    for name in installed(root):
+        bundle = root / pointer.VERSIONS / name
+        try:
+            entries = record.read(bundle)
+        except record.RecordError:
+            continue
+        for rel, e in entries.items():
+            p = bundle / rel
+            if e.sha256 not in out and p.is_file() and not p.is_symlink():
+                out[e.sha256] = p
+    return out
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+def stage(root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
+          progress: Callable[[str], None] = lambda s: None) -> Path:
+    """Assemble ``entry``'s files under ``.staging/``: hard links to identical installed files,
+    the rest fetched (resumably) into ``.downloads/`` then linked in. Returns the staging folder."""
+    staging = root / STAGING / f"{entry['name']}.{os.getpid()}"
+    staging.mkdir(parents=True)
+    downloads = root / DOWNLOADS
+    downloads.mkdir(exist_ok=True)
+    try:
+        return _fill(staging, root, base, entry, outcome, progress)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
+          progress: Callable[[str], None]) -> Path:
+    downloads = root / DOWNLOADS
+    have = reusable(root)
+    rows = index.files_of(entry)
+    started = http.COUNTER.bytes
+    for row in rows:
+        dest = staging / row.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = have.get(row.sha256)
+        if src is not None and row.path not in (record.RECORD_NAME, record.BUILD_INFO_NAME):
+            _link_or_copy(src, dest)
+            outcome.reused_files += 1
+            continue
+        blob = downloads / row.sha256
+        if not blob.exists():
+            http.fetch_file(http.join(base, index.blob_path(row.sha256)), blob, sha256=row.sha256, size=row.size)
+            kill_point("download")
+        _link_or_copy(blob, dest)
+        os.chmod(dest, row.mode)
+        outcome.fetched_files += 1
+    outcome.downloaded_bytes += http.COUNTER.bytes - started
+    progress(f"staged {len(rows)} files: {outcome.reused_files} reused, {outcome.fetched_files} fetched "
+             f"({outcome.downloaded_bytes} bytes)")
+    kill_point("staged")
+    return staging
+
+
+# --- the operations ---------------------------------------------------------------------------------
+
+def switch(root: Path, name: str) -> None:
+    pointer.for_root(root).switch(name)
+
+
+def _record_switch(root: Path, name: str, **extra: Any) -> None:
+    state = read_state(root)
+    hist = [n for n in history(root) if n != name] + [name]
+    state.update(extra)
+    state["history"] = hist
+    write_state(root, state)
+
+
+def prune(root: Path, keep: int) -> list[str]:
+    """Delete installed versions beyond ``current`` + ``keep`` previous ones (by history)."""
+    hist = history(root)
+    cur = pointer.for_root(root).read()
+    keep_names = set(hist[-(keep + 1):]) | ({cur} if cur else set())
+    removed = []
+    for name in installed(root):
+        if name not in keep_names:
+            shutil.rmtree(root / pointer.VERSIONS / name, ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = DEFAULT_KEEP,
+                  reasons: list[str] | None = None, source: str | None = None,
+                  progress: Callable[[str], None] = lambda s: None) -> Outcome:
+    """Stage, audit, accept, rename into ``versions/``, switch, health-check (rolling back on
+    failure), prune. VerificationFailed (exit 1) or FetchError (exit 3) leave ``current`` as it was."""
+    cur = pointer.for_root(root).read()
+    out = Outcome(name=entry["name"], previous=cur)
+    target = root / pointer.VERSIONS / entry["name"]
+    t0 = time.monotonic()
+    if target.is_dir():
+        audit(target, record_sha256=entry["record_sha256"], full=False)
+        out.note = "already installed"
+    else:
+        staging = stage(root, base, entry, out, progress)
+        t_dl = time.monotonic()
+        out.seconds["download"] = t_dl - t0
+        try:
+            try:
+                audit(staging, record_sha256=entry["record_sha256"], full=True)
+            except VerificationFailed as exc:
+                raise VerificationFailed(f"{exc.message}; the release is damaged, nothing was switched") from None
+            kill_point("audited")
+            run_check(acceptance_command(staging), f"{entry['name']}: acceptance check failed, not installed",
+                      json_out=buildinfo.read(staging)["flavor"] == "lite")
+            kill_point("accepted")
+            target.parent.mkdir(exist_ok=True)
+            os.rename(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        kill_point("moved")
+        out.seconds["download_to_switch"] = time.monotonic() - t_dl
+    if cur != entry["name"]:
+        switch(root, entry["name"])
+        kill_point("switched")
+        _record_switch(root, entry["name"], source=source or read_state(root).get("source"),
+                       reasons=reasons or [], keep=keep)
+        kill_point("recorded")
+        try:
+            run_check(health_command(target), f"{entry['name']}: health check after the switch failed",
+                      json_out=True)
+        except VerificationFailed as exc:
+            if cur is not None:
+                switch(root, cur)
+                _record_switch(root, cur)
+            shutil.rmtree(target, ignore_errors=True)
+            back = f"; rolled back to {cur}" if cur else "; nothing to roll back to, removed it"
+            raise VerificationFailed(exc.message + back) from None
+    prune(root, keep)
+    shutil.rmtree(root / DOWNLOADS, ignore_errors=True)
+    out.seconds["total"] = time.monotonic() - t0
+    return out
+
+
+def rollback(root: Path) -> tuple[str, str]:
+    """Switch ``current`` back to the previous version (quick RECORD audit first); (from, to)."""
+    hist = history(root)
+    if len(hist) < 2:
+        raise UsageError(f"{root}: no previous version to roll back to (installed: "
+                         f"{', '.join(installed(root)) or 'none'})")
+    cur, prev = hist[-1], hist[-2]
+    audit(root / pointer.VERSIONS / prev, record_sha256=None, full=False)
+    switch(root, prev)
+    state = read_state(root)
+    state["history"] = hist[:-1]
+    state.setdefault("rolled_back", []).append(cur)
+    write_state(root, state)
+    return cur, prev
+
+
+def current_bundle(root: Path) -> Path:
+    name = pointer.for_root(root).read()
+    if name is None:
+        raise UsageError(f"{root}: nothing installed (no current version); run <app>-update install --from URL")
+    return root / pointer.VERSIONS / name
+
+
+def ensure_fetchable(base: str) -> None:
+    if not http.is_local(base):
+        http.check_url(base)
+    elif not http.local_path(base).exists():
+        raise FetchError(f"{base}: no such release directory")

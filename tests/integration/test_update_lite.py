@@ -1,0 +1,260 @@
+"""The updater for real: tiny lite bundles frozen with PyInstaller at three versions, published
+with signed TUF metadata into a directory served over loopback HTTP, installed, updated,
+rolled back, refused when damaged, tampered, expired or rolled back, and killed at every step.
+
+The updater runs as a subprocess (``python -m mlfreeze_runtime.update``), as ``<app>-update`` does.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from mlfreeze import hostinfo, publish
+from mlfreeze.freeze import AppConfig, freeze_bundle
+from mlfreeze.platforms.profiles import all_profiles
+from mlfreeze_runtime import buildinfo, record
+from mlfreeze_runtime.update import install
+
+pytest.importorskip("PyInstaller")
+pytest.importorskip("tuf")
+
+APP = '''\
+import json, sys
+try:
+    import torch  # noqa: F401
+    ml = True
+except ImportError:
+    ml = False
+if "--health" in sys.argv:
+    print(json.dumps({"app": "tiny", "version": "VERSION", "ml_available": ml}))
+'''
+STEPS = ("download", "staged", "audited", "accepted", "moved", "switched", "recorded")
+
+
+def _profile():
+    host = hostinfo.current()
+    for p in all_profiles().values():
+        if (p.host_os, p.host_arch) == (host.os, host.arch) and p.accelerator == "cpu":
+            return p
+    pytest.skip(f"no CPU profile builds on {host}")
+
+
+def freeze_tiny(root: Path, version: str) -> Path:
+    proj = root / f"proj-{version}"
+    proj.mkdir()
+    (proj / "tiny.py").write_text(APP.replace("VERSION", version))
+    app = AppConfig(app="tiny", entry=proj / "tiny.py", version=version, model_set="demo",
+                    sources=(proj / "tiny.py",), pathex=(proj,))
+    bundle = freeze_bundle(profile=_profile(), flavor="lite", root=proj, app=app, dist_dir=root / "dist",
+                           work_dir=proj / "build")
+    shutil.rmtree(proj / "build", ignore_errors=True)
+    return bundle
+
+
+def broken_copy(bundle: Path, version: str, dest_dir: Path) -> Path:
+    """A correctly recorded and signed release whose executable cannot start (acceptance fails)."""
+    info = buildinfo.read(bundle)
+    dest = dest_dir / bundle.name.replace(info["version"], version)
+    shutil.copytree(bundle, dest, symlinks=True)
+    (dest / "_internal" / "base_library.zip").write_bytes(b"not a zip")
+    _, digest = record.write(dest)
+    entries = record.read(dest)
+    info.update(version=version, record={"sha256": digest, "files": len(entries),
+                                         "bytes": sum(e.size for e in entries.values())})
+    buildinfo.write(dest, info)
+    return dest
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    base = tmp_path_factory.mktemp("update")
+    bundles = {v: freeze_tiny(base, v) for v in ("0.0.1", "0.0.2")}
+    bundles["0.0.3-broken"] = broken_copy(bundles["0.0.2"], "0.0.3", base / "dist")
+    keys = base / "keys"
+    publish.generate_keys(keys)
+    repo = base / "repo"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(repo)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    repo.mkdir()
+    yield {"base": base, "bundles": bundles, "keys": keys, "repo": repo, "signers": publish.load_signers(keys, env={}),
+           "url": f"http://127.0.0.1:{server.server_address[1]}/"}
+    server.shutdown()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def pub(world: dict, key: str, repo: Path | None = None) -> None:
+    import time
+    publish.publish([world["bundles"][key]], repo or world["repo"], world["signers"],
+                    source_date_epoch=int(time.time()) - 3600)
+
+
+def updater(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlfreeze_runtime.update", *args], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **(env or {})})
+
+
+def current(root: Path) -> str | None:
+    return install.pointer.for_root(root).read()
+
+
+def health(root: Path) -> dict:
+    done = subprocess.run([str(root / "current" / "tiny"), "--health"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def assert_complete(root: Path) -> None:
+    name = current(root)
+    assert name is not None
+    install.audit(root / "versions" / name, record_sha256=None, full=True)
+
+
+@pytest.fixture(scope="module")
+def installed(world: dict) -> dict:
+    """v1 published and installed, v2 published: the starting point of the update tests."""
+    pub(world, "0.0.1")
+    root = world["base"] / "root"
+    trust = world["repo"] / "metadata" / "1.root.json"
+    shutil.copyfile(trust, world["base"] / "trusted-root.json")
+    done = updater("install", "--from", world["url"], "--root", str(root), "--trust", str(world["base"] /
+                   "trusted-root.json"))
+    assert done.returncode == 0, done.stderr
+    v1 = json.loads(done.stdout.strip().splitlines()[-1])
+    shutil.copytree(world["repo"] / "metadata", world["base"] / "metadata-v1")
+    pub(world, "0.0.2")
+    return {"root": root, "v1": v1, "trust": world["base"] / "trusted-root.json"}
+
+
+def test_install_then_update_ends_on_the_new_version(world: dict, installed: dict) -> None:
+    root = installed["root"]
+    assert installed["v1"]["current"] == "tiny-0.0.1-linux-cpu-lite" and installed["v1"]["fetched_files"] > 0
+    done = updater("update", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["current"] == "tiny-0.0.2-linux-cpu-lite" and current(root) == out["current"]
+    assert health(root)["version"] == "0.0.2"
+    full = sum(r[2] for r in json.loads((world["repo"] / "index.json").read_text())["variants"][0]["files"])
+    assert out["reused_files"] > out["fetched_files"] and out["downloaded_bytes"] < 0.2 * full, out
+    v1, v2 = root / "versions" / "tiny-0.0.1-linux-cpu-lite", root / "versions" / out["current"]
+    r1, r2 = record.read(v1), record.read(v2)
+    same = [rel for rel, e in r2.items() if rel in r1 and r1[rel].sha256 == e.sha256]
+    assert len(same) > 0.8 * len(r2)
+    assert all((v1 / rel).stat().st_ino == (v2 / rel).stat().st_ino for rel in same), \
+        "an unchanged file must be hard-linked, not stored twice"
+    status = updater("status", "--root", str(root), "--explain")
+    assert status.returncode == 0
+    assert "tiny-0.0.2-linux-cpu-lite: chosen, CPU build for linux-x86_64" in status.stdout
+    assert "machine: linux" in status.stdout
+
+
+def test_rollback_restores_the_previous_version(installed: dict) -> None:
+    root = installed["root"]
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite"
+    done = updater("rollback", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    assert current(root) == "tiny-0.0.1-linux-cpu-lite" and health(root)["version"] == "0.0.1"
+    assert updater("rollback", "--root", str(root)).returncode == 2  # nothing older
+    assert updater("update", "--root", str(root)).returncode == 0
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite"
+
+
+def copy_root(installed: dict, tmp_path: Path) -> Path:
+    """A copy of the shared install (v2 current), so a test's repository does not raise the
+    metadata versions the shared install has seen (TUF would rightly call the next one a rollback)."""
+    root = tmp_path / "root"
+    shutil.copytree(installed["root"], root, symlinks=True)
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite"
+    return root
+
+
+def test_a_corrupted_blob_is_refused_and_the_previous_version_kept(world: dict, installed: dict,
+                                                                   tmp_path: Path) -> None:
+    root = copy_root(installed, tmp_path)
+    repo = world["base"] / "repo-corrupt"
+    shutil.copytree(world["repo"], repo)
+    pub(world, "0.0.3-broken", repo)  # a good signature over the index...
+    doc = json.loads((repo / "index.json").read_text())
+    path, sha, size, _ = next(r for r in doc["variants"][0]["files"] if r[0] == "_internal/base_library.zip")
+    blob = repo / "blobs" / sha[:2] / sha
+    blob.write_bytes(b"x" * size)  # ...and a blob whose bytes are not the signed ones
+    done = updater("update", "--root", str(root), "--from", str(repo))
+    assert done.returncode == 3, done.stderr
+    assert "damaged or tampered" in done.stderr and current(root) == "tiny-0.0.2-linux-cpu-lite"
+    assert not list((root / ".staging").iterdir())
+
+
+def test_a_release_failing_its_acceptance_check_is_refused(world: dict, installed: dict, tmp_path: Path) -> None:
+    root = copy_root(installed, tmp_path)
+    repo = world["base"] / "repo-broken"
+    shutil.copytree(world["repo"], repo)
+    pub(world, "0.0.3-broken", repo)
+    done = updater("update", "--root", str(root), "--from", str(repo))
+    assert done.returncode == 1, done.stderr
+    assert "acceptance check failed" in done.stderr and current(root) == "tiny-0.0.2-linux-cpu-lite"
+    assert "tiny-0.0.3-linux-cpu-lite" not in install.installed(root)
+    assert health(root)["version"] == "0.0.2"
+
+
+def test_tampered_expired_and_rolled_back_metadata_are_refused(world: dict, installed: dict,
+                                                               tmp_path: Path) -> None:
+    root = copy_root(installed, tmp_path)
+    tampered = world["base"] / "repo-tampered"
+    shutil.copytree(world["repo"], tampered)
+    ts = tampered / "metadata" / "timestamp.json"
+    ts.write_text(ts.read_text().replace('"version": ', '"version": 1', 1))
+    done = updater("update", "--root", str(root), "--from", str(tampered))
+    assert done.returncode == 3 and "refused" in done.stderr, done.stderr
+
+    expired = world["base"] / "repo-expired"
+    shutil.copytree(world["repo"], expired)
+    publish.resign(expired, world["signers"], validity=publish.Validity(snapshot=1, timestamp=1),
+                   now=__import__("time").time() - 3 * 86400 + 3600)  # valid one day, signed 3 days ago... almost
+    done = updater("update", "--root", str(root), "--from", str(expired))
+    assert done.returncode == 3 and "expired" in done.stderr, done.stderr
+
+    stale = world["base"] / "repo-stale"
+    shutil.copytree(world["repo"], stale)
+    shutil.rmtree(stale / "metadata")
+    shutil.copytree(world["base"] / "metadata-v1", stale / "metadata")  # what a frozen mirror would serve
+    done = updater("update", "--root", str(root), "--from", str(stale))
+    assert done.returncode == 3 and "refused" in done.stderr, done.stderr
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite"
+
+
+def test_an_unsigned_remote_is_refused(world: dict, installed: dict, tmp_path: Path) -> None:
+    done = updater("install", "--from", world["url"] + "blobs/", "--root", str(tmp_path / "r"))
+    assert done.returncode == 3 and "must be signed" in done.stderr
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_kill_at_any_step_leaves_a_complete_current(world: dict, installed: dict, step: str, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(installed["root"], root, symlinks=True)
+    assert updater("rollback", "--root", str(root)).returncode == 0  # current: v1, v2 is to be installed
+    shutil.rmtree(root / "versions" / "tiny-0.0.2-linux-cpu-lite")
+    done = updater("update", "--root", str(root), env={install.KILL_ENV: step})
+    assert done.returncode == -signal.SIGKILL, (step, done.stdout, done.stderr)
+    assert_complete(root)
+    expected = "tiny-0.0.1-linux-cpu-lite" if STEPS.index(step) < STEPS.index("switched") else \
+        "tiny-0.0.2-linux-cpu-lite"
+    assert current(root) == expected
+    health(root)
+    again = updater("update", "--root", str(root))
+    assert again.returncode == 0, again.stderr
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite" and not list((root / ".staging").iterdir())
+    assert not list(root.glob(".current.*")) and not (root / ".downloads").exists()

@@ -1,0 +1,47 @@
+"""specs/hooks/hook-mlfreeze_runtime.device.py: collects the profile's dlopen'd libraries from beside their loaders."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PyInstaller")
+HOOK = Path(__file__).resolve().parents[2] / "specs" / "hooks" / "hook-mlfreeze_runtime.device.py"
+
+
+def _run_hook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entries: list[dict[str, str]] | None) -> list:
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"name": "x"} if entries is None else {"name": "x", "dlopen": entries}))
+    monkeypatch.setattr(sys, "argv", ["full.spec", str(params)])  # how PyInstaller runs the spec and hooks
+    return runpy.run_path(str(HOOK))["binaries"]
+
+
+def test_collects_each_library_from_beside_its_loader_into_at(monkeypatch, tmp_path):
+    site = tmp_path / "site-packages"
+    lib = site / "nvidia" / "cu13" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libnvrtc.so.13").write_bytes(b"\x7fELF")
+    (lib / "libnvrtc-builtins.so.13.0").write_bytes(b"\x7fELF")
+    capi = site / "onnxruntime" / "capi"
+    capi.mkdir(parents=True)
+    (capi / "onnxruntime_pybind11_state.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
+    (capi / "libonnxruntime_providers_cuda.so").write_bytes(b"\x7fELF")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "absent"), str(site), *sys.path])  # first found wins
+    entries = [
+        {"lib": "libnvrtc-builtins.so.13.0", "by": "nvidia/cu13/lib/libnvrtc.so.13", "at": "."},
+        {"lib": "libonnxruntime_providers_cuda.so", "by": "onnxruntime/capi/onnxruntime_pybind11_state*.so",
+         "at": "onnxruntime/capi"},
+        {"lib": "libnvrtc-builtins.so.12.8", "by": "nvidia/cu13/lib/libnvrtc.so.13", "at": "."},  # not installed
+    ]
+    assert _run_hook(monkeypatch, tmp_path, entries) == [
+        (str(lib / "libnvrtc-builtins.so.13.0"), "."),
+        (str(capi / "libonnxruntime_providers_cuda.so"), "onnxruntime/capi"),
+    ]
+
+
+def test_a_spec_without_the_key_collects_nothing(monkeypatch, tmp_path):
+    assert _run_hook(monkeypatch, tmp_path, None) == []
