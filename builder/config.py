@@ -32,7 +32,7 @@ FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets")
+        "flavors", "budgets", "unpinned_goldens")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")
 
 
@@ -58,6 +58,7 @@ class ProjectConfig:
     prune: tuple[Any, ...] = ()  # mlfreeze.prune.Rule
     flavors: tuple[str, ...] = FLAVORS
     budgets: Budgets = field(default_factory=Budgets)
+    unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
 
     @property
     def pyproject(self) -> Path:
@@ -163,6 +164,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     datas = _datas(t, root)
     raw_prune = t.opt("prune", list, [])
     raw_budgets = t.opt("budgets", dict, {})
+    unpinned = t.strings("unpinned_goldens", ())
     t.done()
     from mlfreeze.prune import parse_rules
 
@@ -175,7 +177,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{path}: key 'tool.mlfreeze.manifest' points at {manifest}, which does not exist")
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
-                         flavors=flavors, budgets=budgets)
+                         flavors=flavors, budgets=budgets, unpinned_goldens=unpinned)
 
 
 def _choices(t: Table, key: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
