@@ -23,6 +23,7 @@ from typing import Any
 
 from mlfreeze.errors import ConfigError
 from mlfreeze.schema import Table, read_toml
+from mlfreeze.sizes_budget import FLAVORS as BUDGET_FLAVORS
 from mlfreeze.sizes_budget import Budgets, load_budgets
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ FLAVORS = ("full", "lite")
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
         "flavors", "budgets", "unpinned_goldens")
-BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")
+BUDGET_KEYS = (*BUDGET_FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
 def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
