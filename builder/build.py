@@ -36,7 +36,8 @@ class BuildContext:
 
     @property
     def manifest_path(self) -> Path | None:
-        return Path(self.args.manifest) if self.args.manifest else None
+        """--manifest, else the project's ``manifest`` key, else mlfreeze's specs/models.toml (None)."""
+        return Path(self.args.manifest) if self.args.manifest else self.config.manifest
 
     @property
     def cache_dir(self) -> Path | None:
@@ -51,6 +52,23 @@ def parse_flavors(value: str | None, config: ProjectConfig) -> tuple[str, ...]:
     if unknown or not flavors:
         raise UsageError(f"--flavors {value!r}: allowed flavors are {', '.join(FLAVORS)} (comma-separated)")
     return flavors
+
+
+def check_model_set(config: ProjectConfig, manifest_arg: str | None, model_set: str) -> Any:
+    """Load the manifest (TOML only) and refuse an unknown set before any stage runs (UsageError, exit 2).
+
+    The set's models must be of kinds the project ``uses`` (a CLIP-only app cannot build a set with
+    face models: they would be neither collected nor self-tested)."""
+    from mlfreeze.manifest import check_set, load_manifest
+
+    manifest = load_manifest(Path(manifest_arg) if manifest_arg else config.manifest)
+    models = check_set(manifest, model_set)
+    kinds = {"clip": "clip", "insightface": "faces"}
+    unused = [m.id for m in models if kinds.get(m.kind, m.kind) not in config.uses]
+    if unused:
+        raise UsageError(f"model set {model_set!r} of {manifest.path} holds {', '.join(unused)}, of a kind this "
+                         f"project does not use (uses = {list(config.uses)}); pick another set or add to `uses`")
+    return manifest
 
 
 Stage = tuple[str, Callable[[BuildContext], object]]
@@ -93,15 +111,13 @@ def summary_lines(ctx: BuildContext, took: Sequence[tuple[str, float]]) -> list[
 def stage_doctor(ctx: BuildContext) -> None:
     from mlfreeze import doctor
 
-    doctor.main(argparse.Namespace(platform=ctx.profile.name))
+    doctor.main(argparse.Namespace(platform=ctx.profile.name, uses=ctx.config.uses))
 
 
 def stage_fetch(ctx: BuildContext) -> None:
     from mlfreeze.fetch import env_offline, fetch_set
-    from mlfreeze.manifest import load_manifest
 
-    manifest = load_manifest(ctx.manifest_path)
-    ctx.state["manifest"] = manifest
+    manifest = ctx.state["manifest"]
     ctx.state["fetched"] = fetch_set(manifest, ctx.model_set, cache_dir=ctx.cache_dir, offline=env_offline())
 
 
@@ -144,7 +160,7 @@ def stage_sizes(ctx: BuildContext) -> None:
     from mlfreeze.sizes import report_bundles
 
     ctx.state["sizes"] = report_bundles(ctx.state["bundles"], ctx.config.dist_dir / "reports",
-                                        platform=ctx.profile.name, pyproject=ctx.config.root / "pyproject.toml",
+                                        platform=ctx.profile.name, budgets=ctx.config.budgets,
                                         check=False)  # exit 5 comes after the summary (main)
 
 
@@ -162,11 +178,13 @@ def main(args: argparse.Namespace) -> int:
     config = load_config()
     flavors = parse_flavors(args.flavors, config)
     model_set = args.model_set or config.model_set
+    manifest = check_model_set(config, args.manifest, model_set)
     if args.plan:
         print(render_text(make_plan(profile, config, model_set=model_set, flavors=flavors)))
         return 0
     require_host(profile, "build")
     ctx = BuildContext(profile=profile, config=config, model_set=model_set, flavors=flavors, args=args)
+    ctx.state["manifest"] = manifest
     took = run_stages(STAGES, ctx)
     print("\n".join(summary_lines(ctx, took)), flush=True)
     report = ctx.state.get("sizes")

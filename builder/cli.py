@@ -17,6 +17,8 @@ from mlfreeze.errors import EXIT_CODES, MlfreezeError
 
 # sub-command -> "module:function" taking the parsed namespace, returning an exit code
 COMMANDS: dict[str, str] = {
+    "init": "mlfreeze.init:main",
+    "lock": "mlfreeze.lock:main",
     "plan": "mlfreeze.plan:main",
     "doctor": "mlfreeze.doctor:main",
     "fetch": "mlfreeze.fetch:main",
@@ -55,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mlfreeze {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("init", help="make this directory an mlfreeze project (scaffolds an app when empty)")
+    p.add_argument("--app", default=None, metavar="NAME", help="the app's name (default: the directory's)")
+    p.add_argument("--force", action="store_true", help="overwrite files init would write")
+    p.add_argument("--no-lock", action="store_true", help="skip writing locks/ (resolving needs the index)")
+
+    p = sub.add_parser("lock", help="write the hash-pinned lock of a profile's build environment")
+    _add_platform(p)
+    p.add_argument("--variant", choices=("slim",), default=None,
+                   help="slim: the torch-free environment of a slim-only build")
+    p.add_argument("--check", action="store_true", help="exit 2 when the lock is missing or stale")
 
     p = sub.add_parser("plan", help="show every step a build would run (pure; any host)")
     _add_platform(p)

@@ -1,23 +1,40 @@
 """The project being built: ``[project]`` and ``[tool.mlfreeze]`` of its pyproject.toml.
 
 The project root is ``$MLFREEZE_PROJECT``, else the nearest directory at or above the
-working directory whose pyproject.toml has a ``[tool.mlfreeze]`` table, else the mlfreeze
-source tree itself (which builds the embedded example app).
+working directory that holds a pyproject.toml. That pyproject.toml must have a
+``[tool.mlfreeze]`` table: there is no fall-back to another project (a near-miss such as
+``[tool.mlfreez]`` is named in the error). The mlfreeze checkout itself is a project like any
+other (its pyproject.toml configures the example app).
+
+:func:`load_config` is the one reader of the project config: every key is validated when it
+loads (an unknown key names the nearest known one), so ``mlfreeze plan`` and ``build --plan``
+catch a typo anywhere, budgets included, before anything runs. Every key is documented in
+docs/your-app.md.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlfreeze.errors import ConfigError
 from mlfreeze.schema import Table, read_toml
+from mlfreeze.sizes_budget import FLAVORS as BUDGET_FLAVORS
+from mlfreeze.sizes_budget import Budgets, load_budgets
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ENV = "MLFREEZE_PROJECT"
 FLAVORS = ("full", "lite")
+# Stack parts an app can use (platforms/stack.toml [parts.*]); only those are installed,
+# collected into the bundle and self-tested.
+USES = ("clip", "faces", "faiss")
+KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
+        "flavors", "budgets", "unpinned_goldens")
+BUDGET_KEYS = (*BUDGET_FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
 def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
@@ -27,13 +44,26 @@ def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectConfig:
+    """``[tool.mlfreeze]`` validated; paths absolute. Keys: docs/your-app.md."""
+
     root: Path
     app: str
     version: str
     entry: Path
-    model_set: str
-    flavors: tuple[str, ...]
-    budgets: Mapping[str, Any] = field(default_factory=dict)  # validated by builder.sizes
+    model_set: str = "default"
+    manifest: Path | None = None  # None: mlfreeze's own specs/models.toml
+    uses: tuple[str, ...] = USES
+    hiddenimports: tuple[str, ...] = ()
+    datas: tuple[tuple[Path, str], ...] = ()  # (source, destination folder inside the bundle)
+    excludes: tuple[str, ...] = ()
+    prune: tuple[Any, ...] = ()  # mlfreeze.prune.Rule
+    flavors: tuple[str, ...] = FLAVORS
+    budgets: Budgets = field(default_factory=Budgets)
+    unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / "pyproject.toml"
 
     @property
     def dist_dir(self) -> Path:
@@ -47,62 +77,138 @@ class ProjectConfig:
         return bundle_name(self.app, self.version, platform, flavor)
 
 
-def _has_table(pyproject: Path) -> bool:
-    try:
-        tool = read_toml(pyproject).get("tool", {})
-    except ConfigError:
-        # a broken pyproject.toml that means to configure mlfreeze is an error, never a reason
-        # to walk on and build some other project
-        if "tool.mlfreeze" in pyproject.read_text(encoding="utf-8", errors="replace"):
-            raise
-        return False
-    return isinstance(tool, dict) and "mlfreeze" in tool
+def is_checkout(root: Path = SOURCE_ROOT) -> bool:
+    """True when ``root`` is the mlfreeze source checkout (not an installed copy in site-packages)."""
+    return (root / "builder" / "config.py").is_file() and (root / "platforms").is_dir() \
+        and (root / "pyproject.toml").is_file()
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known``, else ``""``."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _refuse_unknown(data: Mapping[str, Any], known: Iterable[str], path: Path, where: str) -> None:
+    known = tuple(known)
+    for key in sorted(data):
+        if key not in known:
+            raise ConfigError(f"{path}: key '{where}.{key}' is not a known key{nearest(key, known)}; "
+                              f"known keys: {', '.join(known)} (docs/your-app.md)")
+
+
+def _near_miss(tool: Any) -> str:
+    if not isinstance(tool, dict):
+        return ""
+    match = difflib.get_close_matches("mlfreeze", [str(k) for k in tool], n=1, cutoff=0.6)
+    return f" (it has [tool.{match[0]}]: a typo?)" if match else ""
 
 
 def find_root(start: Path | None = None) -> Path:
-    env = os.environ.get("MLFREEZE_PROJECT")
+    """The project root (see the module docstring). ConfigError (exit 2) when there is none."""
+    env = os.environ.get(PROJECT_ENV)
     if env:
-        return Path(env).resolve()
+        root = Path(env).resolve()
+        if not (root / "pyproject.toml").is_file():
+            raise ConfigError(f"${PROJECT_ENV}={env}: no pyproject.toml there; point it at a project root")
+        return root
     here = (start or Path.cwd()).resolve()
     for directory in (here, *here.parents):
-        candidate = directory / "pyproject.toml"
-        if candidate.is_file() and _has_table(candidate):
+        if (directory / "pyproject.toml").is_file():
             return directory
-    return SOURCE_ROOT
+    raise ConfigError(f"no pyproject.toml in {here} or above: not an mlfreeze project; run `mlfreeze init` "
+                      f"there (or set ${PROJECT_ENV})")
+
+
+def find_root_or_none(start: Path | None = None) -> Path | None:
+    """:func:`find_root`, or None when no pyproject.toml is in reach (for commands that work anywhere)."""
+    try:
+        return find_root(start)
+    except ConfigError:
+        if os.environ.get(PROJECT_ENV):
+            raise
+        return None
 
 
 def load_config(root: Path | None = None) -> ProjectConfig:
-    root = root or find_root()
+    """Load and validate the project's config; ConfigError (exit 2) naming file and key on any problem."""
+    root = (root or find_root()).resolve()
     path = root / "pyproject.toml"
     data = read_toml(path)
-    project, tools = data.get("project", {}), data.get("tool", {})
-    version = project.get("version") if isinstance(project, dict) else None
-    if not isinstance(version, str):
-        raise ConfigError(f"{path}: key 'project.version' is missing (mlfreeze names bundles by it)")
+    tools = data.get("tool", {})
     tool = tools.get("mlfreeze") if isinstance(tools, dict) else None
     if not isinstance(tool, dict):
-        raise ConfigError(f"{path}: no [tool.mlfreeze] table (needs at least app and entry)")
+        raise ConfigError(f"{path} has no [tool.mlfreeze] table{_near_miss(tools)}; mlfreeze never falls back "
+                          "to another project: run `mlfreeze init` there, or add [tool.mlfreeze] with at least "
+                          "app and entry (docs/your-app.md)")
+    project = data.get("project", {})
+    version = project.get("version") if isinstance(project, dict) else None
+    if not isinstance(version, str) or not version:
+        raise ConfigError(f"{path}: key 'project.version' is missing (mlfreeze names bundles by it)")
+    _refuse_unknown(tool, KEYS, path, "tool.mlfreeze")
     t = Table(tool, path, "tool.mlfreeze")
     app = t.take("app", str)
+    if not app or "/" in app or "\\" in app or app.startswith("."):
+        raise t.error("app", f"is {app!r}; it names the executable: letters, digits, '-', '_', '.'")
     entry = root / t.take("entry", str)
     model_set = t.opt("model_set", str, "default")
-    flavors = t.strings("flavors", FLAVORS)
-    for flavor in flavors:
-        if flavor not in FLAVORS:
-            raise t.error("flavors", f"names {flavor!r}; allowed: {', '.join(FLAVORS)}")
-    budgets = t.opt("budgets", dict, {})
+    manifest_value = t.opt("manifest", str, None)
+    manifest = (root / manifest_value) if manifest_value is not None else None
+    uses = _choices(t, "uses", USES, USES)
+    if not uses:
+        raise t.error("uses", f"is empty; name at least one of {', '.join(USES)}")
+    flavors = _choices(t, "flavors", FLAVORS, FLAVORS)
+    if not flavors:
+        raise t.error("flavors", f"is empty; name at least one of {', '.join(FLAVORS)}")
+    hiddenimports = t.strings("hiddenimports", ())
+    excludes = t.strings("excludes", ())
+    datas = _datas(t, root)
+    raw_prune = t.opt("prune", list, [])
+    raw_budgets = t.opt("budgets", dict, {})
+    unpinned = t.strings("unpinned_goldens", ())
     t.done()
+    from mlfreeze.prune import parse_rules
+
+    prune = parse_rules(raw_prune, path, "tool.mlfreeze.prune")
+    _refuse_unknown(raw_budgets, BUDGET_KEYS, path, "tool.mlfreeze.budgets")
+    budgets = load_budgets(path)
     if not entry.is_file():
         raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
-    return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set,
-                         flavors=flavors, budgets=budgets)
+    if manifest is not None and not manifest.is_file():
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.manifest' points at {manifest}, which does not exist")
+    return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
+                         uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
+                         flavors=flavors, budgets=budgets, unpinned_goldens=unpinned)
+
+
+def _choices(t: Table, key: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    values = t.strings(key, default)
+    for v in values:
+        if v not in allowed:
+            raise t.error(key, f"names {v!r}{nearest(v, allowed)}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _datas(t: Table, root: Path) -> tuple[tuple[Path, str], ...]:
+    out = []
+    for i, item in enumerate(t.opt("datas", list, [])):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise t.error("datas", f"entry {i} must be [source, destination folder], e.g. ['assets/*.png', 'assets']")
+        src, dest = item
+        if Path(dest).is_absolute() or ".." in Path(dest).parts:
+            raise t.error("datas", f"entry {i}: destination {dest!r} must be a relative folder inside the bundle")
+        out.append((root / src, dest))
+    return tuple(out)
 
 
 def default_model_set(root: Path | None = None) -> str:
-    """The project's ``[tool.mlfreeze] model_set``, else ``default`` (no other key is needed)."""
-    try:
-        value = read_toml((root or find_root()) / "pyproject.toml").get("tool", {}).get("mlfreeze", {})
-    except ConfigError:
-        return "default"
-    model_set = value.get("model_set") if isinstance(value, dict) else None
-    return model_set if isinstance(model_set, str) else "default"
+    """The project's ``[tool.mlfreeze] model_set`` (default ``default``); errors propagate."""
+    return load_config(root).model_set
+
+
+def project_manifest(explicit: str | Path | None, root: Path | None = None) -> Path | None:
+    """The models manifest a command uses: ``--manifest``, else the project's ``manifest`` key, else None
+    (mlfreeze's own specs/models.toml)."""
+    if explicit:
+        return Path(explicit)
+    return load_config(root).manifest

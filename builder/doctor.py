@@ -223,8 +223,14 @@ def _exercise_providers(profile: Profile, available: list[str]) -> Iterator[Find
         yield Finding(ok=True, check="onnxruntime providers", detail=f"a session runs on {used[0]}")
 
 
-def check_imports(profile: Profile) -> Iterator[Finding]:
-    for module, dist in (("open_clip", "open-clip-torch"), ("insightface", "insightface"), ("faiss", "faiss-cpu")):
+# [tool.mlfreeze] uses -> the checks that part needs (a CLIP-only app installs no onnxruntime)
+PART_IMPORTS = {"clip": (("open_clip", "open-clip-torch"),), "faces": (("insightface", "insightface"),),
+                "faiss": (("faiss", "faiss-cpu"),)}
+ALL_USES = ("clip", "faces", "faiss")
+
+
+def check_imports(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> Iterator[Finding]:
+    for module, dist in (pair for part in uses for pair in PART_IMPORTS.get(part, ())):
         try:
             importlib.import_module(module)
         except Exception as exc:
@@ -340,13 +346,20 @@ CHECKS: tuple[Callable[[Profile], Iterator[Finding]], ...] = (
 )
 
 
-def diagnose(profile: Profile) -> list[Finding]:
+def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> list[Finding]:
     """Every check's findings. A check that cannot run (an installed package that fails to import,
-    the very thing doctor exists to find) is a finding naming the check, not a traceback."""
+    the very thing doctor exists to find) is a finding naming the check, not a traceback.
+    ``uses`` ([tool.mlfreeze] uses) drops the checks of parts the app does not use."""
     findings: list[Finding] = []
     for check in CHECKS:
+        if check is check_onnxruntime and "faces" not in uses:
+            continue
+        if check in (check_torch, check_torchvision) and "clip" not in uses:
+            continue
+        if check is check_faiss_build and "faiss" not in uses:
+            continue
         try:
-            findings.extend(check(profile))
+            findings.extend(check_imports(profile, uses) if check is check_imports else check(profile))
         except Exception as exc:  # noqa: BLE001 - any import-time failure of a broken environment
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             findings.append(Finding(ok=False, check=check.__name__.removeprefix("check_"),
@@ -357,7 +370,13 @@ def diagnose(profile: Profile) -> list[Finding]:
 def main(args: argparse.Namespace) -> int:
     profile = load_profile(args.platform)
     require_host(profile, "doctor")
-    findings = diagnose(profile)
+    uses = getattr(args, "uses", None)
+    if uses is None:
+        from mlfreeze.config import find_root_or_none, load_config
+
+        root = find_root_or_none()
+        uses = load_config(root).uses if root is not None else ALL_USES
+    findings = diagnose(profile, tuple(uses))
     for f in findings:
         mark = "ok  " if f.ok and not f.note else ("note" if f.ok else "FAIL")
         print(f"{mark} {f.check:<22} {f.detail}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, urlparse
 
 from mlfreeze.cache import Cache, default_cache_dir
-from mlfreeze.config import default_model_set
+from mlfreeze.config import default_model_set, project_manifest
 from mlfreeze.download import AllUrlsFailed, Policy, download, is_local
 from mlfreeze.errors import DownloadError, IntegrityError
 from mlfreeze.extract import check_free_space, extract
@@ -191,7 +191,7 @@ def _unreachable_message(set_name: str, failures: list[tuple[ArtifactSpec, AllUr
 
 
 def main(args: argparse.Namespace) -> int:
-    manifest = load_manifest(Path(args.manifest) if getattr(args, "manifest", None) else None)
+    manifest = load_manifest(project_manifest(getattr(args, "manifest", None)))
     set_name = getattr(args, "model_set", None) or default_model_set()
     cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
     offline = bool(getattr(args, "offline", False)) or env_offline()

@@ -51,6 +51,12 @@ class AppConfig:
     model_set: str
     sources: tuple[Path, ...]  # hashed for incremental builds
     pathex: tuple[Path, ...]
+    # [tool.mlfreeze] uses / hiddenimports / excludes / datas / prune (mlfreeze.config)
+    uses: tuple[str, ...] = ("clip", "faces", "faiss")
+    hiddenimports: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    datas: tuple[tuple[Path, str], ...] = ()
+    prune: tuple[prune.Rule, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,12 +84,87 @@ def load_app_config(root: Path | None = None) -> AppConfig:
     sources = (cfg.entry.parent, *RUNTIME_SOURCES)
     return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
                      sources=tuple(p for p in sources if p.exists()),
-                     pathex=(cfg.root, cfg.entry.parent.parent))
+                     pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
+                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune)
+
+
+def stack_modules(uses: Sequence[str], flavor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(hidden imports of the parts the app uses, excludes of those it does not) for ``flavor``.
+
+    A lite bundle takes no part (prune.toml excludes the whole ML stack from it)."""
+    from mlfreeze.platforms.profiles import load_stack
+
+    stack = load_stack()
+    hidden: list[str] = []
+    excludes: list[str] = []
+    for name, part in stack.parts.items():
+        if name in uses and flavor != "lite":
+            hidden += part.hiddenimports
+        elif name not in uses:
+            excludes += part.excludes
+    return tuple(hidden), tuple(excludes)
+
+
+def data_pairs(datas: Sequence[tuple[Path, str]]) -> list[list[str]]:
+    """[tool.mlfreeze] datas as the spec's [source, destination] pairs; a glob source expands.
+    FreezeError (exit 4) when a source matches nothing."""
+    out = []
+    for src, dest in datas:
+        matches = sorted(src.parent.glob(src.name)) if any(c in src.name for c in "*?[") else [src]
+        found = [m for m in matches if m.exists()]
+        if not found:
+            raise FreezeError(f"[tool.mlfreeze] datas: {src} matches no file; fix the path in pyproject.toml")
+        out += [[str(m), dest] for m in found]
+    return out
+
+
+# What the child interpreter runs: for each module, whether it is importable with pathex on
+# sys.path and whether PyInstaller's module graph (which walks sys.path, not import hooks) can see
+# it. A module that only an import hook provides (setuptools' default editable finder) fails.
+_FIND = """
+import importlib.machinery, importlib.util, json, sys
+missing, hooked = [], []
+for name in json.loads(sys.argv[1]):
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except Exception:
+        found = False
+    if not found:
+        missing.append(name)
+    elif importlib.machinery.PathFinder.find_spec(name.split(".")[0], sys.path) is None \
+            and name.split(".")[0] not in sys.builtin_module_names:
+        hooked.append(name)
+print(json.dumps({"missing": missing, "hooked": hooked}))
+"""
+
+
+def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: str = sys.executable) -> None:
+    """Refuse (FreezeError, exit 4) hidden imports PyInstaller would not find, before it runs for minutes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pathex)}
+    done = proc.capture([python, "-c", _FIND, json.dumps(list(modules))], env=env)
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise FreezeError(f"could not check the hidden imports with {python}: {done.stderr.strip()[:300]}") from None
+    if result["missing"]:
+        raise FreezeError(f"hidden import(s) {', '.join(result['missing'])} cannot be found by {python} (pathex: "
+                          f"{', '.join(pathex)}): install them, or drop them from [tool.mlfreeze] hiddenimports "
+                          "/ uses; nothing was frozen")
+    if result["hooked"]:
+        raise FreezeError(f"hidden import(s) {', '.join(result['hooked'])} are importable only through an import "
+                          "hook (an editable install?), which PyInstaller cannot see: reinstall non-editable or with "
+                          "`pip install -e . --config-settings editable_mode=strict`; nothing was frozen")
 
 
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
                 hiddenimports: Sequence[str] = ()) -> dict[str, Any]:
-    """The JSON the spec reads (specs/<flavor>.spec documents every key)."""
+    """The JSON the spec reads (specs/<flavor>.spec documents every key).
+
+    ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
+    their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own."""
+    part_hidden, part_excludes = stack_modules(app.uses, flavor)
+    hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
         "app": app.app,
@@ -93,7 +174,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "runtime_hooks": [str(RUNTIME_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
-        "datas": [],
+        "datas": data_pairs(app.datas),
         "console": True,
     }
     if flavor == "full":
@@ -175,6 +256,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     model_set = model_set or app.model_set
     config = prune.load_prune(prune_file)
     rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
+    rules += tuple(r for r in app.prune if r.applies_to(flavor=flavor, accelerator=profile.accelerator,
+                                                           platform=profile.name))
     models = bundle_models(fetched or {}) if flavor == "full" else []
     if flavor == "full" and fetched is None:
         raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
@@ -184,6 +267,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
                         if d.module not in params["excludes"]]
+    check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=prune_file, root=root, goldens_dir=goldens_dir,
@@ -253,7 +337,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
             verification=verification, selftest=result.summary(),
             prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
             record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
-            git_commit=buildinfo.git_commit(root), inputs_sha256=digest)
+            git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
+            lock_sha256=lock_digest(root, profile.name, flavor))
         buildinfo.write(bundle, info)
         incremental.write_stamp(bundle, digest)
     except VerificationError:
@@ -269,11 +354,19 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     return bundle
 
 
+def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
+    """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
+    from mlfreeze.lock import lock_path, variant_for
+
+    path = lock_path(root, platform, variant_for((flavor,)))
+    return hash_file(path)[1] if path.is_file() else None
+
+
 def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,
                    expected_providers: Sequence[str], goldens: Path) -> None:
     """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
     from mlfreeze_runtime.modelindex import write_models_index
-    from mlfreeze_runtime.verify.probes import copy_probe_inputs
+    from mlfreeze_runtime.verify.probes import FILE_PROBES, copy_probe_inputs
 
     for m in models:
         for rel, src in m.files.items():
@@ -282,7 +375,14 @@ def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: s
             shutil.copyfile(src, dest)
     write_models_index(models_dir, models_index_entries(models), set_name=model_set,
                        expected_providers=expected_providers, goldens_dir=goldens)
-    copy_probe_inputs(models_dir / "_probes")
+    copy_probe_inputs(models_dir / "_probes", probe_names(models, FILE_PROBES))
+
+
+def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[str, str]]) -> list[str]:
+    """The file probes a bundle needs: insightface's sample photos only when the set has a face model
+    (a CLIP-only app's build environment has no insightface)."""
+    faces = any(m.kind == "insightface" for m in models)
+    return sorted(n for n, (package, _) in file_probes.items() if package != "insightface" or faces)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 ``make_plan`` reads only TOML files; it imports nothing from the ML stack and starts
 nothing, so the plan of ``mac-arm64`` can be inspected (and snapshot-tested) on Linux.
-The nox build sessions run exactly the install commands listed here.
+The nox build sessions (mlfreeze.sessions) run exactly the install commands listed here: the
+profile's hash-checked lock (locks/, written by ``mlfreeze lock``), then mlfreeze and the project.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
+from mlfreeze import __version__
 from mlfreeze.config import ProjectConfig, load_config
 from mlfreeze.hostinfo import exe_suffix
-from mlfreeze.platforms.profiles import Profile, Stack, load_profile, load_stack
-
-CONSTRAINTS_FILE = "build/constraints-{platform}.txt"
+from mlfreeze.lock import LOCK_DIR, lock_name, plan_lock, variant_for
+from mlfreeze.platforms.profiles import Profile, load_profile, load_stack
+from mlfreeze.schema import read_toml
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,7 +54,10 @@ class Plan:
     cuda: str
     onnxruntime: str
     expected_providers: tuple[str, ...]
-    constraints_file: str
+    uses: tuple[str, ...]
+    lock_file: str
+    lock_requirements: tuple[str, ...]  # what the lock is resolved from (`mlfreeze lock`)
+    lock_overrides: tuple[str, ...]
     constraints: tuple[str, ...]
     model_set: str
     archive_format: str
@@ -64,45 +69,46 @@ class Plan:
         return json.dumps(asdict(self), indent=2)
 
 
-def constraint_lines(profile: Profile) -> tuple[str, ...]:
-    """Pins that keep every step after the first from moving torch or onnxruntime."""
-    return (
-        f"torch=={profile.torch.version}",
-        f"torchvision=={profile.torch.torchvision}",
-        f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
-        *profile.constraints,
-    )
+def is_mlfreeze_project(config: ProjectConfig) -> bool:
+    """True for the mlfreeze checkout itself (its project is mlfreeze: one install step)."""
+    return read_toml(config.pyproject).get("project", {}).get("name") == "mlfreeze"
 
 
-def install_steps(profile: Profile, stack: Stack, env: Mapping[str, str] | None = None) -> tuple[Step, ...]:
-    """The pip commands, in order, that give an environment matching ``profile``."""
-    constraints = CONSTRAINTS_FILE.format(platform=profile.name)
-    index = profile.torch_index(env)
-    torch_cmd = ["pip", "install", f"torch=={profile.torch.version}", f"torchvision=={profile.torch.torchvision}"]
-    if index:
-        torch_cmd += ["--index-url", index]
-    ort = f"{profile.onnxruntime.package}=={profile.onnxruntime.version}"
-    source = f"from {index}" if index else "from PyPI"
-    return (
-        Step(stage="install", title=f"torch and torchvision {source}", command=tuple(torch_cmd)),
-        Step(stage="install", title=f"the one onnxruntime distribution ({profile.onnxruntime.package})",
-             command=("pip", "install", ort, "-c", constraints)),
-        Step(stage="install",
-             title="insightface without its dependencies (its `onnxruntime` requirement would install a "
-                   f"second distribution of the onnxruntime module beside {profile.onnxruntime.package})",
-             command=("pip", "install", "--no-deps", *stack.no_deps)),
-        Step(stage="install", title="the rest of the ML stack and insightface's other requirements",
-             command=("pip", "install", *stack.requirements, *stack.no_deps_requirements, "-c", constraints)),
-        Step(stage="install", title="mlfreeze and the app, with PyInstaller (never the `ml` extra)",
-             command=("pip", "install", ".[freeze]", "-c", constraints)),
-    )
+def default_mlfreeze_source() -> str:
+    """``mlfreeze==<this version>``: the package index's copy of the running mlfreeze."""
+    return f"mlfreeze=={__version__}"
+
+
+def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[str] = (),
+                  mlfreeze_source: str | None = None) -> tuple[Step, ...]:
+    """The pip commands, in order, that give an environment matching ``profile`` for ``config``.
+
+    First the hash-checked lock (the complete closure, hence ``--no-deps``), then mlfreeze and the
+    project themselves without dependencies, so nothing outside the lock is ever resolved
+    (``--force-reinstall``: a rebuilt wheel of the same version still replaces the old one)."""
+    lock = f"{LOCK_DIR}/{lock_name(profile.name, variant_for(flavors))}"
+    steps = [Step(stage="install", title=f"the locked build environment ({lock}: every distribution pinned "
+                                         "and hash-checked)",
+                  command=("pip", "install", "--require-hashes", "--no-deps", "-r", lock))]
+    if is_mlfreeze_project(config):
+        steps.append(Step(stage="install", title="mlfreeze and the example app from this checkout, without "
+                                                 "dependencies (they are in the lock)",
+                          command=("pip", "install", "--no-deps", "--force-reinstall", ".")))
+    else:
+        source = mlfreeze_source or default_mlfreeze_source()
+        steps.append(Step(stage="install", title=f"mlfreeze ({source}), without dependencies (they are in the lock)",
+                          command=("pip", "install", "--no-deps", "--force-reinstall", source)))
+        steps.append(Step(stage="install", title="the project itself, without dependencies (they are in the lock)",
+                          command=("pip", "install", "--no-deps", "--force-reinstall", ".")))
+    return tuple(steps)
 
 
 def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None = None,
-              flavors: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> Plan:
-    stack = load_stack()
+              flavors: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+              mlfreeze_source: str | None = None) -> Plan:
     model_set = model_set or config.model_set
     flavors = tuple(flavors or config.flavors)
+    lock = plan_lock(profile, load_stack(), config, variant=variant_for(flavors), env=env)
     exe = exe_suffix(profile.host_os)
     p = profile.name
     bundles = tuple(
@@ -116,7 +122,7 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                       for b in bundles if b.models}
     sizes_reports = (f"dist/reports/sizes-{p}.json", f"dist/reports/sizes-{p}.md", f"dist/reports/sizes-{p}.html")
     reports = (*(r for pair in verify_reports.values() for r in pair), *sizes_reports)
-    steps = [*install_steps(profile, stack, env)]
+    steps = [*install_steps(profile, config, flavors=flavors, mlfreeze_source=mlfreeze_source)]
     steps.append(Step(stage="doctor", title="the installed environment matches the profile",
                       command=("mlfreeze", "doctor", "--platform", p)))
     steps.append(Step(stage="fetch", title=f"download and checksum model set '{model_set}'",
@@ -149,7 +155,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
         torch_index=profile.torch_index(env) or "PyPI", cuda=profile.torch.cuda or "none",
         onnxruntime=f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
         expected_providers=profile.onnxruntime.providers,
-        constraints_file=CONSTRAINTS_FILE.format(platform=p), constraints=constraint_lines(profile),
+        uses=config.uses, lock_file=f"{LOCK_DIR}/{lock_name(p, lock.variant)}", lock_requirements=lock.requirements,
+        lock_overrides=lock.overrides, constraints=profile.constraints,
         model_set=model_set, archive_format=profile.archive_format, bundles=bundles, reports=reports,
         steps=tuple(steps),
     )
@@ -162,7 +169,9 @@ def render_text(plan: Plan) -> str:
         f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
         f" (CUDA {plan.cuda}, accelerator {plan.accelerator})",
         f"  onnxruntime     {plan.onnxruntime}; expected providers: {', '.join(plan.expected_providers)}",
-        f"  constraints     {plan.constraints_file}: {'; '.join(plan.constraints)}",
+        f"  uses            {', '.join(plan.uses)}",
+        f"  lock            {plan.lock_file} from: {'; '.join(plan.lock_requirements)}",
+        f"  overrides       {'; '.join(plan.lock_overrides)}",
         f"  models          set '{plan.model_set}'",
     ]
     for b in plan.bundles:

@@ -12,9 +12,11 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mlfreeze.specs
 from mlfreeze.config import FLAVORS
+from mlfreeze.errors import ConfigError
 from mlfreeze.globs import compile_glob
 from mlfreeze.platforms.profiles import ACCELERATORS, all_profiles
 from mlfreeze.schema import Table, read_toml
@@ -64,10 +66,19 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
         st = t.sub(key, required=False)
         out.update({flavor: st.strings(flavor, ()) for flavor in FLAVORS})
         st.done()
+    rules = parse_rules(t.opt("rule", list, []), path, "rule")
+    t.done()
+    return PruneConfig(path=path, excludes=excludes, hiddenimports=hidden, rules=tuple(rules))
+
+
+def parse_rules(raw: Any, path: Path, where: str) -> tuple[Rule, ...]:
+    """Prune rules from a list of tables (prune.toml's ``[[rule]]``, ``[tool.mlfreeze] prune``)."""
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: key '{where}' must be a list of tables")
     rules: list[Rule] = []
     seen: set[str] = set()
-    for i, raw in enumerate(t.opt("rule", list, [])):
-        rt = Table(raw, path, f"rule[{i}]")
+    for i, raw_rule in enumerate(raw):
+        rt = Table(raw_rule, path, f"{where}[{i}]")
         name = rt.take("name", str)
         if name in seen:
             raise rt.error("name", f"{name!r} is used by two rules")
@@ -90,8 +101,7 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
                     raise rt.error(key, f"names {v!r}; allowed: {', '.join(allowed)}")
         rt.done()
         rules.append(rule)
-    t.done()
-    return PruneConfig(path=path, excludes=excludes, hiddenimports=hidden, rules=tuple(rules))
+    return tuple(rules)
 
 
 def tree_bytes(path: Path) -> int:

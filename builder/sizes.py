@@ -209,13 +209,17 @@ def raise_breaches(report: SizesReport, command: str = "sizes") -> None:
 
 
 def default_pyproject() -> Path | None:
-    path = Path.cwd() / "pyproject.toml"
-    return path if path.is_file() else None
+    """The project's pyproject.toml (mlfreeze.config.find_root), validated; None outside any project."""
+    from mlfreeze.config import find_root_or_none, load_config
+
+    root = find_root_or_none()
+    return load_config(root).pyproject if root is not None else None
 
 
 def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str | None = None,
                    baseline: Path | None = None, pyproject: Path | None = None,
-                   exact_compressed: bool = False, check: bool = True) -> SizesReport:
+                   exact_compressed: bool = False, check: bool = True,
+                   budgets: Budgets | None = None) -> SizesReport:
     """For ``mlfreeze build``: write ``sizes-<platform>.{json,md,html}`` into ``reports_dir``.
 
     ``platform`` defaults to the first bundle's BUILD-INFO platform. Budgets come from
@@ -224,8 +228,9 @@ def report_bundles(bundles: Sequence[Path], reports_dir: Path, *, platform: str 
     """
     if not bundles:
         raise UsageError("no bundles to report; freeze one first")
-    pyproject = pyproject or default_pyproject()
-    budgets = load_budgets(pyproject) if pyproject is not None else Budgets()
+    if budgets is None:  # ``budgets``: the project's, already loaded (mlfreeze.config.ProjectConfig.budgets)
+        pyproject = pyproject or default_pyproject()
+        budgets = load_budgets(pyproject) if pyproject is not None else Budgets()
     report = build_report(bundles, baseline=baseline, budgets=budgets, exact_compressed=exact_compressed)
     name = platform or next((b["platform"] for b in report.doc["bundles"] if b.get("platform")), None) or "local"
     reports_dir = Path(reports_dir)

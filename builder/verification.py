@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlfreeze.config import default_model_set
+from mlfreeze.config import default_model_set, project_manifest
 from mlfreeze.errors import ConfigError, UsageError, VerificationError
 
 
@@ -142,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
     from mlfreeze.fetch import env_offline, fetch_set
     from mlfreeze.manifest import load_manifest
 
-    manifest = load_manifest(Path(args.manifest) if args.manifest else None)
+    manifest = load_manifest(project_manifest(args.manifest))
     set_name = args.model_set or default_model_set()
     if set_name not in manifest.sets:
         raise UsageError(f"model set {set_name!r} is not in {manifest.path}; sets: {', '.join(sorted(manifest.sets))}")

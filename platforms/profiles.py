@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -137,12 +137,24 @@ class Profile:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Stack:
-    """What every profile installs after torch and onnxruntime (platforms/stack.toml)."""
+class StackPart:
+    """One part of the stack (platforms/stack.toml ``[parts.<name>]``): clip, faces or faiss."""
 
-    requirements: tuple[str, ...]
-    no_deps: tuple[str, ...]
-    no_deps_requirements: tuple[str, ...]
+    name: str
+    torch: bool = False  # needs the profile's torch and torchvision
+    onnxruntime: bool = False  # needs the profile's one onnxruntime distribution
+    requirements: tuple[str, ...] = ()
+    no_deps: tuple[str, ...] = ()  # installed with --no-deps (their requirements are listed instead)
+    hiddenimports: tuple[str, ...] = ()  # collected into the bundle when the app uses the part
+    excludes: tuple[str, ...] = ()  # kept out of the bundle when it does not
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stack:
+    """What a build installs besides torch and onnxruntime (platforms/stack.toml), by part."""
+
+    base: tuple[str, ...]
+    parts: Mapping[str, StackPart]
     # import package -> the distributions that install it (at most one of each may be installed)
     families: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -150,6 +162,28 @@ class Stack:
         """The import package whose family ``distribution`` belongs to, or None."""
         name = canonical_name(distribution)
         return next((module for module, members in self.families.items() if name in members), None)
+
+    def select(self, uses: Sequence[str]) -> tuple[StackPart, ...]:
+        """The parts ``uses`` names, in the file's order; ConfigError for an unknown part."""
+        unknown = [u for u in uses if u not in self.parts]
+        if unknown:
+            raise ConfigError(f"unknown stack part {unknown[0]!r}; known: {', '.join(self.parts)}")
+        return tuple(p for name, p in self.parts.items() if name in uses)
+
+    # every part together (the example app uses all of them)
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return self.base + tuple(r for p in self.parts.values() for r in p.requirements)
+
+    @property
+    def no_deps(self) -> tuple[str, ...]:
+        return tuple(r for p in self.parts.values() for r in p.no_deps)
+
+    @property
+    def no_deps_requirements(self) -> tuple[str, ...]:
+        """Kept for readers of the old layout: the --no-deps installs' own requirements are now part
+        of their part's ``requirements`` (insightface's in [parts.faces])."""
+        return ()
 
 
 def canonical_name(name: str) -> str:
@@ -296,10 +330,21 @@ def load_profile(name: str, directory: Path = PROFILE_DIR) -> Profile:
 def load_stack(path: Path = PROFILE_DIR / "stack.toml") -> Stack:
     t = Table(read_toml(path), path)
     families = _families(t.sub("families"))
-    stack = Stack(requirements=t.strings("requirements"), no_deps=t.strings("no_deps"),
-                  no_deps_requirements=t.strings("no_deps_requirements"), families=families)
+    bt = t.sub("base")
+    base = bt.strings("requirements")
+    bt.done()
+    parts: dict[str, StackPart] = {}
+    pt = t.sub("parts")
+    for name, raw in pt.rest().items():
+        p = Table(raw, path, f"parts.{name}")
+        parts[name] = StackPart(name=name, torch=p.opt("torch", bool, False),
+                                onnxruntime=p.opt("onnxruntime", bool, False),
+                                requirements=p.strings("requirements", ()), no_deps=p.strings("no_deps", ()),
+                                hiddenimports=p.strings("hiddenimports", ()), excludes=p.strings("excludes", ()))
+        p.done()
     t.done()
-    for req in stack.requirements + stack.no_deps_requirements:
+    stack = Stack(base=base, parts=parts, families=families)
+    for req in stack.requirements + stack.no_deps:
         if stack.family_of(requirement_name(req)) == "onnxruntime":
             raise ConfigError(f"{path}: {req!r}: onnxruntime comes from the profile, never from the stack")
     names = [requirement_name(r) for r in stack.requirements + stack.no_deps + stack.no_deps_requirements]

@@ -74,6 +74,8 @@ SCHEMA: dict[str, Any] = {
             "properties": {"sha256": {"$ref": "#/$defs/sha256"}, "files": _COUNT, "bytes": _COUNT}},
         "git_commit": {"type": ["string", "null"], "pattern": "^[0-9a-f]{40}$"},
         "inputs_sha256": {"$ref": "#/$defs/sha256"},
+        # sha256 of the hash-pinned lock (locks/<profile>.txt) the build environment came from
+        "lock_sha256": {"oneOf": [{"$ref": "#/$defs/sha256"}, {"type": "null"}]},
         "built_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"},
     },
     "$defs": {

@@ -30,7 +30,9 @@ def sizes(cwd: Path, *args: str) -> proc.subprocess.CompletedProcess[str]:
 def project(tmp_path: Path, budgets: str) -> Path:
     work = tmp_path / "work"
     work.mkdir(parents=True)
-    (work / "pyproject.toml").write_text(f"[tool.mlfreeze]\napp = 'photo-search'\n[tool.mlfreeze.budgets]\n{budgets}")
+    (work / "app.py").write_text("")  # the project config is validated whole (mlfreeze.config)
+    (work / "pyproject.toml").write_text("[project]\nname = 'photo-search'\nversion = '1'\n[tool.mlfreeze]\n"
+                                         f"app = 'photo-search'\nentry = 'app.py'\n[tool.mlfreeze.budgets]\n{budgets}")
     return work
 
 

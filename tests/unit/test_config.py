@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlfreeze.config import SOURCE_ROOT, find_root, load_config
+from mlfreeze.config import SOURCE_ROOT, default_model_set, find_root, find_root_or_none, is_checkout, load_config
 from mlfreeze.errors import ConfigError
 
 
@@ -48,23 +48,82 @@ def test_find_root(tmp_path, monkeypatch):
     sub = root / "src" / "deep"
     sub.mkdir(parents=True)
     assert find_root(sub) == root
+    monkeypatch.setenv("MLFREEZE_PROJECT", str(root))
+    assert find_root(Path("/")) == root
     monkeypatch.setenv("MLFREEZE_PROJECT", str(sub))
-    assert find_root(root) == sub
-    monkeypatch.delenv("MLFREEZE_PROJECT")
-    assert find_root(Path("/")) == SOURCE_ROOT
+    with pytest.raises(ConfigError, match="MLFREEZE_PROJECT"):
+        find_root(root)
+
+
+def test_no_pyproject_anywhere_is_an_error_not_the_example_app(monkeypatch):
+    monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
+    with pytest.raises(ConfigError, match="mlfreeze init"):
+        find_root(Path("/"))
+    assert find_root_or_none(Path("/")) is None
 
 
 def test_a_broken_pyproject_that_configures_mlfreeze_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
     (tmp_path / "pyproject.toml").write_text('[project\nversion = "1"\n[tool.mlfreeze]\napp = "a"\n')
-    with pytest.raises(ConfigError, match="pyproject.toml"):
-        find_root(tmp_path)  # not a silent fall-back to the example app
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(find_root(tmp_path))
     (tmp_path / "pyproject.toml").write_text('tool = "x"\n[project]\nversion = "1"\n')
-    assert find_root(tmp_path) == SOURCE_ROOT  # no [tool.mlfreeze]: not an mlfreeze project
+    assert find_root(tmp_path) == tmp_path  # the nearest pyproject.toml: never a walk to another project
     with pytest.raises(ConfigError, match=r"no \[tool.mlfreeze\] table"):
         load_config(tmp_path)
+
+
+def test_near_miss_table_is_named(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nversion = "1"\n[tool.mlfreez]\napp = "a"\n')
+    with pytest.raises(ConfigError, match=r"it has \[tool.mlfreez\]: a typo"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("tool", "message"),
+    [
+        ('app = "a"\nentry = "app.py"\nmodelset = "x"', "did you mean 'model_set'"),
+        ('app = "a"\nentry = "app.py"\nuses = ["clips"]', "did you mean 'clip'"),
+        ('app = "a"\nentry = "app.py"\nuses = []', "name at least one"),
+        ('app = "a"\nentry = "app.py"\n[tool.mlfreeze.budgets]\nful = "1 GB"', "did you mean 'full'"),
+        ('app = "a"\nentry = "app.py"\n[tool.mlfreeze.budgets]\nfull = "big"', "is not a size"),
+        ('app = "a"\nentry = "app.py"\nmanifest = "nope.toml"', "nope.toml, which does not exist"),
+        ('app = "a"\nentry = "app.py"\ndatas = [["x"]]', "source, destination"),
+        ('app = "a"\nentry = "app.py"\ndatas = [["x", "../up"]]', "relative folder"),
+        ('app = "a"\nentry = "app.py"\nprune = [{name = "n", globs = []}]', "at least one pattern"),
+        ('app = "a"\nentry = "app.py"\nprune = [{name = "n", globs = ["x"], flavors = ["fat"]}]', "allowed: full"),
+        ('app = "a/b"\nentry = "app.py"', "names the executable"),
+    ],
+)
+def test_every_key_is_validated_at_load(tmp_path, tool, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(_project(tmp_path, tool))
+
+
+def test_all_keys_load(tmp_path):
+    (tmp_path / "models.toml").write_text("[sets]\n[models]\n")
+    (tmp_path / "assets").mkdir()
+    tool = ('app = "a"\nentry = "app.py"\nmodel_set = "demo"\nmanifest = "models.toml"\nuses = ["clip", "faiss"]\n'
+            'hiddenimports = ["json"]\nexcludes = ["tkinter"]\ndatas = [["assets/*.png", "assets"]]\n'
+            'prune = [{name = "docs", globs = ["**/*.md"], flavors = ["full"]}]\nflavors = ["lite"]\n'
+            'unpinned_goldens = ["m"]\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
+    cfg = load_config(_project(tmp_path, tool))
+    assert cfg.uses == ("clip", "faiss") and cfg.manifest == tmp_path / "models.toml"
+    assert cfg.datas == ((tmp_path / "assets/*.png", "assets"),) and cfg.prune[0].globs == ("**/*.md",)
+    assert cfg.budgets.totals == {"lite": 60_000_000} and cfg.flavors == ("lite",)
+    assert default_model_set(tmp_path) == "demo" and cfg.unpinned_goldens == ("m",)
+
+
+def test_default_model_set_fails_loudly(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project\n')
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        default_model_set(tmp_path)
 
 
 def test_this_repository_builds_the_example_app():
     cfg = load_config(SOURCE_ROOT)
     assert cfg.app == "photo-search" and cfg.entry.name == "__main__.py"
+
+
+def test_source_root_is_this_checkout():
+    assert is_checkout(SOURCE_ROOT) and not is_checkout(SOURCE_ROOT / "builder")

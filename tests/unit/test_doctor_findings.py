@@ -181,18 +181,24 @@ def test_the_install_plan_never_names_two_members_of_a_family(root: Path, name: 
 
     monkeypatch.chdir(root)
     plan = make_plan(load_profile(name), load_config(root))
-    names = [requirement_name(arg) for step in plan.steps if step.stage == "install"
-             for arg in step.command[2:] if not arg.startswith(("-", ".", "build/", "http"))]
+    # the build installs the hash-pinned lock resolved from these (mlfreeze.lock), and nothing else
+    names = [requirement_name(r) for r in plan.lock_requirements]
     assert "insightface" in names and "opencv-python-headless" in names
     assert family_mixes(names, STACK.families) == {}
-    # insightface's own metadata asks for onnxruntime and opencv-python: it must be installed --no-deps
-    [step] = [s for s in plan.steps if "insightface==2.1" in s.command]
+    # insightface's own metadata asks for onnxruntime and opencv-python: the lock's resolve overrides
+    # them away and the lock (the complete closure) is installed --no-deps
+    profile = load_profile(name)
+    assert f"{profile.onnxruntime.package}=={profile.onnxruntime.version}" in plan.lock_overrides
+    dropped = {o.split(" ;")[0] for o in plan.lock_overrides if o.endswith("sys_platform == 'never'")}
+    assert {"onnxruntime", "onnxruntime-gpu", "onnxruntime-directml"} - {profile.onnxruntime.package} <= dropped
+    assert "opencv-python ; sys_platform == 'never'" in plan.lock_overrides
+    [step] = [s for s in plan.steps if "--require-hashes" in s.command]
     assert "--no-deps" in step.command
 
 
 def _stack(tmp_path: Path, families: str, extra: str = "") -> Path:
     p = tmp_path / "stack.toml"
-    p.write_text('requirements = ["faiss-cpu>=1.8"' + extra + ']\nno_deps = []\nno_deps_requirements = []\n'
+    p.write_text('[base]\nrequirements = []\n[parts.faiss]\nrequirements = ["faiss-cpu>=1.8"' + extra + ']\n'
                  "[families]\nonnxruntime = ['onnxruntime', 'onnxruntime-gpu', 'onnxruntime-directml']\n" + families)
     return p
 
@@ -215,7 +221,7 @@ def test_bad_families_are_refused_on_load(tmp_path: Path, families: str, extra: 
 
 def test_the_onnxruntime_family_must_cover_every_profile_distribution(tmp_path: Path) -> None:
     p = tmp_path / "stack.toml"
-    p.write_text("requirements = []\nno_deps = []\nno_deps_requirements = []\n"
+    p.write_text("[base]\nrequirements = []\n[parts]\n"
                  "[families]\nonnxruntime = ['onnxruntime', 'onnxruntime-gpu']\n")
     with pytest.raises(ConfigError, match="missing onnxruntime-directml"):
         load_stack(p)
@@ -273,7 +279,7 @@ def test_a_check_that_raises_is_a_finding() -> None:
 @pytest.mark.parametrize("member", ["onnxruntime", "onnxruntime-openvino", "onnxruntime_gpu>=1.20"])
 def test_the_stack_never_names_an_onnxruntime_family_member(tmp_path: Path, member: str) -> None:
     p = tmp_path / "stack.toml"
-    p.write_text(f'requirements = ["{member}"]\nno_deps = []\nno_deps_requirements = []\n[families]\n'
+    p.write_text(f'[base]\nrequirements = []\n[parts.x]\nrequirements = ["{member}"]\n[families]\n'
                  "onnxruntime = ['onnxruntime', 'onnxruntime-gpu', 'onnxruntime-directml', 'onnxruntime-openvino']\n")
     with pytest.raises(ConfigError, match="onnxruntime comes from the profile"):
         load_stack(p)

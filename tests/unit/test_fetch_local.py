@@ -229,7 +229,10 @@ def test_cli_main_in_process(project: Path, capsys: pytest.CaptureFixture) -> No
 
 
 def test_main_defaults_set_from_pyproject(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    (project / "pyproject.toml").write_text('[tool.mlfreeze]\nmodel_set = "t"\n')
+    # the project config is validated whole (mlfreeze.config): a real project, not a lone key
+    (project / "app.py").write_text("")
+    (project / "pyproject.toml").write_text('[project]\nversion = "1"\n[tool.mlfreeze]\napp = "a"\nentry = "app.py"\n'
+                                            'model_set = "t"\n')
     monkeypatch.chdir(project)
     args = argparse.Namespace(manifest=str(project / "models.toml"), model_set=None, cache=str(project / "c"),
                               offline=False)

@@ -75,3 +75,15 @@ def test_full_without_models_is_a_freeze_error(tmp_path: Path) -> None:
         freeze_bundle(profile=_profile(here=True), flavor="full", root=tmp_path, app=app,
                       dist_dir=tmp_path / "dist", work_dir=tmp_path / "w")
     assert not (tmp_path / "dist").exists() and not (tmp_path / "w").exists()
+
+
+def test_probe_files_follow_the_sets_model_kinds() -> None:
+    from mlfreeze.freeze import BundleModel, probe_names
+
+    probes = {"skimage:astronaut": ("skimage", "a.png"), "insightface:t1": ("insightface", "t1.jpg")}
+
+    def model(kind: str) -> BundleModel:
+        return BundleModel(id=kind, kind=kind, arch="", embed_dim=1, files={}, sha256={}, roles={}, verify={})
+
+    assert probe_names([model("clip")], probes) == ["skimage:astronaut"]
+    assert probe_names([model("clip"), model("insightface")], probes) == ["insightface:t1", "skimage:astronaut"]

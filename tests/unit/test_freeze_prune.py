@@ -37,7 +37,9 @@ def test_lite_excludes_the_ml_stack_and_full_imports_it_by_name() -> None:
     for module in ("torch", "torchvision", "open_clip", "insightface", "onnxruntime", "faiss", "numpy"):
         assert module in config.excludes["lite"]
         assert module not in config.excludes["full"]
-    assert {"torch", "open_clip", "insightface", "faiss"} <= set(config.hiddenimports["full"])
+    assert {"mlfreeze_runtime", "mlfreeze_runtime.verify.selftest"} <= set(config.hiddenimports["full"])
+    # the stack's modules come per part the app uses (platforms/stack.toml), not for every app
+    assert not {"torch", "open_clip", "insightface", "faiss"} & set(config.hiddenimports["full"])
     assert [r.name for r in config.select(flavor="lite", accelerator="cuda", platform="linux-cuda")] == []
 
 

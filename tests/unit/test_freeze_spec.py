@@ -53,7 +53,9 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     (analysis,) = [c for c in calls if c[0] == "Analysis"]
     assert analysis[1][0] == [str(tmp_path / "main.py")]
     assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
-    assert analysis[2]["hiddenimports"] == ["mlfreeze_runtime", "torch"]  # the runtime, always first
+    # the runtime always first; then prune.toml's, then the modules of every stack part the app uses
+    assert analysis[2]["hiddenimports"][:2] == ["mlfreeze_runtime", "torch"]
+    assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search", "photo-search-selftest"]
     # both executables share the PYZ; the self-test swaps the app's script for its own entry
@@ -109,3 +111,28 @@ def test_project_hooks_exist() -> None:
     names = {p.name for p in HOOKS.glob("*.py")}
     assert {"hook-open_clip.py", "hook-torchvision.py", "hook-insightface.py", "hook-faiss.py",
             "rthook_models_dir.py"} <= names
+
+
+def test_clip_only_app_collects_clip_and_excludes_the_rest(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    app = replace(_app(tmp_path), uses=("clip",), hiddenimports=("myplugin",), excludes=("tkinter",))
+    params = spec_params(app=app, flavor="full", name="x", excludes=[], hiddenimports=["numpy"])
+    assert {"torch", "torchvision", "open_clip", "myplugin"} <= set(params["hiddenimports"])
+    assert not {"insightface", "onnxruntime", "faiss", "cv2"} & set(params["hiddenimports"])
+    assert {"insightface", "onnxruntime", "onnx", "cv2", "faiss", "tkinter"} <= set(params["excludes"])
+    assert not {"torch", "open_clip"} & set(params["excludes"])
+    lite = spec_params(app=app, flavor="lite", name="x", excludes=["torch"], hiddenimports=[])
+    assert "myplugin" not in lite["hiddenimports"] and "torch" in lite["excludes"]
+
+
+def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:
+    from mlfreeze.errors import FreezeError
+    from mlfreeze.freeze import data_pairs
+
+    (tmp_path / "a.png").write_bytes(b"1")
+    (tmp_path / "b.png").write_bytes(b"2")
+    assert data_pairs([(tmp_path / "*.png", "assets")]) == [[str(tmp_path / "a.png"), "assets"],
+                                                           [str(tmp_path / "b.png"), "assets"]]
+    with pytest.raises(FreezeError, match="matches no file"):
+        data_pairs([(tmp_path / "*.jpg", "assets")])

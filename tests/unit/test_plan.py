@@ -51,28 +51,26 @@ def _install_cmds(plan: dict) -> list[list[str]]:
     return [s["command"] for s in plan["steps"] if s["stage"] == "install"]
 
 
-def test_linux_cpu_uses_cpu_index_for_torch_and_torchvision(capsys):
+def test_linux_cpu_resolves_torch_from_the_cpu_index(capsys):
     plan = _plan_json("linux-cpu", capsys)
-    first = _install_cmds(plan)[0]
-    assert "torch==2.14.1" in first and "torchvision==0.29.1" in first
-    assert first[first.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu"
+    assert "torch==2.14.1" in plan["lock_requirements"] and "torchvision==0.29.1" in plan["lock_requirements"]
+    assert plan["torch_index"] == "https://download.pytorch.org/whl/cpu"
 
 
-def test_index_override_reaches_install_command(capsys, monkeypatch):
+def test_index_override_reaches_the_lock(capsys, monkeypatch):
     monkeypatch.setenv("MLFREEZE_TORCH_INDEX", "https://mirror.internal/whl/cpu")
-    first = _install_cmds(_plan_json("linux-cpu", capsys))[0]
-    assert first[-1] == "https://mirror.internal/whl/cpu"
+    assert _plan_json("linux-cpu", capsys)["torch_index"] == "https://mirror.internal/whl/cpu"
 
 
 def test_cu118_pins_torch_2_7(capsys):
     plan = _plan_json("linux-cu118", capsys)
     assert plan["torch"].startswith("2.7.")
-    assert any(a.startswith("torch==2.7.") for a in _install_cmds(plan)[0])
+    assert any(a.startswith("torch==2.7.") for a in plan["lock_requirements"])
+    assert plan["lock_file"] == "locks/linux-cu118.txt"
 
 
 def test_mac_arm64_from_pypi_expects_coreml(capsys):
     plan = _plan_json("mac-arm64", capsys)
-    assert "--index-url" not in _install_cmds(plan)[0]
     assert plan["torch_index"] == "PyPI"
     assert "CoreMLExecutionProvider" in plan["expected_providers"]
 
@@ -80,21 +78,26 @@ def test_mac_arm64_from_pypi_expects_coreml(capsys):
 def test_mac_x64_pins_torch_2_2_and_numpy_below_2(capsys):
     plan = _plan_json("mac-x64", capsys)
     assert plan["torch"].startswith("2.2.")
-    assert "numpy<2" in plan["constraints"]
-    # the constraints file is applied to every step that could move numpy
-    assert all("-c" in cmd for cmd in _install_cmds(plan)[1:] if "--no-deps" not in cmd)
+    assert "numpy<2" in plan["constraints"] and "numpy<2" in plan["lock_requirements"]
+
+
+def test_install_is_the_hash_checked_lock_then_the_project_without_deps(capsys):
+    cmds = _install_cmds(_plan_json("linux-cuda", capsys))
+    assert cmds[0] == ["pip", "install", "--require-hashes", "--no-deps", "-r", "locks/linux-cuda.txt"]
+    # the checkout is mlfreeze and the example app: one install
+    assert cmds[1:] == [["pip", "install", "--no-deps", "--force-reinstall", "."]]
 
 
 def test_linux_cuda_single_gpu_onnxruntime(capsys):
     plan = _plan_json("linux-cuda", capsys)
-    cmds = _install_cmds(plan)
     assert plan["onnxruntime"].startswith("onnxruntime-gpu==")
     assert "CUDAExecutionProvider" in plan["expected_providers"]
-    flat = [arg for cmd in cmds for arg in cmd]
-    assert not any(a.split("=")[0].split("<")[0].split(">")[0] == "onnxruntime" for a in flat)
-    insightface = next(cmd for cmd in cmds if any(a.startswith("insightface") for a in cmd))
-    assert "--no-deps" in insightface
-    assert "onnxruntime-gpu==1.31.1" in plan["constraints"]
+    reqs = plan["lock_requirements"]
+    assert [r for r in reqs if r.startswith("onnxruntime")] == ["onnxruntime-gpu==1.31.1"]
+    # insightface's own `onnxruntime` and `opencv-python` requirements are overridden away
+    assert "onnxruntime ; sys_platform == 'never'" in plan["lock_overrides"]
+    assert "opencv-python ; sys_platform == 'never'" in plan["lock_overrides"]
+    assert "onnxruntime-gpu==1.31.1" in plan["lock_overrides"]
 
 
 def test_flavor_filter_and_outputs(capsys):
@@ -121,7 +124,7 @@ def test_set_is_carried_to_fetch_and_verify(capsys):
 def test_text_plan_is_readable(capsys):
     assert cli.main(["plan", "--platform", "mac-x64"]) == 0
     out = capsys.readouterr().out
-    assert "numpy<2" in out and "pip install torch==2.2.2" in out
+    assert "numpy<2" in out and "torch==2.2.2" in out and "--require-hashes" in out
 
 
 @pytest.mark.integration  # a subprocess

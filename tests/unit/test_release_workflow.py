@@ -96,7 +96,7 @@ def test_release_triggers_and_publishing() -> None:
     release = workflow["jobs"]["release"]
     assert "startsWith(github.ref, 'refs/tags/v')" in release["if"]
     runs = "\n".join(str(s.get("run", "")) for s in release["steps"])
-    assert 'python -m mlfreeze release dist --version "$TAG"' in runs
+    assert 'mlfreeze release dist --version "$TAG"' in runs
     assert "sha256sum -c SHA256SUMS" in runs
     assert "gh release create" in runs
     publish = next(s for s in release["steps"] if "gh release" in str(s.get("run", "")))

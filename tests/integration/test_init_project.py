@@ -1,0 +1,96 @@
+"""`mlfreeze init` in a fresh directory, then what a user hits first: refusals with exit 2, through nox too."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlfreeze import cli
+from mlfreeze.config import load_config
+from mlfreeze.manifest import check_set, load_manifest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clipdemo")
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        assert cli.main(["init", "--app", "clipdemo", "--no-lock"]) == 0
+    finally:
+        os.chdir(cwd)
+    return root
+
+
+def test_init_writes_a_loadable_clip_only_project(project):
+    cfg = load_config(project)
+    assert (cfg.app, cfg.entry.name, cfg.model_set, cfg.uses) == ("clipdemo", "clipdemo.py", "demo", ("clip",))
+    models = check_set(load_manifest(cfg.manifest), "demo")
+    assert [m.id for m in models] == ["demo-clip"]  # only the CLIP for a CLIP-only app
+    assert (project / "goldens" / "demo-clip.json").is_file()
+    assert "make_sessions(globals(), mlfreeze='build/mlfreeze-" in (project / "noxfile.py").read_text()
+    assert list((project / "build").glob("mlfreeze-*.whl")), "a wheel of the running mlfreeze"
+    for wf in ("build.yml", "lock.yml"):
+        assert (project / ".github" / "workflows" / wf).is_file()
+
+
+def test_scaffold_app_answers_health(project):
+    done = subprocess.run([sys.executable, str(project / "clipdemo.py"), "--health"], capture_output=True,
+                          text=True, env={**os.environ, "MLFREEZE_MODELS_DIR": str(project / "models")})
+    assert done.returncode == 0, done.stderr
+    assert '"app": "clipdemo"' in done.stdout and '"models_dir_source": "MLFREEZE_MODELS_DIR"' in done.stdout
+
+
+def test_init_refuses_to_overwrite_without_force(project, capsys):
+    cwd = Path.cwd()
+    os.chdir(project)
+    try:
+        assert cli.main(["init", "--app", "clipdemo", "--no-lock"]) == 2
+        err = capsys.readouterr().err
+        assert "refusing to overwrite" in err and "noxfile.py" in err and "models.toml" in err and "--force" in err
+    finally:
+        os.chdir(cwd)
+
+
+def _nox(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nox", "-f", str(project / "noxfile.py"),
+                           "--force-venv-backend", "none", *args], capture_output=True, text=True, cwd=project,
+                          timeout=120)
+
+
+def test_nox_keeps_mlfreezes_exit_code_for_an_unknown_set(project):
+    done = _nox(project, "-s", "build-linux-cuda", "--", "--set", "nosuchset")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown model set 'nosuchset'" in done.stderr
+
+
+def test_nox_refuses_a_missing_lock_with_exit_2(project):
+    done = _nox(project, "-s", "build-linux-cuda", "--", "--set", "demo")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "locks/linux-cuda.txt is missing" in done.stderr and "mlfreeze lock --platform linux-cuda" in done.stderr
+
+
+def test_a_typo_in_the_table_name_is_exit_2(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n[tool.mlfreez]\napp = "x"\n')
+    done = subprocess.run([sys.executable, "-m", "mlfreeze", "build", "--platform", "linux-cuda", "--plan"],
+                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "MLFREEZE_PROJECT": ""})
+    assert done.returncode == 2 and "tool.mlfreez" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("linter", ["actionlint", "zizmor"])
+def test_init_workflows_lint_clean(project, linter):
+    exe = Path(sys.executable).with_name(linter)
+    if not exe.is_file():
+        found = shutil.which(linter)
+        if found is None:  # the tests session installs both (noxfile.py WORKFLOW_LINTERS)
+            pytest.skip(f"{linter} is not installed")
+        exe = Path(found)
+    workflows = project / ".github" / "workflows"
+    rest = sorted(str(p) for p in workflows.glob("*.yml")) if linter == "actionlint" else ["--offline", str(workflows)]
+    args = [str(exe), *rest]
+    done = subprocess.run(args, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -1,0 +1,69 @@
+"""`mlfreeze init`: the files it writes (pure parts), checked by loading them as mlfreeze would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlfreeze.specs
+import pytest
+from mlfreeze import init
+from mlfreeze.config import load_config
+from mlfreeze.errors import UsageError
+from mlfreeze.manifest import check_set, load_manifest
+
+SPECS = Path(mlfreeze.specs.__file__).resolve().parent
+
+
+def test_names():
+    assert init.names_for("clip-demo.v2", Path("/x")) == init.Names(app="clip-demo.v2", module="clip_demo_v2")
+    assert init.names_for(None, Path("/tmp/MyApp")).app == "MyApp"
+    with pytest.raises(UsageError, match="starts with a letter"):
+        init.names_for("1app", Path("/x"))
+
+
+def test_demo_manifest_holds_only_the_clip_with_relative_urls(tmp_path):
+    text = init.demo_manifest_text((SPECS / "models.toml").read_text())
+    (tmp_path / "models.toml").write_text(text)
+    manifest = load_manifest(tmp_path / "models.toml")
+    (clip,) = check_set(manifest, "demo")
+    assert clip.id == "demo-clip" and set(manifest.models) == {"demo-clip"}
+    assert [a.urls for a in clip.artifacts] == [(f"models/demo-clip/{a.file}",) for a in clip.artifacts]
+    assert [src.is_file() for src, _ in init.demo_files()] == [True] * (len(clip.artifacts) + 1)
+    assert {rel.name for _, rel in init.demo_files()} == {a.file for a in clip.artifacts} | {"demo-clip.json"}
+    ours = load_manifest(SPECS / "models.toml").models["demo-clip"]
+    assert [a.sha256 for a in clip.artifacts] == [a.sha256 for a in ours.artifacts]  # the same pins
+    assert clip.verify == ours.verify  # thresholds and probes carried over
+
+
+def test_written_pyproject_loads_as_a_clip_only_project(tmp_path):
+    names = init.Names(app="clipdemo", module="clipdemo")
+    (tmp_path / "pyproject.toml").write_text(init.pyproject_text(names, "clipdemo.py"))
+    (tmp_path / "clipdemo.py").write_text(init.app_text(names))
+    (tmp_path / "models.toml").write_text("[sets]\n[models]\n")
+    cfg = load_config(tmp_path)
+    assert (cfg.app, cfg.uses, cfg.model_set, cfg.manifest) == ("clipdemo", ("clip",), "demo",
+                                                                tmp_path / "models.toml")
+    assert 'APP = "clipdemo"' in (tmp_path / "clipdemo.py").read_text()
+
+
+def test_plan_files_in_empty_and_existing_directories(tmp_path):
+    names = init.Names(app="clipdemo", module="clipdemo")
+    files, entry, action = init.plan_files(tmp_path, names)
+    assert action == "create" and entry == "clipdemo.py"
+    assert Path("clipdemo.py") in files and Path(".gitignore") in files
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "pyproject.toml").write_text('[project]\nname = "clipdemo"\nversion = "2"\n')
+    (existing / "src" / "clipdemo").mkdir(parents=True)
+    (existing / "src" / "clipdemo" / "__main__.py").write_text("")
+    files, entry, action = init.plan_files(existing, names)
+    assert action == "append" and entry == "src/clipdemo/__main__.py" and Path("clipdemo.py") not in files
+    (existing / "src" / "clipdemo" / "__main__.py").unlink()
+    with pytest.raises(UsageError, match="no entry script"):
+        init.plan_files(existing, names)
+
+
+def test_noxfile_names_where_mlfreeze_comes_from():
+    text = init.noxfile_text("build/mlfreeze-0.1.0-py3-none-any.whl")
+    assert "make_sessions(globals(), mlfreeze='build/mlfreeze-0.1.0-py3-none-any.whl')" in text
+    compile(text, "noxfile.py", "exec")

@@ -1,0 +1,137 @@
+"""`mlfreeze lock`: what a lock is resolved from (pure), its header digest and staleness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlfreeze import lock
+from mlfreeze.config import SOURCE_ROOT, load_config
+from mlfreeze.errors import FreezeError, UsageError
+from mlfreeze.platforms.profiles import all_profiles, load_profile, load_stack
+
+
+def _project(tmp_path: Path, uses: str = '["clip"]', deps: str = '["rich>=13"]') -> Path:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "pyproject.toml").write_text(
+        f'[project]\nname = "clipdemo"\nversion = "1.0"\ndependencies = {deps}\n\n'
+        f'[tool.mlfreeze]\napp = "clipdemo"\nentry = "app.py"\nuses = {uses}\n')
+    return tmp_path
+
+
+def test_clip_only_lock_has_torch_and_no_onnxruntime_or_insightface(tmp_path):
+    inputs = lock.plan_lock(load_profile("linux-cuda"), load_stack(), load_config(_project(tmp_path)))
+    reqs = inputs.requirements
+    assert "torch==2.14.1" in reqs and "torchvision==0.29.1" in reqs and "open-clip-torch>=3.3" in reqs
+    assert not [r for r in reqs if r.startswith(("onnxruntime", "insightface", "opencv", "faiss"))]
+    assert "rich>=13" in reqs and lock.PYINSTALLER in reqs  # the project's own dependencies, PyInstaller
+    assert (inputs.python, inputs.python_platform, inputs.torch_index) == ("3.11", "x86_64-manylinux_2_28", "")
+
+
+def test_full_stack_lock_holds_exactly_the_profiles_onnxruntime(tmp_path):
+    cfg = load_config(_project(tmp_path, uses='["clip", "faces", "faiss"]'))
+    for profile in all_profiles().values():
+        inputs = lock.plan_lock(profile, load_stack(), cfg)
+        ort = [r for r in inputs.requirements if r.startswith("onnxruntime")]
+        assert ort == [f"{profile.onnxruntime.package}=={profile.onnxruntime.version}"], profile.name
+        assert f"{profile.onnxruntime.package}=={profile.onnxruntime.version}" in inputs.overrides
+        dropped = {o.split(" ;")[0] for o in inputs.overrides if o.endswith(lock.NEVER)}
+        assert dropped == {"onnxruntime", "onnxruntime-gpu", "onnxruntime-directml", "opencv-python"} - {
+            profile.onnxruntime.package}
+        assert "insightface==2.1" in inputs.requirements
+
+
+def test_slim_variant_has_no_torch_but_onnxruntime(tmp_path):
+    inputs = lock.plan_lock(load_profile("linux-cpu"), load_stack(), load_config(_project(tmp_path)), variant="slim")
+    assert not [r for r in inputs.requirements if r.startswith(("torch", "torchvision", "open-clip-torch"))]
+    profile = load_profile("linux-cpu")
+    assert f"{profile.onnxruntime.package}=={profile.onnxruntime.version}" in inputs.requirements
+    assert lock.lock_name("linux-cpu", "slim") == "linux-cpu-slim.txt"
+    assert lock.variant_for(("slim",)) == "slim" and lock.variant_for(("full", "slim")) == ""
+    with pytest.raises(UsageError):
+        lock.lock_name("linux-cpu", "fat")
+
+
+def test_torch_index_profiles_pass_their_index_to_uv(tmp_path):
+    inputs = lock.plan_lock(load_profile("win-cuda"), load_stack(), load_config(_project(tmp_path)))
+    cmd = lock.compile_command(inputs, requirements=Path("r.in"), overrides=Path("o.txt"), output=Path("l.txt"))
+    assert cmd[cmd.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cu126"
+    assert cmd[cmd.index("--python-platform") + 1] == "x86_64-pc-windows-msvc"
+    assert "--generate-hashes" in cmd and cmd[cmd.index("--override") + 1] == "o.txt"
+
+
+def test_pip_config_becomes_uv_index_options():
+    listed = ("global.cert='/etc/ssl/certs/ca.crt'\n"
+              "global.extra-index-url='file:///opt/a/simple file:///opt/b/simple'\n"
+              "global.find-links='/opt/wheels'\n:env:.find-links='/opt/wheels'\n"
+              "global.index-url='https://pypi.org/simple'\ninstall.index-url='https://mirror/simple'\n")
+    assert lock.pip_index_options(listed) == (
+        "--index-url", "https://mirror/simple", "--extra-index-url", "file:///opt/a/simple",
+        "--extra-index-url", "file:///opt/b/simple", "--find-links", "/opt/wheels")
+    assert lock.pip_index_options("") == ()
+
+
+def test_digest_changes_with_any_input_and_staleness_follows(tmp_path):
+    root = _project(tmp_path)
+    cfg, profile = load_config(root), load_profile("linux-cuda")
+    inputs = lock.plan_lock(profile, load_stack(), cfg)
+    stack = SOURCE_ROOT / "platforms" / "stack.toml"
+    digest = lock.digest_for(inputs, cfg, profile, stack)
+    assert lock.staleness(cfg, profile) == f"{root / 'locks' / 'linux-cuda.txt'} is missing"
+    (root / "locks").mkdir()
+    body = "torch==2.14.1 \\\n    --hash=sha256:00\n"
+    (root / "locks" / "linux-cuda.txt").write_text(lock.header(inputs, digest) + body)
+    assert lock.recorded_digest(root / "locks" / "linux-cuda.txt") == digest
+    assert lock.staleness(cfg, profile) is None
+    (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text().replace("rich>=13", "rich>=14"))
+    problem = lock.staleness(load_config(root), profile)
+    assert problem is not None and "stale" in problem
+    other = lock.inputs_digest(inputs, pyproject=b"a", profile_toml=b"b", stack_toml=b"c")
+    assert other != lock.inputs_digest(inputs, pyproject=b"a", profile_toml=b"b", stack_toml=b"d")
+
+
+def test_onnxruntime_trap_check_on_a_resolved_lock():
+    profile = load_profile("linux-cuda")
+    good = "onnxruntime-gpu==1.31.1 \\\n    --hash=sha256:aa\nopencv-python-headless==4.10.0.84 \\\n"
+    lock.check_single_onnxruntime(good, profile)
+    with pytest.raises(FreezeError, match="onnxruntime beside onnxruntime-gpu"):
+        lock.check_single_onnxruntime(good + "onnxruntime==1.31.1 \\\n    --hash=sha256:bb\n", profile)
+    assert lock.pinned(good) == {"onnxruntime-gpu": "1.31.1", "opencv-python-headless": "4.10.0.84"}
+
+
+def test_committed_linux_cuda_lock_is_fresh_and_hashed():
+    cfg = load_config(SOURCE_ROOT)
+    assert lock.staleness(cfg, load_profile("linux-cuda")) is None, "run `mlfreeze lock --platform linux-cuda`"
+    text = (SOURCE_ROOT / "locks" / "linux-cuda.txt").read_text()
+    names = lock.pinned(text)
+    assert names["onnxruntime-gpu"] == "1.31.1" and "onnxruntime" not in names and "opencv-python" not in names
+    assert names["torch"] == "2.14.1" and text.count("--hash=sha256:") >= len(names)
+
+
+def test_build_info_records_the_locks_sha256(tmp_path):
+    import hashlib
+
+    from mlfreeze.freeze import lock_digest
+
+    assert lock_digest(tmp_path, "linux-cuda", "full") is None
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "linux-cuda.txt").write_text("torch==1 \\\n    --hash=sha256:00\n")
+    want = hashlib.sha256((tmp_path / "locks" / "linux-cuda.txt").read_bytes()).hexdigest()
+    assert lock_digest(tmp_path, "linux-cuda", "full") == want
+    assert lock_digest(tmp_path, "linux-cuda", "slim") is None  # a slim-only build has its own lock
+
+
+def test_lock_workflow_covers_every_profile_on_its_runner():
+    import yaml
+
+    wf = yaml.safe_load((SOURCE_ROOT / ".github" / "workflows" / "lock.yml").read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    options = on["workflow_dispatch"]["inputs"]["platform"]["options"]
+    assert options == ["all", *sorted(all_profiles())]
+    job = wf["jobs"]["lock"]
+    assert job["runs-on"] == "${{ matrix.runner }}" and "matrix" in job["needs"]
+    runs = "\n".join(str(s.get("run", "")) for s in job["steps"])
+    assert 'mlfreeze lock --platform "$PLATFORM"' in runs and "--check" in runs
+    upload = next(s for s in job["steps"] if "upload-artifact" in str(s.get("uses", "")))
+    assert upload["with"]["path"] == "locks/${{ matrix.platform }}*.txt"
+    assert wf["permissions"] == {} and job["permissions"] == {"contents": "read"}
