@@ -25,7 +25,7 @@ from typing import Any
 import mlfreeze.specs  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
 import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
-from mlfreeze import buildinfo, hostinfo, incremental, proc, prune, selftest
+from mlfreeze import buildinfo, cuda_archs, hostinfo, incremental, proc, prune, selftest
 from mlfreeze.cache import hash_file
 from mlfreeze.config import bundle_name, find_root, load_config
 from mlfreeze.errors import FreezeError, VerificationError
@@ -327,6 +327,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     try:
         removals = prune.apply(staging / name / "_internal", rules)
         update_root = freeze_update_root(staging / name, app.update_root)
+        archs = cuda_archs.variant_archs(flavor=flavor, accelerator=profile.accelerator,
+                                         internal=staging / name / "_internal")
         if models:
             install_models(staging / name / "models", models, model_set,
                            expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
@@ -352,7 +354,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
             prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
             record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
             git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
-            lock_sha256=lock_digest(root, profile.name, flavor), update_root=update_root)
+            lock_sha256=lock_digest(root, profile.name, flavor), update_root=update_root,
+            cuda_archs=archs)
         buildinfo.write(bundle, info)
         incremental.write_stamp(bundle, digest)
     except VerificationError:

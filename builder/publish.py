@@ -126,7 +126,8 @@ def _write(md: Any, path: Path) -> None:
 
 
 def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dict[str, Any]:
-    """OS, arch, accelerator, minimum driver and CUDA arch list of a bundle, from its profile."""
+    """OS, arch, accelerator, minimum driver and CUDA arch list of a bundle, from its profile and
+    BUILD-INFO (``cuda_archs``, recorded by freeze); ``cuda_archs`` (platform -> list) overrides."""
     from mlfreeze.platforms.profiles import load_profile
 
     profile = load_profile(info["platform"])
@@ -139,11 +140,11 @@ def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dic
             raise ConfigError(f"{info['platform']}: no minimum driver known for CUDA {major!r}; add it to "
                               "CUDA_MIN_DRIVER in builder/publish.py")
         needs["min_driver"] = drivers[1] if profile.host_os == "windows" else drivers[0]
-        archs = cuda_archs.get(info["platform"])
+        archs = cuda_archs.get(info["platform"]) or info.get("cuda_archs")  # --cuda-archs overrides BUILD-INFO
         if not archs:
-            raise ConfigError(f"{info['platform']}: a CUDA variant must say which GPUs it has kernels for: pass "
-                              f"--cuda-archs {info['platform']}=sm_75,sm_80,... (torch.cuda.get_arch_list() of "
-                              "its build environment)")
+            raise ConfigError(f"{info['platform']}: a CUDA variant must say which GPUs it has kernels for and its "
+                              "BUILD-INFO records none (frozen before cuda_archs was recorded?): freeze it again, "
+                              f"or pass --cuda-archs {info['platform']}=sm_75,sm_80,...")
         needs["cuda_archs"] = archs
     return needs
 
