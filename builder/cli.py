@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="audit, archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
     p.add_argument("--version", dest="release_version", default=None, metavar="V")
+    p.add_argument("--model-pack", metavar="SET", help="only publish model set SET (from the bundle in DIST_DIR "
+                   "that ships it) as a signed model pack into --repo; keys as for publish")
+    p.add_argument("--repo", metavar="DIR", help="the update repository (with --model-pack)")
+    p.add_argument("--keys", metavar="DIR", help="folder with the role keys (with --model-pack)")
 
     p = sub.add_parser("publish", help="sign a release's bundles into a TUF update repository (blobs, index, "
                                        "metadata); keys from --keys DIR or MLFREEZE_TUF_KEY_<ROLE>")
