@@ -149,6 +149,60 @@ def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dic
     return needs
 
 
+def unpack_release(release_dir: Path, dest: Path) -> list[Path]:
+    """The bundle folders of a ``mlfreeze release`` directory (release-manifest.json, archives,
+    parts), unpacked under ``dest``: each archive rejoined from its parts if split, checked against
+    the manifest's sha256 (IntegrityError, exit 3), extracted with mode bits and symlinks (tar:
+    the ``data`` filter refuses members outside ``dest``). What the merge job signs."""
+    import hashlib
+    import stat
+    import tarfile
+    import zipfile
+
+    manifest_path = release_dir / "release-manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{manifest_path}: not a release directory ({exc}); run `mlfreeze release dist` first") \
+            from None
+    out = []
+    for asset in manifest["assets"]:
+        pieces = [release_dir / p["file"] for p in asset["parts"]] or [release_dir / asset["archive"]]
+        archive = dest / asset["archive"]
+        h = hashlib.sha256()
+        with archive.open("wb") as f:
+            for piece in pieces:
+                with piece.open("rb") as src:
+                    while chunk := src.read(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+        if h.hexdigest() != asset["sha256"]:
+            raise IntegrityError(f"{asset['archive']}: sha256 {h.hexdigest()[:16]}... is not the manifest's "
+                                 f"{asset['sha256'][:16]}...; the release directory is damaged")
+        if asset["archive_format"] == "tar.gz":
+            with tarfile.open(archive, "r:gz") as tf:
+                tf.extractall(dest, filter="data")
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    mode = info.external_attr >> 16
+                    target = dest / info.filename
+                    if not target.resolve().is_relative_to(dest.resolve()):
+                        raise IntegrityError(f"{asset['archive']}: member {info.filename} escapes the folder")
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                    elif stat.S_ISLNK(mode):
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.symlink(zf.read(info).decode(), target)
+                    else:
+                        zf.extract(info, dest)
+                        if mode & 0o777:
+                            os.chmod(target, mode & 0o777)
+        archive.unlink()
+        out.append(dest / asset["bundle"])
+    return out
+
+
 def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
             validity: Validity = Validity(), cuda_archs: dict[str, list[str]] | None = None,
             now: float | None = None) -> dict[str, int]:
@@ -308,10 +362,12 @@ def main(args: Any) -> int:
         for role, path in generate_keys(Path(args.generate_keys)).items():
             print(f"{role}: {path}")
         return 0
-    signers = load_signers(Path(args.keys) if args.keys else None)
-    if args.resign:
-        print(json.dumps(resign(repo, signers)))
+    keys = Path(args.keys) if args.keys else None
+    if args.resign:  # the scheduled job holds only the online keys
+        print(json.dumps(resign(repo, load_signers(keys, roles=("snapshot", "timestamp")))))
         return 0
+    # root signs only the first publish (and rotations): afterwards its key stays offline
+    signers = load_signers(keys, roles=ROLES if _latest(repo / "metadata", "root") is None else ROLES[1:])
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     if not sde or not sde.isdigit():
         raise ConfigError("SOURCE_DATE_EPOCH is not set to an integer: expiry derives from it (the release "
@@ -327,6 +383,14 @@ def main(args: Any) -> int:
     for item in args.cuda_archs or []:
         platform, _, value = item.partition("=")
         archs[platform] = [a for a in value.replace(",", " ").split() if a]
-    written = publish([Path(b) for b in args.bundles], repo, signers, source_date_epoch=int(sde), cuda_archs=archs)
+    if args.release:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlfreeze-publish-") as tmp:
+            bundles = unpack_release(Path(args.release), Path(tmp)) + [Path(b) for b in args.bundles]
+            written = publish(bundles, repo, signers, source_date_epoch=int(sde), cuda_archs=archs)
+    else:
+        written = publish([Path(b) for b in args.bundles], repo, signers, source_date_epoch=int(sde),
+                          cuda_archs=archs)
     print(json.dumps(written))
     return 0
