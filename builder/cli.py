@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA arch list of a CUDA platform's variants (repeatable)")
     p.add_argument("--release", metavar="RELEASE_DIR", help="sign the bundles of a `mlfreeze release` directory "
                    "(archives unpacked and checked against its manifest): what the release workflow's merge job does")
+    p.add_argument("--init-root", action="store_true", help="only write the new repository's metadata/1.root.json "
+                   "(name it in [tool.mlfreeze] update_root before the first release)")
     p.add_argument("--resign", action="store_true", help="only re-sign snapshot and timestamp (scheduled job)")
     p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
     p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "

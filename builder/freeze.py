@@ -43,6 +43,9 @@ UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own An
 # extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
+# What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
+UPDATER_NEEDS = ("urllib3",)
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
@@ -186,7 +189,8 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "console": True,
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
-        "updater_excludes": list(dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])),
+        "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
+                             if e not in UPDATER_NEEDS],
     }
     if flavor == "full":
         params["selftest"] = f"{app.app}-selftest"

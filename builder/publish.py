@@ -235,12 +235,33 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
     return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
 
 
+def init_root(repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
+              validity: Validity = Validity(), now: float | None = None) -> Path:
+    """Write ``metadata/1.root.json`` (one key per role, signed by root) and return it: the public
+    root of trust a project names in ``[tool.mlfreeze] update_root`` before its first release.
+    UsageError when ``repo`` already has a root."""
+    from tuf.api.metadata import Metadata, Root
+
+    now = time.time() if now is None else now
+    meta = repo / "metadata"
+    meta.mkdir(parents=True, exist_ok=True)
+    if _latest(meta, "root") is not None:
+        raise UsageError(f"{repo}: already has a root; rotate keys with publish.rotate instead")
+    root = Root(expires=_expiry(source_date_epoch, validity.root, now), consistent_snapshot=True)
+    for role in ROLES:
+        root.add_key(signers[role].public_key, role)
+    root_md = Metadata(root)
+    root_md.sign(signers["root"])
+    _write(root_md, meta / "1.root.json")
+    return meta / "1.root.json"
+
+
 def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
                  validity: Validity = Validity(), now: float | None = None,
                  name: str = index.INDEX_NAME) -> dict[str, int]:
     """Write ``index_bytes`` as target ``name`` (other targets already signed are kept) and sign
     new targets, snapshot and timestamp (and root v1 when ``repo`` has none). {role: version}."""
-    from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+    from tuf.api.metadata import Metadata, TargetFile, Targets
 
     now = time.time() if now is None else now
     meta = repo / "metadata"
@@ -256,12 +277,9 @@ def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner
 
     root_md = _latest(meta, "root")
     if root_md is None:
-        root = Root(expires=_expiry(source_date_epoch, validity.root, now), consistent_snapshot=True)
-        for role in ROLES:
-            root.add_key(signers[role].public_key, role)
-        root_md = Metadata(root)
-        root_md.sign(signers["root"])
-        _write(root_md, meta / "1.root.json")
+        init_root(repo, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
+        root_md = _latest(meta, "root")
+        assert root_md is not None
         written["root"] = 1
     for role in ("targets", "snapshot", "timestamp"):
         keyids = root_md.signed.roles[role].keyids
@@ -363,6 +381,9 @@ def main(args: Any) -> int:
             print(f"{role}: {path}")
         return 0
     keys = Path(args.keys) if args.keys else None
+    if getattr(args, "init_root", False):
+        print(init_root(repo, load_signers(keys), source_date_epoch=int(time.time())))
+        return 0
     if args.resign:  # the scheduled job holds only the online keys
         print(json.dumps(resign(repo, load_signers(keys, roles=("snapshot", "timestamp")))))
         return 0

@@ -85,6 +85,7 @@ def assert_own_updater(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
     the ML stack, the self-test and cryptography excluded; its EXE goes into the one COLLECT."""
     assert updater[1][0] == [str(UPDATE_ENTRY)] and updater[2]["runtime_hooks"] == []
     assert {"mlfreeze_runtime.verify", "cryptography"} <= set(updater[2]["excludes"])
+    assert "urllib3" not in updater[2]["excludes"]  # tuf.ngclient imports it
     pyzs = [c for c in calls if c[0] == "PYZ"]
     exe = next(c for c in calls if c[0] == "EXE" and c[2]["name"].endswith("-update"))
     assert len(pyzs) == 2 and pyzs[-1][1] == ("Analysis-pure",) and exe[1][1] == ["boot", "rthook", "main"]
@@ -104,7 +105,8 @@ def test_lite_spec_reads_params_from_the_environment(tmp_path: Path, monkeypatch
 
 
 def test_slim_spec_builds_the_updater_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    params = spec_params(app=_app(tmp_path), flavor="full", name="n-slim", excludes=[], updater_excludes=["numpy"])
+    params = spec_params(app=_app(tmp_path), flavor="full", name="n-slim", excludes=[],
+                         updater_excludes=["numpy", "urllib3"])
     calls = _run_spec("slim", params, tmp_path, monkeypatch)
     updater = [c for c in calls if c[0] == "Analysis"][1]
     assert updater[2]["excludes"][0] == "numpy"

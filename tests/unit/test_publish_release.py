@@ -71,7 +71,11 @@ def test_publish_needs_root_only_the_first_time_and_resign_only_the_online_keys(
     repo = tmp_path / "repo"
     args = dict(repo=str(repo), generate_keys=None, keys=str(keys), resign=False, model_pack=None,
                 cuda_archs=None, bundles=[], release=str(out))
+    assert publish.main(type("A", (), {**args, "init_root": True})()) == 0  # before the first release
+    root_v1 = (repo / "metadata" / "1.root.json").read_bytes()
+    assert json.loads(root_v1)["signed"]["_type"] == "root"
     assert publish.main(type("A", (), args)()) == 0
+    assert (repo / "metadata" / "1.root.json").read_bytes() == root_v1  # the root bundles froze in stays
     doc = json.loads((repo / "index.json").read_text())
     assert sorted(v["name"] for v in doc["variants"]) == sorted(b.name for b in made.values())
     os.remove(keys / "root.pem")  # offline from now on
