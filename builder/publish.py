@@ -133,7 +133,9 @@ def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dic
     profile = load_profile(info["platform"])
     needs: dict[str, Any] = {"os_name": profile.host_os, "arch": profile.host_arch,
                              "accelerator": profile.accelerator, "min_driver": None, "cuda_archs": []}
-    if profile.accelerator == "cuda":
+    if info.get("flavor") == "lite":  # no ML stack: runs on any machine of its OS and arch
+        needs["accelerator"] = "cpu"
+    elif profile.accelerator == "cuda":
         major = (info.get("cuda") or profile.torch.cuda or "").split(".")[0]
         drivers = CUDA_MIN_DRIVER.get(major)
         if drivers is None:

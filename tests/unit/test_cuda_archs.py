@@ -46,3 +46,10 @@ def test_publish_takes_the_archs_from_build_info_and_the_flag_overrides() -> Non
     with pytest.raises(ConfigError, match="BUILD-INFO records none"):
         variant_needs({"platform": "linux-cuda", "cuda": "13.0"}, {})
     assert variant_needs({"platform": "linux-cpu"}, {})["cuda_archs"] == []
+
+
+def test_a_lite_variant_of_a_cuda_profile_needs_no_gpu() -> None:
+    needs = variant_needs({"platform": "linux-cuda", "flavor": "lite", "cuda": None, "cuda_archs": []}, {})
+    assert (needs["accelerator"], needs["min_driver"], needs["cuda_archs"]) == ("cpu", None, [])
+    assert variant_needs({"platform": "linux-cuda", "flavor": "full", "cuda": "13.0", "cuda_archs": ["sm_80"]},
+                         {})["accelerator"] == "cuda"
