@@ -74,13 +74,16 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
                verification: Mapping[str, Any] | None, selftest: Mapping[str, Any] | None,
                prune: Sequence[Mapping[str, Any]], git_commit: str | None, inputs_sha256: str,
                record: Mapping[str, Any], unpinned_goldens: Sequence[str] = (),
-               built_at: datetime | None = None, lock_sha256: str | None = None) -> dict[str, Any]:
+               built_at: datetime | None = None, lock_sha256: str | None = None,
+               update_root: str | None = None, cuda_archs: Sequence[str] = ()) -> dict[str, Any]:
     """The BUILD-INFO document (pure: every fact is passed in; docs/build-info.schema.json).
 
     ``models``: ``{"id", "kind", "files": {relpath: sha256}, "golden": bool}`` each;
     ``record``: ``{"sha256", "files", "bytes"}`` of the RECORD written just before;
     ``unpinned_goldens``: the opted-out ids (:func:`unpinned_goldens`) this bundle holds unpinned;
-    ``lock_sha256``: sha256 of the locks/<profile>.txt the build environment was installed from.
+    ``lock_sha256``: sha256 of the locks/<profile>.txt the build environment was installed from;
+    ``update_root``: sha256 of the frozen-in root of trust (update-root.json), None without one;
+    ``cuda_archs``: the variant's CUDA compute capabilities (``sm_80``, ...), empty for CPU.
     """
     torch, cuda = torch_facts(distributions) if flavor == "full" else (None, None)
     return {
@@ -107,6 +110,8 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "git_commit": git_commit,
         "inputs_sha256": inputs_sha256,
         "lock_sha256": lock_sha256,  # sha256 of the locks/<profile>.txt the environment was installed from
+        "update_root": update_root,
+        "cuda_archs": list(cuda_archs),
         "built_at": (built_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
     }
 

@@ -135,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("release", help="audit, archives, SHA256SUMS and the release manifest")
     p.add_argument("dist", metavar="DIST_DIR")
     p.add_argument("--version", dest="release_version", default=None, metavar="V")
+    p.add_argument("--model-pack", metavar="SET", help="only publish model set SET (from the bundle in DIST_DIR "
+                   "that ships it) as a signed model pack into --repo; keys as for publish")
+    p.add_argument("--repo", metavar="DIR", help="the update repository (with --model-pack)")
+    p.add_argument("--keys", metavar="DIR", help="folder with the role keys (with --model-pack)")
 
     p = sub.add_parser("publish", help="sign a release's bundles into a TUF update repository (blobs, index, "
                                        "metadata); keys from --keys DIR or MLFREEZE_TUF_KEY_<ROLE>")
@@ -143,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keys", metavar="DIR", help="folder with root.pem, targets.pem, snapshot.pem, timestamp.pem")
     p.add_argument("--cuda-archs", action="append", metavar="PLATFORM=sm_75,sm_80",
                    help="CUDA arch list of a CUDA platform's variants (repeatable)")
+    p.add_argument("--release", metavar="RELEASE_DIR", help="sign the bundles of a `mlfreeze release` directory "
+                   "(archives unpacked and checked against its manifest): what the release workflow's merge job does")
+    p.add_argument("--init-root", action="store_true", help="only write the new repository's metadata/1.root.json "
+                   "(name it in [tool.mlfreeze] update_root before the first release)")
     p.add_argument("--resign", action="store_true", help="only re-sign snapshot and timestamp (scheduled job)")
     p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
     p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "

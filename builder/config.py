@@ -33,7 +33,7 @@ FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens")
+        "flavors", "budgets", "unpinned_goldens", "update_root")
 BUDGET_KEYS = (*BUDGET_FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -60,6 +60,7 @@ class ProjectConfig:
     flavors: tuple[str, ...] = FLAVORS
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
+    update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
 
     @property
     def pyproject(self) -> Path:
@@ -166,6 +167,8 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     raw_prune = t.opt("prune", list, [])
     raw_budgets = t.opt("budgets", dict, {})
     unpinned = t.strings("unpinned_goldens", ())
+    update_root_value = t.opt("update_root", str, None)
+    update_root = (root / update_root_value) if update_root_value is not None else None
     t.done()
     from mlfreeze.prune import parse_rules
 
@@ -176,9 +179,31 @@ def load_config(root: Path | None = None) -> ProjectConfig:
         raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
     if manifest is not None and not manifest.is_file():
         raise ConfigError(f"{path}: key 'tool.mlfreeze.manifest' points at {manifest}, which does not exist")
+    if update_root is not None:
+        _check_update_root(path, update_root)
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
-                         flavors=flavors, budgets=budgets, unpinned_goldens=unpinned)
+                         flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
+                         update_root=update_root)
+
+
+def _check_update_root(path: Path, root_file: Path) -> None:
+    """[tool.mlfreeze] update_root must name a TUF root metadata file (``mlfreeze publish`` writes
+    ``metadata/1.root.json``); ConfigError (exit 2) otherwise."""
+    import json
+
+    where = f"{path}: key 'tool.mlfreeze.update_root'"
+    try:
+        doc = json.loads(root_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where} points at {root_file}, which does not exist; copy the repository's "
+                          "metadata/1.root.json there") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {root_file} is not readable JSON ({exc})") from None
+    signed = doc.get("signed") if isinstance(doc, dict) else None
+    if not isinstance(signed, dict) or signed.get("_type") != "root" or not doc.get("signatures"):
+        raise ConfigError(f"{where}: {root_file} is not signed TUF root metadata (signed._type 'root'); "
+                          "use the repository's metadata/1.root.json that `mlfreeze publish` wrote")
 
 
 def _choices(t: Table, key: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:

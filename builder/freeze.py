@@ -25,7 +25,7 @@ from typing import Any
 import mlfreeze.specs  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
 import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
-from mlfreeze import buildinfo, hostinfo, incremental, proc, prune, selftest
+from mlfreeze import buildinfo, cuda_archs, hostinfo, incremental, proc, prune, selftest
 from mlfreeze.cache import hash_file
 from mlfreeze.config import bundle_name, find_root, load_config
 from mlfreeze.errors import FreezeError, VerificationError
@@ -38,6 +38,14 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
+UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
+# Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
+# extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
+# signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
+UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
+# What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
+UPDATER_NEEDS = ("urllib3",)
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
@@ -57,6 +65,7 @@ class AppConfig:
     excludes: tuple[str, ...] = ()
     datas: tuple[tuple[Path, str], ...] = ()
     prune: tuple[prune.Rule, ...] = ()
+    update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,7 +94,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
     return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
-                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune)
+                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root)
 
 
 def stack_modules(uses: Sequence[str], flavor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -157,11 +166,13 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
 
 
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
-                hiddenimports: Sequence[str] = ()) -> dict[str, Any]:
+                hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (specs/<flavor>.spec documents every key).
 
     ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
-    their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own."""
+    their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
+    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's lite list,
+    the ML stack); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
     hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
@@ -176,6 +187,10 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
         "console": True,
+        "updater": f"{app.app}-update",
+        "updater_entry": str(UPDATE_ENTRY),
+        "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
+                             if e not in UPDATER_NEEDS],
     }
     if flavor == "full":
         params["selftest"] = f"{app.app}-selftest"
@@ -216,10 +231,11 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
     spec = SPECS / f"{flavor}.spec"
     root = root or find_root()
     goldens_dir = goldens_dir or SPECS / "goldens"
-    extra = [spec, HOOKS, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
+    extra += [app.update_root] if app.update_root is not None else []  # frozen in as update-root.json
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
-                                                           "selftest_entry")}
+                                                           "selftest_entry", "updater_entry")}
     entry, top = Path(params["entry"]).resolve(), root.resolve()
     stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
     stable["python"] = _platform.python_version()
@@ -262,7 +278,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     if flavor == "full" and fetched is None:
         raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
-                         hiddenimports=config.hiddenimports.get(flavor, ()))
+                         hiddenimports=config.hiddenimports.get(flavor, ()),
+                         updater_excludes=config.excludes.get("lite", ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
@@ -313,6 +330,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
 
     try:
         removals = prune.apply(staging / name / "_internal", rules)
+        update_root = freeze_update_root(staging / name, app.update_root)
+        archs = cuda_archs.variant_archs(flavor=flavor, accelerator=profile.accelerator,
+                                         internal=staging / name / "_internal")
         if models:
             install_models(staging / name / "models", models, model_set,
                            expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
@@ -338,7 +358,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
             prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
             record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
             git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
-            lock_sha256=lock_digest(root, profile.name, flavor))
+            lock_sha256=lock_digest(root, profile.name, flavor), update_root=update_root,
+            cuda_archs=archs)
         buildinfo.write(bundle, info)
         incremental.write_stamp(bundle, digest)
     except VerificationError:
@@ -352,6 +373,19 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
           f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
     return bundle
+
+
+def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
+    """Copy the public root of trust ([tool.mlfreeze] update_root) next to the executables as
+    ``update-root.json``, where ``<app>-update`` looks for it (mlfreeze_runtime.update.trust.ROOT_FILE);
+    its sha256 for BUILD-INFO, or None when the project names none (the updater then refuses
+    remote updates, exit 2, unless given --trust)."""
+    from mlfreeze_runtime.update.trust import ROOT_FILE
+
+    if source is None:
+        return None
+    shutil.copyfile(source, bundle / ROOT_FILE)
+    return hash_file(bundle / ROOT_FILE)[1]
 
 
 def lock_digest(root: Path, platform: str, flavor: str) -> str | None:

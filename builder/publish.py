@@ -126,26 +126,83 @@ def _write(md: Any, path: Path) -> None:
 
 
 def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dict[str, Any]:
-    """OS, arch, accelerator, minimum driver and CUDA arch list of a bundle, from its profile."""
+    """OS, arch, accelerator, minimum driver and CUDA arch list of a bundle, from its profile and
+    BUILD-INFO (``cuda_archs``, recorded by freeze); ``cuda_archs`` (platform -> list) overrides."""
     from mlfreeze.platforms.profiles import load_profile
 
     profile = load_profile(info["platform"])
     needs: dict[str, Any] = {"os_name": profile.host_os, "arch": profile.host_arch,
                              "accelerator": profile.accelerator, "min_driver": None, "cuda_archs": []}
-    if profile.accelerator == "cuda":
+    if info.get("flavor") == "lite":  # no ML stack: runs on any machine of its OS and arch
+        needs["accelerator"] = "cpu"
+    elif profile.accelerator == "cuda":
         major = (info.get("cuda") or profile.torch.cuda or "").split(".")[0]
         drivers = CUDA_MIN_DRIVER.get(major)
         if drivers is None:
             raise ConfigError(f"{info['platform']}: no minimum driver known for CUDA {major!r}; add it to "
                               "CUDA_MIN_DRIVER in builder/publish.py")
         needs["min_driver"] = drivers[1] if profile.host_os == "windows" else drivers[0]
-        archs = cuda_archs.get(info["platform"])
+        archs = cuda_archs.get(info["platform"]) or info.get("cuda_archs")  # --cuda-archs overrides BUILD-INFO
         if not archs:
-            raise ConfigError(f"{info['platform']}: a CUDA variant must say which GPUs it has kernels for: pass "
-                              f"--cuda-archs {info['platform']}=sm_75,sm_80,... (torch.cuda.get_arch_list() of "
-                              "its build environment)")
+            raise ConfigError(f"{info['platform']}: a CUDA variant must say which GPUs it has kernels for and its "
+                              "BUILD-INFO records none (frozen before cuda_archs was recorded?): freeze it again, "
+                              f"or pass --cuda-archs {info['platform']}=sm_75,sm_80,...")
         needs["cuda_archs"] = archs
     return needs
+
+
+def unpack_release(release_dir: Path, dest: Path) -> list[Path]:
+    """The bundle folders of a ``mlfreeze release`` directory (release-manifest.json, archives,
+    parts), unpacked under ``dest``: each archive rejoined from its parts if split, checked against
+    the manifest's sha256 (IntegrityError, exit 3), extracted with mode bits and symlinks (tar:
+    the ``data`` filter refuses members outside ``dest``). What the merge job signs."""
+    import hashlib
+    import stat
+    import tarfile
+    import zipfile
+
+    manifest_path = release_dir / "release-manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{manifest_path}: not a release directory ({exc}); run `mlfreeze release dist` first") \
+            from None
+    out = []
+    for asset in manifest["assets"]:
+        pieces = [release_dir / p["file"] for p in asset["parts"]] or [release_dir / asset["archive"]]
+        archive = dest / asset["archive"]
+        h = hashlib.sha256()
+        with archive.open("wb") as f:
+            for piece in pieces:
+                with piece.open("rb") as src:
+                    while chunk := src.read(1 << 20):
+                        h.update(chunk)
+                        f.write(chunk)
+        if h.hexdigest() != asset["sha256"]:
+            raise IntegrityError(f"{asset['archive']}: sha256 {h.hexdigest()[:16]}... is not the manifest's "
+                                 f"{asset['sha256'][:16]}...; the release directory is damaged")
+        if asset["archive_format"] == "tar.gz":
+            with tarfile.open(archive, "r:gz") as tf:
+                tf.extractall(dest, filter="data")
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    mode = info.external_attr >> 16
+                    target = dest / info.filename
+                    if not target.resolve().is_relative_to(dest.resolve()):
+                        raise IntegrityError(f"{asset['archive']}: member {info.filename} escapes the folder")
+                    if info.is_dir():
+                        target.mkdir(parents=True, exist_ok=True)
+                    elif stat.S_ISLNK(mode):
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        os.symlink(zf.read(info).decode(), target)
+                    else:
+                        zf.extract(info, dest)
+                        if mode & 0o777:
+                            os.chmod(target, mode & 0o777)
+        archive.unlink()
+        out.append(dest / asset["bundle"])
+    return out
 
 
 def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
@@ -180,12 +237,33 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
     return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
 
 
+def init_root(repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
+              validity: Validity = Validity(), now: float | None = None) -> Path:
+    """Write ``metadata/1.root.json`` (one key per role, signed by root) and return it: the public
+    root of trust a project names in ``[tool.mlfreeze] update_root`` before its first release.
+    UsageError when ``repo`` already has a root."""
+    from tuf.api.metadata import Metadata, Root
+
+    now = time.time() if now is None else now
+    meta = repo / "metadata"
+    meta.mkdir(parents=True, exist_ok=True)
+    if _latest(meta, "root") is not None:
+        raise UsageError(f"{repo}: already has a root; rotate keys with publish.rotate instead")
+    root = Root(expires=_expiry(source_date_epoch, validity.root, now), consistent_snapshot=True)
+    for role in ROLES:
+        root.add_key(signers[role].public_key, role)
+    root_md = Metadata(root)
+    root_md.sign(signers["root"])
+    _write(root_md, meta / "1.root.json")
+    return meta / "1.root.json"
+
+
 def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
                  validity: Validity = Validity(), now: float | None = None,
                  name: str = index.INDEX_NAME) -> dict[str, int]:
     """Write ``index_bytes`` as target ``name`` (other targets already signed are kept) and sign
     new targets, snapshot and timestamp (and root v1 when ``repo`` has none). {role: version}."""
-    from tuf.api.metadata import Metadata, Root, TargetFile, Targets
+    from tuf.api.metadata import Metadata, TargetFile, Targets
 
     now = time.time() if now is None else now
     meta = repo / "metadata"
@@ -201,12 +279,9 @@ def sign_release(repo: Path, index_bytes: bytes, signers: dict[str, CryptoSigner
 
     root_md = _latest(meta, "root")
     if root_md is None:
-        root = Root(expires=_expiry(source_date_epoch, validity.root, now), consistent_snapshot=True)
-        for role in ROLES:
-            root.add_key(signers[role].public_key, role)
-        root_md = Metadata(root)
-        root_md.sign(signers["root"])
-        _write(root_md, meta / "1.root.json")
+        init_root(repo, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
+        root_md = _latest(meta, "root")
+        assert root_md is not None
         written["root"] = 1
     for role in ("targets", "snapshot", "timestamp"):
         keyids = root_md.signed.roles[role].keyids
@@ -307,10 +382,15 @@ def main(args: Any) -> int:
         for role, path in generate_keys(Path(args.generate_keys)).items():
             print(f"{role}: {path}")
         return 0
-    signers = load_signers(Path(args.keys) if args.keys else None)
-    if args.resign:
-        print(json.dumps(resign(repo, signers)))
+    keys = Path(args.keys) if args.keys else None
+    if getattr(args, "init_root", False):
+        print(init_root(repo, load_signers(keys), source_date_epoch=int(time.time())))
         return 0
+    if args.resign:  # the scheduled job holds only the online keys
+        print(json.dumps(resign(repo, load_signers(keys, roles=("snapshot", "timestamp")))))
+        return 0
+    # root signs only the first publish (and rotations): afterwards its key stays offline
+    signers = load_signers(keys, roles=ROLES if _latest(repo / "metadata", "root") is None else ROLES[1:])
     sde = os.environ.get("SOURCE_DATE_EPOCH")
     if not sde or not sde.isdigit():
         raise ConfigError("SOURCE_DATE_EPOCH is not set to an integer: expiry derives from it (the release "
@@ -326,6 +406,14 @@ def main(args: Any) -> int:
     for item in args.cuda_archs or []:
         platform, _, value = item.partition("=")
         archs[platform] = [a for a in value.replace(",", " ").split() if a]
-    written = publish([Path(b) for b in args.bundles], repo, signers, source_date_epoch=int(sde), cuda_archs=archs)
+    if args.release:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="mlfreeze-publish-") as tmp:
+            bundles = unpack_release(Path(args.release), Path(tmp)) + [Path(b) for b in args.bundles]
+            written = publish(bundles, repo, signers, source_date_epoch=int(sde), cuda_archs=archs)
+    else:
+        written = publish([Path(b) for b in args.bundles], repo, signers, source_date_epoch=int(sde),
+                          cuda_archs=archs)
     print(json.dumps(written))
     return 0

@@ -383,7 +383,45 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
     return ReleaseResult(directory=final, manifest=manifest, files=written, messages=tuple(messages))
 
 
+def release_model_pack(dist: Path, set_name: str, repo: Path, signers: Mapping[str, Any], *,
+                       version: str | None = None, env: Mapping[str, str] | None = None,
+                       log: Callable[[str], None] | None = None) -> dict[str, int]:
+    """Publish model set ``set_name`` on its own: the ``models/`` of the bundle in ``dist`` that ships
+    it (audited first, like any release), as blobs plus a signed ``model-pack.json`` in the update
+    repository ``repo`` (mlfreeze.publish.publish_model_pack), for ``<app>-update models``.
+
+    ``version``: the pack's version (default: the bundle's). Expiry derives from SOURCE_DATE_EPOCH.
+    {role: metadata version written}. UsageError (exit 2) when no bundle ships the set."""
+    from mlfreeze import publish
+
+    env = os.environ if env is None else env
+    epoch = env.get(EPOCH_ENV, "").strip()
+    if not epoch.isdigit():
+        raise ConfigError(f"{EPOCH_ENV} is not set to an integer: the signed metadata's expiry derives from it")
+    shipping = [b for b in find_bundles(dist, env) if b.info.get("model_set") == set_name
+                and (b.path / "models" / "models.json").is_file()]
+    if not shipping:
+        raise UsageError(f"{dist}: no bundle ships model set {set_name!r} (BUILD-INFO model_set); build a full or "
+                         f"slim bundle with --set {set_name} first")
+    bundle = audit_bundles(shipping[:1], log)[0]
+    written = publish.publish_model_pack(bundle.path / "models", repo, dict(signers), app=bundle.info["app"],
+                                         set_name=set_name, version=version or bundle.info["version"],
+                                         source_date_epoch=int(epoch))
+    (log or print)(f"release: model pack {set_name} from {bundle.name} signed into {repo} ({written})")
+    return written
+
+
 def main(args: argparse.Namespace) -> int:
+    if getattr(args, "model_pack", None):
+        from mlfreeze import publish
+
+        if not args.repo:
+            raise UsageError("--model-pack needs --repo DIR (the update repository to sign it into)")
+        signers = publish.load_signers(Path(args.keys) if args.keys else None)
+        print(json.dumps(release_model_pack(Path(args.dist), args.model_pack, Path(args.repo), signers,
+                                            version=getattr(args, "release_version", None),
+                                            log=lambda line: print(line, flush=True))))
+        return 0
     release(Path(args.dist), version=getattr(args, "release_version", None),
             log=lambda line: print(line, flush=True))
     return 0

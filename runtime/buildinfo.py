@@ -76,6 +76,13 @@ SCHEMA: dict[str, Any] = {
         "inputs_sha256": {"$ref": "#/$defs/sha256"},
         # sha256 of the hash-pinned lock (locks/<profile>.txt) the build environment came from
         "lock_sha256": {"oneOf": [{"$ref": "#/$defs/sha256"}, {"type": "null"}]},
+        "update_root": {"oneOf": [{"$ref": "#/$defs/sha256"}, {"type": "null"}],
+                        "description": "sha256 of the public root of trust frozen in as update-root.json "
+                                       "([tool.mlfreeze] update_root); null: <app>-update refuses remote updates"},
+        "cuda_archs": {"type": "array", "items": {"type": "string", "pattern": "^(sm|compute)_[0-9]+[a-z]?$"},
+                       "description": "CUDA compute capabilities the variant's runtime has kernels for "
+                                      "(full: torch.cuda.get_arch_list(); slim: the profile's declared list); "
+                                      "empty for a CPU variant"},
         "built_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"},
     },
     "$defs": {

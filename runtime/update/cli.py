@@ -44,6 +44,8 @@ def load_index(base: str, root: Path, trust_file: Path | None) -> tuple[dict[str
     if trust.has_metadata(base):
         cur = pointer.for_root(root).read()
         bundled = trust.bundled_root(root / pointer.VERSIONS / cur) if cur else None
+        if bundled is None and getattr(sys, "frozen", False):  # <app>-update of a bundle not yet installed
+            bundled = trust.bundled_root(Path(sys.executable).resolve().parent)
         data = trust.refresh_index(base, root, trust_root=trust_file or trust.env_trust() or bundled)
         return index.parse(data, http.join(base, "index.json")), "signed metadata verified (TUF)"
     if http.is_local(base):
@@ -164,7 +166,8 @@ def build_parser(prog: str = "mlfreeze-update") -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    frozen = getattr(sys, "frozen", False)
+    args = build_parser(Path(sys.executable).stem if frozen else "mlfreeze-update").parse_args(argv)
     root = (args.root or default_root()).resolve()
     try:
         if args.command in ("install", "update"):

@@ -49,12 +49,14 @@ def _profile():
     pytest.skip(f"no CPU profile builds on {host}")
 
 
-def freeze_tiny(root: Path, version: str) -> Path:
+def freeze_tiny(root: Path, version: str, update_root: Path | None = None) -> Path:
+    """A lite bundle of the tiny app, with its in-bundle ``tiny-update`` and, when given, the
+    public root of trust frozen in (as ``[tool.mlfreeze] update_root`` does)."""
     proj = root / f"proj-{version}"
     proj.mkdir()
     (proj / "tiny.py").write_text(APP.replace("VERSION", version))
     app = AppConfig(app="tiny", entry=proj / "tiny.py", version=version, model_set="demo",
-                    sources=(proj / "tiny.py",), pathex=(proj,))
+                    sources=(proj / "tiny.py",), pathex=(proj,), update_root=update_root)
     bundle = freeze_bundle(profile=_profile(), flavor="lite", root=proj, app=app, dist_dir=root / "dist",
                            work_dir=proj / "build")
     shutil.rmtree(proj / "build", ignore_errors=True)
@@ -80,19 +82,30 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+def serve(directory: Path) -> tuple[ThreadingHTTPServer, str]:
+    """A loopback HTTP server over ``directory`` (shut it down after use) and its URL."""
+    directory.mkdir(exist_ok=True)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    import time
+
     base = tmp_path_factory.mktemp("update")
-    bundles = {v: freeze_tiny(base, v) for v in ("0.0.1", "0.0.2")}
-    bundles["0.0.3-broken"] = broken_copy(bundles["0.0.2"], "0.0.3", base / "dist")
     keys = base / "keys"
     publish.generate_keys(keys)
+    signers = publish.load_signers(keys, env={})
+    # the project's public root, made before its first release and frozen into every bundle
+    trust_root = publish.init_root(base / "root-of-trust", signers, source_date_epoch=int(time.time()) - 3600)
+    bundles = {v: freeze_tiny(base, v, update_root=trust_root) for v in ("0.0.1", "0.0.2")}
+    bundles["0.0.3-broken"] = broken_copy(bundles["0.0.2"], "0.0.3", base / "dist")
     repo = base / "repo"
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(repo)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    repo.mkdir()
-    yield {"base": base, "bundles": bundles, "keys": keys, "repo": repo, "signers": publish.load_signers(keys, env={}),
-           "url": f"http://127.0.0.1:{server.server_address[1]}/"}
+    server, url = serve(repo)
+    yield {"base": base, "bundles": bundles, "keys": keys, "repo": repo, "signers": signers, "url": url,
+           "trust_root": trust_root}
     server.shutdown()
     shutil.rmtree(base, ignore_errors=True)
 
@@ -258,3 +271,55 @@ def test_a_kill_at_any_step_leaves_a_complete_current(world: dict, installed: di
     assert again.returncode == 0, again.stderr
     assert current(root) == "tiny-0.0.2-linux-cpu-lite" and not list((root / ".staging").iterdir())
     assert not list(root.glob(".current.*")) and not (root / ".downloads").exists()
+
+
+def in_bundle(exe: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a bundle's own ``tiny-update`` (frozen, its own Analysis) from a clean environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "MLFREEZE_"))}
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_the_in_bundle_updater_installs_updates_explains_and_rolls_back(world: dict, tmp_path: Path) -> None:
+    v1, v2 = world["bundles"]["0.0.1"], world["bundles"]["0.0.2"]
+    for b in (v1, v2):
+        info = buildinfo.read(b)
+        assert info["update_root"] == record.hash_file(b / "update-root.json")[0]
+        assert info["cuda_archs"] == [] and "tiny-update" in record.read(b)
+        assert (b / "update-root.json").read_bytes() == world["trust_root"].read_bytes()
+    repo = tmp_path / "repo"
+    shutil.copytree(world["trust_root"].parent, repo / "metadata")  # the repository the root was made for
+    server, url = serve(repo)
+    try:
+        pub(world, "0.0.1", repo)
+        root = tmp_path / "install"
+        done = in_bundle(v1 / "tiny-update", "install", "--from", url, "--root", str(root))  # no --trust: frozen in
+        assert done.returncode == 0, done.stderr
+        assert "signed metadata verified (TUF)" in done.stdout and current(root) == "tiny-0.0.1-linux-cpu-lite"
+        pub(world, "0.0.2", repo)
+        updater_exe = root / "current" / "tiny-update"  # the installed one finds its root from its own place
+        done = in_bundle(updater_exe, "update")
+        assert done.returncode == 0, done.stderr
+        assert current(root) == "tiny-0.0.2-linux-cpu-lite" and health(root)["version"] == "0.0.2"
+        status = in_bundle(root / "current" / "tiny-update", "status", "--explain")
+        assert status.returncode == 0, status.stderr
+        assert "current: tiny-0.0.2-linux-cpu-lite" in status.stdout
+        assert "tiny-0.0.2-linux-cpu-lite: chosen, CPU build for linux-x86_64" in status.stdout
+        assert "machine: linux" in status.stdout
+        done = in_bundle(root / "current" / "tiny-update", "rollback")
+        assert done.returncode == 0, done.stderr
+        assert current(root) == "tiny-0.0.1-linux-cpu-lite" and health(root)["version"] == "0.0.1"
+        seconds = float(done.stdout.split(" in ")[-1].split()[0])
+        assert seconds < 2.0, done.stdout  # the issue's bound on the switch back, as the updater measures it
+    finally:
+        server.shutdown()
+
+
+def test_a_bundle_without_a_root_of_trust_refuses_remote_updates(world: dict, installed: dict,
+                                                                  tmp_path: Path) -> None:
+    bare = tmp_path / world["bundles"]["0.0.1"].name
+    shutil.copytree(world["bundles"]["0.0.1"], bare, symlinks=True)
+    (bare / "update-root.json").unlink()  # as a bundle built without [tool.mlfreeze] update_root
+    done = in_bundle(bare / "tiny-update", "install", "--from", world["url"], "--root", str(tmp_path / "r"))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1 and "no root of trust" in done.stderr
+    assert not (tmp_path / "r" / "current").exists()

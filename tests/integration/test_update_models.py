@@ -136,3 +136,29 @@ def test_a_pack_with_wrong_bytes_is_refused_before_any_check(world: dict) -> Non
     done = run("models", "--from", str(pack_dir / models.PACK_NAME), "--root", str(root))
     assert done.returncode == 3 and "damaged or tampered" in done.stderr, done.stderr
     assert models.models_pointer(root).read() == "demo-2"
+
+
+def test_release_model_pack_signs_the_set_of_the_bundle_that_ships_it(world: dict, tmp_path: Path) -> None:
+    from mlfreeze.errors import UsageError
+    from mlfreeze.release import release_model_pack
+    from mlfreeze_runtime.update import trust
+
+    repo = tmp_path / "repo"
+    shutil.copytree(world["repo"], repo)
+    bundle = tmp_path / "dist" / world["bundle"].name
+    shutil.copytree(world["bundle"], bundle, symlinks=True)
+    index_doc = json.loads((bundle / "models" / "models.json").read_text())
+    seal(bundle, "linux-cpu", "full", model_set="demo",  # BUILD-INFO names the models/ the fixture put in
+         models=[{"id": m["id"], "kind": m["kind"], "files": m["sha256"], "golden": True}
+                 for m in index_doc["models"]])
+    env = {"SOURCE_DATE_EPOCH": str(world["sde"])}
+    with pytest.raises(UsageError, match="no bundle ships model set 'other'"):
+        release_model_pack(bundle.parent, "other", repo, world["signers"], env=env)
+    written = release_model_pack(bundle.parent, "demo", repo, world["signers"], version="7", env=env)
+    assert written["timestamp"] > 1
+    client = tmp_path / "client"
+    doc = json.loads(trust.refresh_index(str(repo), client, trust_root=repo / "metadata" / "1.root.json",
+                                         target=models.PACK_NAME))
+    assert (doc["app"], doc["set"], doc["version"]) == ("photo-search", "demo", "7")
+    shipped = {p.relative_to(bundle / "models").as_posix() for p in (bundle / "models").rglob("*") if p.is_file()}
+    assert {f[0] for f in doc["files"]} <= shipped and "models.json" in {f[0] for f in doc["files"]}

@@ -127,3 +127,22 @@ def test_this_repository_builds_the_example_app():
 
 def test_source_root_is_this_checkout():
     assert is_checkout(SOURCE_ROOT) and not is_checkout(SOURCE_ROOT / "builder")
+
+
+def test_update_root_names_signed_tuf_root_metadata(tmp_path):
+    import json
+
+    base = 'app = "demo"\nentry = "app.py"\nupdate_root = "trust/root.json"'
+    with pytest.raises(ConfigError, match=r"update_root' points at .*root.json, which does not exist"):
+        load_config(_project(tmp_path, base))
+    (tmp_path / "trust").mkdir()
+    root = tmp_path / "trust" / "root.json"
+    root.write_text(json.dumps({"signed": {"_type": "targets"}, "signatures": [{"keyid": "a", "sig": "b"}]}))
+    with pytest.raises(ConfigError, match="not signed TUF root metadata"):
+        load_config(_project(tmp_path, base))
+    root.write_text("{")
+    with pytest.raises(ConfigError, match="not readable JSON"):
+        load_config(_project(tmp_path, base))
+    root.write_text(json.dumps({"signed": {"_type": "root"}, "signatures": [{"keyid": "a", "sig": "b"}]}))
+    assert load_config(_project(tmp_path, base)).update_root == root
+    assert load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"')).update_root is None

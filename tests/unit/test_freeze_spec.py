@@ -10,7 +10,16 @@ from typing import Any
 
 import pytest
 from mlfreeze.errors import ConfigError
-from mlfreeze.freeze import HOOKS, SELFTEST_ENTRY, SPECS, AppConfig, bundle_name, load_app_config, spec_params
+from mlfreeze.freeze import (
+    HOOKS,
+    SELFTEST_ENTRY,
+    SPECS,
+    UPDATE_ENTRY,
+    AppConfig,
+    bundle_name,
+    load_app_config,
+    spec_params,
+)
 
 
 class _Recorder:
@@ -50,31 +59,58 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     params = spec_params(app=_app(tmp_path), flavor="full", name="photo-search-0.1.0-linux-cuda-full",
                          excludes=["tkinter"], hiddenimports=["torch"])
     calls = _run_spec("full", params, tmp_path, monkeypatch)
-    (analysis,) = [c for c in calls if c[0] == "Analysis"]
+    analysis, updater = [c for c in calls if c[0] == "Analysis"]
     assert analysis[1][0] == [str(tmp_path / "main.py")]
     assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
     # the runtime always first; then prune.toml's, then the modules of every stack part the app uses
     assert analysis[2]["hiddenimports"][:2] == ["mlfreeze_runtime", "torch"]
     assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
     exes = [c for c in calls if c[0] == "EXE"]
-    assert [e[2]["name"] for e in exes] == ["photo-search", "photo-search-selftest"]
+    assert [e[2]["name"] for e in exes] == ["photo-search-update", "photo-search", "photo-search-selftest"]
+    exes = exes[1:]
     # both executables share the PYZ; the self-test swaps the app's script for its own entry
     assert exes[0][1][0] is exes[1][1][0]
     assert exes[0][1][1] == ["boot", "rthook", "main"]
     assert exes[1][1][1] == ["boot", "rthook", ("selftest_entry", str(SELFTEST_ENTRY), "PYSOURCE")]
     (collect,) = [c for c in calls if c[0] == "COLLECT"]
     assert collect[2]["name"] == "photo-search-0.1.0-linux-cuda-full"
-    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"]
+    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"] * 2
     assert collect[2]["upx"] is False
+    assert_own_updater(calls, updater)
+
+
+def assert_own_updater(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+                       updater: tuple[str, tuple[Any, ...], dict[str, Any]]) -> None:
+    """<app>-update: its own Analysis of update_entry.py (not the app's PYZ), no runtime hooks,
+    the ML stack, the self-test and cryptography excluded; its EXE goes into the one COLLECT."""
+    assert updater[1][0] == [str(UPDATE_ENTRY)] and updater[2]["runtime_hooks"] == []
+    assert {"mlfreeze_runtime.verify", "cryptography"} <= set(updater[2]["excludes"])
+    assert "urllib3" not in updater[2]["excludes"]  # tuf.ngclient imports it
+    pyzs = [c for c in calls if c[0] == "PYZ"]
+    exe = next(c for c in calls if c[0] == "EXE" and c[2]["name"].endswith("-update"))
+    assert len(pyzs) == 2 and pyzs[-1][1] == ("Analysis-pure",) and exe[1][1] == ["boot", "rthook", "main"]
+    (collect,) = [c for c in calls if c[0] == "COLLECT"]
+    assert sum(1 for a in collect[1] if getattr(a, "kind", "") == "EXE") == len([c for c in calls if c[0] == "EXE"])
 
 
 def test_lite_spec_reads_params_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = spec_params(app=_app(tmp_path), flavor="lite", name="n-lite", excludes=["torch", "numpy"])
     assert "selftest" not in params
     calls = _run_spec("lite", params, tmp_path, monkeypatch, via_env=True)
-    assert [c[0] for c in calls] == ["Analysis", "PYZ", "EXE", "COLLECT"]
+    assert [c[0] for c in calls] == ["Analysis", "Analysis", "PYZ", "EXE", "PYZ", "EXE", "COLLECT"]
     assert calls[0][2]["excludes"] == ["torch", "numpy"]
-    assert calls[2][2]["name"] == "photo-search" and calls[3][2]["name"] == "n-lite"
+    assert calls[3][2]["name"] == "photo-search-update" and calls[5][2]["name"] == "photo-search"
+    assert calls[6][2]["name"] == "n-lite"
+    assert_own_updater(calls, calls[1])
+
+
+def test_slim_spec_builds_the_updater_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = spec_params(app=_app(tmp_path), flavor="full", name="n-slim", excludes=[],
+                         updater_excludes=["numpy", "urllib3"])
+    calls = _run_spec("slim", params, tmp_path, monkeypatch)
+    updater = [c for c in calls if c[0] == "Analysis"][1]
+    assert updater[2]["excludes"][0] == "numpy"
+    assert_own_updater(calls, updater)
 
 
 def test_spec_without_params_says_how_to_pass_them(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ML stack (timm, huggingface_hub)")
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
-NAMES = ("ci.yml", "release.yml")
+NAMES = ("ci.yml", "release.yml", "resign.yml")
 USES = re.compile(r"^\s*(?:-\s*)?uses:\s*(?P<action>[^@\s]+)@(?P<ref>\S+)(?P<comment>.*)$")
 
 
@@ -62,7 +62,7 @@ def test_every_action_is_pinned_by_full_sha_with_a_version_comment(name: str) ->
             found += 1
             assert re.fullmatch(r"[0-9a-f]{40}", m["ref"]), line
             assert re.match(r"\s*#\s*v\d+(\.\d+)*\b", m["comment"]), line
-    assert found >= 3
+    assert found >= (2 if name == "resign.yml" else 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -116,3 +116,19 @@ def test_ci_lints_tests_and_plans_every_profile() -> None:
     assert "python -m mlfreeze.matrix --names" in runs["plan"]
     assert 'mlfreeze plan --platform "$platform" --json' in runs["plan"]
     assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())
+
+
+def test_the_merge_job_signs_and_a_schedule_resigns_with_keys_from_secrets() -> None:
+    release = _load("release.yml")["jobs"]["release"]
+    sign = next(s for s in release["steps"] if "mlfreeze publish --release" in str(s.get("run", "")))
+    assert {f"MLFREEZE_TUF_KEY_{r}" for r in ("TARGETS", "SNAPSHOT", "TIMESTAMP")} <= set(sign["env"])
+    assert "MLFREEZE_TUF_KEY_ROOT" not in sign["env"]  # root stays offline
+    assert all(str(v).startswith("${{ secrets.") for k, v in sign["env"].items() if k.startswith("MLFREEZE_TUF"))
+    run = sign["run"]
+    assert run.index("mlfreeze publish") < run.index("s3://$BUCKET/blobs/") < run.rindex("timestamp.json")
+    resign = _load("resign.yml")
+    assert "schedule" in _triggers(resign)
+    (job,) = resign["jobs"].values()
+    step = next(s for s in job["steps"] if "--resign" in str(s.get("run", "")))
+    assert set(k for k in step["env"] if k.startswith("MLFREEZE_TUF")) == {"MLFREEZE_TUF_KEY_SNAPSHOT",
+                                                                          "MLFREEZE_TUF_KEY_TIMESTAMP"}

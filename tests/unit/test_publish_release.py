@@ -1,0 +1,87 @@
+"""`mlfreeze publish --release DIR`: the merge job signs the bundles of a release directory,
+unpacked from their archives (split parts rejoined, tar.gz and zip, modes and symlinks kept) and
+checked against the manifest; keys: root only for the first publish, resign with the online keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from mlfreeze import publish, release
+from mlfreeze.errors import ConfigError, IntegrityError
+from mlfreeze_runtime import record
+from release_bundles import (
+    EPOCH,
+    fake_bundles_have_no_closure,  # noqa: F401  (autouse)
+    make_bundle,
+)
+
+pytest.importorskip("tuf")
+
+
+def _release(tmp_path: Path) -> tuple[dict[str, Path], Path]:
+    dist = tmp_path / "dist"
+    made = {"lite": make_bundle(dist, "linux-cpu", "lite", payload=300_000, seed=b"big"),
+            "win": make_bundle(dist, "win-cpu", "full", seed=b"win")}
+    out = release.release(dist, env={"SOURCE_DATE_EPOCH": EPOCH, "MLFREEZE_SPLIT_LIMIT": "100KiB"}).directory
+    return made, out
+
+
+def test_unpacked_release_bundles_are_the_bundles_byte_for_byte(tmp_path: Path) -> None:
+    made, out = _release(tmp_path)
+    manifest = json.loads((out / "release-manifest.json").read_text())
+    assert any(a["parts"] for a in manifest["assets"]) and {a["archive_format"] for a in manifest["assets"]} == \
+        {"tar.gz", "zip"}
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    bundles = publish.unpack_release(out, dest)
+    assert sorted(b.name for b in bundles) == sorted(b.name for b in made.values())
+    for bundle in bundles:
+        original = made["lite" if "lite" in bundle.name else "win"]
+        rows = record.read(original)
+        assert record.read(bundle) == rows
+        for rel in rows:
+            a, b = original / rel, bundle / rel
+            assert a.is_symlink() == b.is_symlink() and (a.is_symlink() or a.read_bytes() == b.read_bytes()), rel
+            if not a.is_symlink():
+                assert stat.S_IMODE(a.stat().st_mode) & 0o100 == stat.S_IMODE(b.stat().st_mode) & 0o100, rel
+    assert not list(dest.glob("*.tar.gz")) and not list(dest.glob("*.zip"))
+
+
+def test_a_damaged_part_is_refused(tmp_path: Path) -> None:
+    _, out = _release(tmp_path)
+    manifest = json.loads((out / "release-manifest.json").read_text())
+    part = out / next(a for a in manifest["assets"] if a["parts"])["parts"][1]["file"]
+    part.write_bytes(part.read_bytes()[:-1] + b"\0")
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    with pytest.raises(IntegrityError, match="not the manifest's"):
+        publish.unpack_release(out, dest)
+
+
+def test_publish_needs_root_only_the_first_time_and_resign_only_the_online_keys(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made, out = _release(tmp_path)
+    keys = tmp_path / "keys"
+    publish.generate_keys(keys)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(__import__("time").time()) - 60))
+    repo = tmp_path / "repo"
+    args = dict(repo=str(repo), generate_keys=None, keys=str(keys), resign=False, model_pack=None,
+                cuda_archs=None, bundles=[], release=str(out))
+    assert publish.main(type("A", (), {**args, "init_root": True})()) == 0  # before the first release
+    root_v1 = (repo / "metadata" / "1.root.json").read_bytes()
+    assert json.loads(root_v1)["signed"]["_type"] == "root"
+    assert publish.main(type("A", (), args)()) == 0
+    assert (repo / "metadata" / "1.root.json").read_bytes() == root_v1  # the root bundles froze in stays
+    doc = json.loads((repo / "index.json").read_text())
+    assert sorted(v["name"] for v in doc["variants"]) == sorted(b.name for b in made.values())
+    os.remove(keys / "root.pem")  # offline from now on
+    assert publish.main(type("A", (), args)()) == 0
+    for role in ("root", "targets"):
+        (keys / f"{role}.pem").unlink(missing_ok=True)
+    assert publish.main(type("A", (), {**args, "resign": True})()) == 0
+    with pytest.raises(ConfigError, match="no targets key"):
+        publish.main(type("A", (), args)())
