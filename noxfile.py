@@ -109,6 +109,14 @@ def verify_models(session: nox.Session) -> None:
     session.run("mlfreeze", "verify", "--platform", profile.name, *session.posargs)
 
 
+@nox.session(name="pin-goldens", python="3.11", default=False)
+def pin_goldens(session: nox.Session) -> None:
+    """Pin a set's golden outputs on the CPU into specs/goldens/ (`-- --set default`; needs network
+    to fetch the weights, then runs the gate once and writes specs/goldens/<id>.json)."""
+    _install_profile(session, _host_profile())
+    session.run("mlfreeze", "verify", "--pin-goldens", "--device", "cpu", *session.posargs)
+
+
 @nox.session(name="size-audit", python="3.11", default=False)
 def size_audit(session: nox.Session) -> None:
     """Size audit of given bundles (`-- dist/<bundle> ... [--baseline F.json]`), else of dist/*."""

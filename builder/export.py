@@ -11,7 +11,7 @@ Per CLIP model of the set:
    ``<cache>/derived/<key>/`` (``image.onnx``, ``text.onnx``, ``export.json``), published by one
    rename of a complete staged directory and re-hashed on every use; a second run reuses them.
 3. **Else a child process exports.** ``python child.py REQUEST.json`` (in the staging dir) loads the model through the
-   runtime's one CLIP loader (``mlfreeze_runtime.verify.clip.load_clip``, strict) and runs
+   runtime's one CLIP loader (``mlfreeze_runtime.clip.load_clip``, strict) and runs
    :func:`export_towers`. An exporter error or a crash of the child (a signal, an abort in a
    native library) is one line and exit 4 (:class:`~mlfreeze.errors.ExportError`), and nothing is
    published.
@@ -208,7 +208,7 @@ def child_main(request_path: str) -> int:
     """The child process: load strictly through the runtime's CLIP loader, export, exit 0 (or 1, one line)."""
     req = json.loads(Path(request_path).read_text())
     try:
-        from mlfreeze_runtime.verify.clip import load_clip
+        from mlfreeze_runtime.clip import load_clip
 
         loaded = load_clip(arch=req["arch"], weights=Path(req["weights"]),
                            config=Path(req["config"]) if req.get("config") else None,

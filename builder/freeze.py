@@ -365,7 +365,7 @@ def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
 def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,
                    expected_providers: Sequence[str], goldens: Path) -> None:
     """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
-    from mlfreeze_runtime.verify.bundle import write_models_index
+    from mlfreeze_runtime.modelindex import write_models_index
     from mlfreeze_runtime.verify.probes import FILE_PROBES, copy_probe_inputs
 
     for m in models:

@@ -203,10 +203,14 @@ def _build_info(root: Path) -> dict[str, Any]:
 
 def model_ids(root: Path) -> tuple[str, ...]:
     """Model ids from models/models.json when present, else the folder names under models/."""
-    doc = _read_json(root / "models" / "models.json")
-    ids = [m.get("id") for m in doc.get("models", []) if isinstance(m, dict)]
-    if ids and all(isinstance(i, str) for i in ids):
-        return tuple(ids)  # type: ignore[arg-type]
+    from mlfreeze_runtime.modelindex import ModelIndexError, read_models_index
+
+    try:
+        ids = tuple(m.id for m in read_models_index(root / "models", check_files=False).models)
+    except ModelIndexError:  # absent or malformed: the folder names say it
+        ids = ()
+    if ids:
+        return ids
     models = root / "models"
     return tuple(sorted(p.name for p in models.iterdir() if p.is_dir())) if models.is_dir() else ()
 

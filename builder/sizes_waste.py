@@ -258,9 +258,9 @@ def _merge_duplicates(findings: list[Finding]) -> list[Finding]:
 
 
 def _read_models_json(root: Path) -> dict[str, object]:
-    import json
+    from mlfreeze_runtime.modelindex import ModelIndexError, read_models_index
+
     try:
-        doc = json.loads((root / "models" / "models.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return dict(read_models_index(root / "models", check_files=False).document)
+    except ModelIndexError:  # absent or malformed: the known model packs say what is unloaded
         return {}
-    return doc if isinstance(doc, dict) else {}

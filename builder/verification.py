@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze.config import default_model_set, project_manifest
-from mlfreeze.errors import UsageError, VerificationError
+from mlfreeze.errors import ConfigError, UsageError, VerificationError
 
 
 def goldens_dir_for(manifest_path: Path) -> Path:
@@ -65,6 +65,36 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> 
     return refs
 
 
+def check_specs(manifest: Any, set_name: str) -> None:
+    """Validate every ``[models.<id>.verify]`` table of the set before anything is fetched or run:
+    a malformed one is a configuration error (exit 2, one line naming the dotted key)."""
+    from mlfreeze_runtime.verify.spec import SpecError, parse
+
+    for mid in manifest.sets[set_name]:
+        model = manifest.models[mid]
+        try:
+            parse(mid, model.kind, dict(model.verify or {}))
+        except SpecError as exc:
+            raise ConfigError(f"{manifest.path}: {exc}") from None
+
+
+def reference_sims_lines(refs: Sequence[Any], values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """For each CLIP model, the ``reference_sims`` line measured in this run (cosine of each
+    zero-shot image with its own caption, in declared order), to paste into its verify table."""
+    lines = []
+    for ref in refs:
+        vals = values.get(ref.id)
+        shots = (ref.verify or {}).get("zero_shot") or []
+        if ref.kind != "clip" or not vals or not shots:
+            continue
+        try:
+            sims = [float(vals[f"sims/{z['image']}"][i]) for i, z in enumerate(shots)]
+        except (KeyError, IndexError, TypeError):
+            continue
+        lines.append(f"[models.{ref.id}.verify] reference_sims = [{', '.join(f'{v:.4f}' for v in sims)}]")
+    return lines
+
+
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", flavor: str | None = None,
@@ -83,10 +113,11 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     expected = expected_providers(platform)
     run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
     if pin_goldens is not None:
-        for path in gate.pin(run, pin_goldens, device=dev):
+        # the golden results are re-judged against the files just written; the models run once
+        for path in gate.pin(run, pin_goldens, device=dev, models=refs):
             print(f"pinned {path}", file=out)
-        # re-judge against what was just written, so the table shows the golden check passing
-        run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
+        for line in reference_sims_lines(refs, run.values):
+            print(line, file=out)
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
@@ -115,6 +146,10 @@ def main(args: argparse.Namespace) -> int:
     set_name = args.model_set or default_model_set()
     if set_name not in manifest.sets:
         raise UsageError(f"model set {set_name!r} is not in {manifest.path}; sets: {', '.join(sorted(manifest.sets))}")
+    if not manifest.sets[set_name]:
+        raise UsageError(f"model set {set_name!r} in {manifest.path} is empty: nothing to verify; "
+                         "list its models under [sets] or choose another set with --set")
+    check_specs(manifest, set_name)
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
     refs = model_refs(manifest, fetched, goldens_dir)

@@ -2,7 +2,10 @@
 
 ``get_device()``: ``DEVICE`` (auto|cpu|cuda|cuda:N|mps) > ``FORCE_CPU=1`` > CUDA > MPS > CPU.
 ``get_onnx_providers()``: ``ONNX_PROVIDERS`` (comma list) or CUDA > CoreML > CPU, filtered by
-what onnxruntime reports. ``get_device_info()``: what a bug report needs.
+what onnxruntime reports. ``onnx_provider_options(providers, device)``: the options that make
+onnxruntime use the same GPU as torch (``DEVICE=cuda:N`` -> ``CUDAExecutionProvider`` with
+``device_id=N``); ``get_onnx_session_config()`` returns both for this process.
+``get_device_info()``: what a bug report needs.
 
 Importable without torch or onnxruntime (then everything is CPU). Results are cached per
 process; ``reset()`` clears the cache (tests, or after changing the environment).
@@ -15,6 +18,7 @@ import os
 import platform
 import re
 import sys
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -140,6 +144,38 @@ def _onnx_providers() -> tuple[str, ...]:
     return tuple(chosen) if chosen else ("CPUExecutionProvider",)
 
 
+def cuda_index(device: str) -> int:
+    """The CUDA ordinal of a torch device string: ``cuda`` -> 0, ``cuda:N`` -> N; ValueError otherwise."""
+    if device == "cuda":
+        return 0
+    match = _CUDA_N.match(device)
+    if not match:
+        raise ValueError(f"{device!r} is not a CUDA device (cuda or cuda:N)")
+    return int(match.group(1))
+
+
+GPU_ORDINAL_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def onnx_provider_options(providers: Sequence[str], device: str) -> list[dict[str, str]]:
+    """One onnxruntime provider-options dict per provider, in the same order (pure).
+
+    On a CUDA ``device`` the CUDA and TensorRT providers get ``{"device_id": "N"}`` so
+    onnxruntime runs on the GPU torch uses (without it onnxruntime always takes GPU 0); every
+    other provider, and every provider on a non-CUDA device, gets ``{}``. Pass the result as
+    ``InferenceSession(..., providers=providers, provider_options=options)``.
+    """
+    ordinal = cuda_index(device) if device.startswith("cuda") else None
+    return [{"device_id": str(ordinal)} if ordinal is not None and p in GPU_ORDINAL_PROVIDERS else {}
+            for p in providers]
+
+
+def get_onnx_session_config() -> tuple[list[str], list[dict[str, str]]]:
+    """``(providers, provider_options)`` for this process's device (see :func:`onnx_provider_options`)."""
+    providers = get_onnx_providers()
+    return providers, onnx_provider_options(providers, get_device())
+
+
 def _forced_cpu(requested: str) -> bool:
     """DEVICE=cpu, or FORCE_CPU=1 when DEVICE does not name a device (DEVICE beats FORCE_CPU)."""
     return requested == "cpu" or (requested == "auto" and os.environ.get("FORCE_CPU", "").strip().lower() in _TRUE)
@@ -176,9 +212,11 @@ def _device_info() -> dict[str, Any]:
     try:
         info["device"] = get_device()
         info["onnx_providers"] = list(get_onnx_providers())
+        info["onnx_provider_options"] = onnx_provider_options(info["onnx_providers"], info["device"])
     except ValueError as exc:
         info["device"] = None
         info["onnx_providers"] = []
+        info["onnx_provider_options"] = []
         info["error"] = str(exc)
     return info
 

@@ -1,10 +1,26 @@
 """Generic embedding checks: pure functions of numpy arrays, one :class:`CheckResult` each.
 
-They know nothing about CLIP or faces, so each is unit-tested on hand-made arrays.
+They know nothing about CLIP or faces, so each is unit-tested on hand-made arrays, at, just
+above and just below its threshold. The comparison at the edge is part of the contract:
+
+=================  =========================================  ===================
+check              passes when                                at the threshold
+=================  =========================================  ===================
+shape_dtype        shape == (rows, dim) and dtype float32     (exact)
+finite             no NaN/Inf                                 (exact)
+raw_norm           every raw (pre-normalisation) norm >= min  passes
+unit_norm          max abs(norm - 1) <= tolerance             passes
+non_collapse       max cosine between distinct inputs < max   fails
+determinism        max abs(run1 - run2) <= tolerance          passes
+cross_device       min row cosine >= min_cosine               passes
+within             lo <= value <= hi                          passes
+paraphrase_margin  min gap > margin                           fails
+=================  =========================================  ===================
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mlfreeze_runtime.verify.result import FAIL, PASS, CheckResult
@@ -41,6 +57,54 @@ def unit_norm(model: str, emb: Any, *, tolerance: float, check: str = "unit_norm
     return _result(model, check, ok, f"|norm - 1| <= {tolerance:g}", f"max |norm - 1| = {worst:.3g}")
 
 
+def raw_norm(model: str, raw: Any, *, min_norm: float, check: str = "raw_norm") -> CheckResult:
+    """The model's own outputs, BEFORE the embedder normalises them, must not be (near) zero:
+    a dead layer or zeroed projection gives norm 0, which normalisation would turn into NaN or noise."""
+    import numpy as np
+
+    arr = np.asarray(raw, dtype=np.float64)
+    norms = np.linalg.norm(arr.reshape(len(arr), -1), axis=1) if arr.size else np.zeros(0)
+    low = float(np.min(norms)) if norms.size else float("nan")
+    ok = bool(norms.size) and bool(np.all(np.isfinite(norms))) and low >= min_norm
+    return _result(model, check, ok, f"every raw output norm >= {min_norm:g} (before normalisation)",
+                   f"min {low:.4g}, max {float(np.max(norms)) if norms.size else float('nan'):.4g}")
+
+
+def within(model: str, check: str, value: float, band: tuple[float, float], *, what: str) -> CheckResult:
+    """``lo <= value <= hi`` (both edges included); NaN fails."""
+    lo, hi = band
+    ok = math.isfinite(value) and lo <= value <= hi
+    return _result(model, check, ok, f"{what} in [{lo:g}, {hi:g}]", f"{value:.4f}")
+
+
+def paraphrase_margin(model: str, captions: Any, paraphrases: Any, names: list[str], *, margin: float,
+                      distractors: Any = None, check: str = "text_paraphrase") -> CheckResult:
+    """Each caption must be nearer its own paraphrase than every other pair's paraphrase (and every
+    extra ``distractors`` row), by more than ``margin``:
+    gap_i = cos(c_i, p_i) - max(max_{j != i} cos(c_i, p_j), max_k cos(c_i, d_k)) > margin for every i.
+
+    With n pairs a model with random text embeddings passes with probability about (1/n)^n at
+    margin 0 (each caption's own paraphrase must win among n), so 6 pairs leave it ~2e-5.
+    """
+    import numpy as np
+
+    sims = cosine_matrix(captions, paraphrases)
+    n = len(sims)
+    extra = 0 if distractors is None else len(distractors)
+    if n + extra < 2 or sims.shape != (n, n):
+        return _result(model, check, False, "at least 2 caption/paraphrase pairs", f"{sims.shape}")
+    others = np.where(np.eye(n, dtype=bool), -np.inf, sims).max(axis=1)
+    if distractors is not None and len(distractors):
+        others = np.maximum(others, cosine_matrix(captions, distractors).max(axis=1))
+    gaps = np.diag(sims) - others
+    gaps = np.where(np.isfinite(gaps), gaps, -np.inf)
+    worst = int(np.argmin(gaps))
+    ok = bool(gaps[worst] > margin)
+    return _result(model, check, ok,
+                   f"cos(caption, its paraphrase) - cos(caption, best other paraphrase) > {margin:g} for all {n}",
+                   f"min {float(gaps[worst]):.4f} ({names[worst]!r}), {int((gaps > margin).sum())}/{n} pairs")
+
+
 def cosine_matrix(a: Any, b: Any) -> Any:
     import numpy as np
 
@@ -68,16 +132,22 @@ def non_collapse(model: str, emb: Any, labels: list[str], *, max_cosine: float,
                    f"{worst:.4f} ({labels[i]} vs {labels[j]})")
 
 
-def determinism(model: str, first: Any, second: Any, *, tolerance: float, check: str = "determinism") -> CheckResult:
+def determinism(model: str, first: Any, second: Any, *, tolerance: float, check: str = "determinism",
+                what: str = "run1 - run2") -> CheckResult:
+    """Two computations of the same outputs agree: ``max |first - second| <= tolerance``.
+
+    The callers make the two computations differ in what a fault would change: a batch versus
+    one input at a time (batch-dependent layers, padding leaks), a second load of the model from
+    its files in a fresh session (anything initialised at random instead of loaded)."""
     import numpy as np
 
     a = np.asarray(first, dtype=np.float64)
     b = np.asarray(second, dtype=np.float64)
-    if a.shape != b.shape:
+    if a.shape != b.shape or not a.size:
         return _result(model, check, False, f"same shape twice {a.shape}", f"{b.shape}")
-    diff = float(np.max(np.abs(a - b))) if a.size else 0.0
+    diff = float(np.max(np.abs(a - b)))
     ok = bool(np.isfinite(diff)) and diff <= tolerance
-    return _result(model, check, ok, f"max |run1 - run2| <= {tolerance:g}", f"{diff:.3g}")
+    return _result(model, check, ok, f"max |{what}| <= {tolerance:g}", f"{diff:.3g}")
 
 
 def compare_devices(reference: Any, other: Any, *, min_cosine: float) -> tuple[bool, float, int]:

@@ -51,9 +51,18 @@ class GateRun:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+EMPTY_SET = "(set)"
+
+
 def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[str] = DEFAULT_PROVIDERS,
         expected_providers: Sequence[str] = (), probes_dir: Path | None = None) -> GateRun:
+    """Every check of every model. A model whose suite raises keeps the results it produced before
+    the exception, followed by one ``runtime`` FAIL naming it; an empty model list is one FAIL."""
     gate = GateRun()
+    if not models:
+        gate.results.append(CheckResult(model=EMPTY_SET, check="models", status=FAIL,
+                                        expected="at least one model to verify", got="the model set is empty"))
+        return gate
     for ref in models:
         t = time.perf_counter()
         gate.kinds[ref.id] = ref.kind
@@ -71,23 +80,24 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
             continue
         gate.results.append(CheckResult(model=ref.id, check="files", status=PASS,
                                         expected="every model file present", got=f"{len(ref.files)} files"))
-        results: list[CheckResult]
+        results: list[CheckResult] = []  # the suite appends here as it goes, so an exception loses nothing
         values: Any
         try:
             if isinstance(spec, ClipSpec):
                 from mlfreeze_runtime.verify import clip_checks
 
-                results, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir)
+                _, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)
             else:
                 assert isinstance(spec, FacesSpec)
                 from mlfreeze_runtime.verify import face_checks
 
-                results, values = face_checks.run(ref, spec, providers=providers,
-                                                  expected_providers=expected_providers, probes_dir=probes_dir)
+                _, values = face_checks.run(ref, spec, providers=providers, expected_providers=expected_providers,
+                                            probes_dir=probes_dir, out=results)
         except Exception as exc:  # a broken runtime (e.g. a file missing from a bundle) fails, never crashes
-            results, values = [CheckResult(model=ref.id, check="runtime", status=FAIL,
-                                           expected="the model's checks run to completion",
-                                           got=f"{type(exc).__name__}: {exc}".splitlines()[0])], None
+            values = None
+            results.append(CheckResult(model=ref.id, check="runtime", status=FAIL,
+                                       expected="the model's checks run to completion",
+                                       got=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]))
         gate.results += results
         if values is not None:
             gate.values[ref.id] = values
@@ -105,11 +115,22 @@ def recorded_on(device: str = "cpu") -> dict[str, str]:
     return info
 
 
-def pin(gate: GateRun, goldens_dir: Path, *, device: str = "cpu") -> list[Path]:
-    """Write ``<goldens_dir>/<id>.json`` for every model whose values were computed."""
+def pin(gate: GateRun, goldens_dir: Path, *, device: str = "cpu",
+        models: Sequence[ModelRef] = ()) -> list[Path]:
+    """Write ``<goldens_dir>/<id>.json`` for every model whose values were computed.
+
+    With ``models`` (the refs the gate ran on), each model's ``golden`` result is then re-judged
+    against the file just written, in place, without running the models a second time."""
     written = []
+    tolerances = {}
+    for ref in models:
+        with contextlib.suppress(SpecError):
+            tolerances[ref.id] = parse(ref.id, ref.kind, ref.verify).golden_tolerance
     for mid, values in gate.values.items():
         path = Path(goldens_dir) / f"{mid}.json"
         goldens.write(path, goldens.document(mid, gate.kinds[mid], values, recorded_on(device)))
         written.append(path)
+        if mid in tolerances:
+            fresh = goldens.check(mid, path, values, tolerance=tolerances[mid])
+            gate.results = [fresh if (r.model, r.check) == (mid, "golden") else r for r in gate.results]
     return written

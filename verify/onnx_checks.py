@@ -147,13 +147,9 @@ def probes(verify: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 def run(ref: ModelRef, image_onnx: Path, text_onnx: Path, *, raw_tolerances: Mapping[str, Any] | None = None,
         probes_dir: Path | None = None, providers: Sequence[str] | None = None) -> list[CheckResult]:
     """Load the torch CLIP (strictly, from ``ref``'s weights/config) and the ONNX towers; compare them."""
+    from mlfreeze_runtime.clip import ClipEmbedder, ClipLoadError, load_clip
     from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder, OnnxClipError
     from mlfreeze_runtime.verify.probes import load_rgb
-
-    try:
-        from mlfreeze_runtime.clip import ClipEmbedder, ClipLoadError, load_clip  # type: ignore[import-not-found]
-    except ImportError:
-        from mlfreeze_runtime.verify.clip import ClipEmbedder, ClipLoadError, load_clip
 
     mid = ref.id
     try:

@@ -38,6 +38,7 @@ class CommonSpec:
     golden_tolerance: float
     cross_device_min_cosine: float
     max_pairwise_cosine: float
+    raw_norm_min: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,7 +49,16 @@ class ClipSpec(CommonSpec):
     zero_shot: tuple[ZeroShot, ...]
     top1: float
     margin: float
-    text_triples: tuple[tuple[str, str, str], ...]
+    interpolation: str
+    resize_mode: str
+    preprocess_tolerance: float
+    paraphrases: tuple[tuple[str, str], ...]
+    paraphrase_distractors: tuple[str, ...]
+    paraphrase_margin: float
+    matched_cosine: tuple[float, float] | None
+    unmatched_cosine: tuple[float, float] | None
+    reference_sims: tuple[float, ...]
+    reference_tolerance: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,10 +67,10 @@ class FacesSpec(CommonSpec):
     det_thresh: float
     faces: tuple[FaceProbe, ...]
     no_face: tuple[str, ...]
-    flip_min_cosine: float | None
+    augment_min_cosine: float
     rescale: float | None
     rescale_min_cosine: float | None
-    distinct_max_cosine: float | None
+    distinct_max_cosine: float
 
 
 COMMON_DEFAULTS = {
@@ -69,7 +79,10 @@ COMMON_DEFAULTS = {
     "golden_tolerance": 2e-3,
     "cross_device_min_cosine": 0.99,
     "max_pairwise_cosine": 0.99,
+    "raw_norm_min": 1e-3,
 }
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+RESIZE_MODES = ("shortest", "squash", "longest")
 
 
 class _Reader:
@@ -94,6 +107,22 @@ class _Reader:
         if (lo is not None and v < lo) or (hi is not None and v > hi):
             raise self.err(key, f"is {v}; allowed range [{lo}, {hi}]")
         return float(v)
+
+    def choice(self, key: str, default: str, allowed: tuple[str, ...]) -> str:
+        v = self.data.pop(key, default)
+        if v not in allowed:
+            raise self.err(key, f"is {v!r}; allowed: {', '.join(allowed)}")
+        return str(v)
+
+    def band(self, key: str) -> tuple[float, float] | None:
+        """``[lo, hi]`` with lo <= hi, both in [-1, 1] (cosines), or None when absent."""
+        if key not in self.data:
+            return None
+        v = self.data.pop(key)
+        if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                              and -1.0 <= x <= 1.0 for x in v) and v[0] <= v[1]):
+            raise self.err(key, "must be [low, high] with -1 <= low <= high <= 1")
+        return (float(v[0]), float(v[1]))
 
     def opt_num(self, key: str, **kw: Any) -> float | None:
         return self.num(key, **kw) if key in self.data else None
@@ -158,14 +187,37 @@ def parse_clip(model_id: str, table: Mapping[str, Any]) -> ClipSpec:
                            caption=str(item["caption"])))
     if len(zs) < 2 or len({z.caption for z in zs}) != len(zs):
         raise SpecError(f"{where}.zero_shot needs at least 2 probes with distinct captions")
-    triples = []
+    pairs: list[tuple[str, str]] = []
+    distractors: list[str] = []
+    if "paraphrases" in r.data or "text_triples" not in r.data:
+        for i, t in enumerate(r.lst("paraphrases")):
+            if not (isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) and x for x in t)):
+                raise SpecError(f"{where}.paraphrases[{i}] must be [caption, paraphrase]")
+            pairs.append((t[0], t[1]))
+        if len(pairs) < 3 or len({p for _, p in pairs}) != len(pairs):
+            raise SpecError(f"{where}.paraphrases needs at least 3 pairs with distinct paraphrases "
+                            "(each pair's distractors are the other pairs' paraphrases)")
+    # the older form [caption, paraphrase, unrelated] is still read: its unrelated captions join
+    # the distractors, so each caption must beat every other paraphrase and every unrelated one
     for i, t in enumerate(r.lst("text_triples", required=False)):
-        if not (isinstance(t, list) and len(t) == 3 and all(isinstance(s, str) for s in t)):
+        if not (isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) and x for x in t)):
             raise SpecError(f"{where}.text_triples[{i}] must be [caption, paraphrase, unrelated]")
-        triples.append((t[0], t[1], t[2]))
+        pairs.append((t[0], t[1]))
+        distractors.append(t[2])
+    ref = r.lst("reference_sims", required=False)
+    if ref and (len(ref) != len(zs) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                 and -1.0 <= x <= 1.0 for x in ref)):
+        raise SpecError(f"{where}.reference_sims must hold one cosine in [-1, 1] per zero_shot probe ({len(zs)})")
     spec = ClipSpec(**common, quick_gelu=quick_gelu, mean=mean, std=std, zero_shot=tuple(zs),
                     top1=r.num("top1", lo=0.0, hi=1.0), margin=r.num("margin", lo=-1.0, hi=2.0),
-                    text_triples=tuple(triples))
+                    interpolation=r.choice("interpolation", "bicubic", INTERPOLATIONS),
+                    resize_mode=r.choice("resize_mode", "shortest", RESIZE_MODES),
+                    preprocess_tolerance=r.num("preprocess_tolerance", 0.02, lo=0.0),
+                    paraphrases=tuple(pairs), paraphrase_distractors=tuple(distractors),
+                    paraphrase_margin=r.num("paraphrase_margin", 0.0, lo=-2.0, hi=2.0),
+                    matched_cosine=r.band("matched_cosine"), unmatched_cosine=r.band("unmatched_cosine"),
+                    reference_sims=tuple(float(x) for x in ref),
+                    reference_tolerance=r.num("reference_tolerance", 2e-3, lo=0.0))
     r.done()
     return spec
 
@@ -185,17 +237,22 @@ def parse_faces(model_id: str, table: Mapping[str, Any]) -> FacesSpec:
         count = item["count"]
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise SpecError(f"{where}.faces[{i}].count must be a positive integer")
+        min_score = item.get("min_score", 0.5)
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0.0 <= min_score <= 1.0:
+            raise SpecError(f"{where}.faces[{i}].min_score must be a number in [0, 1], got {min_score!r}")
         faces.append(FaceProbe(image=check_probe_name(item["image"], f"{where}.faces[{i}].image"),
-                               count=count, min_score=float(item.get("min_score", 0.5))))
+                               count=count, min_score=float(min_score)))
     if not faces:
         raise SpecError(f"{where}.faces must declare at least one probe with faces")
     no_face = tuple(check_probe_name(n, f"{where}.no_face[{i}]") for i, n in enumerate(r.lst("no_face")))
     spec = FacesSpec(**common, det_size=(det_size[0], det_size[1]),
                      det_thresh=r.num("det_thresh", 0.5, lo=0.0, hi=1.0), faces=tuple(faces), no_face=no_face,
-                     flip_min_cosine=r.opt_num("flip_min_cosine", lo=-1.0, hi=1.0),
+                     augment_min_cosine=r.num("augment_min_cosine", lo=-1.0, hi=1.0) if "augment_min_cosine"
+                     in r.data or "flip_min_cosine" not in r.data  # the older name, still read
+                     else r.num("flip_min_cosine", lo=-1.0, hi=1.0),
                      rescale=r.opt_num("rescale", lo=0.1, hi=4.0),
                      rescale_min_cosine=r.opt_num("rescale_min_cosine", lo=-1.0, hi=1.0),
-                     distinct_max_cosine=r.opt_num("distinct_max_cosine", lo=-1.0, hi=1.0))
+                     distinct_max_cosine=r.num("distinct_max_cosine", lo=-1.0, hi=1.0))
     if (spec.rescale is None) != (spec.rescale_min_cosine is None):
         raise SpecError(f"{where}.rescale and rescale_min_cosine go together")
     r.done()

@@ -4,6 +4,7 @@
     photo-search search TEXT [-k N] [--index PATH] [--json]
     photo-search faces DIR [--threshold T] [--json]
     photo-search --health | --version
+    photo-search --mlfreeze-probe REQUEST.json    (the self-test's probe: mlfreeze_runtime.app)
 
 Exit codes: 0 ok, 1 a model failed while running, 2 usage/config (bad argument, missing
 folder or index, bad models.json, index built with other models), 3 the feature needs the
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Exit codes: 0 ok, 1 model failure, 2 usage/config, 3 feature unavailable.")
     p.add_argument("--version", action="version", version=f"{APP_NAME} {__version__}")
     p.add_argument("--health", action="store_true", help="print a JSON health report and exit 0")
+    p.add_argument("--mlfreeze-probe", metavar="REQUEST.json", default=None,
+                   help="embed the texts/images/faces of REQUEST.json and print them as JSON "
+                        "(photo-search-selftest's probe)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ix = sub.add_parser("index", help="index the images in a folder (CLIP + faces, or file names only)")
     ix.add_argument("folder", metavar="DIR")
@@ -86,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlfreeze_runtime.app import filter_known_warnings, probe_request_path
+
+    filter_known_warnings()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if probe_request_path(argv) is not None:
+        return cmd_probe(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -134,6 +144,37 @@ def _usable(kind: str, modules: tuple[str, ...], feature: str, model_set: Any) -
     if entry is None:
         _note(f"{feature} unavailable: no {kind} model in {model_set.directory / 'models.json'}")
     return entry
+
+
+# ---- the self-test's probe ----
+def cmd_probe(argv: list[str]) -> int:
+    """``--mlfreeze-probe REQUEST.json``: the request answered by the same embedders the commands use."""
+    from mlfreeze_runtime.app import handle_probe
+
+    from photo_search import embed
+
+    try:
+        model_set = _model_set()
+        clip_entry = _usable("clip", embed.CLIP_MODULES, "CLIP search", model_set)
+        face_entry = _usable("insightface", embed.FACE_MODULES, "face features", model_set)
+        clip = embed.ClipEmbedder(clip_entry) if clip_entry is not None else None
+        faces = embed.FaceEmbedder(face_entry) if face_entry is not None else None
+    except AppError as exc:
+        print(f"{APP_NAME}: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+
+    def embed_images(paths: list[Path]) -> Any:
+        assert clip is not None
+        vectors, _, skipped = clip.embed_images(paths)
+        if skipped:
+            raise ValueError(skipped[0])
+        return vectors
+
+    code = handle_probe(argv, prog=APP_NAME,
+                        embed_texts=clip.embed_texts if clip is not None else None,
+                        embed_images=embed_images if clip is not None else None,
+                        embed_faces=faces.embed_faces if faces is not None else None)
+    return 2 if code is None else code
 
 
 # ---- index ----

@@ -169,11 +169,22 @@ def _write_faiss(path: Path, vectors: Any) -> None:
 
 # ---- searching ----
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+# English function words: a file name "matches" them by accident (astronaut.png holds "a"), so a
+# query's stop words count only when the query has nothing else.
+STOP_WORDS = frozenset(["a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "in", "is", "it", "of",
+                        "on", "or", "the", "to", "with"])
+
+
+def query_tokens(query: str) -> list[str]:
+    """The words of ``query`` that name something: stop words dropped (unless that leaves none)."""
+    tokens = _TOKEN.findall(query.strip().lower())
+    content = [t for t in tokens if t not in STOP_WORDS]
+    return content or tokens
 
 
 def _scorer(query: str) -> Any:
     q = query.strip().lower()
-    tokens = _TOKEN.findall(q)
+    tokens = query_tokens(q)
 
     def score(path: str) -> float:
         name = path.replace("\\", "/").rsplit("/", 1)[-1].lower()
@@ -190,7 +201,7 @@ def _scorer(query: str) -> Any:
 
 def name_score(query: str, path: str) -> float:
     """1.0 when the whole query occurs in the file name (case-insensitive), else the share of
-    query tokens that occur in it, else 0."""
+    query words (:func:`query_tokens`: stop words such as "a" dropped) that occur in it, else 0."""
     return float(_scorer(query)(path))
 
 

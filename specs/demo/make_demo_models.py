@@ -205,33 +205,88 @@ def make_detector(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def make_recognizer(path: Path, *, dim: int = 128, seed: int = 0) -> None:
-    """An ArcFace-layout recognizer: 112x112 in, ``dim`` out.
+IDENTITIES = 3  # the demo "people": the tiles of render_faces(3), told apart by their band height
 
-    The embedding is a fixed random projection of the crop's row profile (the mean over the
-    width of each row and channel), so it is exactly invariant to a horizontal flip and
-    differs between tiles whose rows differ.
-    """
+
+def _recognizer_graph(w, b):
+    """ArcFace layout: (N,3,112,112) -> row profile (mean over the width) -> standardised per crop
+    (zero mean, unit variance: brightness and contrast drop out) -> Gemm(W, B)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper
 
-    rng = np.random.default_rng(seed)
-    w = (rng.standard_normal((3 * 112, dim)) / np.sqrt(3 * 112)).astype(np.float32)
-    b = np.zeros((dim,), np.float32)
     nodes = [helper.make_node("ReduceMean", ["input.1"], ["rows"], axes=[3], keepdims=0),
              helper.make_node("Flatten", ["rows"], ["flat"], axis=1),
-             helper.make_node("Gemm", ["flat", "W", "B"], ["683"])]
+             helper.make_node("ReduceMean", ["flat"], ["mu"], axes=[1], keepdims=1),
+             helper.make_node("Sub", ["flat", "mu"], ["centred"]),
+             helper.make_node("Mul", ["centred", "centred"], ["sq"]),
+             helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
+             helper.make_node("Add", ["var", "eps"], ["var_eps"]),
+             helper.make_node("Sqrt", ["var_eps"], ["sd"]),
+             helper.make_node("Div", ["centred", "sd"], ["z"]),
+             helper.make_node("Gemm", ["z", "W", "B"], ["683"])]
     graph = helper.make_graph(
         nodes, "mlfreeze_demo_recognizer",
         [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N", 3, 112, 112])],
-        [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["N", dim])],
-        [_const("W", w), _const("B", b)])
+        [helper.make_tensor_value_info("683", TensorProto.FLOAT, ["N", int(w.shape[1])])],
+        [_const("W", w.astype(np.float32)), _const("B", b.astype(np.float32)),
+         _const("eps", np.array(1e-6, np.float32))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="mlfreeze")
     model.ir_version = 8
     onnx.checker.check_model(model)
+    return model
+
+
+def _identity_profiles(detector: Path):
+    """The standardised row profiles of the demo identities, as FaceAnalysis crops them."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+    import onnx
+    from insightface.app import FaceAnalysis
+
+    from mlfreeze_runtime.verify.probes import render_faces
+
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-demo-rec-") as tmp:
+        shutil.copyfile(detector, Path(tmp) / "det_demo.onnx")
+        eye = np.eye(3 * 112, dtype=np.float32)
+        onnx.save(_recognizer_graph(eye, np.zeros(3 * 112, np.float32)), str(Path(tmp) / "rec_demo.onnx"))
+        app = FaceAnalysis(name=tmp, allowed_modules=["detection", "recognition"], providers=["CPUExecutionProvider"])
+        app.prepare(ctx_id=-1, det_size=(640, 640), det_thresh=0.5)
+        faces = sorted(app.get(np.ascontiguousarray(render_faces(IDENTITIES)[:, :, ::-1])), key=lambda f: f.bbox[0])
+    if len(faces) != IDENTITIES:
+        raise SystemExit(f"the demo detector found {len(faces)} of {IDENTITIES} demo faces")
+    return np.stack([np.asarray(f.embedding, np.float64) for f in faces])
+
+
+def make_recognizer(path: Path, *, dim: int = 128, seed: int = 0, detector: Path | None = None) -> None:
+    """An ArcFace-layout recognizer, "trained" in closed form on the demo identities: 112x112 in, ``dim`` out.
+
+    Like a real recognizer it maps distinct identities far apart (the demo tiles land on a regular
+    simplex: pairwise cosine -1/(n-1)) and is unmoved by a flip, brightness, contrast, gamma or a
+    slight blur. The weights whiten the identities' standardised row profiles around their mean
+    (the bias removes it) and rotate the result into ``dim`` dimensions at random. A recognizer
+    with random weights of the same graph keeps the profiles' large common part, so distinct
+    tiles come out nearly parallel (cosine 0.6-0.97): that is what the gate's discrimination check sees.
+    Needs the detector (``detector``, default ``det_demo.onnx`` beside ``path``) to crop the faces.
+    """
+    import numpy as np
+
+    z = _identity_profiles(detector or path.parent / "det_demo.onnx")
+    mean = z.mean(axis=0)
+    u, s, _ = np.linalg.svd((z - mean).T, full_matrices=False)
+    k = IDENTITIES - 1
+    proj = (u[:, :k] / (s[:k] + 0.05 * s[0])).T  # (k, 336): whitened identity directions
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
+    wt = q[:, :k] @ proj  # (dim, 336)
+    w = np.round(wt.T, 5)  # rounded so the file is the same bytes wherever numpy's SVD differs in the last bits
+    b = np.round(-(w.T @ mean), 5)
+    import onnx
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    onnx.save(_recognizer_graph(w, b), str(path))
 
 
 def _describe(path: Path, root: Path) -> str:

@@ -275,3 +275,66 @@ def test_health_reports_the_models_and_ml(env: Path) -> None:
 def test_import_errors_are_cached_and_reported() -> None:
     assert embed.import_errors(("torch", "open_clip", "faiss")) == {}
     assert "No module named" in embed.import_errors(("photo_search_no_such_module",))["photo_search_no_such_module"]
+
+
+def scores_with_transform(models: Path, paths: list[Path], text: str, pre_cfg: dict) -> dict[str, float]:
+    """Cosine(text, image) with open_clip's own transform for ``pre_cfg`` (independent of the app)."""
+    from open_clip.transform import PreprocessCfg, image_transform_v2
+
+    open_clip.add_model_config(models / f"{ARCH}.json")
+    model = open_clip.create_model(ARCH, pretrained=str(models / "tiny-clip" / "open_clip_model.safetensors"))
+    model.eval()
+    cfg = PreprocessCfg(size=CONFIG["vision_cfg"]["image_size"],
+                        **{k: tuple(v) if isinstance(v, list) else v for k, v in pre_cfg.items()})
+    pre = image_transform_v2(cfg, is_train=False)
+    with torch.no_grad():
+        ie = model.encode_image(torch.stack([pre(Image.open(p).convert("RGB")) for p in paths]))
+        te = model.encode_text(open_clip.get_tokenizer(ARCH)([text]))
+    ie = ie / ie.norm(dim=-1, keepdim=True)
+    te = te / te.norm(dim=-1, keepdim=True)
+    return {str(p): float(s) for p, s in zip(paths, (ie @ te.T)[:, 0], strict=True)}
+
+
+def test_fill_color_and_resize_mode_reach_the_app(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                                  monkeypatch, capsys) -> None:
+    """The app's transform is the runtime's full one: "longest" pads non-square photos with fill_color."""
+    pre = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "resize_mode": "longest", "fill_color": 255}
+    models = make_tiny_clip(tmp_path_factory.mktemp("fill"), seed=0, preprocess=pre)
+    monkeypatch.setenv(MODELS_ENV, str(models))
+    paths = make_photos(tmp_path / "photos", 4, seed=9)  # 40..43 x 48 pixels: padding is needed
+    idx = tmp_path / "idx"
+    rc, _, err = run(capsys, "index", str(tmp_path / "photos"), "--index", str(idx))
+    assert rc == 0, err
+    got = {r["path"]: r["score"] for r in search(capsys, idx, "a blue circle", 4)}
+    want = scores_with_transform(models, paths, "a blue circle", pre)
+    black = scores_with_transform(models, paths, "a blue circle", {**pre, "fill_color": 0})
+    for p in got:
+        assert got[p] == pytest.approx(want[p], abs=1e-4)
+    assert max(abs(want[p] - black[p]) for p in want) > 1e-3  # the fill colour matters for these photos
+
+
+def test_an_unsupported_interpolation_is_one_line(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                                  monkeypatch, capsys) -> None:
+    models = make_tiny_clip(tmp_path_factory.mktemp("interp"), seed=0, preprocess={"interpolation": "lanczos"})
+    monkeypatch.setenv(MODELS_ENV, str(models))
+    make_photos(tmp_path / "photos", 1, seed=1)
+    rc, _, err = run(capsys, "index", str(tmp_path / "photos"), "--index", str(tmp_path / "idx"))
+    assert rc == 1
+    (line,) = [x for x in err.splitlines() if "error:" in x]  # one error line (beside a note about faces)
+    assert "AssertionError" not in err
+    assert "preprocess_cfg.interpolation is 'lanczos'; supported: bicubic, bilinear" in line
+
+
+def test_a_config_naming_a_hub_tokenizer_is_refused(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path,
+                                                    monkeypatch, capsys) -> None:
+    models = make_tiny_clip(tmp_path_factory.mktemp("hubtok"), seed=0)
+    cfg = models / "tiny-clip" / "model_config.json"
+    data = json.loads(cfg.read_text())
+    data["text_cfg"]["hf_tokenizer_name"] = "someone/tokenizer"
+    cfg.write_text(json.dumps(data))
+    monkeypatch.setenv(MODELS_ENV, str(models))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a hub download would land here
+    make_photos(tmp_path / "photos", 1, seed=1)
+    rc, _, err = run(capsys, "index", str(tmp_path / "photos"), "--index", str(tmp_path / "idx"))
+    assert rc == 1 and "hf_tokenizer_name='someone/tokenizer'" in err and "nothing pins" in err
+    assert not (tmp_path / "home").exists()

@@ -43,6 +43,7 @@ class FakeAnalysis:
     def __init__(self, name: str, root: str, allowed_modules: list[str] | None = None, **kwargs: object) -> None:
         self.name, self.root, self.allowed_modules, self.kwargs = name, root, allowed_modules, kwargs
         self.prepared: dict[str, object] = {}
+        self.models = {"detection": object(), "recognition": object()}
         FakeAnalysis.made.append(self)
 
     def prepare(self, ctx_id: int = 0, det_thresh: float = 0.5, det_size: object = None) -> None:
@@ -165,7 +166,7 @@ def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monke
     (tmp_path / "p").mkdir()
     assert main(["faces", str(tmp_path / "p")]) == 2
     err = capsys.readouterr().err
-    assert "no face detection model among the ONNX files in" in err
+    assert "no face detection model among the .onnx files in" in err
     assert not (tmp_path / "home").exists()
     assert embed.import_errors(embed.FACE_MODULES) == {}
 

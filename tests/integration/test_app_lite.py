@@ -27,6 +27,8 @@ class _Lite:
         return None
 sys.meta_path.insert(0, _Lite())
 sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "examples")!r}]
+from builder._checkout import activate  # mlfreeze_runtime from the checkout, as the bundle's hook collects it
+activate()
 runpy.run_module("photo_search", run_name="__main__", alter_sys=True)
 """
 
@@ -48,6 +50,7 @@ def test_base_python_really_has_no_torch() -> None:
 def test_package_imports_only_the_standard_library() -> None:
     code = (
         f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'examples')!r}]\n"
+        "from builder._checkout import activate; activate()\n"
         "before = set(sys.modules)\n"
         "import photo_search.cli, photo_search.embed, photo_search.health, photo_search.index, photo_search.models\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
@@ -55,7 +58,7 @@ def test_package_imports_only_the_standard_library() -> None:
     )
     r = subprocess.run([BASE_PYTHON, "-I", "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "['photo_search']"
+    assert r.stdout.strip() == "['mlfreeze_runtime', 'photo_search']"
 
 
 def test_health_without_ml(tmp_path: Path) -> None:

@@ -220,7 +220,18 @@ def test_unpinned_goldens_warn_and_fail_under_strict(workdir: Path) -> None:
 def test_pin_goldens_records_then_detects_drift(workdir: Path) -> None:
     shutil.rmtree(workdir / "goldens")
     refs = refs_for(workdir / "models.toml", "demo", workdir / "cache")
-    assert run_gate(refs, pin_goldens=workdir / "goldens", set_name="demo") == 0
+    import io
+
+    buf = io.StringIO()
+    assert run_gate(refs, pin_goldens=workdir / "goldens", report=str(workdir / "pin.json"), set_name="demo",
+                    out=buf) == 0
+    # the measured reference cosines are printed for the verify table, and equal the declared ones
+    line = next(x for x in buf.getvalue().splitlines() if x.startswith("[models.demo-clip.verify] reference_sims"))
+    measured = [float(v) for v in line.split("[", 2)[2].rstrip("]").split(",")]
+    declared = next(r for r in refs if r.id == "demo-clip").verify["reference_sims"]
+    assert max(abs(a - b) for a, b in zip(measured, declared, strict=True)) < 1e-3
+    pinned = json.loads((workdir / "pin.json").read_text())
+    assert [r["status"] for r in pinned["results"] if r["check"] == "golden"] == ["pass", "pass"]
     doc = json.loads((workdir / "goldens" / "demo-clip.json").read_text())
     assert doc["model"] == "demo-clip" and doc["recorded_on"]["device"] == "cpu"
     assert (workdir / "goldens" / "demo-clip.json").stat().st_size < 64_000
@@ -229,6 +240,20 @@ def test_pin_goldens_records_then_detects_drift(workdir: Path) -> None:
     from mlfreeze_runtime.verify.goldens import compare
 
     assert compare(committed["values"], doc["values"])[0] <= 2e-3
+    # now spoil the weights a little (0.5% of each tensor's spread: zero-shot, paraphrases and the
+    # similarity bands do not notice) under a new pin: the goldens just written must catch it
+    import torch
+
+    path = workdir / "demo" / "demo_clip.safetensors"
+    g = torch.Generator().manual_seed(7)
+    _save({k: (v.float() + 0.005 * v.float().std() * torch.randn(v.shape, generator=g)).half()
+           if v.numel() > 1 else v for k, v in _state(path).items()}, path)
+    repin(workdir, "demo_clip.safetensors")
+    rc, doc2, msg = gate(workdir)
+    assert rc == 1 and "demo-clip" in msg and "golden" in failed(doc2)
+    line = next(r for r in doc2["results"] if (r["model"], r["check"]) == ("demo-clip", "golden"))
+    assert line["status"] == "fail" and "max |delta|" in line["got"]
+    assert next(r for r in doc2["results"] if (r["model"], r["check"]) == ("demo-faces", "golden"))["status"] == "pass"
 
 
 def test_demo_artifacts_are_small() -> None:

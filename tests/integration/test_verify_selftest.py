@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.Captur
     assert selftest.main(["--models-dir", str(models_dir), "--json", "--strict"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["passed"] is True and doc["summary"]["failed"] == 0
-    assert {r["model"] for r in doc["results"]} == {"demo-clip", "demo-faces"}
+    assert {r["model"] for r in doc["results"]} == {"demo-clip", "demo-faces", "app"}
+    assert [r["status"] for r in doc["results"] if r["check"] == "app_probe"] == ["skip"]  # no app in a checkout
     golden = [r for r in doc["results"] if r["check"] == "golden"]
     assert [r["status"] for r in golden] == ["pass", "pass"]
 
@@ -52,8 +54,9 @@ def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.Captur
 def test_selftest_uses_env_models_dir(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MLFREEZE_MODELS_DIR", str(models_dir))
+    monkeypatch.setattr(sys, "argv", ["/opt/b/photo-search-selftest"])
     assert selftest.main([]) == 0
-    assert "selftest: " in capsys.readouterr().out
+    assert re.search(r"^photo-search-selftest: \d+ checks, 0 failed", capsys.readouterr().out, re.M)  # its own name
 
 
 def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +69,7 @@ def test_selftest_names_a_missing_model_file(models_dir: Path, capsys: pytest.Ca
 def test_selftest_names_a_missing_tokenizer_vocabulary(models_dir: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    from mlfreeze_runtime.verify import clip
+    from mlfreeze_runtime import clip
 
     # what a bundle without open_clip's data file looks like to the loader
     monkeypatch.setattr(clip, "tokenizer_vocab_path", lambda: tmp_path / "nowhere" / clip.TOKENIZER_VOCAB)
@@ -117,6 +120,7 @@ def test_selftest_with_no_models_or_a_bad_device_is_a_usage_error(models_dir: Pa
     from mlfreeze_runtime.verify.bundle import write_models_index
 
     monkeypatch.setenv("DEVICE", "tpu")
+    monkeypatch.setattr(sys, "argv", ["selftest"])
     device.reset()  # get_device() caches its answer for the process
     assert selftest.main(["--models-dir", str(models_dir)]) == 2
     assert capsys.readouterr().err.strip() == \
@@ -139,3 +143,82 @@ def test_demo_face_models_regenerate_bit_identical(tmp_path: Path) -> None:
     mod.make_recognizer(tmp_path / "rec_demo.onnx")
     for name in ("det_demo.onnx", "rec_demo.onnx"):
         assert (tmp_path / name).read_bytes() == (SPECS / "demo" / "faces" / name).read_bytes(), name
+
+
+EXAMPLES = ROOT / "examples"
+
+
+def _report(capsys: pytest.CaptureFixture[str]) -> tuple[dict, str]:
+    out, err = capsys.readouterr()
+    return json.loads(out), err
+
+
+def test_selftest_probes_the_real_app_through_its_own_code(models_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """photo_search answers --mlfreeze-probe with its own embedders; every row matches the self-test's."""
+    monkeypatch.setenv("PYTHONPATH", str(EXAMPLES))
+    app = f"{sys.executable} -m photo_search"
+    assert selftest.main(["--models-dir", str(models_dir), "--json", "--app", app]) == 0
+    doc, _ = _report(capsys)
+    probe = {r["check"]: r for r in doc["results"] if r["model"] == "app photo_search"}
+    assert {k: r["status"] for k, r in probe.items()} == \
+        {"app_probe.text": "pass", "app_probe.image": "pass", "app_probe.face": "pass"}
+    captions = tomllib.loads((SPECS / "models.toml").read_text())["models"]["demo-clip"]["verify"]["zero_shot"]
+    assert probe["app_probe.text"]["got"].startswith(f"{len(captions)} inputs, min cosine 1.0")
+    assert doc["context"]["app"] == app
+
+
+FAKE_APP = """
+import sys
+import numpy as np
+from mlfreeze_runtime.app import handle_probe
+
+def texts(xs):
+    v = np.random.default_rng(0).normal(size=(len(xs), 64))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+sys.exit(handle_probe(sys.argv[1:], embed_texts=texts))
+"""
+
+
+def test_an_app_that_disagrees_fails_naming_app_and_input(models_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "wrong-app.py"
+    script.write_text(FAKE_APP)
+    assert selftest.main(["--models-dir", str(models_dir), "--json", "--app", f"{sys.executable} {script}"]) == 1
+    doc, err = _report(capsys)
+    probe = {r["check"]: r for r in doc["results"] if r["model"] == "app wrong-app.py"}
+    assert probe["app_probe.text"]["status"] == "fail"
+    assert probe["app_probe.text"]["got"].startswith("'a red circle': cosine")  # the first demo caption
+    assert probe["app_probe.image"]["status"] == probe["app_probe.face"]["status"] == "skip"
+    assert "FAILED app wrong-app.py: app_probe.text: FAIL" in err
+
+
+def test_an_app_that_fails_or_is_missing_fails_the_selftest(models_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "broken-app.py"
+    script.write_text("import sys\nprint('broken-app: error: cannot load its models', file=sys.stderr)\nsys.exit(3)\n")
+    assert selftest.main(["--models-dir", str(models_dir), "--app", f"{sys.executable} {script}"]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED app broken-app.py: app_probe: FAIL" in err and "exit 3: broken-app: error: cannot load" in err
+
+    # frozen: the sibling <app> of <app>-selftest; absent here, so the self-test fails naming it
+    bundle_dir = tmp_path / "bundle"
+    bundle_dir.mkdir()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(bundle_dir / "photo-search-selftest"))
+    assert selftest.main(["--models-dir", str(models_dir)]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED app photo-search: app_probe: FAIL" in err and str(bundle_dir / "photo-search") in err
+
+
+def test_selftest_prints_no_third_party_deprecation_warnings(models_dir: Path, tmp_path: Path) -> None:
+    """With every warning shown (-W default), a passing self-test writes nothing on stderr: insightface's
+    call into scikit-image's deprecated `estimate` (FutureWarning) is filtered."""
+    entry = "from mlfreeze_runtime.verify.selftest import main; raise SystemExit(main())"
+    env = {k: v for k, v in os.environ.items() if k != "MLFREEZE_MODELS_DIR"}
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", entry, "--models-dir", str(models_dir),
+                           "--no-app-probe"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr

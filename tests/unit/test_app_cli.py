@@ -107,7 +107,7 @@ def test_bad_models_json_is_exit_2_even_in_names_mode(photos: Path, tmp_path: Pa
     (tmp_path / "m" / "models.json").write_text('{"schema_version": 7}')
     monkeypatch.setenv(MODELS_ENV, str(tmp_path / "m"))
     rc, _, err = _run(capsys, "index", str(photos), "--index", str(tmp_path / "i"))
-    assert rc == 2 and "schema_version 7 is not 1" in err
+    assert rc == 2 and "schema_version: must be 1, got 7" in err
     assert not (tmp_path / "i").exists()
 
 

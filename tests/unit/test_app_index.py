@@ -84,3 +84,13 @@ def test_model_check_names_both_sides(tmp_path: Path) -> None:
 def test_is_under(tmp_path: Path) -> None:
     assert is_under(str(tmp_path / "a" / "b.png"), tmp_path / "a")
     assert not is_under(str(tmp_path / "ab" / "b.png"), tmp_path / "a")
+
+
+def test_stop_words_do_not_rank_names() -> None:
+    """`search "a cat"` must not return astronaut.png: "a" occurs in nearly every file name."""
+    from photo_search.index import query_tokens, search_names
+
+    images = ["/p/astronaut.png", "/p/cat.png", "/p/coffee.png"]
+    assert search_names(images, "a cat", 5) == [(1.0, "/p/cat.png")]
+    assert search_names(images, "the coffee of a cat", 5) == [(0.5, "/p/cat.png"), (0.5, "/p/coffee.png")]
+    assert query_tokens("a the") == ["a", "the"]  # only stop words: they are all there is

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from photo_search.embed import clip_config
 from photo_search.errors import EXIT_UNAVAILABLE, EXIT_USAGE, ModelsError, ModelsNotFound
 from photo_search.models import MODELS_ENV, file_sha256, find_models_dir, load_model_set, locate_model_set
 
@@ -49,7 +48,8 @@ def test_valid_set_is_read_with_paths_resolved(tmp_path: Path) -> None:
     assert clip.weights_path() == root / "c" / "w.safetensors"
     assert clip.path(clip.config or "") == root / "c" / "cfg.json"
     faces = ms.first("insightface")
-    assert faces is not None and faces.onnx_dir() == root / "f" / "pack"
+    assert faces is not None and faces.onnx_files() == [root / "f" / "pack" / "det.onnx",
+                                                        root / "f" / "pack" / "rec.onnx"]
 
 
 def test_onnx_dir_from_a_folder_entry(tmp_path: Path) -> None:
@@ -57,22 +57,22 @@ def test_onnx_dir_from_a_folder_entry(tmp_path: Path) -> None:
     entry = _faces(root)
     entry["files"] = {"pack": "f/pack"}
     ms = load_model_set(_write(root, [entry]))
-    assert ms.models[0].onnx_dir() == root / "f" / "pack"
+    assert [p.name for p in ms.models[0].onnx_files()] == ["det.onnx", "rec.onnx"]
 
 
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
         (lambda e: e.pop("files"), "missing key 'files'"),
-        (lambda e: e.update(kind="resnet"), "kind 'resnet' is not one of clip, insightface"),
-        (lambda e: e.update(embed_dim=0), "embed_dim must be a positive integer"),
-        (lambda e: e.update(embed_dim=True), "embed_dim must be a positive integer"),
+        (lambda e: e.update(kind="resnet"), 'models[0].kind: "resnet" is not one of clip, insightface'),
+        (lambda e: e.update(embed_dim=0), "models[0].embed_dim: must be >= 1, got 0"),
+        (lambda e: e.update(embed_dim=True), "models[0].embed_dim: must be an integer, got bool"),
         (lambda e: e.pop("arch"), "needs 'arch'"),
-        (lambda e: e.update(files={"w": "../outside.bin"}), "must be a path inside the models dir"),
-        (lambda e: e.update(files={"w": "/etc/passwd"}), "must be a path inside the models dir"),
+        (lambda e: e.update(files={"w": "../outside.bin"}), "must be a path inside the models folder"),
+        (lambda e: e.update(files={"w": "/etc/passwd"}), "must be a path inside the models folder"),
         (lambda e: e.update(files={"w": "c/missing.safetensors"}), "file 'w' (c/missing.safetensors) is missing"),
-        (lambda e: e.update(config="c/nope.json"), "config c/nope.json is missing"),
-        (lambda e: e.update(files={}), "files must be a non-empty object"),
+        (lambda e: e.update(config="c/nope.json"), "file config 'c/nope.json' is missing"),
+        (lambda e: e.update(files={}), "models[0].files: must not be empty"),
     ],
 )
 def test_bad_entries_are_one_line_naming_the_model(tmp_path: Path, mutate, message: str) -> None:
@@ -91,7 +91,7 @@ def test_bad_entries_are_one_line_naming_the_model(tmp_path: Path, mutate, messa
 def test_schema_version_duplicates_and_bad_json(tmp_path: Path) -> None:
     root = tmp_path / "m"
     _write(root, [_clip(root)], schema_version=2)
-    with pytest.raises(ModelsError, match="schema_version 2 is not 1"):
+    with pytest.raises(ModelsError, match="schema_version: must be 1, got 2"):
         load_model_set(root)
     _write(root, [_clip(root), _clip(root)])
     with pytest.raises(ModelsError, match="duplicate model ids c"):
@@ -105,7 +105,7 @@ def test_missing_dir_is_not_found_and_missing_json_is_a_config_error(tmp_path: P
     with pytest.raises(ModelsNotFound) as err:
         load_model_set(tmp_path / "absent")
     assert err.value.exit_code == EXIT_UNAVAILABLE
-    with pytest.raises(ModelsError, match="no models.json in"):
+    with pytest.raises(ModelsError, match="models.json is missing"):
         load_model_set(tmp_path)
 
 
@@ -142,26 +142,31 @@ def test_fingerprint_uses_recorded_sha_and_hashes_otherwise(tmp_path: Path) -> N
 
 def test_clip_config_from_key_or_found_among_files(tmp_path: Path) -> None:
     root = tmp_path / "m"
-    model_cfg = {"embed_dim": 8, "vision_cfg": {}, "text_cfg": {}}
     entry = _clip(root)
-    (root / "c" / "cfg.json").write_text(json.dumps({**model_cfg, "preprocess_cfg": {"mean": [0.5] * 3}}))
-    cfg = clip_config(load_model_set(_write(root, [entry])).models[0])
-    assert cfg == {"model_cfg": model_cfg, "preprocess_cfg": {"mean": [0.5] * 3}}
+    assert load_model_set(_write(root, [entry])).models[0].config_path() == root / "c" / "cfg.json"
 
     # the freeze stage's layout: no "config" key; the hub-layout config is one of the files, beside a golden
+    model_cfg = {"embed_dim": 8, "vision_cfg": {}, "text_cfg": {}}
     (root / "c" / "golden.json").write_text(json.dumps({"embeddings": []}))
-    hub = {"model_cfg": model_cfg, "preprocess_cfg": {"std": [1, 1, 1]}}
-    (root / "c" / "z_config.json").write_text(json.dumps(hub))
+    (root / "c" / "z_config.json").write_text(json.dumps({"model_cfg": model_cfg}))
     files = {"w.safetensors": "c/w.safetensors", "golden.json": "c/golden.json", "z_config.json": "c/z_config.json"}
     entry = {k: v for k, v in entry.items() if k != "config"} | {"files": files}
-    cfg = clip_config(load_model_set(_write(root, [entry])).models[0])
-    assert cfg == {"model_cfg": model_cfg, "preprocess_cfg": {"std": [1, 1, 1]}}
+    assert load_model_set(_write(root, [entry])).models[0].config_path() == root / "c" / "z_config.json"
+    # a role says it outright
+    entry["roles"] = {"golden.json": "config"}
+    assert load_model_set(_write(root, [entry])).models[0].config_path() == root / "c" / "golden.json"
 
     # a built-in architecture needs none
-    entry["files"] = {"w.safetensors": "c/w.safetensors"}
-    assert clip_config(load_model_set(_write(root, [entry])).models[0]) is None
+    entry = {k: v for k, v in entry.items() if k != "roles"} | {"files": {"w.safetensors": "c/w.safetensors"}}
+    assert load_model_set(_write(root, [entry])).models[0].config_path() is None
 
-    # a named config that is not one is an error
-    entry["config"] = "c/golden.json"
-    with pytest.raises(ModelsError, match="config c/golden.json is not an open_clip model config"):
-        clip_config(load_model_set(_write(root, [entry])).models[0])
+
+def test_missing_model_file_says_what_to_do(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    entry = _clip(root)
+    _write(root, [entry])
+    (root / "c" / "w.safetensors").unlink()
+    with pytest.raises(ModelsError) as err:
+        load_model_set(root)
+    assert "file 'w.safetensors' (c/w.safetensors) is missing" in err.value.message
+    assert "reinstall the bundle, or set MLFREEZE_MODELS_DIR" in err.value.message

@@ -53,8 +53,9 @@ def make_bundle(root: Path, *, flavor: str = "full", accelerator: str = "cuda", 
     (bundle / "BUILD-INFO.json").write_text(json.dumps(info))
     if models_json:
         doc = {"schema_version": 1, "models": [
-            {"id": "demo-clip", "files": {"weights": "demo-clip/model.safetensors"}},
-            {"id": "demo-face", "files": {"detection": "demo-face/det.onnx"}}]}
+            {"id": "demo-clip", "kind": "clip", "arch": "a", "embed_dim": 8,
+             "files": {"weights": "demo-clip/model.safetensors"}},
+            {"id": "demo-face", "kind": "insightface", "embed_dim": 8, "files": {"detection": "demo-face/det.onnx"}}]}
         (bundle / "models" / "models.json").write_text(json.dumps(doc))
     return bundle
 

@@ -112,3 +112,112 @@ def test_clip_values_are_compact() -> None:
     assert set(v) == {"image/a", "image/b", "sims/a", "sims/b", "text/x", "text/y"}
     assert len(v["image/a"]) == goldens.DIMS and len(v["sims/a"]) == 2
 
+
+
+# --- every threshold at, just above and just below its edge -----------------------------------
+# The value each check computes is read back from the check itself, then the threshold is set to
+# exactly that value and to the neighbouring float on either side, so `<` vs `<=` is pinned.
+
+def _edges(v: float) -> tuple[float, float, float]:
+    return float(np.nextafter(v, -np.inf)), float(v), float(np.nextafter(v, np.inf))
+
+
+def test_edges_unit_norm_passes_at_tolerance() -> None:
+    a = unit(3, 8, seed=4) * np.array([[1.0], [1.25], [0.9]], dtype=np.float32)
+    v = float(np.max(np.abs(np.linalg.norm(a.astype(np.float64), axis=1) - 1)))
+    below, at, above = _edges(v)
+    assert [checks.unit_norm("m", a, tolerance=t).status for t in (below, at, above)] == ["fail", "pass", "pass"]
+
+
+def test_edges_raw_norm_passes_at_minimum() -> None:
+    a = unit(3, 8, seed=5) * np.array([[3.0], [0.5], [2.0]], dtype=np.float32)
+    v = float(np.min(np.linalg.norm(a.astype(np.float64), axis=1)))
+    below, at, above = _edges(v)
+    assert [checks.raw_norm("m", a, min_norm=t).status for t in (below, at, above)] == ["pass", "pass", "fail"]
+    dead = a.copy()
+    dead[1] = 0.0  # a dead output: what normalisation would hide
+    assert checks.raw_norm("m", dead, min_norm=1e-6).status == "fail"
+
+
+def test_edges_non_collapse_fails_at_maximum() -> None:
+    a = unit(4, 16, seed=6)
+    sims = checks.cosine_matrix(a, a)
+    np.fill_diagonal(sims, -np.inf)
+    below, at, above = _edges(float(sims.max()))
+    assert [checks.non_collapse("m", a, list("abcd"), max_cosine=t).status
+            for t in (below, at, above)] == ["fail", "fail", "pass"]
+
+
+def test_edges_determinism_passes_at_tolerance() -> None:
+    a = unit(3, 8).astype(np.float64)
+    b = a.copy()
+    b[1, 2] += 0.003
+    v = float(np.max(np.abs(a - b)))
+    below, at, above = _edges(v)
+    assert [checks.determinism("m", a, b, tolerance=t).status for t in (below, at, above)] == ["fail", "pass", "pass"]
+    assert checks.determinism("m", np.zeros((0, 3)), np.zeros((0, 3)), tolerance=1).status == "fail"  # nothing ran
+
+
+def test_edges_cross_device_passes_at_minimum() -> None:
+    a = unit(3, 8)
+    b = a + 0.05 * unit(3, 8, seed=9)
+    _, worst, _ = checks.compare_devices(a, b, min_cosine=0.0)
+    below, at, above = _edges(worst)
+    assert [checks.cross_device("m", a, b, device="cuda", min_cosine=t).status
+            for t in (below, at, above)] == ["pass", "pass", "fail"]
+
+
+def test_edges_within_includes_both_ends() -> None:
+    v = 0.3
+    below, at, above = _edges(v)
+    lows = [checks.within("m", "c", v, (lo, 1.0), what="x").status for lo in (below, at, above)]
+    highs = [checks.within("m", "c", v, (-1.0, hi), what="x").status for hi in (below, at, above)]
+    assert lows == ["pass", "pass", "fail"] and highs == ["fail", "pass", "pass"]
+    assert checks.within("m", "c", float("nan"), (-1.0, 1.0), what="x").status == "fail"
+
+
+def test_edges_paraphrase_margin_is_strict() -> None:
+    caps, paras = unit(4, 16, seed=1), unit(4, 16, seed=1) + 0.3 * unit(4, 16, seed=2)
+    sims = checks.cosine_matrix(caps, paras)
+    gaps = np.diag(sims) - np.where(np.eye(4, dtype=bool), -np.inf, sims).max(axis=1)
+    below, at, above = _edges(float(gaps.min()))
+    assert [checks.paraphrase_margin("m", caps, paras, list("abcd"), margin=t).status
+            for t in (below, at, above)] == ["pass", "fail", "fail"]
+
+
+def test_paraphrase_margin_fails_a_random_text_tower() -> None:
+    """Built to fail: unrelated random 'paraphrases' (a random text tower's view of the pairs)."""
+    caps, paras = unit(6, 64, seed=11), unit(6, 64, seed=12)
+    r = checks.paraphrase_margin("m", caps, paras, list("abcdef"), margin=0.0)
+    assert r.status == "fail" and "/6 pairs" in r.got
+
+
+def test_paraphrase_distractors_count_as_rivals() -> None:
+    caps = unit(2, 16, seed=3)
+    paras = caps + 0.5 * unit(2, 16, seed=4)
+    assert checks.paraphrase_margin("m", caps, paras, ["a", "b"], margin=0.0).status == "pass"
+    # an unrelated caption nearer than the paraphrase: the pair fails
+    r = checks.paraphrase_margin("m", caps, paras, ["a", "b"], margin=0.0, distractors=caps[:1] * 1.0)
+    assert r.status == "fail" and "'a'" in r.got
+
+
+def test_edges_zero_shot_top1_and_margin_pass_at_threshold() -> None:
+    sims = np.array([[0.9, 0.2, 0.1], [0.3, 0.8, 0.1], [0.1, 0.7, 0.6]])  # 2 of 3 right
+    acc = 2 / 3
+    below, at, above = _edges(acc)
+    assert [zero_shot("m", sims, top1=t, margin=-9, names=list("abc"))[0].status
+            for t in (below, at, above)] == ["pass", "pass", "fail"]
+    ok = np.array([[0.9, 0.2], [0.3, 0.8]])
+    gap = float(min(0.9 - 0.2, 0.8 - 0.3))
+    below, at, above = _edges(gap)
+    assert [zero_shot("m", ok, top1=1.0, margin=t, names=list("ab"))[1].status
+            for t in (below, at, above)] == ["pass", "pass", "fail"]
+
+
+def test_edges_golden_passes_at_tolerance(tmp_path) -> None:
+    path = tmp_path / "g.json"
+    goldens.write(path, goldens.document("m", "clip", {"a": [0.5, 0.25]}, {}))
+    v = abs(0.25 - 0.2501)
+    below, at, above = _edges(v)
+    assert [goldens.check("m", path, {"a": [0.5, 0.2501]}, tolerance=t).status
+            for t in (below, at, above)] == ["fail", "pass", "pass"]

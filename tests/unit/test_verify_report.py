@@ -77,7 +77,7 @@ def test_models_index_errors(tmp_path: Path) -> None:
     with pytest.raises(bundle.IndexError_, match="models.json is missing"):
         bundle.read_models_index(tmp_path)
     (tmp_path / "models.json").write_text('{"schema_version": 1, "models": [{"id": "x"}]}')
-    with pytest.raises(bundle.IndexError_, match=r"models\[0\] lacks kind"):
+    with pytest.raises(bundle.IndexError_, match=r"models\[0\]: missing key 'kind'"):
         bundle.read_models_index(tmp_path)
     with pytest.raises(bundle.IndexError_, match="missing kind"):
         bundle.write_models_index(tmp_path / "o", [{"id": "x"}], set_name="s")

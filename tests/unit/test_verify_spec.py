@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_default_clip_declares_quickgelu_and_real_photos(manifest: dict) -> None
 def test_buffalo_declares_six_faces_in_t1(manifest: dict) -> None:
     s = spec.parse_faces("buffalo_l", manifest["models"]["buffalo_l"]["verify"])
     assert s.faces[0].image == "insightface:t1" and s.faces[0].count == 6
-    assert s.no_face and s.flip_min_cosine is not None
+    assert s.no_face and s.augment_min_cosine > 0 and s.distinct_max_cosine < s.augment_min_cosine
 
 
 @pytest.mark.parametrize(("mutate", "key"), [
@@ -46,12 +47,52 @@ def test_buffalo_declares_six_faces_in_t1(manifest: dict) -> None:
     (lambda t: t.update(mean=[0.5, 0.5]), "verify.mean must be a list of 3 numbers"),
     (lambda t: t["zero_shot"].append({"image": "skimage:nope", "caption": "x"}), "zero_shot[18].image"),
     (lambda t: t.update(margin="big"), "verify.margin must be a number"),
+    (lambda t: t.update(interpolation="lanczos"), "verify.interpolation is 'lanczos'; allowed: bicubic"),
+    (lambda t: t.update(resize_mode="crop"), "verify.resize_mode is 'crop'"),
+    (lambda t: t.update(matched_cosine=[0.9, 0.1]), "verify.matched_cosine must be [low, high]"),
+    (lambda t: t.update(unmatched_cosine=[0.1]), "verify.unmatched_cosine must be"),
+    (lambda t: t.update(reference_sims=[0.5, 0.5]), "verify.reference_sims must hold one cosine"),
+    (lambda t: t.update(paraphrases=[["a", "b"], ["c", "d"]]), "verify.paraphrases needs at least 3 pairs"),
+    (lambda t: t.update(paraphrases=[["a", "b"], ["c", "d"], ["e"]]), "verify.paraphrases[2] must be"),
+    (lambda t: t.pop("paraphrases"), "verify.paraphrases is missing"),
+    (lambda t: t.update(text_triples=[["a", "b"]]), "verify.text_triples[0] must be [caption, paraphrase, unrelated]"),
 ])
 def test_malformed_clip_tables_name_the_key(manifest: dict, mutate, key: str) -> None:
     table = copy.deepcopy(manifest["models"]["demo-clip"]["verify"])
     mutate(table)
-    with pytest.raises(spec.SpecError, match=key.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(spec.SpecError, match=re.escape(key)):
         spec.parse("demo-clip", "clip", table)
+
+
+@pytest.mark.parametrize(("mutate", "key"), [
+    (lambda t: t["faces"][0].update(min_score="high"), "faces[0].min_score must be a number in [0, 1], got 'high'"),
+    (lambda t: t["faces"][0].update(min_score=True), "faces[0].min_score must be a number"),
+    (lambda t: t["faces"][0].update(min_score=1.5), "faces[0].min_score must be a number in [0, 1]"),
+    (lambda t: t.pop("augment_min_cosine"), "augment_min_cosine is missing"),
+    (lambda t: t.update(distinct_max_cosine="far"), "distinct_max_cosine must be a number"),
+    (lambda t: (t.pop("augment_min_cosine"), t.update(flip_min_cosine="x")), "flip_min_cosine must be a number"),
+])
+def test_malformed_faces_tables_name_the_key(manifest: dict, mutate, key: str) -> None:
+    table = copy.deepcopy(manifest["models"]["demo-faces"]["verify"])
+    mutate(table)
+    with pytest.raises(spec.SpecError, match=re.escape("models.demo-faces.verify." + key)):
+        spec.parse("demo-faces", "insightface", table)
+
+
+def test_older_keys_are_still_read(manifest: dict) -> None:
+    """Tables written for the earlier gate (text_triples, flip_min_cosine) keep working."""
+    clip = copy.deepcopy(manifest["models"]["demo-clip"]["verify"])
+    clip.pop("paraphrases")
+    clip["text_triples"] = [["a red circle", "a circle that is red", "a blue square"],
+                            ["a green triangle", "a picture of a green triangle", "a white circle"]]
+    s = spec.parse_clip("demo-clip", clip)
+    assert s.paraphrases == (("a red circle", "a circle that is red"),
+                             ("a green triangle", "a picture of a green triangle"))
+    assert s.paraphrase_distractors == ("a blue square", "a white circle")
+    faces = copy.deepcopy(manifest["models"]["demo-faces"]["verify"])
+    faces.pop("augment_min_cosine")
+    faces["flip_min_cosine"] = 0.75
+    assert spec.parse_faces("demo-faces", faces).augment_min_cosine == 0.75
 
 
 def test_faces_tables_need_a_probe_with_faces(manifest: dict) -> None:
