@@ -42,8 +42,9 @@ def test_zizmor_catches_template_injection(tmp_path: Path) -> None:
     bad = tmp_path / ".github" / "workflows"
     bad.mkdir(parents=True)
     text = (WORKFLOWS / "release.yml").read_text().replace(
-        'python -m mlfreeze release dist --version "$TAG"',
-        "python -m mlfreeze release dist --version ${{ github.ref_name }}")
+        'mlfreeze release dist --version "$TAG"',
+        "mlfreeze release dist --version ${{ github.ref_name }}")
+    assert "${{ github.ref_name }}" in text
     (bad / "release.yml").write_text(text)
     done = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", "--color=never", str(bad)],
                           capture_output=True, text=True, check=False, timeout=120)
