@@ -18,13 +18,11 @@ from typing import Any
 
 from mlfreeze import proc
 from mlfreeze.errors import ConfigError, VerificationError
-from mlfreeze.schema import read_toml
 from mlfreeze_runtime import buildinfo as _reader
 from mlfreeze_runtime.buildinfo import FILE_NAME, SCHEMA_VERSION, BuildInfoError
 
 __all__ = ["FILE_NAME", "SCHEMA_VERSION", "BuildInfoError", "build_info", "read", "write"]
 REPORT_IN_BUNDLE = "verify-report.json"  # the flavor's verify report, shipped (and recorded) in the bundle
-UNPINNED_KEY = "unpinned_goldens"
 # distributions recorded by name in "distributions" (the rest is in the incremental stamp)
 KEY_DISTRIBUTIONS = ("torch", "torchvision", "open-clip-torch", "insightface", "onnxruntime", "onnxruntime-gpu",
                      "onnxruntime-directml", "faiss-cpu", "faiss-gpu", "numpy", "pillow", "opencv-python-headless",
@@ -80,7 +78,7 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
 
     ``models``: ``{"id", "kind", "files": {relpath: sha256}, "golden": bool}`` each;
     ``record``: ``{"sha256", "files", "bytes"}`` of the RECORD written just before;
-    ``unpinned_goldens``: the opted-out ids (:func:`unpinned_goldens`) this bundle holds unpinned;
+    ``unpinned_goldens``: the opted-out ids (``[tool.mlfreeze] unpinned_goldens``) this bundle holds unpinned;
     ``lock_sha256``: sha256 of the locks/<profile>.txt the build environment was installed from;
     ``update_root``: sha256 of the frozen-in root of trust (update-root.json), None without one;
     ``cuda_archs``: the variant's CUDA compute capabilities (``sm_80``, ...), empty for CPU.
@@ -162,19 +160,3 @@ def not_applicable(health: Mapping[str, Any]) -> dict[str, Any]:
     """BUILD-INFO's ``verification`` for a flavor that ships no models: its ``--health`` check instead."""
     return {"applies": False, "reason": "this flavor ships no models", "check": "health",
             "passed": health["passed"] is True, "checks": int(health["checks"]), "failed": int(health["failed"])}
-
-
-def unpinned_goldens(root: Path) -> tuple[str, ...]:
-    """``[tool.mlfreeze] unpinned_goldens`` of the project at ``root``: model ids allowed to ship unpinned.
-
-    Read straight from pyproject.toml (a list of strings; ConfigError naming the key otherwise).
-    """
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return ()
-    tool = read_toml(path).get("tool", {})
-    table = tool.get("mlfreeze", {}) if isinstance(tool, dict) else {}
-    value = table.get(UNPINNED_KEY, []) if isinstance(table, dict) else []
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{path}: key 'tool.mlfreeze.{UNPINNED_KEY}' must be a list of model ids, got {value!r}")
-    return tuple(value)

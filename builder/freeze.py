@@ -345,7 +345,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
         elif not models:
             verification = buildinfo.not_applicable(result.summary())
         pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
-        opted = set(buildinfo.unpinned_goldens(root))
+        opted = set(load_config(root).unpinned_goldens)
         _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
         rows = _record.read(bundle).values()
         info = buildinfo.build_info(

@@ -10,8 +10,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from mlfreeze.buildinfo import unpinned_goldens, verified
-from mlfreeze.errors import ConfigError, VerificationError
+from mlfreeze.buildinfo import verified
+from mlfreeze.errors import VerificationError
 from mlfreeze_runtime import buildinfo
 from release_bundles import build_info, verify_report
 
@@ -86,15 +86,6 @@ def test_read_names_the_file_and_key(tmp_path: Path) -> None:
     doc = build_info("linux-cuda", "full")
     buildinfo.write(tmp_path, doc)
     assert buildinfo.read(tmp_path) == doc
-
-
-def test_unpinned_goldens_is_read_from_tool_mlfreeze(tmp_path: Path) -> None:
-    assert unpinned_goldens(tmp_path) == ()
-    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\napp = "a"\nunpinned_goldens = ["vit-b-32-openai"]\n')
-    assert unpinned_goldens(tmp_path) == ("vit-b-32-openai",)
-    (tmp_path / "pyproject.toml").write_text('[tool.mlfreeze]\nunpinned_goldens = "vit-b-32-openai"\n')
-    with pytest.raises(ConfigError, match="tool.mlfreeze.unpinned_goldens"):
-        unpinned_goldens(tmp_path)
 
 
 def _report(tmp_path: Path, **context: Any) -> Path:
