@@ -120,13 +120,18 @@ def test_default_model_set_fails_loudly(tmp_path):
         default_model_set(tmp_path)
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]  # this repository (mlfreeze may be installed elsewhere)
+
+
 def test_this_repository_builds_the_example_app():
-    cfg = load_config(SOURCE_ROOT)
+    cfg = load_config(CHECKOUT)
     assert cfg.app == "photo-search" and cfg.entry.name == "__main__.py"
 
 
-def test_source_root_is_this_checkout():
-    assert is_checkout(SOURCE_ROOT) and not is_checkout(SOURCE_ROOT / "builder")
+def test_source_root_is_a_checkout_only_when_mlfreeze_runs_from_one():
+    assert is_checkout(CHECKOUT) and not is_checkout(CHECKOUT / "builder")
+    # installed (not editable), the package's parent is site-packages: never taken for a checkout
+    assert is_checkout(SOURCE_ROOT) == (SOURCE_ROOT / "builder" / "config.py").is_file()
 
 
 def test_update_root_names_signed_tuf_root_metadata(tmp_path):

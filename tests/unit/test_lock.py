@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from mlfreeze import lock
-from mlfreeze.config import SOURCE_ROOT, load_config
+from mlfreeze.config import load_config
 from mlfreeze.errors import FreezeError, UsageError
 from mlfreeze.platforms.profiles import all_profiles, load_profile, load_stack
+
+CHECKOUT = Path(__file__).resolve().parents[2]  # this repository (mlfreeze may be installed elsewhere)
 
 
 def _project(tmp_path: Path, uses: str = '["clip"]', deps: str = '["rich>=13"]') -> Path:
@@ -75,7 +77,7 @@ def test_digest_changes_with_any_input_and_staleness_follows(tmp_path):
     root = _project(tmp_path)
     cfg, profile = load_config(root), load_profile("linux-cuda")
     inputs = lock.plan_lock(profile, load_stack(), cfg)
-    stack = SOURCE_ROOT / "platforms" / "stack.toml"
+    stack = CHECKOUT / "platforms" / "stack.toml"
     digest = lock.digest_for(inputs, cfg, profile, stack)
     assert lock.staleness(cfg, profile) == f"{root / 'locks' / 'linux-cuda.txt'} is missing"
     (root / "locks").mkdir()
@@ -100,9 +102,9 @@ def test_onnxruntime_trap_check_on_a_resolved_lock():
 
 
 def test_committed_linux_cuda_lock_is_fresh_and_hashed():
-    cfg = load_config(SOURCE_ROOT)
+    cfg = load_config(CHECKOUT)
     assert lock.staleness(cfg, load_profile("linux-cuda")) is None, "run `mlfreeze lock --platform linux-cuda`"
-    text = (SOURCE_ROOT / "locks" / "linux-cuda.txt").read_text()
+    text = (CHECKOUT / "locks" / "linux-cuda.txt").read_text()
     names = lock.pinned(text)
     assert names["onnxruntime-gpu"] == "1.31.1" and "onnxruntime" not in names and "opencv-python" not in names
     assert names["torch"] == "2.14.1" and text.count("--hash=sha256:") >= len(names)
@@ -124,7 +126,7 @@ def test_build_info_records_the_locks_sha256(tmp_path):
 def test_lock_workflow_covers_every_profile_on_its_runner():
     import yaml
 
-    wf = yaml.safe_load((SOURCE_ROOT / ".github" / "workflows" / "lock.yml").read_text())
+    wf = yaml.safe_load((CHECKOUT / ".github" / "workflows" / "lock.yml").read_text())
     on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
     options = on["workflow_dispatch"]["inputs"]["platform"]["options"]
     assert options == ["all", *sorted(all_profiles())]
