@@ -18,7 +18,7 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ class BundleModel:
     sha256: Mapping[str, str]  # "<id>/<name>" -> hex
     roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
     verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
+    derived_from: Mapping[str, str] = field(default_factory=dict)  # file name -> "<id>@<weights sha256>" (exports)
 
 
 def load_app_config(root: Path | None = None) -> AppConfig:
@@ -88,17 +89,26 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune)
 
 
+# What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
+SLIM_CLIP_HIDDENIMPORTS = ("onnxruntime", "mlfreeze_runtime.onnx_clip", "mlfreeze_runtime.tokenizer",
+                           "mlfreeze_runtime.preprocess_np", "ftfy", "regex")
+
+
 def stack_modules(uses: Sequence[str], flavor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(hidden imports of the parts the app uses, excludes of those it does not) for ``flavor``.
 
-    A lite bundle takes no part (prune.toml excludes the whole ML stack from it)."""
+    A lite bundle takes no part (prune.toml excludes the whole ML stack from it); a slim bundle
+    takes the clip part as ONNX (:data:`SLIM_CLIP_HIDDENIMPORTS`) and excludes its torch modules."""
     from mlfreeze.platforms.profiles import load_stack
 
     stack = load_stack()
     hidden: list[str] = []
     excludes: list[str] = []
     for name, part in stack.parts.items():
-        if name in uses and flavor != "lite":
+        if name in uses and flavor == "slim" and part.torch:  # CLIP as ONNX: onnxruntime, not torch
+            hidden += SLIM_CLIP_HIDDENIMPORTS
+            excludes += part.excludes
+        elif name in uses and flavor != "lite":
             hidden += part.hiddenimports
         elif name not in uses:
             excludes += part.excludes
@@ -177,32 +187,63 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "datas": data_pairs(app.datas),
         "console": True,
     }
-    if flavor == "full":
+    if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
         params["selftest_script_name"] = SELFTEST_ENTRY.stem
     return params
 
 
-def bundle_models(fetched: Mapping[str, Any]) -> list[BundleModel]:
-    """What ``models/`` will hold, from fetch_set()'s result (id -> FetchedModel)."""
+MODEL_FLAVORS = ("full", "slim")  # the flavors that ship models/ and <app>-selftest
+TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
+ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
+
+
+def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str]) -> dict[str, Path]:
+    """The artifacts of one model a ``flavor`` ships, chosen by role: full drops the ONNX towers
+    (its CLIP runs on torch), slim drops the torch weights and config (its CLIP runs the towers);
+    artifacts without one of those roles (face models, archive members) go into both."""
+    drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
+    return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
+
+
+def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
+                  exports: Mapping[str, Any] | None = None) -> list[BundleModel]:
+    """What ``models/`` of a ``flavor`` bundle will hold, from fetch_set()'s result (id -> FetchedModel),
+    artifacts chosen by role (:func:`flavor_files`). ``exports`` (the export stage's
+    ``{id: ExportedClip}``) adds the towers of a slim bundle's CLIP models that the manifest does not pin."""
     out = []
     for model_id, fm in fetched.items():
-        files = {f"{model_id}/{name}": Path(src) for name, src in sorted(fm.bundle_files.items())}
         spec = fm.model
+        roles = {a.file: a.role for a in spec.artifacts}
+        derived = {a.file: a.derived_from for a in spec.artifacts if getattr(a, "derived_from", "")}
+        chosen = {n: Path(p) for n, p in fm.bundle_files.items()}
+        ex = (exports or {}).get(model_id)
+        if flavor == "slim" and ex is not None and not any(r in ONNX_ROLES for r in roles.values()):
+            for tower, path in (("image", ex.image), ("text", ex.text)):
+                name = f"{model_id}_{tower}.onnx"
+                chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
+        if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
+            raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
+                              "(mlfreeze build runs it when the slim flavor is built)")
+        chosen = flavor_files(flavor, chosen, roles)
+        files = {f"{model_id}/{name}": src for name, src in sorted(chosen.items())}
         out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
                                embed_dim=spec.embed_dim, files=files,
                                sha256={rel: hash_file(p)[1] for rel, p in files.items()},
-                               roles={a.file: a.role for a in spec.artifacts},
-                               verify=dict(spec.verify or {})))
+                               roles={n: r for n, r in roles.items() if n in chosen},
+                               verify=dict(spec.verify or {}),
+                               derived_from={n: d for n, d in derived.items() if n in chosen}))
     return out
 
 
 def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
-    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath."""
+    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath,
+    roles and (for exported files) ``derived_from`` by name."""
     return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
              "files": {rel.split("/", 1)[1]: rel for rel in m.files},
-             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify)} for m in models]
+             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify),
+             "derived_from": dict(m.derived_from)} for m in models]
 
 
 # The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).
@@ -216,7 +257,7 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
     spec = SPECS / f"{flavor}.spec"
     root = root or find_root()
     goldens_dir = goldens_dir or SPECS / "goldens"
-    extra = [spec, HOOKS, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    extra = [spec, HOOKS, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else [])
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
                                                            "selftest_entry")}
@@ -232,12 +273,14 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
 
 def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
-                  verify_report: Path | None = None, dist_dir: Path | None = None,
+                  exports: Mapping[str, Any] | None = None, verify_report: Path | None = None,
+                  dist_dir: Path | None = None,
                   work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
                   goldens_dir: Path | None = None, keep_failed: bool = True, verify: bool = False) -> Path:
     """Freeze, prune, add models, self-test; return the bundle directory under dist/.
 
-    ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
+    ``fetched`` is fetch_set()'s result (required for ``full`` and ``slim``); ``exports`` the export
+    stage's ``{id: ExportedClip}`` (slim, for towers the manifest does not pin). Raises FreezeError (exit 4)
     when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
     ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default specs/goldens/).
     ``verify_report``: the verify stage's report for exactly this flavor and set
@@ -258,9 +301,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
     rules += tuple(r for r in app.prune if r.applies_to(flavor=flavor, accelerator=profile.accelerator,
                                                            platform=profile.name))
-    models = bundle_models(fetched or {}) if flavor == "full" else []
-    if flavor == "full" and fetched is None:
-        raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    if flavor in MODEL_FLAVORS and fetched is None:
+        raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    models = bundle_models(fetched or {}, flavor, exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
@@ -386,15 +429,15 @@ def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[s
 
 
 def main(args: argparse.Namespace) -> int:
-    """``mlfreeze freeze --platform P --flavor full|lite [--set S]``."""
+    """``mlfreeze freeze --platform P --flavor full|lite|slim [--set S]``."""
     from mlfreeze.platforms.profiles import load_profile
 
     profile = load_profile(args.platform)
     hostinfo.require_host(profile, "freeze")
     app = load_app_config()
     model_set = args.model_set or app.model_set
-    fetched, goldens_dir = None, None
-    if args.flavor == "full":
+    fetched, goldens_dir, exports = None, None, None
+    if args.flavor in MODEL_FLAVORS:
         from mlfreeze.fetch import fetch_set
         from mlfreeze.manifest import load_manifest
         from mlfreeze.verification import goldens_dir_for
@@ -402,8 +445,14 @@ def main(args: argparse.Namespace) -> int:
         manifest = load_manifest(Path(args.manifest) if args.manifest else None)
         fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
         goldens_dir = goldens_dir_for(manifest.path)
+        if args.flavor == "slim":
+            from mlfreeze.cache import Cache, default_cache_dir
+            from mlfreeze.export import _log, export_model
+
+            cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
+            exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
     report = getattr(args, "verify_report", None)
-    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
+    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched, exports=exports,
                   goldens_dir=goldens_dir, force=args.force, verify_report=Path(report) if report else None,
                   verify=getattr(args, "verify", False))
     return 0

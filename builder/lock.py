@@ -42,6 +42,8 @@ from mlfreeze.platforms.profiles import Profile, Stack, load_profile, load_stack
 from mlfreeze.schema import read_toml
 
 LOCK_DIR = "locks"
+# The torch-free CLIP runtime (mlfreeze_runtime.tokenizer: open_clip's text cleaning) in a slim lock.
+SLIM_CLIP_REQUIREMENTS = ("ftfy>=6.1", "regex>=2023.0")
 VARIANTS = ("", "slim")  # "": the torch stack (full and lite flavors); slim: no torch, torchvision, open_clip
 DIGEST_LINE = "# inputs-sha256: "
 PYINSTALLER = "pyinstaller>=6.10"
@@ -121,7 +123,8 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     reqs += stack.base
     for part in parts:
         if slim and part.torch:
-            continue  # open-clip-torch pulls in torch
+            reqs += SLIM_CLIP_REQUIREMENTS  # not open-clip-torch: it pulls in torch
+            continue
         reqs += [*part.requirements, *part.no_deps]
     reqs += [PYINSTALLER, *mlfreeze_requirements(), *project_requirements(config), *profile.constraints]
     overrides = []
@@ -137,7 +140,7 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
         raise ConfigError(f"{profile.path}: no uv platform for {profile.host_os}-{profile.host_arch}")
     return LockInputs(profile=profile.name, variant=variant, requirements=tuple(dict.fromkeys(reqs)),
                       overrides=tuple(overrides), python=profile.python, python_platform=platform_tag,
-                      torch_index=profile.torch_index(env))
+                      torch_index="" if slim else profile.torch_index(env))  # slim needs no torch index
 
 
 def inputs_digest(inputs: LockInputs, *, pyproject: bytes, profile_toml: bytes, stack_toml: bytes) -> str:

@@ -29,7 +29,7 @@ from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_
 __all__ = ["GITHUB_ASSET_LIMIT", "parse_size"]  # re-exported: budgets read sizes with the one grammar
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-FLAVORS = ("full", "lite")
+FLAVORS = ("full", "lite", "slim")
 MEASURES = ("disk", "compressed")
 WHERE = "tool.mlfreeze.budgets"
 

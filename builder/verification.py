@@ -165,8 +165,16 @@ def main(args: argparse.Namespace) -> int:
     check_specs(manifest, set_name)
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
-    refs = model_refs(manifest, fetched, goldens_dir)
+    flavor = getattr(args, "flavor", None)
+    exports = None
+    if flavor == "slim":  # the slim bundle's CLIP is the ONNX export: verify that (mlfreeze.export)
+        from mlfreeze.cache import Cache, default_cache_dir
+        from mlfreeze.export import _log, export_model
+
+        cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
+        exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
+    refs = model_refs(manifest, fetched, goldens_dir, exports=exports)
     return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
                     report=args.report, junit=args.junit, strict=args.strict,
                     pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name,
-                    flavor=getattr(args, "flavor", None))
+                    flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")

@@ -29,7 +29,8 @@ def _ref(files: dict[str, Path] | None = None) -> ModelRef:
     spec = load_manifest().models["demo-clip"]
     return ModelRef(id=spec.id, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
                     files=files or {a.file: DEMO / a.file for a in spec.artifacts}, verify=spec.verify,
-                    roles={a.file: a.role for a in spec.artifacts}, golden=ROOT / "specs" / "goldens" / "demo-clip.json",
+                    roles={a.file: a.role for a in spec.artifacts},
+                    golden=ROOT / "specs" / "goldens" / "demo-clip.json",
                     onnx_agreement=dict(spec.onnx_agreement))
 
 
