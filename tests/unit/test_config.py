@@ -127,3 +127,11 @@ def test_this_repository_builds_the_example_app():
 
 def test_source_root_is_this_checkout():
     assert is_checkout(SOURCE_ROOT) and not is_checkout(SOURCE_ROOT / "builder")
+
+
+def test_slim_is_a_flavor_but_not_a_default(tmp_path):
+    cfg = load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"\nflavors = ["slim", "full"]'))
+    assert cfg.flavors == ("slim", "full")
+    assert "slim" not in load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"')).flavors
+    with pytest.raises(ConfigError, match=r"'slm' \(did you mean 'slim'\?\)"):
+        load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"\nflavors = ["slm"]'))
