@@ -199,10 +199,14 @@ TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bun
 ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
 
 
-def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str]) -> dict[str, Path]:
-    """The artifacts of one model a ``flavor`` ships, chosen by role: full drops the ONNX towers
-    (its CLIP runs on torch), slim drops the torch weights and config (its CLIP runs the towers);
-    artifacts without one of those roles (face models, archive members) go into both."""
+def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str], kind: str = "clip",
+                 ) -> dict[str, Path]:
+    """The artifacts of one model a ``flavor`` ships, chosen by role: for a CLIP model, full drops
+    the ONNX towers (its CLIP runs on torch) and slim drops the torch weights and config (its CLIP
+    runs the towers); other models (the face models' ONNX files, whose default role is also
+    "weights") go into both whole."""
+    if kind != "clip":
+        return dict(files)
     drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
     return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
 
@@ -226,7 +230,7 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
         if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
             raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
                               "(mlfreeze build runs it when the slim flavor is built)")
-        chosen = flavor_files(flavor, chosen, roles)
+        chosen = flavor_files(flavor, chosen, roles, spec.kind)
         files = {f"{model_id}/{name}": src for name, src in sorted(chosen.items())}
         out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
                                embed_dim=spec.embed_dim, files=files,
@@ -310,6 +314,10 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
                         if d.module not in params["excludes"]]
+    if flavor == "slim" and profile.host_os == "linux":
+        # the slim size budget: strip .symtab/debug sections from shared libraries (about 40 MB
+        # on linux-cpu; the dynamic symbols the loader needs stay), the waste report's unstripped-symbols
+        params["strip"] = True
     check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,

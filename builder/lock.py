@@ -119,7 +119,9 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     if any(p.torch for p in parts) and not slim:
         reqs += [f"torch=={profile.torch.version}", f"torchvision=={profile.torch.torchvision}"]
     if any(p.onnxruntime for p in parts) or slim:  # slim runs CLIP on onnxruntime
-        reqs.append(f"{profile.onnxruntime.package}=={profile.onnxruntime.version}")
+        # slim on CUDA: no torch brings the CUDA libraries, onnxruntime-gpu's own extras name them
+        extras = "[cuda,cudnn]" if slim and profile.onnxruntime.package == "onnxruntime-gpu" else ""
+        reqs.append(f"{profile.onnxruntime.package}{extras}=={profile.onnxruntime.version}")
     reqs += stack.base
     for part in parts:
         if slim and part.torch:

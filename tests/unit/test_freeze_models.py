@@ -101,7 +101,7 @@ def _fetched_with_towers(tmp_path: Path) -> dict:
                  for n, r in names.items())
     spec = SimpleNamespace(kind="clip", arch="a", embed_dim=8, artifacts=arts, verify={})
     face = SimpleNamespace(kind="insightface", arch="", embed_dim=512, verify={},
-                           artifacts=(SimpleNamespace(file="pack.zip", role="", derived_from=""),))
+                           artifacts=(SimpleNamespace(file="det.onnx", role="weights", derived_from=""),))
     (tmp_path / "c" / "det.onnx").write_bytes(b"det")
     return {"demo-clip": SimpleNamespace(model=spec, bundle_files=paths),
             "faces": SimpleNamespace(model=face, bundle_files={"det.onnx": tmp_path / "c" / "det.onnx"})}
