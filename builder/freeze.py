@@ -314,10 +314,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
                         if d.module not in params["excludes"]]
-    if flavor == "slim" and profile.host_os == "linux":
-        # the slim size budget: strip .symtab/debug sections from shared libraries (about 40 MB
-        # on linux-cpu; the dynamic symbols the loader needs stay), the waste report's unstripped-symbols
-        params["strip"] = True
+    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
+    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
     check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
@@ -364,6 +362,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
 
     try:
         removals = prune.apply(staging / name / "_internal", rules)
+        if params["strip_symbols"]:
+            saved = strip_symbols(staging / name / "_internal")
+            print(f"freeze: {name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
         if models:
             install_models(staging / name / "models", models, model_set,
                            expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
@@ -403,6 +404,30 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
           f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
     return bundle
+
+
+def strip_symbols(root: Path, batch: int = 200) -> int:
+    """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
+    sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
+    ``strip`` on PATH. Files under a ``*.libs`` folder (auditwheel's patchelf-rewritten copies,
+    which strip corrupts: numpy then fails to import) are left alone; the frozen self-test
+    afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
+    tool = shutil.which("strip")
+    if tool is None:
+        return 0
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts):
+            continue
+        with path.open("rb") as f:
+            if f.read(4) == b"\x7fELF":
+                files.append(path)
+    before = sum(p.stat().st_size for p in files)
+    for i in range(0, len(files), batch):
+        done = proc.capture([tool, "--strip-unneeded", *files[i:i + batch]])
+        if done.returncode != 0:
+            raise FreezeError(f"strip failed: {done.stderr.strip()[:300]}")
+    return before - sum(p.stat().st_size for p in files)
 
 
 def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
