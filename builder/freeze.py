@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform as _platform
+import re
 import shutil
 import sys
 import time
@@ -406,18 +407,24 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     return bundle
 
 
+# auditwheel's grafted copies: "<name>-<8 hex>[-<8 hex>].so[.N]" (patchelf rewrote them; strip corrupts them)
+AUDITWHEEL_GRAFTED = re.compile(r"-[0-9a-f]{8}(-[0-9a-f]{8})?\.so(\.|$)")
+
+
 def strip_symbols(root: Path, batch: int = 200) -> int:
     """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
     sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
-    ``strip`` on PATH. Files under a ``*.libs`` folder (auditwheel's patchelf-rewritten copies,
-    which strip corrupts: numpy then fails to import) are left alone; the frozen self-test
+    ``strip`` on PATH. auditwheel's patchelf-rewritten copies (under a ``*.libs`` folder, or
+    collected beside the others with their hashed names, :data:`AUDITWHEEL_GRAFTED`), which strip
+    corrupts (numpy then fails to import), are left alone; the frozen self-test
     afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
     tool = shutil.which("strip")
     if tool is None:
         return 0
     files = []
     for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts):
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts) \
+                or AUDITWHEEL_GRAFTED.search(path.name):
             continue
         with path.open("rb") as f:
             if f.read(4) == b"\x7fELF":

@@ -24,10 +24,12 @@ def test_strip_symbols_shrinks_elf_keeps_it_loadable_and_skips_libs_folders(tmp_
     kept = tmp_path / "numpy.libs" / ext.name
     shutil.copyfile(ext, target)
     shutil.copyfile(ext, kept)
+    grafted = tmp_path / "libgfortran-040039e1-0352e75f.so.5.0.0"  # auditwheel's name for a grafted copy
+    shutil.copyfile(ext, grafted)
     (tmp_path / "pkg" / "data.bin").write_bytes(b"\x7fELx not an ELF")
     saved = strip_symbols(tmp_path)
     assert saved > 0 and target.stat().st_size == ext.stat().st_size - saved
-    assert kept.read_bytes() == ext.read_bytes()
+    assert kept.read_bytes() == ext.read_bytes() == grafted.read_bytes()
     assert (tmp_path / "pkg" / "data.bin").read_bytes() == b"\x7fELx not an ELF"
     name = ext.name.split(".")[0]
     code = (f"import importlib.util as u; s = u.spec_from_file_location({name!r}, {str(target)!r}); "
