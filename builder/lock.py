@@ -116,11 +116,11 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     parts = stack.select(config.uses)
     slim = variant == "slim"
     reqs: list[str] = []
+    # slim on CUDA: no torch brings the CUDA libraries, onnxruntime-gpu's own extras name them
+    extras = "[cuda,cudnn]" if slim and profile.onnxruntime.package == "onnxruntime-gpu" else ""
     if any(p.torch for p in parts) and not slim:
         reqs += [f"torch=={profile.torch.version}", f"torchvision=={profile.torch.torchvision}"]
     if any(p.onnxruntime for p in parts) or slim:  # slim runs CLIP on onnxruntime
-        # slim on CUDA: no torch brings the CUDA libraries, onnxruntime-gpu's own extras name them
-        extras = "[cuda,cudnn]" if slim and profile.onnxruntime.package == "onnxruntime-gpu" else ""
         reqs.append(f"{profile.onnxruntime.package}{extras}=={profile.onnxruntime.version}")
     reqs += stack.base
     for part in parts:
@@ -132,8 +132,8 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     overrides = []
     ort_dists = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml")
     for dist in ort_dists:
-        if dist == profile.onnxruntime.package:
-            overrides.append(f"{dist}=={profile.onnxruntime.version}")
+        if dist == profile.onnxruntime.package:  # an override replaces the requirement, extras included
+            overrides.append(f"{dist}{extras}=={profile.onnxruntime.version}")
         else:
             overrides.append(f"{dist} ; {NEVER}")
     overrides.append(f"opencv-python ; {NEVER}")  # insightface's; the stack installs the headless build
