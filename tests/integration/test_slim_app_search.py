@@ -76,3 +76,34 @@ def test_full_and_slim_models_return_the_same_top5(tmp_path: Path, monkeypatch, 
         results[flavor] = {q: _search(capsys, folder, index, q) for q in QUERIES}
     assert all(len(r) == 5 for r in results["full"].values())
     assert results["full"] == results["slim"]
+
+
+def test_init_scaffold_serves_onnx_clip_without_torch(tmp_path: Path) -> None:
+    """The `mlfreeze init` app, given a slim models folder in a process where torch and open_clip
+    cannot be imported, answers the self-test's probe through the ONNX towers."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder
+
+    template = (ROOT / "builder" / "templates" / "app.py.txt").read_text(encoding="utf-8")
+    app = tmp_path / "clipdemo.py"
+    app.write_text(template.replace("__APP__", "clipdemo"), encoding="utf-8")
+    models = _models(tmp_path, "slim")
+    image = tmp_path / "probe.png"
+    Image.fromarray(load_rgb("synthetic:shape/red/circle")).save(image)
+    request = tmp_path / "req.json"
+    request.write_text(json.dumps({"texts": ["a red circle", "a blue square"], "images": [str(image)]}))
+    code = ("import runpy, sys; sys.modules.update({'torch': None, 'open_clip': None}); "
+            f"sys.argv = [{str(app)!r}, '--mlfreeze-probe', {str(request)!r}]; "
+            f"runpy.run_path({str(app)!r}, run_name='__main__')")
+    env = {"MLFREEZE_MODELS_DIR": str(models), "FORCE_CPU": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    onnx = OnnxClipEmbedder(DEMO / "demo_clip_image.onnx", DEMO / "demo_clip_text.onnx")
+    want_t = onnx.texts(["a red circle", "a blue square"])
+    want_i = onnx.images([load_rgb("synthetic:shape/red/circle")])
+    assert np.min(np.sum(np.asarray(out["text"]) * want_t, axis=1)) > 0.9999
+    assert np.min(np.sum(np.asarray(out["image"]) * want_i, axis=1)) > 0.9999
