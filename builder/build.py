@@ -1,6 +1,6 @@
 """``mlfreeze build``: every stage in order for one platform.
 
-doctor -> fetch -> verify -> freeze (+ self-test) per flavor -> sizes. The host is checked
+doctor -> fetch -> export (slim only) -> verify -> freeze (+ self-test) per flavor -> sizes. The host is checked
 first, so a wrong-host build fails in well under a second, before anything is imported.
 Each stage hands its result to the next through ``BuildContext.state``; the stage modules
 are imported only when their stage runs. The first stage that fails stops the build with its
@@ -111,7 +111,7 @@ def summary_lines(ctx: BuildContext, took: Sequence[tuple[str, float]]) -> list[
 def stage_doctor(ctx: BuildContext) -> None:
     from mlfreeze import doctor
 
-    doctor.main(argparse.Namespace(platform=ctx.profile.name, uses=ctx.config.uses))
+    doctor.main(argparse.Namespace(platform=ctx.profile.name, uses=ctx.config.uses, flavors=ctx.flavors))
 
 
 def stage_fetch(ctx: BuildContext) -> None:
@@ -119,6 +119,24 @@ def stage_fetch(ctx: BuildContext) -> None:
 
     manifest = ctx.state["manifest"]
     ctx.state["fetched"] = fetch_set(manifest, ctx.model_set, cache_dir=ctx.cache_dir, offline=env_offline())
+
+
+def stage_export(ctx: BuildContext) -> None:
+    """The ONNX towers of each CLIP model, when a slim bundle is built (mlfreeze.export): pinned
+    exports are used as fetched (no torch), others come from the derived-artifact cache or a child
+    export. Hands ``{model id: ExportedClip}`` to verify and freeze as ``state["exports"]``."""
+    ctx.state["exports"] = {}
+    if "slim" not in ctx.flavors:
+        return
+    from mlfreeze.cache import Cache, default_cache_dir
+    from mlfreeze.export import _log, export_model
+
+    cache = Cache(ctx.cache_dir or default_cache_dir(), log=_log)
+    for mid, fm in ctx.state["fetched"].items():
+        if fm.model.kind == "clip":
+            ex = export_model(cache, fm)
+            print(f"export: {mid}: {ex.origin} ONNX towers, derived from {ex.derived_from}", flush=True)
+            ctx.state["exports"][mid] = ex
 
 
 def stage_verify(ctx: BuildContext) -> None:
@@ -130,14 +148,16 @@ def stage_verify(ctx: BuildContext) -> None:
     manifest = ctx.state["manifest"]
     reports: dict[str, Path] = {}
     ctx.state["reports"] = reports
-    refs = model_refs(manifest, ctx.state["fetched"], goldens_dir_for(manifest.path))
+    refs = model_refs(manifest, ctx.state["fetched"], goldens_dir_for(manifest.path),
+                      exports=ctx.state.get("exports"))
     for flavor in ctx.flavors:
         if flavor == "lite":  # ships no models: its BUILD-INFO records its --health check instead
             continue
         report = report_path(ctx.config.dist_dir / "reports", ctx.profile.name, flavor)
         report.unlink(missing_ok=True)  # never hand a previous run's report to freeze
+        # slim: CLIP is verified on the ONNX path it ships (+ onnx_agreement when torch is here)
         run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
-                 set_name=ctx.model_set, flavor=flavor)
+                 set_name=ctx.model_set, flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")
         reports[flavor] = report
 
 
@@ -149,7 +169,8 @@ def stage_freeze(ctx: BuildContext) -> None:
     app = load_app_config(ctx.config.root)
     ctx.state["bundles"] = [
         freeze_bundle(profile=ctx.profile, flavor=flavor, root=ctx.config.root, app=app, model_set=ctx.model_set,
-                      fetched=ctx.state["fetched"], dist_dir=ctx.config.dist_dir, force=ctx.args.force,
+                      fetched=ctx.state["fetched"], exports=ctx.state.get("exports"),
+                      dist_dir=ctx.config.dist_dir, force=ctx.args.force,
                       goldens_dir=goldens_dir_for(ctx.state["manifest"].path),
                       verify_report=ctx.state["reports"].get(flavor), verify=getattr(ctx.args, "verify", False))
         for flavor in ctx.flavors
@@ -167,6 +188,7 @@ def stage_sizes(ctx: BuildContext) -> None:
 STAGES: tuple[Stage, ...] = (
     ("doctor", stage_doctor),
     ("fetch", stage_fetch),
+    ("export", stage_export),
     ("verify", stage_verify),
     ("freeze", stage_freeze),
     ("sizes", stage_sizes),

@@ -71,13 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="show every step a build would run (pure; any host)")
     _add_platform(p)
-    p.add_argument("--flavor", choices=("full", "lite"), default=None,
+    p.add_argument("--flavor", choices=("full", "lite", "slim"), default=None,
                    help="only this flavor (default: the profile's flavors)")
     p.add_argument("--set", dest="model_set", default=None, metavar="S")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
     p = sub.add_parser("doctor", help="check that the installed environment matches a profile")
     _add_platform(p)
+    p.add_argument("--flavors", default=None, metavar="full,lite,slim",
+                   help="the flavors this environment builds; slim alone: torch-free, no torch checks")
 
     p = sub.add_parser("fetch", help="download and checksum the models of a set")
     _add_models(p)
@@ -102,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("freeze", help="freeze one bundle with PyInstaller")
     _add_platform(p)
-    p.add_argument("--flavor", choices=("full", "lite"), required=True)
+    p.add_argument("--flavor", choices=("full", "lite", "slim"), required=True)
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
     p.add_argument("--verify-report", default=None, metavar="F.json",
@@ -121,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("build", help="every stage in order for one platform")
     _add_platform(p)
-    p.add_argument("--flavors", default=None, metavar="full,lite")
+    p.add_argument("--flavors", default=None, metavar="full,lite,slim")
     _add_models(p)
     p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
     p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")

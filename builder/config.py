@@ -28,7 +28,8 @@ from mlfreeze.sizes_budget import Budgets, load_budgets
 
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 PROJECT_ENV = "MLFREEZE_PROJECT"
-FLAVORS = ("full", "lite")
+FLAVORS = ("full", "lite", "slim")  # slim: torch-free, CLIP as ONNX on onnxruntime
+DEFAULT_FLAVORS = ("full", "lite")
 # Stack parts an app can use (platforms/stack.toml [parts.*]); only those are installed,
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
@@ -57,7 +58,7 @@ class ProjectConfig:
     datas: tuple[tuple[Path, str], ...] = ()  # (source, destination folder inside the bundle)
     excludes: tuple[str, ...] = ()
     prune: tuple[Any, ...] = ()  # mlfreeze.prune.Rule
-    flavors: tuple[str, ...] = FLAVORS
+    flavors: tuple[str, ...] = DEFAULT_FLAVORS
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
@@ -158,7 +159,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     uses = _choices(t, "uses", USES, USES)
     if not uses:
         raise t.error("uses", f"is empty; name at least one of {', '.join(USES)}")
-    flavors = _choices(t, "flavors", FLAVORS, FLAVORS)
+    flavors = _choices(t, "flavors", FLAVORS, DEFAULT_FLAVORS)
     if not flavors:
         raise t.error("flavors", f"is empty; name at least one of {', '.join(FLAVORS)}")
     hiddenimports = t.strings("hiddenimports", ())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as md
+import importlib.util
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -194,7 +195,9 @@ def _exercise_providers(profile: Profile, available: list[str]) -> Iterator[Find
     if not accel:
         return
     hardware = False
-    if profile.accelerator == "cuda":
+    if importlib.util.find_spec("torch") is None:  # a torch-free (slim) environment: no hardware probe here
+        pass
+    elif profile.accelerator == "cuda":
         import torch
 
         hardware = torch.cuda.is_available()
@@ -227,10 +230,14 @@ def _exercise_providers(profile: Profile, available: list[str]) -> Iterator[Find
 PART_IMPORTS = {"clip": (("open_clip", "open-clip-torch"),), "faces": (("insightface", "insightface"),),
                 "faiss": (("faiss", "faiss-cpu"),)}
 ALL_USES = ("clip", "faces", "faiss")
+# a torch-free (slim-only) environment runs CLIP as ONNX: onnxruntime and the tokenizer's text cleaning
+TORCH_FREE_CLIP_IMPORTS = (("onnxruntime", ""), ("ftfy", "ftfy"), ("regex", "regex"))
 
 
-def check_imports(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> Iterator[Finding]:
-    for module, dist in (pair for part in uses for pair in PART_IMPORTS.get(part, ())):
+def check_imports(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: bool = False) -> Iterator[Finding]:
+    table = {**PART_IMPORTS, "clip": TORCH_FREE_CLIP_IMPORTS} if torch_free else PART_IMPORTS
+    for module, dist in (pair for part in uses for pair in table.get(part, ())):
+        dist = dist or profile.onnxruntime.package
         try:
             importlib.import_module(module)
         except Exception as exc:
@@ -346,20 +353,24 @@ CHECKS: tuple[Callable[[Profile], Iterator[Finding]], ...] = (
 )
 
 
-def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES) -> list[Finding]:
+def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: bool = False) -> list[Finding]:
     """Every check's findings. A check that cannot run (an installed package that fails to import,
     the very thing doctor exists to find) is a finding naming the check, not a traceback.
-    ``uses`` ([tool.mlfreeze] uses) drops the checks of parts the app does not use."""
+    ``uses`` ([tool.mlfreeze] uses) drops the checks of parts the app does not use. ``torch_free``
+    (a slim-only build, locks/<profile>-slim.txt): no torch or torchvision checks; CLIP needs
+    onnxruntime and the tokenizer's libraries instead of open_clip."""
     findings: list[Finding] = []
     for check in CHECKS:
-        if check is check_onnxruntime and "faces" not in uses:
+        name = check.__name__
+        if name == "check_onnxruntime" and "faces" not in uses and not (torch_free and "clip" in uses):
             continue
-        if check in (check_torch, check_torchvision) and "clip" not in uses:
+        if name in ("check_torch", "check_torchvision") and ("clip" not in uses or torch_free):
             continue
-        if check is check_faiss_build and "faiss" not in uses:
+        if name == "check_faiss_build" and "faiss" not in uses:
             continue
         try:
-            findings.extend(check_imports(profile, uses) if check is check_imports else check(profile))
+            findings.extend(check_imports(profile, uses, torch_free=torch_free) if name == "check_imports"
+                            else check(profile))
         except Exception as exc:  # noqa: BLE001 - any import-time failure of a broken environment
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             findings.append(Finding(ok=False, check=check.__name__.removeprefix("check_"),
@@ -376,7 +387,11 @@ def main(args: argparse.Namespace) -> int:
 
         root = find_root_or_none()
         uses = load_config(root).uses if root is not None else ALL_USES
-    findings = diagnose(profile, tuple(uses))
+    flavors = getattr(args, "flavors", None) or ()
+    if isinstance(flavors, str):
+        flavors = tuple(f.strip() for f in flavors.split(",") if f.strip())
+    torch_free = set(flavors) == {"slim"}  # the slim-only environment installs no torch (mlfreeze.lock)
+    findings = diagnose(profile, tuple(uses), torch_free=torch_free)
     for f in findings:
         mark = "ok  " if f.ok and not f.note else ("note" if f.ok else "FAIL")
         print(f"{mark} {f.check:<22} {f.detail}")

@@ -14,11 +14,12 @@ import argparse
 import json
 import os
 import platform as _platform
+import re
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,7 @@ class BundleModel:
     sha256: Mapping[str, str]  # "<id>/<name>" -> hex
     roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
     verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
+    derived_from: Mapping[str, str] = field(default_factory=dict)  # file name -> "<id>@<weights sha256>" (exports)
 
 
 def load_app_config(root: Path | None = None) -> AppConfig:
@@ -97,17 +99,26 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root)
 
 
+# What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
+SLIM_CLIP_HIDDENIMPORTS = ("onnxruntime", "mlfreeze_runtime.onnx_clip", "mlfreeze_runtime.tokenizer",
+                           "mlfreeze_runtime.preprocess_np", "ftfy", "regex")
+
+
 def stack_modules(uses: Sequence[str], flavor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(hidden imports of the parts the app uses, excludes of those it does not) for ``flavor``.
 
-    A lite bundle takes no part (prune.toml excludes the whole ML stack from it)."""
+    A lite bundle takes no part (prune.toml excludes the whole ML stack from it); a slim bundle
+    takes the clip part as ONNX (:data:`SLIM_CLIP_HIDDENIMPORTS`) and excludes its torch modules."""
     from mlfreeze.platforms.profiles import load_stack
 
     stack = load_stack()
     hidden: list[str] = []
     excludes: list[str] = []
     for name, part in stack.parts.items():
-        if name in uses and flavor != "lite":
+        if name in uses and flavor == "slim" and part.torch:  # CLIP as ONNX: onnxruntime, not torch
+            hidden += SLIM_CLIP_HIDDENIMPORTS
+            excludes += part.excludes
+        elif name in uses and flavor != "lite":
             hidden += part.hiddenimports
         elif name not in uses:
             excludes += part.excludes
@@ -192,32 +203,67 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
                              if e not in UPDATER_NEEDS],
     }
-    if flavor == "full":
+    if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
         params["selftest_script_name"] = SELFTEST_ENTRY.stem
     return params
 
 
-def bundle_models(fetched: Mapping[str, Any]) -> list[BundleModel]:
-    """What ``models/`` will hold, from fetch_set()'s result (id -> FetchedModel)."""
+MODEL_FLAVORS = ("full", "slim")  # the flavors that ship models/ and <app>-selftest
+TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
+ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
+
+
+def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str], kind: str = "clip",
+                 ) -> dict[str, Path]:
+    """The artifacts of one model a ``flavor`` ships, chosen by role: for a CLIP model, full drops
+    the ONNX towers (its CLIP runs on torch) and slim drops the torch weights and config (its CLIP
+    runs the towers); other models (the face models' ONNX files, whose default role is also
+    "weights") go into both whole."""
+    if kind != "clip":
+        return dict(files)
+    drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
+    return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
+
+
+def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
+                  exports: Mapping[str, Any] | None = None) -> list[BundleModel]:
+    """What ``models/`` of a ``flavor`` bundle will hold, from fetch_set()'s result (id -> FetchedModel),
+    artifacts chosen by role (:func:`flavor_files`). ``exports`` (the export stage's
+    ``{id: ExportedClip}``) adds the towers of a slim bundle's CLIP models that the manifest does not pin."""
     out = []
     for model_id, fm in fetched.items():
-        files = {f"{model_id}/{name}": Path(src) for name, src in sorted(fm.bundle_files.items())}
         spec = fm.model
+        roles = {a.file: a.role for a in spec.artifacts}
+        derived = {a.file: a.derived_from for a in spec.artifacts if getattr(a, "derived_from", "")}
+        chosen = {n: Path(p) for n, p in fm.bundle_files.items()}
+        ex = (exports or {}).get(model_id)
+        if flavor == "slim" and ex is not None and not any(r in ONNX_ROLES for r in roles.values()):
+            for tower, path in (("image", ex.image), ("text", ex.text)):
+                name = f"{model_id}_{tower}.onnx"
+                chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
+        if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
+            raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
+                              "(mlfreeze build runs it when the slim flavor is built)")
+        chosen = flavor_files(flavor, chosen, roles, spec.kind)
+        files = {f"{model_id}/{name}": src for name, src in sorted(chosen.items())}
         out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
                                embed_dim=spec.embed_dim, files=files,
                                sha256={rel: hash_file(p)[1] for rel, p in files.items()},
-                               roles={a.file: a.role for a in spec.artifacts},
-                               verify=dict(spec.verify or {})))
+                               roles={n: r for n, r in roles.items() if n in chosen},
+                               verify=dict(spec.verify or {}),
+                               derived_from={n: d for n, d in derived.items() if n in chosen}))
     return out
 
 
 def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
-    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath."""
+    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath,
+    roles and (for exported files) ``derived_from`` by name."""
     return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
              "files": {rel.split("/", 1)[1]: rel for rel in m.files},
-             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify)} for m in models]
+             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify),
+             "derived_from": dict(m.derived_from)} for m in models]
 
 
 # The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).
@@ -231,7 +277,7 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
     spec = SPECS / f"{flavor}.spec"
     root = root or find_root()
     goldens_dir = goldens_dir or SPECS / "goldens"
-    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor == "full" else [])
+    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else [])
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     extra += [app.update_root] if app.update_root is not None else []  # frozen in as update-root.json
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
@@ -248,12 +294,14 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
 
 def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
                   model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
-                  verify_report: Path | None = None, dist_dir: Path | None = None,
+                  exports: Mapping[str, Any] | None = None, verify_report: Path | None = None,
+                  dist_dir: Path | None = None,
                   work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
                   goldens_dir: Path | None = None, keep_failed: bool = True, verify: bool = False) -> Path:
     """Freeze, prune, add models, self-test; return the bundle directory under dist/.
 
-    ``fetched`` is fetch_set()'s result (required for ``full``). Raises FreezeError (exit 4)
+    ``fetched`` is fetch_set()'s result (required for ``full`` and ``slim``); ``exports`` the export
+    stage's ``{id: ExportedClip}`` (slim, for towers the manifest does not pin). Raises FreezeError (exit 4)
     when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
     ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default specs/goldens/).
     ``verify_report``: the verify stage's report for exactly this flavor and set
@@ -274,9 +322,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
     rules += tuple(r for r in app.prune if r.applies_to(flavor=flavor, accelerator=profile.accelerator,
                                                            platform=profile.name))
-    models = bundle_models(fetched or {}) if flavor == "full" else []
-    if flavor == "full" and fetched is None:
-        raise FreezeError("a full bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    if flavor in MODEL_FLAVORS and fetched is None:
+        raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    models = bundle_models(fetched or {}, flavor, exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
                          updater_excludes=config.excludes.get("lite", ()))
@@ -284,6 +332,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
                         if d.module not in params["excludes"]]
+    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
+    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
     check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
@@ -330,6 +380,9 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
 
     try:
         removals = prune.apply(staging / name / "_internal", rules)
+        if params["strip_symbols"]:
+            saved = strip_symbols(staging / name / "_internal")
+            print(f"freeze: {name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
         update_root = freeze_update_root(staging / name, app.update_root)
         archs = cuda_archs.variant_archs(flavor=flavor, accelerator=profile.accelerator,
                                          internal=staging / name / "_internal")
@@ -388,6 +441,36 @@ def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
     return hash_file(bundle / ROOT_FILE)[1]
 
 
+# auditwheel's grafted copies: "<name>-<8 hex>[-<8 hex>].so[.N]" (patchelf rewrote them; strip corrupts them)
+AUDITWHEEL_GRAFTED = re.compile(r"-[0-9a-f]{8}(-[0-9a-f]{8})?\.so(\.|$)")
+
+
+def strip_symbols(root: Path, batch: int = 200) -> int:
+    """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
+    sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
+    ``strip`` on PATH. auditwheel's patchelf-rewritten copies (under a ``*.libs`` folder, or
+    collected beside the others with their hashed names, :data:`AUDITWHEEL_GRAFTED`), which strip
+    corrupts (numpy then fails to import), are left alone; the frozen self-test
+    afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
+    tool = shutil.which("strip")
+    if tool is None:
+        return 0
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts) \
+                or AUDITWHEEL_GRAFTED.search(path.name):
+            continue
+        with path.open("rb") as f:
+            if f.read(4) == b"\x7fELF":
+                files.append(path)
+    before = sum(p.stat().st_size for p in files)
+    for i in range(0, len(files), batch):
+        done = proc.capture([tool, "--strip-unneeded", *files[i:i + batch]])
+        if done.returncode != 0:
+            raise FreezeError(f"strip failed: {done.stderr.strip()[:300]}")
+    return before - sum(p.stat().st_size for p in files)
+
+
 def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
     """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
     from mlfreeze.lock import lock_path, variant_for
@@ -420,15 +503,15 @@ def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[s
 
 
 def main(args: argparse.Namespace) -> int:
-    """``mlfreeze freeze --platform P --flavor full|lite [--set S]``."""
+    """``mlfreeze freeze --platform P --flavor full|lite|slim [--set S]``."""
     from mlfreeze.platforms.profiles import load_profile
 
     profile = load_profile(args.platform)
     hostinfo.require_host(profile, "freeze")
     app = load_app_config()
     model_set = args.model_set or app.model_set
-    fetched, goldens_dir = None, None
-    if args.flavor == "full":
+    fetched, goldens_dir, exports = None, None, None
+    if args.flavor in MODEL_FLAVORS:
         from mlfreeze.fetch import fetch_set
         from mlfreeze.manifest import load_manifest
         from mlfreeze.verification import goldens_dir_for
@@ -436,8 +519,14 @@ def main(args: argparse.Namespace) -> int:
         manifest = load_manifest(Path(args.manifest) if args.manifest else None)
         fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
         goldens_dir = goldens_dir_for(manifest.path)
+        if args.flavor == "slim":
+            from mlfreeze.cache import Cache, default_cache_dir
+            from mlfreeze.export import _log, export_model
+
+            cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
+            exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
     report = getattr(args, "verify_report", None)
-    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
+    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched, exports=exports,
                   goldens_dir=goldens_dir, force=args.force, verify_report=Path(report) if report else None,
                   verify=getattr(args, "verify", False))
     return 0

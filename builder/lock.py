@@ -42,6 +42,8 @@ from mlfreeze.platforms.profiles import Profile, Stack, load_profile, load_stack
 from mlfreeze.schema import read_toml
 
 LOCK_DIR = "locks"
+# The torch-free CLIP runtime (mlfreeze_runtime.tokenizer: open_clip's text cleaning) in a slim lock.
+SLIM_CLIP_REQUIREMENTS = ("ftfy>=6.1", "regex>=2023.0")
 VARIANTS = ("", "slim")  # "": the torch stack (full and lite flavors); slim: no torch, torchvision, open_clip
 DIGEST_LINE = "# inputs-sha256: "
 PYINSTALLER = "pyinstaller>=6.10"
@@ -114,21 +116,24 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     parts = stack.select(config.uses)
     slim = variant == "slim"
     reqs: list[str] = []
+    # slim on CUDA: no torch brings the CUDA libraries, onnxruntime-gpu's own extras name them
+    extras = "[cuda,cudnn]" if slim and profile.onnxruntime.package == "onnxruntime-gpu" else ""
     if any(p.torch for p in parts) and not slim:
         reqs += [f"torch=={profile.torch.version}", f"torchvision=={profile.torch.torchvision}"]
     if any(p.onnxruntime for p in parts) or slim:  # slim runs CLIP on onnxruntime
-        reqs.append(f"{profile.onnxruntime.package}=={profile.onnxruntime.version}")
+        reqs.append(f"{profile.onnxruntime.package}{extras}=={profile.onnxruntime.version}")
     reqs += stack.base
     for part in parts:
         if slim and part.torch:
-            continue  # open-clip-torch pulls in torch
+            reqs += SLIM_CLIP_REQUIREMENTS  # not open-clip-torch: it pulls in torch
+            continue
         reqs += [*part.requirements, *part.no_deps]
     reqs += [PYINSTALLER, *mlfreeze_requirements(), *project_requirements(config), *profile.constraints]
     overrides = []
     ort_dists = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-directml")
     for dist in ort_dists:
-        if dist == profile.onnxruntime.package:
-            overrides.append(f"{dist}=={profile.onnxruntime.version}")
+        if dist == profile.onnxruntime.package:  # an override replaces the requirement, extras included
+            overrides.append(f"{dist}{extras}=={profile.onnxruntime.version}")
         else:
             overrides.append(f"{dist} ; {NEVER}")
     overrides.append(f"opencv-python ; {NEVER}")  # insightface's; the stack installs the headless build
@@ -137,7 +142,7 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
         raise ConfigError(f"{profile.path}: no uv platform for {profile.host_os}-{profile.host_arch}")
     return LockInputs(profile=profile.name, variant=variant, requirements=tuple(dict.fromkeys(reqs)),
                       overrides=tuple(overrides), python=profile.python, python_platform=platform_tag,
-                      torch_index=profile.torch_index(env))
+                      torch_index="" if slim else profile.torch_index(env))  # slim needs no torch index
 
 
 def inputs_digest(inputs: LockInputs, *, pyproject: bytes, profile_toml: bytes, stack_toml: bytes) -> str:
@@ -244,7 +249,8 @@ def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", st
         status = proc.run(cmd, check=False)
         if status != 0 or not res.is_file():
             raise FreezeError(f"uv could not resolve the {profile.name} lock (exit {status}); see its output above")
-        body = res.read_text(encoding="utf-8").replace(str(req), "requirements.in")
+        # uv names its inputs by path in "# via" comments: the temporary folder must not reach the lock
+        body = res.read_text(encoding="utf-8").replace(str(req), "requirements.in").replace(str(ovr), "overrides.txt")
         check_single_onnxruntime(body, profile)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = out.with_name(f".{out.name}.tmp")

@@ -22,10 +22,12 @@ from mlfreeze.lock import LOCK_DIR, lock_name, plan_lock, variant_for
 from mlfreeze.platforms.profiles import Profile, load_profile, load_stack
 from mlfreeze.schema import read_toml
 
+MODEL_FLAVORS = ("full", "slim")  # flavors that ship models/ and <app>-selftest (lite ships neither)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
-    stage: str  # install | doctor | fetch | verify | freeze | selftest | sizes | release
+    stage: str  # install | doctor | fetch | export | verify | freeze | selftest | sizes | release
     title: str
     command: tuple[str, ...]
 
@@ -113,8 +115,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
     p = profile.name
     bundles = tuple(
         Bundle(flavor=f, spec=f"specs/{f}.spec", path=f"dist/{config.bundle_name(p, f)}",
-               executables=(f"{config.app}{exe}",) + ((f"{config.app}-selftest{exe}",) if f == "full" else ()),
-               models=f == "full")
+               executables=(f"{config.app}{exe}",) + ((f"{config.app}-selftest{exe}",) if f in MODEL_FLAVORS else ()),
+               models=f in MODEL_FLAVORS)
         for f in flavors
     )
     # one verify report per flavor that ships models, handed to that flavor's freeze
@@ -124,9 +126,14 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
     reports = (*(r for pair in verify_reports.values() for r in pair), *sizes_reports)
     steps = [*install_steps(profile, config, flavors=flavors, mlfreeze_source=mlfreeze_source)]
     steps.append(Step(stage="doctor", title="the installed environment matches the profile",
-                      command=("mlfreeze", "doctor", "--platform", p)))
+                      command=("mlfreeze", "doctor", "--platform", p,
+                               *(("--flavors", "slim") if variant_for(flavors) == "slim" else ()))))
     steps.append(Step(stage="fetch", title=f"download and checksum model set '{model_set}'",
                       command=("mlfreeze", "fetch", "--set", model_set)))
+    if "slim" in flavors and "clip" in config.uses:
+        steps.append(Step(stage="export", title="CLIP towers to ONNX for the slim bundle (pinned exports: no-op, "
+                                                "no torch; else cached by source sha256 and versions)",
+                          command=("mlfreeze", "export", "--set", model_set)))
     for flavor, (report, junit) in verify_reports.items():
         steps.append(Step(stage="verify", title=f"functional verification of the {flavor} bundle's models "
                                                 "(fails the build on bad embeddings)",
@@ -138,7 +145,7 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                           command=("mlfreeze", "freeze", "--platform", p, "--flavor", b.flavor, "--set", model_set,
                                    *verify_arg)))
         checks = [(f"{b.path}/{config.app}{exe}", "--health")]
-        if b.flavor == "full":
+        if b.flavor in MODEL_FLAVORS:
             checks.insert(0, (f"{b.path}/{config.app}-selftest{exe}", "--json"))
         for exe_path, arg in checks:
             steps.append(Step(stage="selftest", title=f"run the frozen {b.flavor} bundle in a clean environment",

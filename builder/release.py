@@ -54,7 +54,7 @@ DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 2**20
 SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
 NOT_BUNDLES = ("reports", RELEASE_DIR)
-FLAVORS = ("full", "lite")
+FLAVORS = ("full", "lite", "slim")
 FORMATS = ("tar.gz", "zip")
 
 

@@ -93,7 +93,7 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
     failures: list[str] = []
     checks = failed = 0
     with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-") as cwd:
-        if flavor == "full":
+        if flavor in ("full", "slim"):  # the flavors that ship models and <app>-selftest
             exe = bundle / f"{app}-selftest{exe_suffix}"
             report, problem = _run_json([exe, "--json"], cwd=Path(cwd), env=env, timeout=timeout)
             if report is None:
@@ -114,7 +114,7 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
             failures.append(f"{exe.name} --health: {problem or 'printed no JSON'}")
             failed += 1
         else:
-            want = flavor == "full"
+            want = flavor in ("full", "slim")
             if health.get("ml_available") is not want:
                 failures.append(f"{exe.name} --health: ml_available is {health.get('ml_available')!r}, "
                                 f"expected {want} for a {flavor} bundle")

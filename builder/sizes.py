@@ -56,7 +56,7 @@ def _flavor(inv: Inventory) -> str | None:
     flavor = inv.info.get("flavor")
     if isinstance(flavor, str):
         return flavor
-    for f in ("full", "lite"):
+    for f in ("full", "lite", "slim"):
         if inv.name.endswith(f"-{f}"):
             return f
     return None

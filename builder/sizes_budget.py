@@ -29,7 +29,7 @@ from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_
 __all__ = ["GITHUB_ASSET_LIMIT", "parse_size"]  # re-exported: budgets read sizes with the one grammar
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
-FLAVORS = ("full", "lite")
+FLAVORS = ("full", "lite", "slim")
 MEASURES = ("disk", "compressed")
 WHERE = "tool.mlfreeze.budgets"
 
@@ -51,6 +51,8 @@ class Budgets:
     path: Path | None = None
     totals: Mapping[str, int] = field(default_factory=dict)  # flavor -> bytes
     components: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # flavor|"*" -> comp -> bytes
+    # flavor -> accelerator -> bytes, measured without the bundle's models (its model:* components)
+    accelerators: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     max_growth: Growth | None = None
     measure: str = "disk"
     texts: Mapping[str, str] = field(default_factory=dict)  # dotted key -> as written
@@ -76,6 +78,7 @@ def load_budgets(pyproject: Path) -> Budgets:
     texts: dict[str, str] = {}
     totals: dict[str, int] = {}
     components: dict[str, dict[str, int]] = {}
+    accelerators: dict[str, dict[str, int]] = {}
     for flavor in FLAVORS:
         value = t.opt(flavor, (str, int, dict), None)
         if value is None:
@@ -86,6 +89,8 @@ def load_budgets(pyproject: Path) -> Budgets:
                 totals[flavor] = _size(ft, "total", texts)
             comps = ft.sub("components", required=False)
             components[flavor] = _sizes_of(comps, texts)
+            accels = ft.sub("accelerators", required=False)
+            accelerators[flavor] = _sizes_of(accels, texts)
             ft.done()
         else:
             totals[flavor] = _size(Table({flavor: value}, pyproject, WHERE), flavor, texts)
@@ -107,7 +112,7 @@ def load_budgets(pyproject: Path) -> Budgets:
         raise t.error("measure", f"is {measure!r}; allowed: {', '.join(MEASURES)}")
     t.done()
     return Budgets(path=pyproject, totals=totals, components=components, max_growth=growth, measure=measure,
-                   texts=texts)
+                   texts=texts, accelerators=accelerators)
 
 
 def _sizes_of(t: Table, texts: dict[str, str]) -> dict[str, int]:
@@ -119,7 +124,7 @@ def _sizes_of(t: Table, texts: dict[str, str]) -> dict[str, int]:
 
 @dataclass(frozen=True, kw_only=True)
 class Check:
-    what: str  # "total" or "component:<name>" or "growth" or "asset-limit"
+    what: str  # "total", "total:<accelerator>", "component:<name>", "growth" or "asset-limit"
     limit: int
     actual: int
     ok: bool
@@ -146,6 +151,15 @@ def check_budgets(bundle: Mapping[str, Any], budgets: Budgets) -> list[Check]:
             f"{name}: {format_exact(actual)} ({m}) exceed the {flavor} budget of {format_exact(limit)} "
             f"(written {budgets.texts.get(f'{WHERE}.{flavor}', budgets.texts.get(f'{WHERE}.{flavor}.total', ''))!r}) "
             f"in {where}; act on the waste list or raise the budget")))
+    accel = bundle.get("accelerator")
+    if isinstance(flavor, str) and isinstance(accel, str) and accel in budgets.accelerators.get(flavor, {}):
+        limit = budgets.accelerators[flavor][accel]
+        models = sum(int(c["disk_bytes" if m == "disk" else "compressed_bytes"]) for c in bundle["components"]
+                     if str(c["name"]).startswith("model:"))
+        actual = _measure(bundle, m) - models
+        checks.append(Check(what=f"total:{accel}", limit=limit, actual=actual, ok=actual <= limit, line=(
+            f"{name}: {format_exact(actual)} ({m}, without models) exceed the {flavor} budget on {accel} "
+            f"profiles of {format_exact(limit)} in {where}; act on the waste list or raise the budget")))
     for scope in ("*", flavor):
         for comp, limit in (budgets.components.get(scope or "", {}) or {}).items():
             actual = _measure(bundle, m, comp)

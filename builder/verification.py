@@ -51,17 +51,27 @@ def _local_files(fetched: Any) -> dict[str, Path]:
     return out
 
 
-def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path) -> list[Any]:
-    """Turn the fetch stage's result into the plain :class:`verify.result.ModelRef` the gate takes."""
+def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
+               exports: Mapping[str, Any] | None = None) -> list[Any]:
+    """Turn the fetch stage's result into the plain :class:`verify.result.ModelRef` the gate takes.
+
+    ``exports`` (the export stage's ``{id: ExportedClip}``) adds a model's ONNX towers, with roles
+    ``image_onnx`` / ``text_onnx``, when the manifest does not pin them."""
     from mlfreeze_runtime.verify.result import ModelRef
 
     refs = []
     for mid, item in fetched.items():
         spec = item.model
         roles = {a.file: getattr(a, "role", "") or "" for a in spec.artifacts}
+        files = _local_files(item)
+        ex = (exports or {}).get(mid)
+        if ex is not None and "image_onnx" not in roles.values():
+            files |= {f"{mid}_image.onnx": Path(ex.image), f"{mid}_text.onnx": Path(ex.text)}
+            roles |= {f"{mid}_image.onnx": "image_onnx", f"{mid}_text.onnx": "text_onnx"}
         refs.append(ModelRef(id=mid, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
-                             files=_local_files(item), verify=dict(spec.verify or {}),
-                             golden=goldens_dir / f"{mid}.json", roles=roles))
+                             files=files, verify=dict(spec.verify or {}),
+                             golden=goldens_dir / f"{mid}.json", roles=roles,
+                             onnx_agreement=dict(getattr(spec, "onnx_agreement", {}) or {})))
     return refs
 
 
@@ -98,8 +108,11 @@ def reference_sims_lines(refs: Sequence[Any], values: Mapping[str, Mapping[str, 
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", flavor: str | None = None,
-             out: Any = None) -> int:
-    """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure."""
+             out: Any = None, clip_path: str = "torch") -> int:
+    """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure.
+
+    ``clip_path``: ``torch`` (full), ``onnx`` (slim: every CLIP check on the ONNX towers, plus
+    ``onnx_agreement.*`` against torch when torch is installed) or ``auto`` (see verify.gate.run)."""
     from mlfreeze_runtime.verify import gate
     from mlfreeze_runtime.verify import report as vreport
     from mlfreeze_runtime.verify.result import summarize
@@ -111,7 +124,7 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     except ValueError as exc:  # DEVICE / ONNX_PROVIDERS name something this machine does not have
         raise UsageError(str(exc)) from None
     expected = expected_providers(platform)
-    run = gate.run(refs, device=dev, providers=providers, expected_providers=expected)
+    run = gate.run(refs, device=dev, providers=providers, expected_providers=expected, clip_path=clip_path)
     if pin_goldens is not None:
         # the golden results are re-judged against the files just written; the models run once
         for path in gate.pin(run, pin_goldens, device=dev, models=refs):
@@ -121,7 +134,7 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
-               "platform": platform, "flavor": flavor, "seconds": run.seconds}
+               "platform": platform, "flavor": flavor, "seconds": run.seconds, "clip_path": clip_path}
     if report:
         vreport.write_json(Path(report), results, strict=strict, context=context)
     if junit:
@@ -152,8 +165,16 @@ def main(args: argparse.Namespace) -> int:
     check_specs(manifest, set_name)
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
-    refs = model_refs(manifest, fetched, goldens_dir)
+    flavor = getattr(args, "flavor", None)
+    exports = None
+    if flavor == "slim":  # the slim bundle's CLIP is the ONNX export: verify that (mlfreeze.export)
+        from mlfreeze.cache import Cache, default_cache_dir
+        from mlfreeze.export import _log, export_model
+
+        cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
+        exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
+    refs = model_refs(manifest, fetched, goldens_dir, exports=exports)
     return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
                     report=args.report, junit=args.junit, strict=args.strict,
                     pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name,
-                    flavor=getattr(args, "flavor", None))
+                    flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")

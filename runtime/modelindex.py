@@ -80,6 +80,9 @@ SCHEMA: dict[str, Any] = {
                               "additionalProperties": {"type": "string", "minLength": 1}},
                     "sha256": {"type": "object", "additionalProperties": {"type": "string", "pattern": _HEX64}},
                     "roles": {"type": "object", "additionalProperties": {"type": "string"}},
+                    # file -> "<model id>@<sha256 of the weights it was exported from>" (ONNX towers)
+                    "derived_from": {"type": "object",
+                                     "additionalProperties": {"type": "string", "pattern": "^.+@[0-9a-f]{64}$"}},
                     "verify": {"type": "object"},
                     "golden": {"type": "string", "minLength": 1},
                     "config": {"type": "string", "minLength": 1},
@@ -374,6 +377,8 @@ def write_models_index(dest_models_dir: Path | str, entries: Sequence[Mapping[st
         item["files"] = {str(k): str(v) for k, v in e["files"].items()}
         item["sha256"] = dict(e.get("sha256", {}))
         item["roles"] = dict(e.get("roles", {}))
+        if e.get("derived_from"):
+            item["derived_from"] = dict(e["derived_from"])
         item["verify"] = dict(e.get("verify", {}))
         if goldens_dir is not None and (Path(goldens_dir) / f"{e['id']}.json").is_file():
             target = dest / str(e["id"]) / "golden.json"

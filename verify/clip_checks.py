@@ -11,6 +11,7 @@ batch-vs-single and first-vs-second-load agreement.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,6 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
 
     Results are appended to ``out`` (a new list by default) as they are produced, so a caller that
     catches an exception still holds every result before it."""
-    import numpy as np
 
     mid = ref.id
     out = [] if out is None else out
@@ -232,18 +232,45 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
     t = time.perf_counter()
     images = [load_rgb(n, probes_dir) for n in names]
     raw_img, raw_txt = encode_raw(loaded, images, captions)
-    img = cpu.images(images)
-    txt = cpu.texts(captions)
     embed_s = time.perf_counter() - t
+    raw = (raw_img.detach().float().cpu().numpy(), raw_txt.detach().float().cpu().numpy(),
+           str(raw_img.dtype).replace("torch.", ""), str(raw_txt.dtype).replace("torch.", ""))
+    values = embedding_checks(ref, spec, cpu, images, names, captions, raw, embed_s, out,
+                              reload=_reload(mid, ref, spec, weights, config, images, captions))
+    out.append(_cross_device(mid, cpu, images, captions, *values[1], device, spec, compare_device))
+    return out, values[0]
+
+
+def _unit_rows(a: Any) -> Any:
+    import numpy as np
+
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def embedding_checks(ref: ModelRef, spec: ClipSpec, emb: Any, images: list[Any], names: list[str],
+                     captions: list[str], raw: tuple[Any, Any, str, str], embed_s: float, out: list[CheckResult],
+                     *, reload: Any) -> tuple[goldens.Values, tuple[Any, Any]]:
+    """The checks every CLIP path passes, on any embedder with ``images(rgb)`` / ``texts(captions)``
+    (torch :class:`ClipEmbedder` or ONNX ``OnnxClipEmbedder``): shape, dtype, finiteness and norm of
+    the raw outputs (``raw`` = image array, text array, their dtype names), unit norm, non-collapse,
+    batch determinism, a second load (``reload()`` returns the first-vs-second-load result for
+    the concatenated normalised embeddings), zero-shot, similarity statistics, paraphrases, goldens.
+    Appends to ``out``; returns (golden values, (image embeddings, text embeddings))."""
+    import numpy as np
+
+    mid = ref.id
+    raw_i, raw_t, dtype_i, dtype_t = raw
+    img = emb.images(images)
+    txt = emb.texts(captions)
     dim = ref.embed_dim
     out += [
-        checks.shape_dtype(mid, np.empty(tuple(raw_img.shape), dtype=str(raw_img.dtype).replace("torch.", "")),
-                           rows=len(names), dim=dim, check="shape_dtype.image"),
-        checks.shape_dtype(mid, np.empty(tuple(raw_txt.shape), dtype=str(raw_txt.dtype).replace("torch.", "")),
-                           rows=len(captions), dim=dim, check="shape_dtype.text"),
+        checks.shape_dtype(mid, np.empty(tuple(raw_i.shape), dtype=dtype_i), rows=len(names), dim=dim,
+                           check="shape_dtype.image"),
+        checks.shape_dtype(mid, np.empty(tuple(raw_t.shape), dtype=dtype_t), rows=len(captions), dim=dim,
+                           check="shape_dtype.text"),
     ]
     out[-2] = CheckResult(**{**out[-2].__dict__, "seconds": embed_s})
-    raw_i, raw_t = raw_img.detach().float().cpu().numpy(), raw_txt.detach().float().cpu().numpy()
     out += [
         checks.finite(mid, raw_i, check="finite.image"),
         checks.finite(mid, raw_t, check="finite.text"),
@@ -252,7 +279,7 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
     ]
     if img.shape == raw_i.shape and txt.shape == raw_t.shape:
         # the embedder the app runs returns the model's own outputs, L2-normalised
-        normed_raw = np.concatenate([_normed(raw_img), _normed(raw_txt)])
+        normed_raw = np.concatenate([_unit_rows(raw_i), _unit_rows(raw_t)])
         out.append(checks.determinism(mid, np.concatenate([img, txt]), normed_raw, tolerance=spec.norm_tolerance,
                                       check="unit_norm", what="embedder output - raw output / its norm"))
     else:
@@ -262,11 +289,11 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
         checks.non_collapse(mid, img, names, max_cosine=spec.max_pairwise_cosine, check="non_collapse.image"),
         checks.non_collapse(mid, txt, captions, max_cosine=spec.max_pairwise_cosine, check="non_collapse.text"),
     ]
-    single = np.concatenate([np.concatenate([cpu.images([im]) for im in images]),
-                             np.concatenate([cpu.texts([c]) for c in captions])])
+    single = np.concatenate([np.concatenate([emb.images([im]) for im in images]),
+                             np.concatenate([emb.texts([c]) for c in captions])])
     out.append(checks.determinism(mid, np.concatenate([img, txt]), single, tolerance=spec.determinism_tolerance,
                                   check="determinism.batch", what="batch - one input at a time"))
-    out.append(_reload(mid, ref, spec, weights, config, images, captions, np.concatenate([img, txt])))
+    out.append(reload(np.concatenate([img, txt])))
     if img.shape[1:] == txt.shape[1:]:
         sims = checks.cosine_matrix(img, txt)
         out += zero_shot(mid, sims, top1=spec.top1, margin=spec.margin, names=names)
@@ -275,17 +302,91 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
         out.append(CheckResult(model=mid, check="zero_shot_top1", status=FAIL, expected="image and text dims agree",
                                got=f"{img.shape[1:]} vs {txt.shape[1:]}"))
     pairs = list(spec.paraphrases)
-    extra = cpu.texts(list(spec.paraphrase_distractors)) if spec.paraphrase_distractors else None
-    out.append(checks.paraphrase_margin(mid, cpu.texts([a for a, _ in pairs]), cpu.texts([p for _, p in pairs]),
+    extra = emb.texts(list(spec.paraphrase_distractors)) if spec.paraphrase_distractors else None
+    out.append(checks.paraphrase_margin(mid, emb.texts([a for a, _ in pairs]), emb.texts([p for _, p in pairs]),
                                         [a for a, _ in pairs], margin=spec.paraphrase_margin, distractors=extra))
     values = goldens.clip_values(names, img, captions, txt)
     out.append(goldens.check(mid, ref.golden, values, tolerance=spec.golden_tolerance))
-    out.append(_cross_device(mid, cpu, images, captions, img, txt, device, spec, compare_device))
+    return values, (img, txt)
+
+
+def onnx_towers(ref: ModelRef) -> tuple[Path, Path]:
+    """The model's ONNX towers (roles ``image_onnx``, ``text_onnx``); ClipLoadError when one is missing."""
+    towers = {r: Path(ref.files[n]) for n, r in ref.roles.items() if r in ("image_onnx", "text_onnx")
+              and n in ref.files}
+    if len(towers) != 2:
+        raise ClipLoadError(f"model {ref.id!r} lists no ONNX towers (roles image_onnx and text_onnx): "
+                            "run `mlfreeze export` (the slim flavor needs them)")
+    return towers["image_onnx"], towers["text_onnx"]
+
+
+def run_onnx(ref: ModelRef, spec: ClipSpec, *, providers: Sequence[str] | None = None,
+             probes_dir: Path | None = None, out: list[CheckResult] | None = None,
+             ) -> tuple[list[CheckResult], goldens.Values | None]:
+    """Every CLIP check that applies to the exported model, on the ONNX path a slim bundle runs
+    (:class:`mlfreeze_runtime.onnx_clip.OnnxClipEmbedder`: numpy preprocessing, torch-free tokenizer,
+    onnxruntime): load, preprocessing (config and pixels), then :func:`embedding_checks`. The
+    torch-only structural check (``layer_norms``) does not apply; ``onnx_agreement.*`` (verify.gate)
+    compares the towers with torch where torch is installed."""
+    from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder, OnnxClipError
+    from mlfreeze_runtime.preprocess_np import PreprocessError
+    from mlfreeze_runtime.tokenizer import TokenizerError
+
+    mid = ref.id
+    out = [] if out is None else out
+    t0 = time.perf_counter()
+
+    def load() -> Any:
+        image_onnx, text_onnx = onnx_towers(ref)
+        return OnnxClipEmbedder(image_onnx, text_onnx, providers=providers)
+
+    try:
+        emb = load()
+    except (ClipLoadError, OnnxClipError, PreprocessError, TokenizerError) as exc:
+        out.append(CheckResult(model=mid, check="load", status=FAIL, expected="the ONNX towers load on onnxruntime",
+                               got=str(exc), seconds=time.perf_counter() - t0))
+        return out, None
+    out.append(CheckResult(model=mid, check="load", status=PASS, expected="the ONNX towers load on onnxruntime",
+                           got=f"ONNX towers derived from {emb.derived_from or '?'} on {', '.join(emb.providers)}",
+                           seconds=time.perf_counter() - t0))
+    pp_mean = tuple(round(float(v), 6) for v in emb.preprocess_cfg["mean"])
+    pp_std = tuple(round(float(v), 6) for v in emb.preprocess_cfg["std"])
+    want = (tuple(round(v, 6) for v in spec.mean), tuple(round(v, 6) for v in spec.std))
+    out.append(CheckResult(model=mid, check="preprocess_config", status=PASS if (pp_mean, pp_std) == want else FAIL,
+                           expected=f"mean {want[0]} std {want[1]}", got=f"mean {pp_mean} std {pp_std}"))
+    out.append(preprocess_check(mid, emb.transform, spec, emb.image_size))
+    names = [z.image for z in spec.zero_shot]
+    captions = [z.caption for z in spec.zero_shot]
+    t = time.perf_counter()
+    images = [load_rgb(n, probes_dir) for n in names]
+    raw_i, raw_t = emb.images(images, normalize=False), emb.texts(captions, normalize=False)
+    embed_s = time.perf_counter() - t
+
+    def reload(first: Any) -> CheckResult:
+        import numpy as np
+
+        try:
+            again = load()
+        except (ClipLoadError, OnnxClipError) as exc:
+            return CheckResult(model=mid, check="determinism.reload", status=FAIL, expected="a second load",
+                               got=str(exc))
+        second = np.concatenate([_unit_rows(again.images(images, normalize=False)),
+                                 _unit_rows(again.texts(captions, normalize=False))])
+        return checks.determinism(mid, first, second, tolerance=spec.determinism_tolerance,
+                                  check="determinism.reload", what="first load - second load")
+
+    values, _ = embedding_checks(ref, spec, emb, images, names, captions,
+                                 (raw_i, raw_t, str(raw_i.dtype), str(raw_t.dtype)), embed_s, out, reload=reload)
     return out, values
 
 
 def _reload(mid: str, ref: ModelRef, spec: ClipSpec, weights: Path, config: Path | None, images: list[Any],
-            captions: list[str], first: Any) -> CheckResult:
+            captions: list[str]) -> Any:
+    return lambda first: _reload_check(mid, ref, spec, weights, config, images, captions, first)
+
+
+def _reload_check(mid: str, ref: ModelRef, spec: ClipSpec, weights: Path, config: Path | None, images: list[Any],
+                  captions: list[str], first: Any) -> CheckResult:
     """Load the model a second time from its files and embed again: whatever was initialised at
     random instead of loaded (or depends on state left by the first run) shows up here."""
     import numpy as np

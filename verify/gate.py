@@ -54,10 +54,47 @@ class GateRun:
 EMPTY_SET = "(set)"
 
 
+CLIP_PATHS = ("torch", "onnx", "auto")
+
+
+def clip_path_for(ref: ModelRef, requested: str) -> str:
+    """``torch`` or ``onnx`` for one CLIP model: ``auto`` is torch when torch and open_clip import
+    here and the model lists its weights, else onnx (a slim bundle's self-test)."""
+    if requested != "auto":
+        return requested
+    from mlfreeze_runtime.clip import torch_clip_available
+
+    has_weights = "weights" in ref.roles.values() or any(
+        n.endswith((".safetensors", ".bin", ".pt", ".pth")) for n in ref.files)
+    return "torch" if has_weights and torch_clip_available() else "onnx"
+
+
+def _run_clip(ref: ModelRef, spec: ClipSpec, *, path: str, device: str, providers: Sequence[str],
+              probes_dir: Path | None, results: list[CheckResult]) -> Any:
+    from mlfreeze_runtime.verify import clip_checks
+
+    if path == "torch":
+        return clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1]
+    if clip_path_for(ref, "auto") == "torch":  # torch is here too: prove the export equals it first
+        from mlfreeze_runtime.verify import onnx_checks
+
+        image_onnx, text_onnx = clip_checks.onnx_towers(ref)
+        results += onnx_checks.run(ref, image_onnx, text_onnx, raw_tolerances=ref.onnx_agreement,
+                                   probes_dir=probes_dir, providers=providers)
+    return clip_checks.run_onnx(ref, spec, providers=providers, probes_dir=probes_dir, out=results)[1]
+
+
 def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[str] = DEFAULT_PROVIDERS,
-        expected_providers: Sequence[str] = (), probes_dir: Path | None = None) -> GateRun:
+        expected_providers: Sequence[str] = (), probes_dir: Path | None = None, clip_path: str = "torch") -> GateRun:
     """Every check of every model. A model whose suite raises keeps the results it produced before
-    the exception, followed by one ``runtime`` FAIL naming it; an empty model list is one FAIL."""
+    the exception, followed by one ``runtime`` FAIL naming it; an empty model list is one FAIL.
+
+    ``clip_path`` (:data:`CLIP_PATHS`): how CLIP models run. ``torch``: open_clip (full bundles).
+    ``onnx``: the exported towers on onnxruntime (slim bundles), every semantic check on that path,
+    preceded by ``onnx_agreement.image``/``.text`` against torch when torch and the weights are at
+    hand (the build environment). ``auto``: torch when available, else onnx (the frozen self-test)."""
+    if clip_path not in CLIP_PATHS:
+        raise ValueError(f"clip_path {clip_path!r}; allowed: {', '.join(CLIP_PATHS)}")
     gate = GateRun()
     if not models:
         gate.results.append(CheckResult(model=EMPTY_SET, check="models", status=FAIL,
@@ -84,9 +121,8 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
         values: Any
         try:
             if isinstance(spec, ClipSpec):
-                from mlfreeze_runtime.verify import clip_checks
-
-                _, values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)
+                values = _run_clip(ref, spec, path=clip_path_for(ref, clip_path), device=device,
+                                   providers=providers, probes_dir=probes_dir, results=results)
             else:
                 assert isinstance(spec, FacesSpec)
                 from mlfreeze_runtime.verify import face_checks

@@ -45,6 +45,7 @@ class ModelRef:
     verify: Mapping[str, Any]
     golden: Path | None = None
     roles: Mapping[str, str] = field(default_factory=dict)
+    onnx_agreement: Mapping[str, Any] = field(default_factory=dict)  # raw [models.<id>.onnx_agreement]
 
 
 @dataclass(frozen=True, kw_only=True)

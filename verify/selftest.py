@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes = base / PROBES_DIRNAME
     probes_dir = probes if probes.is_dir() else None
     run = gate.run(refs, device=device, providers=providers, expected_providers=list(index.expected_providers),
-                   probes_dir=probes_dir)
+                   probes_dir=probes_dir, clip_path="auto")  # slim bundles: torch is absent, CLIP runs as ONNX
     results = list(run.results)
     command = None if args.no_app_probe else app_command(args.app)
     if command is None:

@@ -17,7 +17,19 @@ from typing import Any
 from photo_search.errors import ModelRuntimeError, ModelsError, Unavailable, UsageError
 from photo_search.models import ModelEntry
 
-CLIP_MODULES = ("numpy", "PIL", "torch", "open_clip")
+TORCH_CLIP_MODULES = ("numpy", "PIL", "torch", "open_clip")
+ONNX_CLIP_MODULES = ("numpy", "PIL", "onnxruntime")  # a slim bundle: the exported towers on onnxruntime
+
+
+def clip_modules() -> tuple[str, ...]:
+    """What CLIP search needs here: torch + open_clip when installed (full), else onnxruntime (slim),
+    the same choice ``mlfreeze_runtime.clip.embedder_for`` makes (found without importing them)."""
+    from mlfreeze_runtime.clip import torch_clip_available
+
+    return TORCH_CLIP_MODULES if torch_clip_available() else ONNX_CLIP_MODULES
+
+
+CLIP_MODULES = clip_modules()
 FACE_MODULES = ("numpy", "PIL", "onnxruntime", "insightface")
 INDEX_MODULES = ("numpy", "faiss")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -85,7 +97,9 @@ class ClipEmbedder:
         self.entry = entry
         self.device = device_name or device()
         try:
-            self.embedder = clip.ClipEmbedder(clip.load_entry(entry), self.device)
+            # the runtime's one loader: torch CLIP when installed, else the entry's ONNX towers (slim)
+            providers = None if clip.torch_clip_available() else onnx_providers()
+            self.embedder = clip.embedder_for(entry, device=self.device, providers=providers)
         except clip.ClipLoadError as exc:
             raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} ({entry.arch}): {exc}") from None
         if self.embedder.embed_dim != entry.embed_dim:

@@ -14,7 +14,7 @@ from mlfreeze.sizes import SizesReport
 from mlfreeze.units import GITHUB_ASSET_LIMIT
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ["doctor", "fetch", "verify", "freeze", "sizes"]
+ORDER = ["doctor", "fetch", "export", "verify", "freeze", "sizes"]
 
 
 def test_the_real_stages_run_in_the_documented_order() -> None:

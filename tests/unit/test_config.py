@@ -151,3 +151,11 @@ def test_update_root_names_signed_tuf_root_metadata(tmp_path):
     root.write_text(json.dumps({"signed": {"_type": "root"}, "signatures": [{"keyid": "a", "sig": "b"}]}))
     assert load_config(_project(tmp_path, base)).update_root == root
     assert load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"')).update_root is None
+
+
+def test_slim_is_a_flavor_but_not_a_default(tmp_path):
+    cfg = load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"\nflavors = ["slim", "full"]'))
+    assert cfg.flavors == ("slim", "full")
+    assert "slim" not in load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"')).flavors
+    with pytest.raises(ConfigError, match=r"'slm' \(did you mean 'slim'\?\)"):
+        load_config(_project(tmp_path, 'app = "demo"\nentry = "app.py"\nflavors = ["slm"]'))

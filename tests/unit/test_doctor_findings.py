@@ -283,3 +283,28 @@ def test_the_stack_never_names_an_onnxruntime_family_member(tmp_path: Path, memb
                  "onnxruntime = ['onnxruntime', 'onnxruntime-gpu', 'onnxruntime-directml', 'onnxruntime-openvino']\n")
     with pytest.raises(ConfigError, match="onnxruntime comes from the profile"):
         load_stack(p)
+
+
+def test_slim_only_doctor_skips_torch_and_checks_the_onnx_clip_imports(monkeypatch) -> None:
+    from mlfreeze import doctor
+    from mlfreeze.platforms.profiles import load_profile
+
+    ran: list[str] = []
+    def recorder(name: str):
+        def check(profile):
+            ran.append(name)
+            return iter(())
+        check.__name__ = name
+        return check
+
+    monkeypatch.setattr(doctor, "CHECKS", tuple(recorder(c.__name__) if c is not doctor.check_imports else c
+                                                for c in doctor.CHECKS))
+    imported: list[str] = []
+    monkeypatch.setattr(doctor.importlib, "import_module", lambda m: imported.append(m))
+    findings = doctor.diagnose(load_profile("linux-cpu"), ("clip",), torch_free=True)
+    assert "check_torch" not in ran and "check_torchvision" not in ran and "check_onnxruntime" in ran
+    assert imported == ["onnxruntime", "ftfy", "regex"] and all(f.ok for f in findings)
+    ran.clear()
+    imported.clear()
+    doctor.diagnose(load_profile("linux-cpu"), ("clip",))
+    assert "check_torch" in ran and "check_onnxruntime" not in ran and imported == ["open_clip"]

@@ -87,3 +87,50 @@ def test_probe_files_follow_the_sets_model_kinds() -> None:
 
     assert probe_names([model("clip")], probes) == ["skimage:astronaut"]
     assert probe_names([model("clip"), model("insightface")], probes) == ["insightface:t1", "skimage:astronaut"]
+
+
+def _fetched_with_towers(tmp_path: Path) -> dict:
+    (tmp_path / "c").mkdir()
+    names = {"w.safetensors": "weights", "c.json": "config", "i.onnx": "image_onnx", "t.onnx": "text_onnx"}
+    paths = {}
+    for name in names:
+        paths[name] = tmp_path / "c" / name
+        paths[name].write_bytes(name.encode())
+    derived = "demo-clip@" + "ab" * 32
+    arts = tuple(SimpleNamespace(file=n, role=r, derived_from=derived if r.endswith("_onnx") else "")
+                 for n, r in names.items())
+    spec = SimpleNamespace(kind="clip", arch="a", embed_dim=8, artifacts=arts, verify={})
+    face = SimpleNamespace(kind="insightface", arch="", embed_dim=512, verify={},
+                           artifacts=(SimpleNamespace(file="det.onnx", role="weights", derived_from=""),))
+    (tmp_path / "c" / "det.onnx").write_bytes(b"det")
+    return {"demo-clip": SimpleNamespace(model=spec, bundle_files=paths),
+            "faces": SimpleNamespace(model=face, bundle_files={"det.onnx": tmp_path / "c" / "det.onnx"})}
+
+
+@pytest.mark.parametrize(("flavor", "clip_files"), [
+    ("full", {"w.safetensors", "c.json"}),
+    ("slim", {"i.onnx", "t.onnx"}),
+])
+def test_each_flavor_ships_the_clip_artifacts_of_its_path(tmp_path: Path, flavor: str, clip_files: set) -> None:
+    clip, faces = bundle_models(_fetched_with_towers(tmp_path), flavor)
+    assert {rel.split("/", 1)[1] for rel in clip.files} == clip_files
+    assert set(clip.roles) == clip_files
+    assert set(faces.files) == {"faces/det.onnx"}  # face models go into both
+    (entry, _) = models_index_entries([clip, faces])
+    want = {n: "demo-clip@" + "ab" * 32 for n in clip_files if n.endswith(".onnx")}
+    assert entry["derived_from"] == want
+
+
+def test_slim_uses_an_unpinned_export_and_refuses_a_clip_without_towers(tmp_path: Path) -> None:
+    fetched = _fetched(tmp_path)
+    with pytest.raises(FreezeError, match="mlfreeze export"):
+        bundle_models(fetched, "slim")
+    (tmp_path / "x").mkdir()
+    ex = SimpleNamespace(image=tmp_path / "x" / "image.onnx", text=tmp_path / "x" / "text.onnx",
+                         derived_from="demo-clip@" + "cd" * 32)
+    ex.image.write_bytes(b"i")
+    ex.text.write_bytes(b"t")
+    (m,) = bundle_models(fetched, "slim", {"demo-clip": ex})
+    assert set(m.files) == {"demo-clip/demo-clip_image.onnx", "demo-clip/demo-clip_text.onnx"}
+    assert m.roles == {"demo-clip_image.onnx": "image_onnx", "demo-clip_text.onnx": "text_onnx"}
+    assert set(m.derived_from.values()) == {"demo-clip@" + "cd" * 32}

@@ -172,3 +172,14 @@ def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:
                                                            [str(tmp_path / "b.png"), "assets"]]
     with pytest.raises(FreezeError, match="matches no file"):
         data_pairs([(tmp_path / "*.jpg", "assets")])
+
+
+def test_slim_takes_clip_as_onnx_and_excludes_torch() -> None:
+    from mlfreeze.freeze import SLIM_CLIP_HIDDENIMPORTS, stack_modules
+
+    hidden, excludes = stack_modules(("clip", "faiss"), "slim")
+    assert set(SLIM_CLIP_HIDDENIMPORTS) <= set(hidden) and "faiss" in hidden
+    assert not {"torch", "open_clip", "torchvision"} & set(hidden)
+    assert {"torch", "open_clip", "insightface"} <= set(excludes)
+    full_hidden, _ = stack_modules(("clip",), "full")
+    assert "torch" in full_hidden and "mlfreeze_runtime.onnx_clip" not in full_hidden

@@ -137,3 +137,17 @@ def test_lock_workflow_covers_every_profile_on_its_runner():
     upload = next(s for s in job["steps"] if "upload-artifact" in str(s.get("uses", "")))
     assert upload["with"]["path"] == "locks/${{ matrix.platform }}*.txt"
     assert wf["permissions"] == {} and job["permissions"] == {"contents": "read"}
+
+
+def test_slim_lock_inputs_have_no_torch_and_no_torch_index() -> None:
+    from mlfreeze.config import load_config
+    from mlfreeze.lock import plan_lock
+    from mlfreeze.platforms.profiles import load_profile, load_stack
+
+    cpu = plan_lock(load_profile("linux-cpu"), load_stack(), load_config(), variant="slim")
+    names = [r.split("==")[0].split(">=")[0].split("[")[0] for r in cpu.requirements]
+    assert not {"torch", "torchvision", "open-clip-torch"} & set(names)
+    assert {"onnxruntime", "ftfy", "regex", "faiss-cpu", "insightface"} <= set(names)
+    assert cpu.torch_index == "" and plan_lock(load_profile("linux-cpu"), load_stack(), load_config()).torch_index
+    cuda = plan_lock(load_profile("linux-cuda"), load_stack(), load_config(), variant="slim")
+    assert "onnxruntime-gpu[cuda,cudnn]==1.31.1" in cuda.requirements

@@ -144,3 +144,23 @@ def test_unknown_platform_exits_2(capsys):
     assert cli.main(["plan", "--platform", "amiga"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown platform 'amiga'" in err
+
+
+def test_slim_flavor_plans_export_the_onnx_verify_and_the_torch_free_lock(capsys):
+    plan = _plan_json("linux-cpu", capsys, "--flavor", "slim")
+    (bundle,) = plan["bundles"]
+    assert bundle["flavor"] == "slim" and bundle["models"] is True and bundle["spec"] == "specs/slim.spec"
+    assert bundle["executables"] == ["photo-search", "photo-search-selftest"]
+    assert plan["lock_file"] == "locks/linux-cpu-slim.txt"
+    assert not any(r.startswith(("torch", "open-clip-torch")) for r in plan["lock_requirements"])
+    stages = [s["stage"] for s in plan["steps"]]
+    assert stages.index("fetch") < stages.index("export") < stages.index("verify") < stages.index("freeze")
+    verify = next(s["command"] for s in plan["steps"] if s["stage"] == "verify")
+    assert verify[verify.index("--flavor") + 1] == "slim"
+    assert "dist/reports/verify-linux-cpu-slim.json" in plan["reports"]
+    selftests = [s["command"][0] for s in plan["steps"] if s["stage"] == "selftest"]
+    assert selftests[0].endswith("-slim/photo-search-selftest")
+
+
+def test_full_plan_has_no_export_step(capsys):
+    assert "export" not in [s["stage"] for s in _plan_json("linux-cuda", capsys, "--flavor", "full")["steps"]]

@@ -33,6 +33,7 @@ def test_budgets_load_from_the_project(tmp_path: Path) -> None:
 def test_the_repository_budgets_load(root: Path) -> None:
     b = load_budgets(root / "pyproject.toml")
     assert set(b.totals) == {"full", "lite"}
+    assert b.accelerators["slim"] == {"cpu": 450_000_000, "mps": 450_000_000, "cuda": 2_600_000_000}
     assert b.totals["lite"] <= 60_000_000  # the lite target of the freeze issue
     assert b.totals["lite"] < b.totals["full"]
 
@@ -89,3 +90,17 @@ def test_a_bad_baseline_is_a_usage_error(tmp_path: Path) -> None:
         (tmp_path / "b.json").write_text('{"schema_version": 1, "bundles": ' + bad + '}')
         with pytest.raises(UsageError, match=re.escape(why)):
             load_baseline(tmp_path / "b.json")
+
+
+def test_slim_budget_per_accelerator_counts_the_bundle_without_its_models(tmp_path: Path) -> None:
+    b = load_budgets(write(tmp_path, 'slim = { accelerators = { cpu = 1000, cuda = 5000 } }\n'))
+    slim = {"name": "b-slim", "flavor": "slim", "accelerator": "cpu", "disk_bytes": 1500, "compressed_bytes": 700,
+            "components": [{"name": "model:demo-clip", "disk_bytes": 500, "compressed_bytes": 300},
+                           {"name": "onnxruntime", "disk_bytes": 1000, "compressed_bytes": 400}]}
+    (check,) = check_budgets(slim, b)
+    assert check.ok and check.actual == 1000 and check.what == "total:cpu"
+    slim["disk_bytes"] = 1501
+    (check,) = check_budgets(slim, b)
+    assert not check.ok and "without models" in check.line and "on cpu profiles" in check.line
+    assert [c.ok for c in check_budgets({**slim, "accelerator": "cuda"}, b)] == [True]
+    assert check_budgets({**slim, "flavor": "full"}, b) == []
