@@ -277,7 +277,8 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
     spec = SPECS / f"{flavor}.spec"
     root = root or find_root()
     goldens_dir = goldens_dir or SPECS / "goldens"
-    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES] + ([SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else [])
+    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES]
+    extra += [SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else []
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     extra += [app.update_root] if app.update_root is not None else []  # frozen in as update-root.json
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
