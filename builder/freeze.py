@@ -67,6 +67,7 @@ class AppConfig:
     datas: tuple[tuple[Path, str], ...] = ()
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
+    unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,7 +97,8 @@ def load_app_config(root: Path | None = None) -> AppConfig:
     return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
-                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root)
+                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
+                     unpinned_goldens=cfg.unpinned_goldens)
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -399,7 +401,7 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
         elif not models:
             verification = buildinfo.not_applicable(result.summary())
         pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
-        opted = set(load_config(root).unpinned_goldens)
+        opted = set(app.unpinned_goldens)
         _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
         rows = _record.read(bundle).values()
         info = buildinfo.build_info(

@@ -183,3 +183,13 @@ def test_slim_takes_clip_as_onnx_and_excludes_torch() -> None:
     assert {"torch", "open_clip", "insightface"} <= set(excludes)
     full_hidden, _ = stack_modules(("clip",), "full")
     assert "torch" in full_hidden and "mlfreeze_runtime.onnx_clip" not in full_hidden
+
+
+def test_the_goldens_opt_out_reaches_the_freeze(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n\n[tool.mlfreeze]\n'
+                                             'app = "x"\nentry = "app.py"\nunpinned_goldens = ["clip-a"]\n')
+    assert load_app_config(tmp_path).unpinned_goldens == ("clip-a",)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n\n[tool.mlfreeze]\n'
+                                             'app = "x"\nentry = "app.py"\n')
+    assert load_app_config(tmp_path).unpinned_goldens == ()
