@@ -342,10 +342,11 @@ def export_set(manifest: Any, set_name: str, cache_dir: Path | None = None,
 
 
 def main(args: argparse.Namespace) -> int:
-    from mlfreeze.config import default_model_set
+    from mlfreeze.config import default_model_set, project_manifest
     from mlfreeze.manifest import load_manifest
 
-    manifest = load_manifest(Path(args.manifest) if getattr(args, "manifest", None) else None)
+    # the project's manifest through the one config loader, as fetch and verify read it
+    manifest = load_manifest(project_manifest(getattr(args, "manifest", None)))
     set_name = getattr(args, "model_set", None) or default_model_set()
     cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
     _log(f"export: set {set_name!r} from {manifest.path}")

@@ -102,7 +102,7 @@ make_sessions(globals(), mlfreeze={mlfreeze_source!r})
 
 
 def gitignore_text() -> str:
-    return "build/\ndist/\n.nox/\n__pycache__/\n"
+    return "build/\ndist/\n.nox/\n.venv/\n__pycache__/\n"
 
 
 def app_text(names: Names) -> str:

@@ -377,6 +377,12 @@ def rotate(repo: Path, role: str, new_key: CryptoSigner, old_root: CryptoSigner,
 
 def main(args: Any) -> int:
     """``mlfreeze publish``: sign a release's bundles into an update repository."""
+    import importlib.util
+
+    missing = [m for m in ("tuf", "securesystemslib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"mlfreeze publish needs {' and '.join(missing)}, which plain mlfreeze does not install: "
+                         "pip install 'mlfreeze[update]' (from a checkout: pip install '.[update]')")
     repo = Path(args.repo)
     if args.generate_keys:
         for role, path in generate_keys(Path(args.generate_keys)).items():

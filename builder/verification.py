@@ -147,7 +147,8 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
         for line in lines:
             print(f"FAILED {line}", file=sys.stderr)
         raise VerificationError(f"{len(lines)} check(s) failed, first: {lines[0]}; "
-                                "fix the model or its declared thresholds in specs/models.toml")
+                                "fix the model or its declared thresholds in the models manifest "
+                                "([models.<id>.verify])")
     return 0
 
 

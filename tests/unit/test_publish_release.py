@@ -85,3 +85,17 @@ def test_publish_needs_root_only_the_first_time_and_resign_only_the_online_keys(
     assert publish.main(type("A", (), {**args, "resign": True})()) == 0
     with pytest.raises(ConfigError, match="no targets key"):
         publish.main(type("A", (), args)())
+
+
+def test_publish_without_the_update_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+    from types import SimpleNamespace
+
+    from mlfreeze.errors import UsageError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "securesystemslib" else real(name, *a))
+    with pytest.raises(UsageError, match=r"needs securesystemslib.*pip install 'mlfreeze\[update\]'"):
+        publish.main(SimpleNamespace(repo=str(tmp_path), generate_keys=str(tmp_path / "keys")))
+    assert not (tmp_path / "keys").exists()
