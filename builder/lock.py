@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata as md
+import json
 import re
 import shutil
 import sys
@@ -154,8 +155,23 @@ def inputs_digest(inputs: LockInputs, *, pyproject: bytes, profile_toml: bytes, 
     return h.hexdigest()
 
 
+def resolution_tables(pyproject: Path) -> bytes:
+    """The parts of pyproject.toml that can change a resolve, as canonical JSON: ``[project]``
+    dependencies, optional-dependencies and requires-python, and ``[tool.mlfreeze] uses``. A new
+    version number, a comment, a budget or any other key leaves a lock fresh."""
+    data = read_toml(pyproject)
+    project = data.get("project", {}) if isinstance(data.get("project"), dict) else {}
+    tool = data.get("tool", {}) if isinstance(data.get("tool"), dict) else {}
+    mlfreeze = tool.get("mlfreeze", {}) if isinstance(tool.get("mlfreeze"), dict) else {}
+    relevant = {"dependencies": project.get("dependencies", []),
+                "optional-dependencies": project.get("optional-dependencies", {}),
+                "requires-python": project.get("requires-python", ""),
+                "uses": mlfreeze.get("uses")}
+    return json.dumps(relevant, sort_keys=True).encode()
+
+
 def digest_for(inputs: LockInputs, config: ProjectConfig, profile: Profile, stack_path: Path) -> str:
-    return inputs_digest(inputs, pyproject=config.pyproject.read_bytes(), profile_toml=profile.path.read_bytes(),
+    return inputs_digest(inputs, pyproject=resolution_tables(config.pyproject), profile_toml=profile.path.read_bytes(),
                          stack_toml=stack_path.read_bytes())
 
 

@@ -85,6 +85,11 @@ def test_digest_changes_with_any_input_and_staleness_follows(tmp_path):
     (root / "locks" / "linux-cuda.txt").write_text(lock.header(inputs, digest) + body)
     assert lock.recorded_digest(root / "locks" / "linux-cuda.txt") == digest
     assert lock.staleness(cfg, profile) is None
+    # a version bump, a comment or a budget does not change what resolves: the lock stays fresh
+    text = (root / "pyproject.toml").read_text()
+    (root / "pyproject.toml").write_text("# a comment\n" + text.replace('version = "1.0"', 'version = "1.1"')
+                                         + '\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
+    assert lock.staleness(load_config(root), profile) is None
     (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text().replace("rich>=13", "rich>=14"))
     problem = lock.staleness(load_config(root), profile)
     assert problem is not None and "stale" in problem
