@@ -193,7 +193,12 @@ def render_text(plan: Plan) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    plan = make_plan(load_profile(args.platform), load_config(), model_set=args.model_set,
+    from mlfreeze.build import check_model_set  # TOML only; build imports this module
+
+    config = load_config()
+    if args.model_set:  # an unknown set is refused here as `build --plan` refuses it (exit 2)
+        check_model_set(config, getattr(args, "manifest", None), args.model_set)
+    plan = make_plan(load_profile(args.platform), config, model_set=args.model_set,
                      flavors=(args.flavor,) if args.flavor else None)
     sys.stdout.write((plan.to_json() if args.json else render_text(plan)) + "\n")
     return 0

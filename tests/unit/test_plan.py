@@ -164,3 +164,9 @@ def test_slim_flavor_plans_export_the_onnx_verify_and_the_torch_free_lock(capsys
 
 def test_full_plan_has_no_export_step(capsys):
     assert "export" not in [s["stage"] for s in _plan_json("linux-cuda", capsys, "--flavor", "full")["steps"]]
+
+
+def test_plan_refuses_an_unknown_set_as_build_plan_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", "--platform", "linux-cuda", "--set", "nosuchset"]) == 2
+    assert "unknown model set 'nosuchset'" in capsys.readouterr().err
+    assert cli.main(["plan", "--platform", "linux-cuda", "--set", "demo"]) == 0
