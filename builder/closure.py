@@ -49,6 +49,26 @@ ELF_SYSTEM = tuple(re.compile(p) for p in (
     r"libcuda\.so\.1", r"libnvidia-ml\.so\.1", r"libnvidia-ptxjitcompiler\.so\.1",
     r"libnvidia-nvvm\.so\.[45]",
 ))
+# Libraries that importing a Python package loads into the process, which extensions built
+# against that package then find by SONAME (already loaded), shipping no RPATH to them. This is
+# load order a file cannot show, so it is declared, narrowly: only for the objects in ``users``
+# (which can only be imported after the package), and only the libraries reachable from
+# ``roots`` through DT_NEEDED inside the bundle (so a missing one is still a finding).
+# torch: ``import torch`` loads torch/_C (-> libtorch_python -> libtorch, libtorch_cpu,
+# libtorch_cuda, libc10, libc10_cuda) and torch/lib/libtorch_global_deps; torchvision's
+# _C_stable.so and image_stable.so need those by name, with no RPATH to torch/lib, and torchvision
+# imports torch first.
+@dataclass(frozen=True)
+class Preload:
+    roots: tuple[str, ...]  # globs, relative to _internal/: what the import loads
+    users: tuple[str, ...]  # globs, relative to _internal/: objects loaded only after that import
+
+
+PRELOADS = (
+    Preload(roots=("torch/_C*.so", "torch/lib/libtorch_global_deps.so"),
+            users=("torchvision/*", "torchaudio/*", "torch/*")),
+)
+
 # Mach-O: the OS's libraries and frameworks (in the dyld shared cache, not on disk).
 MACHO_SYSTEM_PREFIXES = ("/usr/lib/", "/System/Library/")
 # PE: API sets, then DLLs every supported Windows has in System32 (KnownDLLs and their
@@ -329,6 +349,26 @@ def resolve_elf(tree: Tree, rel: str, name: str, parents: Mapping[str, Sequence[
     return None
 
 
+def preloaded_names(tree: Tree, preload: Preload, parents: Mapping[str, Sequence[str]]) -> frozenset[str]:
+    """SONAMEs and file names of the ELF objects ``preload``'s roots load, transitively, as ld.so
+    resolves them inside ``tree`` (names that do not resolve are not counted)."""
+    base = tree.internal
+    globs = [posixpath.join(base, g) if base else g for g in preload.roots]
+    todo = [r for r in tree.binaries if tree.binaries[r].format == "elf"
+            and any(fnmatch.fnmatchcase(r, g) for g in globs)]
+    seen: set[str] = set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        for name in tree.binaries[rel].needed:
+            hit = None if _elf_system(name) else resolve_elf(tree, rel, name, parents)
+            if hit is not None and hit in tree.binaries:
+                todo.append(hit)
+    return frozenset(n for r in seen for n in (posixpath.basename(r), tree.binaries[r].soname) if n)
+
+
 def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[str] = ()) -> list[str]:
     """Every unresolved link in ``tree``, one line each, sorted; [] when the closure is complete.
 
@@ -344,6 +384,7 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
         return posixpath.normpath(posixpath.join(base, path)) if base else posixpath.normpath(path)
 
     optional_globs = [rel_internal(g) for g in optional]
+    preloaded = [([rel_internal(g) for g in p.users], preloaded_names(tree, p, parents)) for p in PRELOADS]
     lowered = {f.lower(): f for f in tree.files} if any(b.format == "pe" for b in tree.binaries.values()) else {}
     exe_rpaths = [r for rel, b in tree.binaries.items() if b.format == "macho" and b.executable and "/" not in rel
                   for r in b.rpath]
@@ -355,6 +396,9 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
             if binary.format == "elf":
                 if _elf_system(name) or resolve_elf(tree, rel, name, parents):
                     continue
+                if any(name in names and any(fnmatch.fnmatchcase(rel, g) for g in users)
+                       for users, names in preloaded):
+                    continue  # loaded by an import that always comes first (PRELOADS)
             elif binary.format == "macho":
                 if name.startswith(MACHO_SYSTEM_PREFIXES) or _resolve_macho(tree, rel, name, exe_rpaths):
                     continue

@@ -247,3 +247,28 @@ def test_scan_counts_symlinks_inside_the_bundle_only(tmp_path: Path):
     tree = scan(bundle)
     assert "_internal/libx.so.1" in tree.files and "_internal/liby.so" not in tree.files
     assert tree.internal == "_internal" and tree.binaries == {}
+
+
+def test_libraries_loaded_by_import_torch_satisfy_torchvision_only():
+    # torchvision's ops library names torch's libraries with no RPATH to torch/lib: `import torch`
+    # has loaded them (torch/_C -> libtorch_python -> libtorch, libc10). Only what torch/_C really
+    # reaches counts, only for torchvision/torch objects, and a library missing from torch/lib stays a finding.
+    binaries = {
+        "_internal/torch/_C.cpython-311-x86_64-linux-gnu.so": elf("libtorch_python.so", runpath=("$ORIGIN/lib",)),
+        "_internal/torch/lib/libtorch_python.so": elf("libtorch.so", "libc10.so", runpath=("$ORIGIN",)),
+        "_internal/torch/lib/libtorch.so": elf(runpath=("$ORIGIN",)),
+        "_internal/torch/lib/libc10.so": elf(soname="libc10.so"),
+        "_internal/torch/lib/libcaffe2_nvrtc.so": elf(),  # loaded lazily, not by `import torch`
+        "_internal/torchvision/_C_stable.so": elf("libc10.so", "libtorch.so", rpath=("/__w/_temp/conda/lib",)),
+        "_internal/other/ext.so": elf("libc10.so"),
+        "_internal/torchvision/late.so": elf("libcaffe2_nvrtc.so"),
+    }
+    assert tree_findings(_tree(binaries)) == [
+        "_internal/other/ext.so: needs libc10.so, which is neither in the bundle where the loader looks nor a "
+        "system library",
+        "_internal/torchvision/late.so: needs libcaffe2_nvrtc.so, which is neither in the bundle where the loader "
+        "looks nor a system library"]
+    del binaries["_internal/torch/lib/libc10.so"]
+    found = tree_findings(_tree(binaries))
+    assert "_internal/torchvision/_C_stable.so: needs libc10.so, which is neither in the bundle where the loader " \
+           "looks nor a system library" in found
