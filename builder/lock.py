@@ -77,7 +77,11 @@ def mlfreeze_requirements() -> tuple[str, ...]:
         reqs = md.requires("mlfreeze") or []
     except md.PackageNotFoundError:
         reqs = [str(r) for r in read_toml(SOURCE_ROOT / "pyproject.toml")["project"]["dependencies"]]
-    return tuple(r for r in reqs if "extra ==" not in r.replace('"', "'").replace("extra==", "extra =="))
+    from packaging.requirements import Requirement
+
+    # one spelling whichever source: installed metadata and pyproject.toml quote markers differently
+    normal = [str(Requirement(r)) for r in reqs]
+    return tuple(r for r in normal if "extra ==" not in r.replace("extra==", "extra =="))
 
 
 def project_requirements(config: ProjectConfig) -> tuple[str, ...]:

@@ -379,9 +379,10 @@ def main(args: Any) -> int:
     """``mlfreeze publish``: sign a release's bundles into an update repository."""
     import importlib.util
 
-    missing = [m for m in ("tuf", "securesystemslib") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("tuf", "securesystemslib", "cryptography") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UsageError(f"mlfreeze publish needs {' and '.join(missing)}, which plain mlfreeze does not install: "
+        raise UsageError(f"mlfreeze publish needs {' and '.join(missing)} to sign, which plain mlfreeze does "
+                         "not install: "
                          "pip install 'mlfreeze[update]' (from a checkout: pip install '.[update]')")
     repo = Path(args.repo)
     if args.generate_keys:

@@ -182,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
     except UpdateError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:  # an updater frozen without python-tuf cannot check signatures
+        print(f"error: this updater was built without {exc.name}, so it cannot verify signed update metadata; "
+              "rebuild the bundle with mlfreeze (its build lock installs it)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
