@@ -156,13 +156,22 @@ def run_check(cmd: list[str], what: str, *, json_out: bool) -> None:
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [""])[-1]
         raise VerificationFailed(f"{what}: {Path(cmd[0]).name} exited {done.returncode} ({tail})")
-    if json_out:
+    if json_out and health_document(done.stdout) is None:
+        raise VerificationFailed(f"{what}: {Path(cmd[0]).name} --health printed no JSON object")
+
+
+def health_document(stdout: str) -> dict | None:
+    """The JSON object an app's ``--health`` printed: the whole output (indented or not), else its
+    last line (after other output); None when neither is a JSON object."""
+    text = stdout.strip()
+    for candidate in (text, (text.splitlines() or [""])[-1]):
         try:
-            doc = json.loads(done.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            doc = None
-        if not isinstance(doc, dict):
-            raise VerificationFailed(f"{what}: {Path(cmd[0]).name} --health printed no JSON object")
+            doc = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    return None
 
 
 def audit(bundle: Path, *, record_sha256: str | None, full: bool) -> None:

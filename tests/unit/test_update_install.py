@@ -172,3 +172,14 @@ def test_default_root_is_the_install_running_the_updater(tmp_path: Path) -> None
     exe = tmp_path / "versions" / "app-1.0-linux-cpu-lite" / "app-update"
     assert cli.default_root(exe) == tmp_path
     assert cli.default_root(tmp_path / "bin" / "app-update").name == "app"
+
+
+def test_health_json_is_read_indented_or_on_its_last_line() -> None:
+    from mlfreeze_runtime.update.install import health_document
+
+    assert health_document('{\n  "app": "photo-search",\n  "ml_available": false\n}\n') == {
+        "app": "photo-search", "ml_available": False}
+    assert health_document('starting\n{"app": "tiny"}\n') == {"app": "tiny"}
+    assert health_document("ok\n") is None
+    assert health_document("[1, 2]\n") is None
+    assert health_document("") is None
