@@ -19,11 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
-import tomllib
+from demo_models import lay_out_demo_models
 from mlfreeze import publish
 from mlfreeze_runtime.update import models
-from mlfreeze_runtime.verify import bundle as vbundle
-from mlfreeze_runtime.verify import probes
 from release_bundles import make_bundle, seal
 
 pytest.importorskip("tuf")
@@ -35,22 +33,7 @@ printf '{"app": "photo-search", "models_dir": "%s"}\\n' "$MLFREEZE_MODELS_DIR"
 
 
 def demo_models(dest: Path) -> Path:
-    data = tomllib.loads((SPECS / "models.toml").read_text())
-    entries = []
-    for mid in data["sets"]["demo"]:
-        m = data["models"][mid]
-        files, sums, roles = {}, {}, {}
-        for a in m["artifacts"]:
-            rel = f"{mid}/{a['file']}"
-            (dest / mid).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(SPECS / a["urls"][0], dest / rel)
-            files[a["file"]], sums[rel], roles[a["file"]] = rel, a["sha256"], a.get("role", "")
-        entries.append({"id": mid, "kind": m["kind"], "arch": m["arch"], "embed_dim": m["embed_dim"],
-                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"]})
-    vbundle.write_models_index(dest, entries, set_name="demo", expected_providers=["CPUExecutionProvider"],
-                               goldens_dir=SPECS / "goldens")
-    probes.copy_probe_inputs(dest / probes.PROBES_DIRNAME)
-    return dest
+    return lay_out_demo_models(dest)
 
 
 @pytest.fixture(scope="module")

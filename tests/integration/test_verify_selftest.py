@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from mlfreeze_runtime.verify import bundle, probes, selftest
+from demo_models import lay_out_demo_models
+from mlfreeze_runtime.verify import probes, selftest
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
@@ -22,23 +23,7 @@ SPECS = ROOT / "specs"
 @pytest.fixture
 def models_dir(tmp_path: Path) -> Path:
     """What the freezer lays out: models/<id>/<file>, models.json, goldens, _probes/."""
-    data = tomllib.loads((SPECS / "models.toml").read_text())
-    dest = tmp_path / "models"
-    entries = []
-    for mid in data["sets"]["demo"]:
-        m = data["models"][mid]
-        files, sums, roles = {}, {}, {}
-        for a in m["artifacts"]:
-            rel = f"{mid}/{a['file']}"
-            (dest / mid).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(SPECS / a["urls"][0], dest / rel)
-            files[a["file"]], sums[rel], roles[a["file"]] = rel, a["sha256"], a.get("role", "")
-        entries.append({"id": mid, "kind": m["kind"], "arch": m["arch"], "embed_dim": m["embed_dim"],
-                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"]})
-    bundle.write_models_index(dest, entries, set_name="demo", expected_providers=["CPUExecutionProvider"],
-                              goldens_dir=SPECS / "goldens")
-    probes.copy_probe_inputs(dest / probes.PROBES_DIRNAME)
-    return dest
+    return lay_out_demo_models(tmp_path / "models")
 
 
 def test_selftest_passes_and_prints_json(models_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
