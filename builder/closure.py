@@ -372,8 +372,9 @@ def preloaded_names(tree: Tree, preload: Preload, parents: Mapping[str, Sequence
 def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[str] = ()) -> list[str]:
     """Every unresolved link in ``tree``, one line each, sorted; [] when the closure is complete.
 
-    ``dlopen``: objects with ``lib``, ``by`` and ``at`` (platforms.profiles.DlopenLib), paths
-    relative to the tree's ``_internal/``. ``optional``: globs (same base) of plug-ins whose
+    ``dlopen``: objects with ``lib``, ``by``, ``at`` and ``preload`` (platforms.profiles.DlopenLib),
+    paths relative to the tree's ``_internal/``; a preload entry must be at ``at/lib`` and its
+    SONAMEs (with what they load) satisfy ``by``'s DT_NEEDED. ``optional``: globs (same base) of plug-ins whose
     own missing links are not findings.
     """
     findings: list[str] = []
@@ -384,7 +385,13 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
         return posixpath.normpath(posixpath.join(base, path)) if base else posixpath.normpath(path)
 
     optional_globs = [rel_internal(g) for g in optional]
-    preloaded = [([rel_internal(g) for g in p.users], preloaded_names(tree, p, parents)) for p in PRELOADS]
+    # profile entries with preload = true: loaded by path by mlfreeze_runtime.device before `by`
+    declared: dict[str, list[str]] = {}
+    for entry in dlopen:
+        if getattr(entry, "preload", False):
+            declared.setdefault(entry.by, []).append(posixpath.join(entry.at, entry.lib))
+    preloads = list(PRELOADS) + [Preload(roots=tuple(libs), users=(by,)) for by, libs in declared.items()]
+    preloaded = [([rel_internal(g) for g in p.users], preloaded_names(tree, p, parents)) for p in preloads]
     lowered = {f.lower(): f for f in tree.files} if any(b.format == "pe" for b in tree.binaries.values()) else {}
     exe_rpaths = [r for rel, b in tree.binaries.items() if b.format == "macho" and b.executable and "/" not in rel
                   for r in b.rpath]
@@ -414,6 +421,12 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
             loaders = sorted(r for r in tree.binaries if fnmatch.fnmatchcase(posixpath.basename(r), name_glob))
         if not loaders:
             continue  # nothing in this bundle loads it (a flavor without that library)
+        if getattr(entry, "preload", False):
+            where = rel_internal(posixpath.join(entry.at, entry.lib))
+            if not tree.exists(where):
+                findings.append(f"{where}: missing: mlfreeze_runtime.device loads it by path before {loaders[0]}, "
+                                "which needs it (declared in the profile's [closure] dlopen with preload = true)")
+            continue
         for loader in loaders:
             binary = tree.binaries[loader]
             if binary.format == "elf":

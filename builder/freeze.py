@@ -38,6 +38,7 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
                    Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
 # Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
@@ -208,7 +209,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
     if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
-        params["selftest_script_name"] = SELFTEST_ENTRY.stem
+        params["runtime_hooks"].append(str(ENTRY_HOOK))  # last: MLFREEZE_ENTRY=selftest runs the self-test
     return params
 
 
@@ -333,8 +334,8 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
                          updater_excludes=config.excludes.get("lite", ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
-    params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at} for d in profile.closure.dlopen
-                        if d.module not in params["excludes"]]
+    params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
+                        if not all(m in params["excludes"] for m in d.modules)]
     # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
     params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
     check_hidden_imports(params["hiddenimports"], params["pathex"])

@@ -174,9 +174,21 @@ def resolution_tables(pyproject: Path) -> bytes:
     return json.dumps(relevant, sort_keys=True).encode()
 
 
+# profile tables that cannot change a resolve: the shared-library closure the audit checks, and
+# what CI and the build session are called
+PROFILE_NON_RESOLUTION = ("closure", "description", "session", "runner", "archive_format")
+
+
+def profile_resolution_tables(profile_toml: Path) -> bytes:
+    """The profile TOML without the tables that cannot change a resolve, as canonical JSON (a new
+    ``[closure] dlopen`` entry leaves a lock fresh; a new torch or onnxruntime version does not)."""
+    data = {k: v for k, v in read_toml(profile_toml).items() if k not in PROFILE_NON_RESOLUTION}
+    return json.dumps(data, sort_keys=True).encode()
+
+
 def digest_for(inputs: LockInputs, config: ProjectConfig, profile: Profile, stack_path: Path) -> str:
-    return inputs_digest(inputs, pyproject=resolution_tables(config.pyproject), profile_toml=profile.path.read_bytes(),
-                         stack_toml=stack_path.read_bytes())
+    return inputs_digest(inputs, pyproject=resolution_tables(config.pyproject),
+                         profile_toml=profile_resolution_tables(profile.path), stack_toml=stack_path.read_bytes())
 
 
 def recorded_digest(lock: Path) -> str | None:

@@ -46,19 +46,27 @@ class OnnxRuntimeSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class DlopenLib:
-    """A library loaded with dlopen at run time, so PyInstaller's dependency scan misses it.
+    """A library loaded at run time in a way PyInstaller's dependency scan cannot see.
 
-    ``lib``: the name dlopen is called with. ``by``: the library that calls dlopen, as a glob
-    relative to the bundle's ``_internal/`` (equal to its path under site-packages); the file
-    is collected from beside it. ``at``: the ``_internal/`` directory it is collected into (one
-    where the loader finds it from ``by``). ``module``: the import that brings ``by`` into a
-    bundle (a flavor that excludes it does not collect the library).
+    ``lib``: the name dlopen is called with. ``by``: the library that calls dlopen (or, with
+    ``preload``, the library that needs ``lib`` loaded first), as a glob relative to the
+    bundle's ``_internal/`` (equal to its path under site-packages). ``at``: the ``_internal/``
+    directory it is collected into. ``modules``: the imports that bring ``by`` into a bundle
+    (TOML ``module``, one name or a list; a flavor that excludes all of them does not collect
+    the library).
+
+    Without ``preload`` the library is collected from beside ``by`` into ``at``, one directory
+    where the loader finds it from ``by``. With ``preload = true`` nothing finds it by search:
+    mlfreeze_runtime.device loads it by path (``onnxruntime.preload_dlls``, from
+    ``<site-packages>/nvidia/...`` = ``_internal/nvidia/...``) before ``by`` is loaded, and ``by``
+    then finds it by SONAME; it is collected from ``<site-packages>/<at>/<lib>`` into ``at``.
     """
 
     lib: str
     by: str
     at: str
-    module: str
+    modules: tuple[str, ...]
+    preload: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -262,8 +270,12 @@ def _closure(ct: Table, *, accelerator: str, torch: TorchSpec, ort: OnnxRuntimeS
     dlopen = []
     for i, item in enumerate(ct.opt("dlopen", list, [])):
         it = Table(item, ct.path, f"{ct.key('dlopen')}[{i}]")
+        module = it.take("module", (str, list))
+        modules = [module] if isinstance(module, str) else module
+        if not modules or not all(isinstance(m, str) and m for m in modules):
+            raise it.error("module", f"is {module!r}; expected an import name or a list of them")
         entry = DlopenLib(lib=it.take("lib", str), by=it.take("by", str), at=it.take("at", str),
-                          module=it.take("module", str))
+                          modules=tuple(modules), preload=it.opt("preload", bool, False))
         it.done()
         for key in ("lib", "by", "at"):
             value = getattr(entry, key)

@@ -264,13 +264,3 @@ def health(*, app: str, version: str, features: Mapping[str, Mapping[str, Any]] 
     }
     doc.update(extra or {})
     return doc
-
-
-def app_name_from_selftest(executable: str | Path) -> str:
-    """``/b/photo-search-selftest(.exe)`` -> ``photo-search(.exe)``: the app beside a self-test."""
-    p = Path(executable)
-    stem, suffix = (p.stem, p.suffix) if p.suffix.lower() == ".exe" else (p.name, "")
-    if not stem.endswith("-selftest"):
-        raise ValueError(f"{p.name} is not named <app>-selftest")
-    return stem[: -len("-selftest")] + suffix
-

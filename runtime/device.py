@@ -1,4 +1,4 @@
-"""Runtime device selection, frozen into every full bundle.
+"""Runtime device selection, frozen into every bundle.
 
 ``get_device()``: ``DEVICE`` (auto|cpu|cuda|cuda:N|mps) > ``FORCE_CPU=1`` > CUDA > MPS > CPU.
 ``get_onnx_providers()``: ``ONNX_PROVIDERS`` (comma list) or CUDA > CoreML > CPU, filtered by
@@ -7,8 +7,10 @@ onnxruntime use the same GPU as torch (``DEVICE=cuda:N`` -> ``CUDAExecutionProvi
 ``device_id=N``); ``get_onnx_session_config()`` returns both for this process.
 ``get_device_info()``: what a bug report needs.
 
-Importable without torch or onnxruntime (then everything is CPU). Results are cached per
-process; ``reset()`` clears the cache (tests, or after changing the environment).
+Importable without torch or onnxruntime. Without torch (slim bundles) CUDA devices are counted
+through the CUDA driver (libcuda's ``cuDeviceGetCount``), and choosing the CUDA provider preloads
+the CUDA libraries it needs (:func:`preload_cuda_libraries`). Results are cached per process;
+``reset()`` clears the cache (tests, or after changing the environment).
 """
 
 from __future__ import annotations
@@ -46,11 +48,52 @@ def _onnxruntime() -> Any | None:
 
 def _cuda_count(torch: Any | None) -> int:
     if torch is None:
-        return 0
+        return _driver_cuda_count()
     try:
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
     except Exception:  # a broken driver reads as "no CUDA", never as a crash
         return 0
+
+
+CUDA_DRIVER_NAMES = {"linux": ("libcuda.so.1",), "win32": ("nvcuda.dll",)}
+
+
+def _driver_cuda_count() -> int:
+    """CUDA devices the driver reports (``cuInit`` + ``cuDeviceGetCount`` of libcuda / nvcuda,
+    the library onnxruntime's CUDA provider itself uses; ``CUDA_VISIBLE_DEVICES`` applies): how a
+    torch-free (slim) bundle finds its GPU. 0 without a driver or on any error."""
+    import ctypes
+
+    names = CUDA_DRIVER_NAMES.get("win32" if sys.platform == "win32" else sys.platform.rstrip("0123456789"), ())
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        try:
+            count = ctypes.c_int(0)
+            if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+                return 0
+            return max(0, int(count.value))
+        except (AttributeError, OSError):
+            return 0
+    return 0
+
+
+def _driver_device_names(count: int) -> list[str]:
+    """``cuDeviceGetName`` of devices 0..count-1 (after :func:`_driver_cuda_count` found them)."""
+    import ctypes
+
+    lib = ctypes.CDLL(CUDA_DRIVER_NAMES["win32" if sys.platform == "win32" else "linux"][0])
+    names = []
+    for i in range(count):
+        dev = ctypes.c_int(0)
+        buf = ctypes.create_string_buffer(256)
+        if lib.cuDeviceGet(ctypes.byref(dev), i) != 0 or lib.cuDeviceGetName(buf, 256, dev) != 0:
+            names.append("unreadable")
+        else:
+            names.append(buf.value.decode(errors="replace"))
+    return names
 
 
 def _mps_available(torch: Any | None) -> bool:
@@ -129,6 +172,8 @@ def _onnx_providers() -> tuple[str, ...]:
         if missing:
             raise ValueError(f"ONNX_PROVIDERS names {', '.join(missing)}, which onnxruntime does not offer here; "
                              f"available: {', '.join(available) or 'none (onnxruntime not installed)'}")
+        if "CUDAExecutionProvider" in wanted:
+            preload_cuda_libraries()
         return tuple(wanted)
     device = get_device()
     forced_cpu = _forced_cpu(_parse_requested(os.environ.get("DEVICE", "auto")))
@@ -141,7 +186,40 @@ def _onnx_providers() -> tuple[str, ...]:
         if provider != "CPUExecutionProvider" and forced_cpu:
             continue
         chosen.append(provider)
+    if "CUDAExecutionProvider" in chosen:
+        preload_cuda_libraries()
     return tuple(chosen) if chosen else ("CPUExecutionProvider",)
+
+
+_preloaded = False
+
+
+def preload_cuda_libraries() -> None:
+    """Make onnxruntime's CUDA provider loadable in a process that has not imported torch.
+
+    ``libonnxruntime_providers_cuda`` has no RUNPATH: it finds cuBLAS, cuBLASLt, cuRAND, the CUDA
+    runtime and cuDNN only when they are already loaded. ``import torch`` loads them (full
+    bundles); without torch (slim) this calls ``onnxruntime.preload_dlls()``, which loads them by
+    path from ``nvidia/`` beside the onnxruntime package (``_internal/nvidia/...`` in a bundle,
+    where the profile's ``[closure] dlopen`` entries with ``preload = true`` put them). Its
+    messages go to stderr so stdout stays the app's JSON. Once per process; a no-op with torch
+    imported or without onnxruntime.
+    """
+    global _preloaded
+    if _preloaded or "torch" in sys.modules:
+        return
+    _preloaded = True
+    ort = _onnxruntime()
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            preload(cuda=True, cudnn=True, directory="")
+        except Exception as exc:  # onnxruntime then reports the missing library at session creation
+            print(f"mlfreeze_runtime.device: preloading the CUDA libraries failed: {exc}", file=sys.stderr)
 
 
 def cuda_index(device: str) -> int:
@@ -206,7 +284,8 @@ def _device_info() -> dict[str, Any]:
     }
     if count:
         try:
-            info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(count)]  # type: ignore[union-attr]
+            info["cuda_devices"] = ([torch.cuda.get_device_name(i) for i in range(count)] if torch is not None
+                                    else _driver_device_names(count))
         except Exception as exc:
             info["cuda_devices"] = [f"unreadable: {exc}"]
     try:

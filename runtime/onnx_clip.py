@@ -13,7 +13,8 @@ tower maps ``pixels`` ``(N, 3, S, S)`` float32 to ``embedding`` ``(N, D)``, the 
 model's ``encode_image`` / ``encode_text``). Each file describes itself in its ONNX metadata
 (``metadata_props``, keys in :data:`META_KEYS`): tower, image size, preprocessing config, context
 length, embedding size and the source model, so an embedder needs nothing but the two files.
-Execution providers: ``providers`` if given, else ``mlfreeze_runtime.device.get_onnx_providers()``.
+Execution providers: ``providers`` if given, else ``mlfreeze_runtime.device.get_onnx_session_config()``
+(the providers and their options, e.g. the CUDA ``device_id`` of ``DEVICE=cuda:N``).
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ class OnnxClipError(RuntimeError):
 def _session(path: Path, providers: Sequence[str] | None, tower: str) -> tuple[Any, dict[str, str]]:
     import onnxruntime as ort
 
+    options: list[dict[str, str]] | None = None
     if providers is None:
-        from mlfreeze_runtime.device import get_onnx_providers
+        from mlfreeze_runtime.device import get_onnx_session_config
 
-        providers = get_onnx_providers()
+        providers, options = get_onnx_session_config()
     if not Path(path).is_file():
         raise OnnxClipError(f"ONNX {tower} tower {path} is missing")
     try:
-        sess = ort.InferenceSession(str(path), providers=list(providers))
+        sess = ort.InferenceSession(str(path), providers=list(providers), provider_options=options)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise OnnxClipError(f"ONNX {tower} tower {path} cannot be loaded: {str(exc).splitlines()[0]}") from None
     meta = dict(sess.get_modelmeta().custom_metadata_map)

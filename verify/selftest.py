@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlfreeze_runtime.app import PROBE_FLAG, PROBE_MIN_COSINE, app_name_from_selftest, filter_known_warnings
+from mlfreeze_runtime.app import PROBE_FLAG, PROBE_MIN_COSINE, filter_known_warnings
 from mlfreeze_runtime.modelindex import FROZEN_MARK_ENV, MODELS_ENV, ModelIndex, ModelIndexError
 from mlfreeze_runtime.verify.probes import PROBES_DIRNAME
 from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult
@@ -61,16 +61,14 @@ def prog_name() -> str:
 
 
 def app_command(explicit: str | None) -> list[str] | None:
-    """The app to probe: ``--app``, ``$MLFREEZE_SELFTEST_APP``, the sibling ``<app>`` when frozen, else None."""
+    """The app to probe: ``--app``, ``$MLFREEZE_SELFTEST_APP``, this executable when frozen (the
+    self-test runs inside ``<app>``), else None."""
     chosen = explicit or os.environ.get(APP_ENV, "").strip()
     if chosen:
         return shlex.split(chosen, posix=os.name != "nt")
     if getattr(sys, "frozen", False):
-        exe = Path(sys.executable).resolve()
-        try:
-            return [str(exe.with_name(app_name_from_selftest(exe)))]
-        except ValueError:
-            return [str(exe.with_name(exe.name + "-app-not-found"))]
+        # <app>-selftest is a launcher that runs the self-test inside <app> (specs/selftest_entry.py)
+        return [str(Path(sys.executable).resolve())]
     return None
 
 

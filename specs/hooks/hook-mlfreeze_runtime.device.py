@@ -28,15 +28,17 @@ def _collect(entries):
         found = None
         for root in roots:
             for loader in sorted(glob.glob(os.path.join(root, entry["by"]))):
-                candidate = os.path.join(os.path.dirname(loader), entry["lib"])
+                beside = os.path.join(root, entry["at"]) if entry.get("preload") else os.path.dirname(loader)
+                candidate = os.path.join(beside, entry["lib"])
                 if os.path.isfile(candidate):
                     found = candidate
                     break
             if found:
                 break
         if found is None:
-            logger.warning("hook-mlfreeze_runtime.device: %s (loaded by %s) not found beside it; "
-                           "`mlfreeze audit` will report it", entry["lib"], entry["by"])
+            logger.warning("hook-mlfreeze_runtime.device: %s (loaded by %s) not found %s; "
+                           "`mlfreeze audit` will report it", entry["lib"], entry["by"],
+                           "in " + entry["at"] if entry.get("preload") else "beside it")
             continue
         out.append((found, entry["at"]))
     return out

@@ -255,17 +255,6 @@ def test_health_keys_and_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "missing key 'schema_version'" in h["models_error"] and h["models"] == []
 
 
-@pytest.mark.parametrize(("exe", "want"), [("/b/photo-search-selftest", "photo-search"),
-                                           ("C:/b/photo-search-selftest.exe", "photo-search.exe")])
-def test_app_beside_its_selftest(exe: str, want: str) -> None:
-    assert app.app_name_from_selftest(exe) == want
-
-
-def test_app_beside_a_wrongly_named_selftest() -> None:
-    with pytest.raises(ValueError, match="not named <app>-selftest"):
-        app.app_name_from_selftest("/b/selftest")
-
-
 # ---- CLIP configuration: refused or pinned inputs, the full preprocessing ----
 @pytest.mark.parametrize(("cfg", "message"), [
     ({"interpolation": "lanczos"}, "interpolation is 'lanczos'; supported: bicubic, bilinear"),

@@ -60,7 +60,8 @@ def test_which_app_is_probed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert selftest.app_command(None) == ["/opt/app", "--flag"]
     monkeypatch.delenv(selftest.APP_ENV)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "photo-search-selftest"))
+    # frozen, the self-test runs inside <app> (its launcher execs it): the app is this executable
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "photo-search"))
     assert selftest.app_command(None) == [str((tmp_path / "photo-search").resolve())]
     assert selftest.app_label(["python3", "-m", "photo_search"]) == "app photo_search"
     assert selftest.app_label([str(tmp_path / "photo-search")]) == "app photo-search"

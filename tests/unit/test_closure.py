@@ -87,7 +87,7 @@ def test_optional_plugins_are_skipped_only_where_declared():
         _tree(trt), optional=["onnxruntime/capi/libonnxruntime_providers_tensorrt.so"])
 
 
-BUILTINS = DlopenLib(lib="libnvrtc-builtins.so.13.0", by="nvidia/cu13/lib/libnvrtc.so.13", at=".", module="torch")
+BUILTINS = DlopenLib(lib="libnvrtc-builtins.so.13.0", by="nvidia/cu13/lib/libnvrtc.so.13", at=".", modules=("torch",))
 
 
 def test_dlopen_library_must_be_reachable_from_its_loader():
@@ -133,7 +133,7 @@ def test_cu118_onnxruntime_gpu_118_with_cudnn9_is_caught():
         "_internal/libcudnn.so.9": elf(soname="libcudnn.so.9"),
     })
     providers = DlopenLib(lib="libonnxruntime_providers_cuda.so", by="onnxruntime/capi/onnxruntime_pybind11_state*.so",
-                          at="onnxruntime/capi", module="onnxruntime")
+                          at="onnxruntime/capi", modules=("onnxruntime",))
     findings = tree_findings(tree, dlopen=[providers])
     assert findings == ["_internal/onnxruntime/capi/libonnxruntime_providers_cuda.so: needs libcudnn.so.8, which is "
                         "neither in the bundle where the loader looks nor a system library"]
@@ -272,3 +272,46 @@ def test_libraries_loaded_by_import_torch_satisfy_torchvision_only():
     found = tree_findings(_tree(binaries))
     assert "_internal/torchvision/_C_stable.so: needs libc10.so, which is neither in the bundle where the loader " \
            "looks nor a system library" in found
+
+
+PROVIDER = "onnxruntime/capi/libonnxruntime_providers_cuda.so"
+
+
+def _preload(lib: str, at: str) -> DlopenLib:
+    return DlopenLib(lib=lib, by=PROVIDER, at=at, modules=("onnxruntime",), preload=True)
+
+
+def test_preloaded_libraries_satisfy_the_cuda_provider_only_when_shipped_where_they_are_loaded_from():
+    # slim: no torch loads cuBLAS first; mlfreeze_runtime.device preloads it by path from nvidia/
+    files = {
+        f"_internal/{PROVIDER}": elf("libcublasLt.so.13", "libcublas.so.13"),
+        "_internal/nvidia/cu13/lib/libcublas.so.13": elf("libcublasLt.so.13", soname="libcublas.so.13",
+                                                         runpath=("$ORIGIN",)),
+        "_internal/nvidia/cu13/lib/libcublasLt.so.13": elf(soname="libcublasLt.so.13"),
+    }
+    undeclared = sorted(f.split(": needs ")[1].split(",")[0] for f in tree_findings(_tree(files)))
+    assert undeclared == ["libcublas.so.13", "libcublasLt.so.13"]  # no RUNPATH, not at the top of _internal/
+    # declaring only libcublas still satisfies libcublasLt: libcublas loads it (transitively preloaded)
+    assert tree_findings(_tree(files), dlopen=[_preload("libcublas.so.13", "nvidia/cu13/lib")]) == []
+    # declared but not shipped: one finding naming the missing file and who needs it
+    del files["_internal/nvidia/cu13/lib/libcublasLt.so.13"], files["_internal/nvidia/cu13/lib/libcublas.so.13"]
+    findings = tree_findings(_tree(files), dlopen=[_preload("libcublasLt.so.13", "nvidia/cu13/lib"),
+                                                   _preload("libcublas.so.13", "nvidia/cu13/lib")])
+    assert [f for f in findings if "missing" in f] == [
+        f"_internal/nvidia/cu13/lib/{lib}: missing: mlfreeze_runtime.device loads it by path before "
+        f"_internal/{PROVIDER}, which needs it (declared in the profile's [closure] dlopen with preload = true)"
+        for lib in ("libcublas.so.13", "libcublasLt.so.13")]
+
+
+def test_preload_entries_of_a_bundle_without_the_provider_do_not_apply():
+    entry = _preload("libcublas.so.13", "nvidia/cu13/lib")
+    assert tree_findings(_tree({"_internal/app.so": elf()}), dlopen=[entry]) == []
+
+
+def test_linux_cuda_preloads_what_the_onnxruntime_cuda_provider_links_and_dlopens():
+    entries = [d for d in load_profile("linux-cuda").closure.dlopen if d.preload]
+    assert {(d.lib, d.at) for d in entries} == {
+        ("libcublasLt.so.13", "nvidia/cu13/lib"), ("libcublas.so.13", "nvidia/cu13/lib"),
+        ("libcurand.so.10", "nvidia/cu13/lib"), ("libcudart.so.13", "nvidia/cu13/lib"),
+        ("libcudnn.so.9", "nvidia/cudnn/lib")}
+    assert all(d.by == PROVIDER for d in entries)

@@ -45,3 +45,20 @@ def test_collects_each_library_from_beside_its_loader_into_at(monkeypatch, tmp_p
 
 def test_a_spec_without_the_key_collects_nothing(monkeypatch, tmp_path):
     assert _run_hook(monkeypatch, tmp_path, None) == []
+
+
+def test_a_preload_entry_is_collected_from_at_when_its_user_is_installed(monkeypatch, tmp_path):
+    site = tmp_path / "site-packages"
+    lib = site / "nvidia" / "cu13" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcublas.so.13").write_bytes(b"\x7fELF")
+    entry = {"lib": "libcublas.so.13", "by": "onnxruntime/capi/libonnxruntime_providers_cuda.so",
+             "at": "nvidia/cu13/lib", "preload": True}
+    import PyInstaller.utils.hooks  # noqa: F401  (imported before sys.path is narrowed to the fake site)
+
+    monkeypatch.setattr(sys, "path", [str(site)])  # this environment's own onnxruntime must not count
+    assert _run_hook(monkeypatch, tmp_path, [entry]) == []  # onnxruntime-gpu not installed: nothing to serve
+    capi = site / "onnxruntime" / "capi"
+    capi.mkdir(parents=True)
+    (capi / "libonnxruntime_providers_cuda.so").write_bytes(b"\x7fELF")
+    assert _run_hook(monkeypatch, tmp_path, [entry]) == [(str(lib / "libcublas.so.13"), "nvidia/cu13/lib")]

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from mlfreeze.errors import ConfigError
 from mlfreeze.freeze import (
+    ENTRY_HOOK,
     HOOKS,
+    RUNTIME_HOOK,
     SELFTEST_ENTRY,
     SPECS,
     UPDATE_ENTRY,
@@ -59,22 +61,25 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     params = spec_params(app=_app(tmp_path), flavor="full", name="photo-search-0.1.0-linux-cuda-full",
                          excludes=["tkinter"], hiddenimports=["torch"])
     calls = _run_spec("full", params, tmp_path, monkeypatch)
-    analysis, updater = [c for c in calls if c[0] == "Analysis"]
+    analysis, launcher, updater = [c for c in calls if c[0] == "Analysis"]
     assert analysis[1][0] == [str(tmp_path / "main.py")]
     assert analysis[2]["excludes"] == ["tkinter"] and analysis[2]["hookspath"] == [str(HOOKS)]
     # the runtime always first; then prune.toml's, then the modules of every stack part the app uses
     assert analysis[2]["hiddenimports"][:2] == ["mlfreeze_runtime", "torch"]
     assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
+    # the app's runtime hooks end with the one that turns MLFREEZE_ENTRY=selftest into the self-test
+    assert analysis[2]["runtime_hooks"] == [str(RUNTIME_HOOK), str(ENTRY_HOOK)]
     exes = [c for c in calls if c[0] == "EXE"]
-    assert [e[2]["name"] for e in exes] == ["photo-search-update", "photo-search", "photo-search-selftest"]
-    exes = exes[1:]
-    # both executables share the PYZ; the self-test swaps the app's script for its own entry
-    assert exes[0][1][0] is exes[1][1][0]
-    assert exes[0][1][1] == ["boot", "rthook", "main"]
-    assert exes[1][1][1] == ["boot", "rthook", ("selftest_entry", str(SELFTEST_ENTRY), "PYSOURCE")]
+    assert [e[2]["name"] for e in exes] == ["photo-search-selftest", "photo-search-update", "photo-search"]
+    # <app>-selftest is a launcher from its own Analysis (no app PYZ, no runtime hooks, ML stack out)
+    assert launcher[1][0] == [str(SELFTEST_ENTRY)] and launcher[2]["runtime_hooks"] == []
+    assert launcher[2]["excludes"] == updater[2]["excludes"] and "mlfreeze_runtime.verify" in launcher[2]["excludes"]
+    pyzs = [c for c in calls if c[0] == "PYZ"]
+    assert [p[1] for p in pyzs] == [("Analysis-pure",)] * 3  # one per Analysis: the app's PYZ is in one EXE
+    assert exes[2][1][1] == ["boot", "rthook", "main"]
     (collect,) = [c for c in calls if c[0] == "COLLECT"]
     assert collect[2]["name"] == "photo-search-0.1.0-linux-cuda-full"
-    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"] * 2
+    assert [a for a in collect[1] if isinstance(a, str)] == ["Analysis-bin", "Analysis-datas"] * 3
     assert collect[2]["upx"] is False
     assert_own_updater(calls, updater)
 
@@ -88,7 +93,7 @@ def assert_own_updater(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
     assert "urllib3" not in updater[2]["excludes"]  # tuf.ngclient imports it
     pyzs = [c for c in calls if c[0] == "PYZ"]
     exe = next(c for c in calls if c[0] == "EXE" and c[2]["name"].endswith("-update"))
-    assert len(pyzs) == 2 and pyzs[-1][1] == ("Analysis-pure",) and exe[1][1] == ["boot", "rthook", "main"]
+    assert len(pyzs) >= 2 and pyzs[-1][1] == ("Analysis-pure",) and exe[1][1] == ["boot", "rthook", "main"]
     (collect,) = [c for c in calls if c[0] == "COLLECT"]
     assert sum(1 for a in collect[1] if getattr(a, "kind", "") == "EXE") == len([c for c in calls if c[0] == "EXE"])
 
@@ -108,7 +113,7 @@ def test_slim_spec_builds_the_updater_too(tmp_path: Path, monkeypatch: pytest.Mo
     params = spec_params(app=_app(tmp_path), flavor="full", name="n-slim", excludes=[],
                          updater_excludes=["numpy", "urllib3"])
     calls = _run_spec("slim", params, tmp_path, monkeypatch)
-    updater = [c for c in calls if c[0] == "Analysis"][1]
+    updater = [c for c in calls if c[0] == "Analysis"][2]
     assert updater[2]["excludes"][0] == "numpy"
     assert_own_updater(calls, updater)
 
@@ -193,3 +198,29 @@ def test_the_goldens_opt_out_reaches_the_freeze(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n\n[tool.mlfreeze]\n'
                                              'app = "x"\nentry = "app.py"\n')
     assert load_app_config(tmp_path).unpinned_goldens == ()
+
+
+def _launcher() -> dict[str, Any]:
+    import runpy
+
+    return runpy.run_path(str(SELFTEST_ENTRY), run_name="selftest_entry")  # not __main__: nothing runs
+
+
+@pytest.mark.parametrize(("exe", "want"), [("/b/photo-search-selftest", "/b/photo-search"),
+                                           ("C:/b/photo-search-selftest.exe", "C:/b/photo-search.exe"),
+                                           ("/b/my.app-selftest", "/b/my.app")])
+def test_selftest_launcher_runs_the_app_beside_it(exe: str, want: str) -> None:
+    assert _launcher()["app_path"](exe).replace("\\", "/") == want
+
+
+@pytest.mark.parametrize("exe", ["/b/selftest", "/b/-selftest", "/b/photo-search"])
+def test_selftest_launcher_refuses_another_name(exe: str) -> None:
+    with pytest.raises(ValueError, match="is not named <app>-selftest"):
+        _launcher()["app_path"](exe)
+
+
+def test_selftest_launcher_gives_the_app_the_callers_library_path() -> None:
+    env = _launcher()["app_environment"]
+    assert env({"LD_LIBRARY_PATH": "/b/_internal:/opt/x", "LD_LIBRARY_PATH_ORIG": "/opt/x", "A": "1"}) == {
+        "LD_LIBRARY_PATH": "/opt/x", "A": "1", "MLFREEZE_ENTRY": "selftest"}
+    assert env({"LD_LIBRARY_PATH": "/b/_internal"}) == {"MLFREEZE_ENTRY": "selftest"}

@@ -32,13 +32,13 @@ def _run(params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_slim_spec_always_excludes_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = {"name": "app-0.1.0-linux-cpu-slim", "app": "app", "selftest": "app-selftest", "entry": "main.py",
-              "selftest_entry": "selftest.py", "selftest_script_name": "selftest", "pathex": [], "hookspath": [],
+              "selftest_entry": "selftest.py", "pathex": [], "hookspath": [],
               "runtime_hooks": [], "hiddenimports": ["mlfreeze_runtime"], "excludes": ["tkinter", "torch"],
               "datas": [], "console": True, "updater": "app-update", "updater_entry": "update.py",
               "updater_excludes": ["torch"]}
     calls = _run(params, tmp_path, monkeypatch)
-    analysis, _updater = [kw for kind, kw in calls if kind == "Analysis"]
+    analysis, _launcher, _updater = [kw for kind, kw in calls if kind == "Analysis"]
     excludes = analysis["excludes"]
     assert excludes[:2] == ["tkinter", "torch"] and excludes.count("torch") == 1
     assert {"torchvision", "open_clip", "timm", "triton"} <= set(excludes)
-    assert [kw["name"] for kind, kw in calls if kind == "EXE"] == ["app-update", "app", "app-selftest"]
+    assert [kw["name"] for kind, kw in calls if kind == "EXE"] == ["app-selftest", "app-update", "app"]
