@@ -28,10 +28,14 @@ def _collect(entries):
         found = None
         for root in roots:
             for loader in sorted(glob.glob(os.path.join(root, entry["by"]))):
-                beside = os.path.join(root, entry["at"]) if entry.get("preload") else os.path.dirname(loader)
-                candidate = os.path.join(beside, entry["lib"])
-                if os.path.isfile(candidate):
-                    found = candidate
+                # beside its loader, else where `at` says under site-packages (the bundle mirrors it)
+                places = [] if entry.get("preload") else [os.path.dirname(loader)]
+                for place in [*places, os.path.join(root, entry["at"])]:
+                    candidate = os.path.normpath(os.path.join(place, entry["lib"]))
+                    if os.path.isfile(candidate):
+                        found = candidate
+                        break
+                if found:
                     break
             if found:
                 break

@@ -62,3 +62,20 @@ def test_a_preload_entry_is_collected_from_at_when_its_user_is_installed(monkeyp
     capi.mkdir(parents=True)
     (capi / "libonnxruntime_providers_cuda.so").write_bytes(b"\x7fELF")
     assert _run_hook(monkeypatch, tmp_path, [entry]) == [(str(lib / "libcublas.so.13"), "nvidia/cu13/lib")]
+
+
+def test_a_library_not_beside_its_loader_is_collected_from_at(monkeypatch, tmp_path):
+    # cuDNN's runtime-compiled engines find NVRTC through RUNPATH $ORIGIN/../../cu13/lib
+    site = tmp_path / "site-packages"
+    cudnn, cu13 = site / "nvidia" / "cudnn" / "lib", site / "nvidia" / "cu13" / "lib"
+    cudnn.mkdir(parents=True)
+    cu13.mkdir(parents=True)
+    (cudnn / "libcudnn_engines_runtime_compiled.so.9").write_bytes(b"\x7fELF")
+    entry = {"lib": "libnvrtc.so.13", "by": "nvidia/cudnn/lib/libcudnn_engines_runtime_compiled.so.9",
+             "at": "nvidia/cu13/lib"}
+    import PyInstaller.utils.hooks  # noqa: F401  (imported before sys.path is narrowed to the fake site)
+
+    monkeypatch.setattr(sys, "path", [str(site)])
+    assert _run_hook(monkeypatch, tmp_path, [entry]) == []  # nowhere: the audit reports it
+    (cu13 / "libnvrtc.so.13").write_bytes(b"\x7fELF")
+    assert _run_hook(monkeypatch, tmp_path, [entry]) == [(str(cu13 / "libnvrtc.so.13"), "nvidia/cu13/lib")]
