@@ -225,10 +225,11 @@ def fetch_file(source: str, dest: Path, *, sha256: str, size: int, policy: Polic
             time.sleep(policy.delay(attempt))
 
 
-def fetch_range(source: str, dest: Path, *, offset: int, sha256: str, size: int, total: int,
+def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, size: int, total: int,
                 policy: Policy | None = None) -> Path:
     """Write bytes ``offset`` .. ``offset + size - 1`` of ``source`` (a pack of ``total`` bytes) to
-    ``dest`` when they are ``size`` bytes with ``sha256``.
+    ``dest`` when they are ``size`` bytes with ``sha256`` (None: a run of several blobs, whose
+    digests the caller checks when it splits the run).
 
     A local pack is read directly (FetchError when it is not ``total`` bytes long). Over HTTP:
     ``Range: bytes=a-b``, resumed from ``dest.part`` (``a = offset + bytes already there``),
@@ -296,17 +297,17 @@ def fetch_range(source: str, dest: Path, *, offset: int, sha256: str, size: int,
             time.sleep(policy.delay(attempt))
 
 
-def _publish(source: str, part: Path, dest: Path, sha256: str, size: int) -> Path:
+def _publish(source: str, part: Path, dest: Path, sha256: str | None, size: int) -> Path:
     h = hashlib.sha256()
     n = 0
     with open(part, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
             n += len(chunk)
-    if n != size or h.hexdigest() != sha256:
+    if n != size or (sha256 is not None and h.hexdigest() != sha256):
         part.unlink(missing_ok=True)
         raise FetchError(f"{source}: {n} bytes with sha256 {h.hexdigest()[:16]}..., the release says {size} "
-                         f"bytes {sha256[:16]}...; the release is damaged or tampered: not installed")
+                         f"bytes {(sha256 or '(any)')[:16]}...; the release is damaged or tampered: not installed")
     os.replace(part, dest)
     return dest
 

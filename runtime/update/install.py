@@ -44,6 +44,8 @@ CHECK_TIMEOUT = 300.0
 WHOLE_PACK_ENV = "MLFREEZE_PACK_WHOLE_MAX"
 WHOLE_PACK_MAX = 64 << 20
 """Largest pack (bytes) fetched whole when a server ignores Range; a bigger one is refused."""
+RUN_MAX = 64 << 20
+"""Largest run of adjacent blobs fetched with one Range request (and held twice on disk while split)."""
 
 
 def kill_point(step: str) -> None:
@@ -248,9 +250,8 @@ def whole_pack_max() -> int:
 
 
 def fetch_blob(base: str, row: index.FileRow, dest: Path, loc: index.PackLocation | None, downloads: Path) -> None:
-    """``row``'s bytes into ``dest``, checked: a loose blob, or its byte range of a pack. When the
-    server ignores Range, a pack up to :func:`whole_pack_max` bytes is fetched whole once (checked
-    against its own sha256) and sliced locally; a bigger one is refused (FetchError, exit 3)."""
+    """``row``'s bytes into ``dest``, checked: a loose blob, or its byte range of a pack
+    (:func:`fetch_pack_range`)."""
     if row.size == 0:
         if row.sha256 != index.EMPTY_SHA256:
             raise FetchError(f"{row.path}: 0 bytes with sha256 {row.sha256[:16]}...; the index is damaged")
@@ -259,9 +260,18 @@ def fetch_blob(base: str, row: index.FileRow, dest: Path, loc: index.PackLocatio
     if loc is None:
         http.fetch_file(http.join(base, index.blob_path(row.sha256)), dest, sha256=row.sha256, size=row.size)
         return
+    fetch_pack_range(base, loc, dest, offset=loc.offset, size=row.size, sha256=row.sha256, downloads=downloads)
+
+
+def fetch_pack_range(base: str, loc: index.PackLocation, dest: Path, *, offset: int, size: int, sha256: str | None,
+                     downloads: Path) -> None:
+    """Bytes ``offset`` .. ``offset + size - 1`` of ``loc``'s pack into ``dest`` (checked against
+    ``sha256`` unless None). When the server ignores Range, a pack up to :func:`whole_pack_max`
+    bytes is fetched whole once (checked against its own sha256) and sliced here; a bigger one is
+    refused (FetchError, exit 3)."""
     src = loc.url or http.join(base, index.pack_path(loc.pack))
     whole = downloads / index.PACKS_DIR / loc.pack
-    kw: dict[str, Any] = {"offset": loc.offset, "sha256": row.sha256, "size": row.size, "total": loc.pack_size}
+    kw: dict[str, Any] = {"offset": offset, "sha256": sha256, "size": size, "total": loc.pack_size}
     if whole.is_file():
         http.fetch_range(str(whole), dest, **kw)
         return
@@ -271,11 +281,53 @@ def fetch_blob(base: str, row: index.FileRow, dest: Path, loc: index.PackLocatio
         limit = whole_pack_max()
         if loc.pack_size > limit:
             raise FetchError(f"{src}: the server ignores Range requests and would send the whole {loc.pack_size}-byte "
-                             f"pack for one {row.size}-byte file; serve the release from a host that honours Range "
+                             f"pack for {size} bytes of it; serve the release from a host that honours Range "
                              f"(GitHub releases, S3, nginx) or raise {WHOLE_PACK_ENV} (now {limit} bytes)") from None
         whole.parent.mkdir(exist_ok=True)
         http.fetch_file(src, whole, sha256=loc.pack_sha256, size=loc.pack_size)
         http.fetch_range(str(whole), dest, **kw)
+
+
+def runs(rows: list[index.FileRow], locations: dict[str, index.PackLocation],
+         limit: int = RUN_MAX) -> list[list[index.FileRow]]:
+    """``rows`` (distinct blobs of size > 0 with a pack location) grouped into runs that lie back
+    to back in one pack, each at most ``limit`` bytes (a longer blob is a run of its own), in pack
+    and offset order: one Range request per run instead of one per file."""
+    ordered = sorted(rows, key=lambda r: (locations[r.sha256].pack, locations[r.sha256].offset))
+    out: list[list[index.FileRow]] = []
+    for row in ordered:
+        loc = locations[row.sha256]
+        if out:
+            prev = locations[out[-1][-1].sha256]
+            start = locations[out[-1][0].sha256].offset
+            if prev.pack == loc.pack and prev.offset + prev.length == loc.offset \
+                    and loc.offset + loc.length - start <= limit:
+                out[-1].append(row)
+                continue
+        out.append([row])
+    return out
+
+
+def _fetch_runs(base: str, rows: list[index.FileRow], locations: dict[str, index.PackLocation],
+                downloads: Path) -> None:
+    """Fetch every run of two or more adjacent blobs with one request into ``.downloads/``, then
+    split it into ``.downloads/<sha256>`` files, each checked; single blobs are left to the caller."""
+    todo: dict[str, index.FileRow] = {}
+    for row in rows:
+        if row.size and row.sha256 in locations and not (downloads / row.sha256).exists():
+            todo.setdefault(row.sha256, row)
+    for run in runs(list(todo.values()), locations):
+        if len(run) < 2:
+            continue
+        first = locations[run[0].sha256]
+        length = sum(r.size for r in run)
+        run_file = downloads / f"run-{first.pack[:16]}-{first.offset}"
+        fetch_pack_range(base, first, run_file, offset=first.offset, size=length, sha256=None, downloads=downloads)
+        for row in run:
+            http.fetch_range(str(run_file), downloads / row.sha256, offset=locations[row.sha256].offset - first.offset,
+                             sha256=row.sha256, size=row.size, total=length)
+        run_file.unlink()
+        kill_point("download")
 
 
 def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
@@ -284,6 +336,9 @@ def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: 
     have = reusable(root)
     rows = index.files_of(entry)
     started, requests = http.COUNTER.bytes, http.COUNTER.requests
+    _fetch_runs(base, [r for r in rows if r.sha256 not in have or r.path in (record.RECORD_NAME,
+                                                                             record.BUILD_INFO_NAME)],
+                locations, downloads)
     for row in rows:
         dest = staging / row.path
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -231,3 +231,14 @@ def test_the_client_refuses_an_index_it_does_not_understand(changes: dict, match
                                              ("bytes 10-18/100", "range"), (None, "range"), ("10-19", "range")])
 def test_a_206_must_carry_exactly_the_range_asked(header: str | None, why: str | None) -> None:
     assert http.check_content_range(header, 10, 19, 100) == why
+
+
+def test_adjacent_blobs_of_a_pack_are_fetched_as_one_run() -> None:
+    rows = [index.FileRow(path=f"f{i}", sha256=f"{i:064x}", size=10, mode=420) for i in range(6)]
+    where = {0: ("p", 0), 1: ("p", 10), 2: ("p", 20), 3: ("p", 40), 4: ("q", 30), 5: ("q", 0)}
+    locs = {r.sha256: index.PackLocation(pack=where[i][0], offset=where[i][1], length=10, pack_size=100,
+                                         pack_sha256="0" * 64) for i, r in enumerate(rows)}
+    assert [[r.path for r in run] for run in install.runs(rows[::-1], locs)] == [["f0", "f1", "f2"], ["f3"], ["f5"],
+                                                                                  ["f4"]]
+    assert [[r.path for r in run] for run in install.runs(rows, locs, limit=20)] == [["f0", "f1"], ["f2"], ["f3"],
+                                                                                      ["f5"], ["f4"]]
