@@ -226,7 +226,7 @@ def fetch_file(source: str, dest: Path, *, sha256: str, size: int, policy: Polic
 
 
 def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, size: int, total: int,
-                policy: Policy | None = None) -> Path:
+                policy: Policy | None = None, count: bool = True) -> Path:
     """Write bytes ``offset`` .. ``offset + size - 1`` of ``source`` (a pack of ``total`` bytes) to
     ``dest`` when they are ``size`` bytes with ``sha256`` (None: a run of several blobs, whose
     digests the caller checks when it splits the run).
@@ -235,7 +235,9 @@ def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, siz
     ``Range: bytes=a-b``, resumed from ``dest.part`` (``a = offset + bytes already there``),
     bounded retries as :func:`fetch_file`. Only a 206 whose Content-Range is exactly ``a-b/total``
     is accepted; a 416 or another total is a damaged release (FetchError, no retry); a 200
-    raises :class:`RangeIgnored` before reading the body. ``size`` must be > 0.
+    raises :class:`RangeIgnored` before reading the body. ``size`` must be > 0. ``count=False``:
+    a local read that is not a download (a slice of a run or of a pack already fetched whole)
+    is left out of :data:`COUNTER`.
     """
     policy = policy or Policy.from_env()
     part = dest.with_name(dest.name + ".part")
@@ -253,7 +255,7 @@ def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, siz
                     out.write(f.read(size))
         except FileNotFoundError:
             raise NotFound(f"{path}: missing from the release directory") from None
-        COUNTER.bytes += size
+        COUNTER.bytes += size if count else 0
         return _publish(f"{source} bytes {offset}-{last}", part, dest, sha256, size)
     check_url(source)
     attempt = 0

@@ -273,7 +273,7 @@ def fetch_pack_range(base: str, loc: index.PackLocation, dest: Path, *, offset: 
     whole = downloads / index.PACKS_DIR / loc.pack
     kw: dict[str, Any] = {"offset": offset, "sha256": sha256, "size": size, "total": loc.pack_size}
     if whole.is_file():
-        http.fetch_range(str(whole), dest, **kw)
+        http.fetch_range(str(whole), dest, count=False, **kw)
         return
     try:
         http.fetch_range(src, dest, **kw)
@@ -285,7 +285,7 @@ def fetch_pack_range(base: str, loc: index.PackLocation, dest: Path, *, offset: 
                              f"(GitHub releases, S3, nginx) or raise {WHOLE_PACK_ENV} (now {limit} bytes)") from None
         whole.parent.mkdir(exist_ok=True)
         http.fetch_file(src, whole, sha256=loc.pack_sha256, size=loc.pack_size)
-        http.fetch_range(str(whole), dest, **kw)
+        http.fetch_range(str(whole), dest, count=False, **kw)
 
 
 def runs(rows: list[index.FileRow], locations: dict[str, index.PackLocation],
@@ -325,7 +325,7 @@ def _fetch_runs(base: str, rows: list[index.FileRow], locations: dict[str, index
         fetch_pack_range(base, first, run_file, offset=first.offset, size=length, sha256=None, downloads=downloads)
         for row in run:
             http.fetch_range(str(run_file), downloads / row.sha256, offset=locations[row.sha256].offset - first.offset,
-                             sha256=row.sha256, size=row.size, total=length)
+                             sha256=row.sha256, size=row.size, total=length, count=False)
         run_file.unlink()
         kill_point("download")
 

@@ -181,6 +181,9 @@ def test_a_release_directory_with_packs_stages_byte_for_byte(tmp_path: Path, sig
     staged, out = stage_from(tmp_path / "repo", tmp_path / "root")
     install.audit(staged, record_sha256=record.digest_of(b1), full=True)
     assert out.fetched_files == len(record.read(b1)) + 2 and out.requests == 0  # no HTTP for a directory
+    listed = sum(e.size for e in record.read(b1).values()) + sum((b1 / n).stat().st_size
+                                                                 for n in ("RECORD", "BUILD-INFO.json"))
+    assert out.downloaded_bytes == listed  # each byte once: runs split locally are not counted again
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate"])
