@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fetch_servers import _Handler, serving
+from fetch_servers import FaultServer, _Handler, redirect, serving
 from mlfreeze import packs, publish
 from mlfreeze.errors import PackError
 from mlfreeze_runtime import record
+from mlfreeze_runtime.update import http
+from mlfreeze_runtime.update.errors import FetchError
 from test_update_lite import current, freeze_tiny, health, updater
 
 pytest.importorskip("PyInstaller")
@@ -158,3 +160,31 @@ def test_a_file_over_the_pack_limit_is_refused_at_publish(world: dict, tmp_path:
     assert err.value.exit_code == 4 and not (tmp_path / "repo").exists()
     assert packs.parse_limit("1900 MiB") > biggest[1].size
 
+
+
+# --- the range fetch alone, against the same server ------------------------------------------------
+
+PACK = bytes(range(256)) * 64  # 16 KiB
+FAST = http.Policy(timeout=5, retries=2, backoff=0.01)
+
+
+def test_a_redirected_range_request_keeps_its_range(server: FaultServer, tmp_path: Path) -> None:
+    """GitHub answers a release asset URL with a 302 to its CDN: the Range must survive it."""
+    cdn = server.add("/cdn/p.pack", PACK)
+    server.add("/download/p.pack", PACK)
+    server.plan("/download/p.pack", redirect(cdn))
+    sha = record.hashlib.sha256(PACK[1000:3000]).hexdigest()
+    http.fetch_range(server.url("/download/p.pack"), tmp_path / "b", offset=1000, sha256=sha, size=2000,
+                     total=len(PACK), policy=FAST)
+    assert (tmp_path / "b").read_bytes() == PACK[1000:3000]
+    assert [r.range for r in server.requests_for("/cdn/p.pack")] == ["bytes=1000-2999"]
+
+
+def test_another_pack_behind_the_url_is_refused_at_once(server: FaultServer, tmp_path: Path) -> None:
+    url = server.add("/p.pack", PACK + b"extra")
+    with pytest.raises(FetchError, match="the release index says 16384 bytes"):
+        http.fetch_range(url, tmp_path / "b", offset=0, sha256="0" * 64, size=100, total=len(PACK), policy=FAST)
+    url = server.add("/short.pack", PACK[:500])
+    with pytest.raises(FetchError, match="HTTP 416"):
+        http.fetch_range(url, tmp_path / "c", offset=1000, sha256="0" * 64, size=100, total=len(PACK), policy=FAST)
+    assert len(server.requests_for("/p.pack")) == 1 and len(server.requests_for("/short.pack")) == 1  # no retries
