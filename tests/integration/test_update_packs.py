@@ -22,7 +22,7 @@ from mlfreeze.errors import PackError
 from mlfreeze_runtime import record
 from mlfreeze_runtime.update import http
 from mlfreeze_runtime.update.errors import FetchError
-from test_update_lite import current, freeze_tiny, health, updater
+from test_update_lite import current, freeze_tiny, health, in_bundle, updater
 
 pytest.importorskip("PyInstaller")
 pytest.importorskip("tuf")
@@ -160,6 +160,18 @@ def test_a_file_over_the_pack_limit_is_refused_at_publish(world: dict, tmp_path:
     assert err.value.exit_code == 4 and not (tmp_path / "repo").exists()
     assert packs.parse_limit("1900 MiB") > biggest[1].size
 
+
+
+def test_the_frozen_updater_installs_from_packs(world: dict, tmp_path: Path) -> None:
+    """The bundle's own ``tiny-update`` (its own Analysis) reads a schema-2 index and byte ranges."""
+    done = in_bundle(world["bundles"]["0.0.1"] / "tiny-update", "install", "--from", world["url"], "--root",
+                     str(tmp_path / "r"), "--trust", str(world["base"] / "trusted-root.json"))
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["current"] == "tiny-0.0.2-linux-cpu-lite"
+    # one request per run of adjacent files: 0.0.1's packs have gaps where its 4 changed files lie
+    assert len(world["v2"]["packs"]) <= out["requests"] <= len(world["v2"]["packs"]) + 4 < out["fetched_files"]
+    assert health(tmp_path / "r")["version"] == "0.0.2"
 
 
 # --- the range fetch alone, against the same server ------------------------------------------------
