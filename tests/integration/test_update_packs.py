@@ -11,6 +11,7 @@ import contextlib
 import json
 import re
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from fetch_servers import FaultServer, _Handler, redirect, serving
 from mlfreeze import packs, publish
 from mlfreeze.errors import PackError
 from mlfreeze_runtime import record
-from mlfreeze_runtime.update import http
+from mlfreeze_runtime.update import http, install
 from mlfreeze_runtime.update.errors import FetchError
 from test_update_lite import current, freeze_tiny, health, in_bundle, updater
 
@@ -160,6 +161,18 @@ def test_a_file_over_the_pack_limit_is_refused_at_publish(world: dict, tmp_path:
     assert err.value.exit_code == 4 and not (tmp_path / "repo").exists()
     assert packs.parse_limit("1900 MiB") > biggest[1].size
 
+
+
+@pytest.mark.parametrize("step", ["download", "staged"])
+def test_a_kill_during_a_packed_update_leaves_v1_and_the_next_run_finishes(world: dict, tmp_path: Path,
+                                                                           step: str) -> None:
+    root = copy_root(world, tmp_path)
+    done = updater("update", "--root", str(root), env={install.KILL_ENV: step})
+    assert done.returncode == -signal.SIGKILL, (done.stdout, done.stderr)
+    assert current(root) == "tiny-0.0.1-linux-cpu-lite" and health(root)["version"] == "0.0.1"
+    again = updater("update", "--root", str(root))
+    assert again.returncode == 0, again.stderr
+    assert current(root) == "tiny-0.0.2-linux-cpu-lite" and not (root / ".downloads").exists()
 
 
 def test_the_frozen_updater_installs_from_packs(world: dict, tmp_path: Path) -> None:
