@@ -157,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--generate-keys", metavar="DIR", help="write a new Ed25519 key per role to DIR and exit")
     p.add_argument("--model-pack", metavar="MODELS_DIR", help="publish this models/ folder as a model pack "
                                                            "(needs --app, --set, --pack-version)")
+    p.add_argument("--packs", action="store_true", help="write files as packs (packs/<sha256>.pack, each under "
+                   "--pack-limit) instead of loose blobs, for hosts without folders such as GitHub release assets")
+    p.add_argument("--pack-limit", metavar="SIZE", help="largest pack, e.g. '1900 MiB' (default 2032 MiB, "
+                   "under GitHub's 2 GiB asset limit)")
+    p.add_argument("--pack-url", metavar="URL", help="where clients fetch new packs, with {name}, e.g. "
+                   "https://github.com/OWNER/REPO/releases/download/TAG/{name} "
+                   "(default: packs/ under the repository's URL)")
     p.add_argument("--app", dest="pack_app", metavar="NAME")
     p.add_argument("--set", dest="pack_set", metavar="SET")
     p.add_argument("--pack-version", metavar="V")

@@ -64,6 +64,12 @@ class ExportError(MlfreezeError):
     exit_code = 4
 
 
+class PackError(MlfreezeError):
+    """``mlfreeze publish --packs`` cannot put a file into a pack under the pack limit."""
+
+    exit_code = 4
+
+
 class BudgetExceeded(MlfreezeError):
     """A bundle is larger than its configured size budget."""
 

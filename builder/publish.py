@@ -4,7 +4,9 @@ Writes into ``REPO`` (the directory served at the stable update URL):
 
 - ``blobs/<aa>/<sha256>``: every file of every bundle once, named by its sha256 (shared
   across variants and releases, so a directory that keeps growing across tags stores each
-  distinct file once);
+  distinct file once); or, with ``--packs``, ``packs/<sha256>.pack`` instead: the files no
+  earlier pack holds, concatenated into packs under the release-asset limit (builder/packs.py),
+  with the index (schema 2) giving ``[pack, offset, length]`` per blob;
 - ``index.json`` and ``targets/<sha256>.index.json``: per variant what it needs (OS, arch,
   accelerator, minimum driver, CUDA arch list) and its files (RECORD rows + RECORD +
   BUILD-INFO.json), from ``mlfreeze_runtime.update.index``;
@@ -32,6 +34,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlfreeze import packs as packs_mod
 from mlfreeze.errors import ConfigError, IntegrityError, UsageError
 from mlfreeze_runtime import buildinfo
 from mlfreeze_runtime.update import index
@@ -207,8 +210,14 @@ def unpack_release(release_dir: Path, dest: Path) -> list[Path]:
 
 def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
             validity: Validity = Validity(), cuda_archs: dict[str, list[str]] | None = None,
-            now: float | None = None) -> dict[str, int]:
-    """Add ``bundles`` (one release, all variants) to ``repo`` and sign; {role: new version}."""
+            now: float | None = None, packs: bool = False, pack_limit: int = packs_mod.DEFAULT_LIMIT,
+            pack_url: str | None = None) -> dict[str, int]:
+    """Add ``bundles`` (one release, all variants) to ``repo`` and sign; {role: new version}.
+
+    ``packs``: write the files no earlier pack of ``repo`` holds as packs of at most
+    ``pack_limit`` bytes (``pack_url``: a ``{name}`` template recorded as their download URL)
+    instead of loose blobs, and a schema-2 index; PackError (exit 4) before anything is
+    written when one file is larger than the limit."""
     now = time.time() if now is None else now
     if not bundles:
         raise UsageError("publish needs at least one bundle directory")
@@ -221,20 +230,36 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
             raise ConfigError(str(exc)) from None
         except ValueError as exc:
             raise IntegrityError(str(exc)) from None
-        entries.append(entry)
+        entries.append((bundle, entry))
         versions.add(info["version"])
         apps.add(info["app"])
-        for path, sha, _size, _mode in entry["files"]:
-            dest = repo / index.blob_path(sha)
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                tmp = dest.with_name(dest.name + ".tmp")
-                shutil.copyfile(bundle / path, tmp)
-                os.replace(tmp, dest)
     if len(versions) != 1 or len(apps) != 1:
         raise UsageError(f"one release per publish: got app(s) {sorted(apps)} version(s) {sorted(versions)}")
-    data = index.render(apps.pop(), versions.pop(), entries)
+    if packs:
+        catalog = _write_packs(entries, repo, pack_limit, pack_url)
+        data = index.render(apps.pop(), versions.pop(), [e for _, e in entries], packs=catalog.packs,
+                            blobs=catalog.blobs)
+    else:
+        for bundle, entry in entries:
+            for path, sha, _size, _mode in entry["files"]:
+                dest = repo / index.blob_path(sha)
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dest.with_name(dest.name + ".tmp")
+                    shutil.copyfile(bundle / path, tmp)
+                    os.replace(tmp, dest)
+        data = index.render(apps.pop(), versions.pop(), [e for _, e in entries])
     return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
+
+
+def _write_packs(entries: list[tuple[Path, dict[str, Any]]], repo: Path, limit: int,
+                 url: str | None) -> packs_mod.Catalog:
+    """Pack what the repository's earlier packs lack; the catalog this release's index needs."""
+    blobs = [packs_mod.Blob(sha256=sha, size=size, source=bundle / path, label=f"{bundle.name}/{path}")
+             for bundle, entry in entries for path, sha, size, _mode in entry["files"]]
+    have = packs_mod.known(repo)
+    have.add(packs_mod.write(packs_mod.plan(blobs, have=have, limit=limit), repo, url=url))
+    return have.for_files({b.sha256 for b in blobs if b.size > 0})
 
 
 def init_root(repo: Path, signers: dict[str, CryptoSigner], *, source_date_epoch: int,
@@ -413,14 +438,21 @@ def main(args: Any) -> int:
     for item in args.cuda_archs or []:
         platform, _, value = item.partition("=")
         archs[platform] = [a for a in value.replace(",", " ").split() if a]
+    use_packs = bool(getattr(args, "packs", False))
+    if not use_packs and (getattr(args, "pack_limit", None) or getattr(args, "pack_url", None)):
+        raise UsageError("--pack-limit and --pack-url go with --packs")
+    pack_url = getattr(args, "pack_url", None)
+    packs_mod.check_url_template(pack_url)
+    transport = {"packs": use_packs, "pack_limit": packs_mod.parse_limit(getattr(args, "pack_limit", None)),
+                 "pack_url": pack_url}
     if args.release:
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="mlfreeze-publish-") as tmp:
             bundles = unpack_release(Path(args.release), Path(tmp)) + [Path(b) for b in args.bundles]
-            written = publish(bundles, repo, signers, source_date_epoch=int(sde), cuda_archs=archs)
+            written = publish(bundles, repo, signers, source_date_epoch=int(sde), cuda_archs=archs, **transport)
     else:
         written = publish([Path(b) for b in args.bundles], repo, signers, source_date_epoch=int(sde),
-                          cuda_archs=archs)
+                          cuda_archs=archs, **transport)
     print(json.dumps(written))
     return 0

@@ -1,8 +1,10 @@
 """Real threaded HTTP(S) servers on 127.0.0.1 with per-request fault injection: the fixtures
 ``server`` and ``tls_server`` of every fetch test, both tiers (registered in tests/conftest.py).
 
-``FaultServer.add(path, body)`` serves ``body`` (Range-aware, with an ETag and If-Range
-honoured); ``plan(path, *faults)`` queues behaviours consumed one per request, then the path is
+``FaultServer.add(path, body)`` serves ``body`` (Range-aware: ``bytes=N-`` and ``bytes=N-M``, with
+an ETag and If-Range honoured; ``ranges = False`` makes it ignore Range as some servers do);
+``add_tree(directory)`` serves a folder's files (a release repository); ``plan(path, *faults)``
+queues behaviours consumed one per request, then the path is
 served normally. Every request is logged with its Range/If-Range headers and the bytes sent, so
 tests can assert what went over the wire. ``tls_server`` speaks HTTPS with a self-signed
 certificate for 127.0.0.1 made with ``cryptography`` (``.cert_file`` is its PEM).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import hashlib
+import re
 import socket
 import ssl
 import struct
@@ -44,6 +47,7 @@ class FaultServer:
         self.log: list[Request] = []
         self.release = threading.Event()  # ends stalls
         self.rate: float | None = None  # bytes/s throttle for normal serving
+        self.ranges = True  # False: answer every request 200 with the whole body, as a server without Range
         self.lock = threading.Lock()
         server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
@@ -75,6 +79,13 @@ class FaultServer:
     def add(self, path: str, body: bytes) -> str:
         self.files[path] = body
         return self.url(path)
+
+    def add_tree(self, directory: Path, prefix: str = "/") -> str:
+        """Serve every file under ``directory`` at ``prefix + its relative path`` (read now: call
+        again after the folder changed); returns the base URL."""
+        for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+            self.files[prefix + path.relative_to(directory).as_posix()] = path.read_bytes()
+        return self.url(prefix)
 
     def etag(self, path: str) -> str:
         """The strong ETag the server sends for ``path``'s current body."""
@@ -169,9 +180,28 @@ def _range_start(h: _Handler, size: int) -> int | None:
     return start if start < size else None
 
 
+def _closed_range(h: _Handler) -> tuple[int, int] | None:
+    """(first, last) of ``Range: bytes=N-M`` (If-Range honoured as for ``bytes=N-``)."""
+    m = re.match(r"^bytes=(\d+)-(\d+)$", h.headers.get("Range") or "")
+    if not m or int(m.group(2)) < int(m.group(1)):
+        return None
+    if_range = h.headers.get("If-Range")
+    if if_range is not None and if_range != h.fs.etag(h.path):
+        return None
+    return int(m.group(1)), int(m.group(2))
+
+
 def serve(h: _Handler, body: bytes) -> None:
-    """Normal serving: 206 with a correct Content-Range for ``Range: bytes=N-``, else 200."""
-    start = _range_start(h, len(body))
+    """Normal serving: 206 with a correct Content-Range for ``Range: bytes=N-`` and ``bytes=N-M``
+    (416 when N is past the end of a closed range), else 200; always 200 when ``ranges`` is off."""
+    closed = _closed_range(h) if h.fs.ranges else None
+    if closed is not None:
+        first, last = closed[0], min(closed[1], len(body) - 1)
+        if first >= len(body):
+            return h.status(416, {"Content-Range": f"bytes */{len(body)}"})
+        h.head(206, last - first + 1, {"Content-Range": f"bytes {first}-{last}/{len(body)}"})
+        return h.write(body[first:last + 1])
+    start = _range_start(h, len(body)) if h.fs.ranges else None
     if start is not None and start > 0:
         h.head(206, len(body) - start, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
         h.write(body[start:])

@@ -85,8 +85,9 @@ def cmd_install(args: argparse.Namespace, root: Path, *, update: bool) -> int:
         entry, reasons = _choose(doc, machine.detect(), args, flavor)
         _say(f"release {doc['version']}: {how}; variant {entry['name']}")
         out = install.install_entry(root, source, entry, keep=args.keep, reasons=reasons, source=source,
-                                    progress=_say)
+                                    progress=_say, locations=index.locations(doc))
         _say(json.dumps({"current": out.name, "previous": out.previous, "downloaded_bytes": out.downloaded_bytes,
+                         "requests": out.requests,
                          "reused_files": out.reused_files, "fetched_files": out.fetched_files,
                          "seconds": {k: round(v, 3) for k, v in out.seconds.items()}, "note": out.note}))
     return 0

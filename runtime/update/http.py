@@ -10,8 +10,15 @@ standard library so a bundle needs no ``requests``:
   jitter, at most ``retries`` further attempts (``MLFREEZE_FETCH_RETRIES``);
 - ``https://``, ``file://`` and local paths are allowed; ``http://`` only for loopback hosts.
 
+Byte ranges of packs (:func:`fetch_range`) ask ``Range: bytes=a-b`` and accept only a 206 whose
+Content-Range is exactly ``a-b`` of a pack as long as the index says; resuming a blob asks from
+``offset + bytes already in .part``. A 200 (a server that ignores Range and would send the whole
+pack) raises :class:`RangeIgnored` without reading the body; the caller decides (``install``
+downloads a small pack whole, once, and refuses a big one).
+
 :func:`fetch_bytes` serves small documents (the index, TUF metadata through
-``trust.Fetcher``); :func:`fetch_file` serves blobs. ``Counter`` tallies bytes received.
+``trust.Fetcher``); :func:`fetch_file` serves blobs. ``Counter`` tallies bytes received and
+HTTP requests made.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
@@ -61,9 +69,11 @@ class Policy:
 
 @dataclass
 class Counter:
-    """Bytes received over the network (or copied from a local source) by this process."""
+    """Bytes received over the network (or copied from a local source) and HTTP requests made
+    by this process."""
 
     bytes: int = 0
+    requests: int = 0
 
 
 COUNTER = Counter()
@@ -75,6 +85,10 @@ class _Transient(Exception):
 
 class NotFound(FetchError):
     """404/403 from a server, or a local file that does not exist (TUF reads it as "no newer root")."""
+
+
+class RangeIgnored(FetchError):
+    """The server answered a Range request with 200 (the whole resource); nothing was read."""
 
 
 def is_local(source: str) -> bool:
@@ -111,14 +125,15 @@ def join(base: str, rel: str) -> str:
     return base.rstrip("/") + "/" + rel
 
 
-def _open(url: str, start: int, policy: Policy) -> tuple[Iterator[bytes], bool]:
-    """(chunks, appended) for ``url`` from byte ``start``; raises _Transient or FetchError."""
-    req = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
+def _urlopen(url: str, headers: dict[str, str], policy: Policy, *, on_416: Exception | None) -> Any:
+    """The response for a GET of ``url``; _Transient for what a retry may cure, FetchError else."""
+    req = urllib.request.Request(url, headers=headers)
+    COUNTER.requests += 1
     try:
-        resp = urllib.request.urlopen(req, timeout=policy.timeout)  # noqa: S310 (scheme checked)
+        return urllib.request.urlopen(req, timeout=policy.timeout)  # noqa: S310 (scheme checked)
     except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:
-            raise _Transient("416 for a resume: restart") from None
+        if exc.code == 416 and on_416 is not None:
+            raise on_416 from None
         if exc.code in (403, 404):
             raise NotFound(f"{url}: HTTP {exc.code} {exc.reason}; check the release URL") from None
         if exc.code >= 500 or exc.code == 429:
@@ -126,6 +141,26 @@ def _open(url: str, start: int, policy: Policy) -> tuple[Iterator[bytes], bool]:
         raise FetchError(f"{url}: HTTP {exc.code} {exc.reason}; check the release URL") from None
     except (urllib.error.URLError, OSError) as exc:
         raise _Transient(str(getattr(exc, "reason", exc))) from None
+
+
+def _chunks(resp: Any) -> Iterator[bytes]:
+    try:
+        while True:
+            try:
+                chunk = resp.read(CHUNK)
+            except OSError as exc:
+                raise _Transient(f"read failed: {exc}") from None
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        resp.close()
+
+
+def _open(url: str, start: int, policy: Policy) -> tuple[Iterator[bytes], bool]:
+    """(chunks, appended) for ``url`` from byte ``start``; raises _Transient or FetchError."""
+    resp = _urlopen(url, {"Range": f"bytes={start}-"} if start else {}, policy,
+                    on_416=_Transient("416 for a resume: restart") if start else None)
     appended = False
     if start and resp.status == 206:
         m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
@@ -133,20 +168,20 @@ def _open(url: str, start: int, policy: Policy) -> tuple[Iterator[bytes], bool]:
         if not appended:
             resp.close()
             raise _Transient("206 with a Content-Range that does not start at the resume offset")
+    return _chunks(resp), appended
 
-    def chunks() -> Iterator[bytes]:
-        try:
-            while True:
-                try:
-                    chunk = resp.read(CHUNK)
-                except OSError as exc:
-                    raise _Transient(f"read failed: {exc}") from None
-                if not chunk:
-                    return
-                yield chunk
-        finally:
-            resp.close()
-    return chunks(), appended
+
+def check_content_range(header: str | None, first: int, last: int, total: int) -> str | None:
+    """Why a 206's Content-Range is not ``bytes first-last/total`` (None when it is).
+
+    Returns ``"total"`` when the server's resource has another length than ``total`` (the pack
+    is not the one the index signed: not worth a retry), ``"range"`` for any other mismatch."""
+    m = _CONTENT_RANGE.match(header or "")
+    if not m:
+        return "range"
+    if m.group(3) != "*" and int(m.group(3)) != total:
+        return "total"
+    return None if (int(m.group(1)), int(m.group(2))) == (first, last) else "range"
 
 
 def fetch_file(source: str, dest: Path, *, sha256: str, size: int, policy: Policy | None = None) -> Path:
@@ -190,17 +225,91 @@ def fetch_file(source: str, dest: Path, *, sha256: str, size: int, policy: Polic
             time.sleep(policy.delay(attempt))
 
 
-def _publish(source: str, part: Path, dest: Path, sha256: str, size: int) -> Path:
+def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, size: int, total: int,
+                policy: Policy | None = None, count: bool = True) -> Path:
+    """Write bytes ``offset`` .. ``offset + size - 1`` of ``source`` (a pack of ``total`` bytes) to
+    ``dest`` when they are ``size`` bytes with ``sha256`` (None: a run of several blobs, whose
+    digests the caller checks when it splits the run).
+
+    A local pack is read directly (FetchError when it is not ``total`` bytes long). Over HTTP:
+    ``Range: bytes=a-b``, resumed from ``dest.part`` (``a = offset + bytes already there``),
+    bounded retries as :func:`fetch_file`. Only a 206 whose Content-Range is exactly ``a-b/total``
+    is accepted; a 416 or another total is a damaged release (FetchError, no retry); a 200
+    raises :class:`RangeIgnored` before reading the body. ``size`` must be > 0. ``count=False``:
+    a local read that is not a download (a slice of a run or of a pack already fetched whole)
+    is left out of :data:`COUNTER`.
+    """
+    policy = policy or Policy.from_env()
+    part = dest.with_name(dest.name + ".part")
+    last = offset + size - 1
+    if is_local(source):
+        path = local_path(source)
+        try:
+            with open(path, "rb") as f:
+                have = os.fstat(f.fileno()).st_size
+                if have != total:
+                    raise FetchError(f"{path}: {have} bytes, the release index says {total}; the pack is damaged "
+                                     "or not the signed one: not installed")
+                f.seek(offset)
+                with open(part, "wb") as out:
+                    out.write(f.read(size))
+        except FileNotFoundError:
+            raise NotFound(f"{path}: missing from the release directory") from None
+        COUNTER.bytes += size if count else 0
+        return _publish(f"{source} bytes {offset}-{last}", part, dest, sha256, size)
+    check_url(source)
+    attempt = 0
+    where = f"{source} bytes {offset}-{last}"
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        if have > size:
+            part.unlink()
+            have = 0
+        try:
+            if have == size:
+                return _publish(where, part, dest, sha256, size)
+            first = offset + have
+            resp = _urlopen(source, {"Range": f"bytes={first}-{last}"}, policy,
+                            on_416=FetchError(f"{where}: range not satisfiable (HTTP 416): the pack is shorter than "
+                                              f"the {total} bytes the release index says; damaged: not installed"))
+            if resp.status != 206:
+                resp.close()
+                raise RangeIgnored(f"{source}: HTTP {resp.status} to a Range request (the server ignores Range)")
+            why = check_content_range(resp.headers.get("Content-Range"), first, last, total)
+            if why is not None:
+                resp.close()
+                got = resp.headers.get("Content-Range")
+                if why == "total":
+                    raise FetchError(f"{where}: the server's pack is {got!r}, the release index says {total} bytes; "
+                                     "the pack is damaged or not the signed one: not installed")
+                raise _Transient(f"206 with Content-Range {got!r}, asked bytes {first}-{last}")
+            with open(part, "ab") as f:
+                for chunk in _chunks(resp):
+                    if f.tell() + len(chunk) > size:
+                        raise _Transient(f"more bytes than the {last - first + 1} asked")
+                    f.write(chunk)
+                    COUNTER.bytes += len(chunk)
+            if part.stat().st_size != size:
+                raise _Transient(f"got {part.stat().st_size} of {size} bytes")
+            return _publish(where, part, dest, sha256, size)
+        except _Transient as exc:
+            attempt += 1
+            if attempt > policy.retries:
+                raise FetchError(f"{where}: {exc} (after {attempt} attempts); try again later") from None
+            time.sleep(policy.delay(attempt))
+
+
+def _publish(source: str, part: Path, dest: Path, sha256: str | None, size: int) -> Path:
     h = hashlib.sha256()
     n = 0
     with open(part, "rb") as f:
         while chunk := f.read(CHUNK):
             h.update(chunk)
             n += len(chunk)
-    if n != size or h.hexdigest() != sha256:
+    if n != size or (sha256 is not None and h.hexdigest() != sha256):
         part.unlink(missing_ok=True)
         raise FetchError(f"{source}: {n} bytes with sha256 {h.hexdigest()[:16]}..., the release says {size} "
-                         f"bytes {sha256[:16]}...; the release is damaged or tampered: not installed")
+                         f"bytes {(sha256 or '(any)')[:16]}...; the release is damaged or tampered: not installed")
     os.replace(part, dest)
     return dest
 

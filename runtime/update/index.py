@@ -1,5 +1,6 @@
 """The release index: for each variant, what it needs, its RECORD digest and its files as
-content-addressed blobs (``blobs/<sha256[:2]>/<sha256>``), so a client fetches single files.
+content-addressed blobs (``blobs/<sha256[:2]>/<sha256>``, or byte ranges of packs), so a client
+fetches single files.
 
 Written by ``mlfreeze publish`` (builder) as ``index.json`` next to ``blobs/``; signed as a
 TUF target, so every blob is covered through its sha256. Layout of one entry::
@@ -10,12 +11,24 @@ TUF target, so every blob is covered through its sha256. Layout of one entry::
      "files": [["tiny", "<sha256 hex>", 1234, 493], ...]}   # path, sha256, size, mode
 
 ``files`` holds every file of the bundle: RECORD's rows plus RECORD and BUILD-INFO.json.
+
+Schema 1 (loose blobs) is the layout above. Schema 2 (``mlfreeze publish --packs``) adds where
+each blob lives inside a pack, ``packs/<sha256 of the pack>.pack`` (a concatenation of blobs
+under the release-asset limit), so a repository can be hosted as GitHub release assets::
+
+    "packs": {"<64 hex>.pack": {"sha256": "<64 hex>", "size": 1990000000,
+                                "url": "https://.../download/v1.2/<64 hex>.pack"}},   # url optional
+    "blobs": {"<blob sha256>": ["<64 hex>.pack", 1048576, 2300]}   # pack, offset, length
+
+Every file of size > 0 has a location; ``url`` absent means ``packs/<name>`` under the base.
+A client refuses a schema it does not know in one line (an updater older than the repository).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +39,14 @@ from mlfreeze_runtime.update.errors import FetchError
 from mlfreeze_runtime.update.variants import Variant
 
 FORMAT = "mlfreeze-update-index"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # loose blobs only
+PACKS_SCHEMA_VERSION = 2  # + "packs" and "blobs" (pack locations)
+SCHEMAS = (SCHEMA_VERSION, PACKS_SCHEMA_VERSION)
 INDEX_NAME = "index.json"
+PACKS_DIR = "packs"
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PACK_NAME = re.compile(r"^[0-9a-f]{64}\.pack$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +57,38 @@ class FileRow:
     mode: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class PackLocation:
+    """Where one blob lies: ``length`` bytes at ``offset`` of pack ``pack`` (``pack_size`` bytes,
+    sha256 ``pack_sha256``), fetched from ``url`` when the index gives one, else ``packs/<pack>``."""
+
+    pack: str
+    offset: int
+    length: int
+    pack_size: int
+    pack_sha256: str
+    url: str | None = None
+
+
 def blob_path(sha256: str) -> str:
     """Where a blob lies relative to the release's base: ``blobs/ab/abcdef...``."""
     return f"blobs/{sha256[:2]}/{sha256}"
+
+
+def pack_path(name: str) -> str:
+    """Where a pack lies relative to the release's base: ``packs/<64 hex>.pack``."""
+    return f"{PACKS_DIR}/{name}"
+
+
+def locations(doc: dict[str, Any]) -> dict[str, PackLocation]:
+    """``{blob sha256: PackLocation}`` of a parsed index (empty for schema 1: loose blobs)."""
+    packs = doc.get("packs") or {}
+    out = {}
+    for sha, (name, offset, length) in (doc.get("blobs") or {}).items():
+        info = packs[name]
+        out[sha] = PackLocation(pack=name, offset=int(offset), length=int(length), pack_size=int(info["size"]),
+                                pack_sha256=info["sha256"], url=info.get("url"))
+    return out
 
 
 def bundle_files(bundle: Path) -> list[FileRow]:
@@ -90,17 +138,50 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
         doc = json.loads(data)
     except ValueError as exc:
         raise FetchError(f"{where}: not JSON ({exc}); the release is damaged") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("schema_version") != SCHEMA_VERSION:
-        raise FetchError(f"{where}: not an mlfreeze update index (format {FORMAT} v{SCHEMA_VERSION})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise FetchError(f"{where}: not an mlfreeze update index (format {FORMAT})")
+    if doc.get("schema_version") not in SCHEMAS:
+        raise FetchError(f"{where}: index schema_version {doc.get('schema_version')!r} is not one this updater "
+                         f"reads ({', '.join(map(str, SCHEMAS))}); install the newest release by hand to get an "
+                         "updater that reads it")
     for entry in doc.get("variants", []):
         for row in entry.get("files", []):
             rel = row[0]
             if rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
                 raise FetchError(f"{where}: variant {entry.get('name')}: path {rel!r} escapes the install")
+    if doc["schema_version"] == PACKS_SCHEMA_VERSION:
+        _check_packs(doc, where)
     return doc
 
 
-def render(app: str, version: str, entries: list[dict[str, Any]]) -> bytes:
-    doc = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "app": app, "version": version,
-           "variants": sorted(entries, key=lambda e: e["name"])}
+def _check_packs(doc: dict[str, Any], where: str) -> None:
+    """FetchError unless every pack is named by its sha256 and every file of size > 0 has a
+    location that lies inside its pack and is as long as the file."""
+    packs, blobs = doc.get("packs"), doc.get("blobs")
+    if not isinstance(packs, dict) or not isinstance(blobs, dict):
+        raise FetchError(f"{where}: schema 2 index without 'packs' and 'blobs'; the release is damaged")
+    for name, info in packs.items():
+        if not _PACK_NAME.match(name) or not isinstance(info, dict) or not _HEX64.match(str(info.get("sha256"))) \
+                or name != f"{info['sha256']}.pack" or not isinstance(info.get("size"), int) \
+                or not isinstance(info.get("url", ""), str):
+            raise FetchError(f"{where}: pack {name!r} is not '<its sha256>.pack' with a size; the release is damaged")
+    for sha, loc in blobs.items():
+        ok = isinstance(loc, list) and len(loc) == 3 and loc[0] in packs and all(isinstance(x, int) for x in loc[1:])
+        if not ok or loc[1] < 0 or loc[2] < 0 or loc[1] + loc[2] > packs[loc[0]]["size"]:
+            raise FetchError(f"{where}: blob {sha[:16]}...: location {loc!r} is not inside a listed pack; "
+                             "the release is damaged")
+    for entry in doc.get("variants", []):
+        for _path, sha, size, _mode in entry.get("files", []):
+            if size and (sha not in blobs or blobs[sha][2] != size):
+                raise FetchError(f"{where}: variant {entry.get('name')}: file {_path} has no pack location of "
+                                 f"{size} bytes; the release is damaged")
+
+
+def render(app: str, version: str, entries: list[dict[str, Any]], *, packs: dict[str, dict[str, Any]] | None = None,
+           blobs: dict[str, list[Any]] | None = None) -> bytes:
+    """The index bytes: schema 1 (loose blobs), or schema 2 when ``packs`` and ``blobs`` are given."""
+    doc: dict[str, Any] = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "app": app, "version": version,
+                           "variants": sorted(entries, key=lambda e: e["name"])}
+    if packs is not None:
+        doc.update(schema_version=PACKS_SCHEMA_VERSION, packs=packs, blobs=blobs or {})
     return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode()

@@ -5,6 +5,7 @@ Layout of an install root::
     versions/<version>-<platform>-<flavor>/   complete, audited versions (only ever renamed in)
     .staging/<name>.<pid>/                    a version being assembled (removed on the next run)
     .downloads/<sha256>[.part]                blobs fetched for the install in progress (resumable)
+    .downloads/packs/<name>                   a small pack fetched whole (server without Range support)
     current -> versions/<name>                the pointer (``pointer`` module; current.txt on Windows)
     state.json                                history of switches, kept count, source, reasons
 
@@ -40,6 +41,11 @@ DOWNLOADS = ".downloads"
 DEFAULT_KEEP = 2
 KILL_ENV = "MLFREEZE_UPDATE_KILL_AT"
 CHECK_TIMEOUT = 300.0
+WHOLE_PACK_ENV = "MLFREEZE_PACK_WHOLE_MAX"
+WHOLE_PACK_MAX = 64 << 20
+"""Largest pack (bytes) fetched whole when a server ignores Range; a bigger one is refused."""
+RUN_MAX = 64 << 20
+"""Largest run of adjacent blobs fetched with one Range request (and held twice on disk while split)."""
 
 
 def kill_point(step: str) -> None:
@@ -55,6 +61,7 @@ class Outcome:
     name: str
     previous: str | None
     downloaded_bytes: int = 0
+    requests: int = 0
     reused_files: int = 0
     fetched_files: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
@@ -216,26 +223,122 @@ def _link_or_copy(src: Path, dest: Path) -> None:
 
 
 def stage(root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
-          progress: Callable[[str], None] = lambda s: None) -> Path:
+          progress: Callable[[str], None] = lambda s: None, *,
+          locations: dict[str, index.PackLocation] | None = None) -> Path:
     """Assemble ``entry``'s files under ``.staging/``: hard links to identical installed files,
-    the rest fetched (resumably) into ``.downloads/`` then linked in. Returns the staging folder."""
+    the rest fetched (resumably) into ``.downloads/`` then linked in: as loose blobs, or as byte
+    ranges of packs for blobs ``locations`` (``index.locations``) places. Returns the staging folder."""
     staging = root / STAGING / f"{entry['name']}.{os.getpid()}"
     staging.mkdir(parents=True)
     downloads = root / DOWNLOADS
     downloads.mkdir(exist_ok=True)
     try:
-        return _fill(staging, root, base, entry, outcome, progress)
+        return _fill(staging, root, base, entry, outcome, progress, locations or {})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
 
 
+def whole_pack_max() -> int:
+    """``$MLFREEZE_PACK_WHOLE_MAX`` (bytes), else :data:`WHOLE_PACK_MAX`."""
+    raw = os.environ.get(WHOLE_PACK_ENV, "").strip()
+    if not raw:
+        return WHOLE_PACK_MAX
+    if not raw.isdigit():
+        raise UsageError(f"{WHOLE_PACK_ENV}={raw!r}: a byte count (digits only); fix or unset it")
+    return int(raw)
+
+
+def fetch_blob(base: str, row: index.FileRow, dest: Path, loc: index.PackLocation | None, downloads: Path) -> None:
+    """``row``'s bytes into ``dest``, checked: a loose blob, or its byte range of a pack
+    (:func:`fetch_pack_range`)."""
+    if row.size == 0:
+        if row.sha256 != index.EMPTY_SHA256:
+            raise FetchError(f"{row.path}: 0 bytes with sha256 {row.sha256[:16]}...; the index is damaged")
+        dest.write_bytes(b"")
+        return
+    if loc is None:
+        http.fetch_file(http.join(base, index.blob_path(row.sha256)), dest, sha256=row.sha256, size=row.size)
+        return
+    fetch_pack_range(base, loc, dest, offset=loc.offset, size=row.size, sha256=row.sha256, downloads=downloads)
+
+
+def fetch_pack_range(base: str, loc: index.PackLocation, dest: Path, *, offset: int, size: int, sha256: str | None,
+                     downloads: Path) -> None:
+    """Bytes ``offset`` .. ``offset + size - 1`` of ``loc``'s pack into ``dest`` (checked against
+    ``sha256`` unless None). When the server ignores Range, a pack up to :func:`whole_pack_max`
+    bytes is fetched whole once (checked against its own sha256) and sliced here; a bigger one is
+    refused (FetchError, exit 3)."""
+    src = loc.url or http.join(base, index.pack_path(loc.pack))
+    whole = downloads / index.PACKS_DIR / loc.pack
+    kw: dict[str, Any] = {"offset": offset, "sha256": sha256, "size": size, "total": loc.pack_size}
+    if whole.is_file():
+        http.fetch_range(str(whole), dest, count=False, **kw)
+        return
+    try:
+        http.fetch_range(src, dest, **kw)
+    except http.RangeIgnored:
+        limit = whole_pack_max()
+        if loc.pack_size > limit:
+            raise FetchError(f"{src}: the server ignores Range requests and would send the whole {loc.pack_size}-byte "
+                             f"pack for {size} bytes of it; serve the release from a host that honours Range "
+                             f"(GitHub releases, S3, nginx) or raise {WHOLE_PACK_ENV} (now {limit} bytes)") from None
+        whole.parent.mkdir(exist_ok=True)
+        http.fetch_file(src, whole, sha256=loc.pack_sha256, size=loc.pack_size)
+        http.fetch_range(str(whole), dest, count=False, **kw)
+
+
+def runs(rows: list[index.FileRow], locations: dict[str, index.PackLocation],
+         limit: int = RUN_MAX) -> list[list[index.FileRow]]:
+    """``rows`` (distinct blobs of size > 0 with a pack location) grouped into runs that lie back
+    to back in one pack, each at most ``limit`` bytes (a longer blob is a run of its own), in pack
+    and offset order: one Range request per run instead of one per file."""
+    ordered = sorted(rows, key=lambda r: (locations[r.sha256].pack, locations[r.sha256].offset))
+    out: list[list[index.FileRow]] = []
+    for row in ordered:
+        loc = locations[row.sha256]
+        if out:
+            prev = locations[out[-1][-1].sha256]
+            start = locations[out[-1][0].sha256].offset
+            if prev.pack == loc.pack and prev.offset + prev.length == loc.offset \
+                    and loc.offset + loc.length - start <= limit:
+                out[-1].append(row)
+                continue
+        out.append([row])
+    return out
+
+
+def _fetch_runs(base: str, rows: list[index.FileRow], locations: dict[str, index.PackLocation],
+                downloads: Path) -> None:
+    """Fetch every run of two or more adjacent blobs with one request into ``.downloads/``, then
+    split it into ``.downloads/<sha256>`` files, each checked; single blobs are left to the caller."""
+    todo: dict[str, index.FileRow] = {}
+    for row in rows:
+        if row.size and row.sha256 in locations and not (downloads / row.sha256).exists():
+            todo.setdefault(row.sha256, row)
+    for run in runs(list(todo.values()), locations):
+        if len(run) < 2:
+            continue
+        first = locations[run[0].sha256]
+        length = sum(r.size for r in run)
+        run_file = downloads / f"run-{first.pack[:16]}-{first.offset}"
+        fetch_pack_range(base, first, run_file, offset=first.offset, size=length, sha256=None, downloads=downloads)
+        for row in run:
+            http.fetch_range(str(run_file), downloads / row.sha256, offset=locations[row.sha256].offset - first.offset,
+                             sha256=row.sha256, size=row.size, total=length, count=False)
+        run_file.unlink()
+        kill_point("download")
+
+
 def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
-          progress: Callable[[str], None]) -> Path:
+          progress: Callable[[str], None], locations: dict[str, index.PackLocation]) -> Path:
     downloads = root / DOWNLOADS
     have = reusable(root)
     rows = index.files_of(entry)
-    started = http.COUNTER.bytes
+    started, requests = http.COUNTER.bytes, http.COUNTER.requests
+    _fetch_runs(base, [r for r in rows if r.sha256 not in have or r.path in (record.RECORD_NAME,
+                                                                             record.BUILD_INFO_NAME)],
+                locations, downloads)
     for row in rows:
         dest = staging / row.path
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -246,12 +349,13 @@ def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: 
             continue
         blob = downloads / row.sha256
         if not blob.exists():
-            http.fetch_file(http.join(base, index.blob_path(row.sha256)), blob, sha256=row.sha256, size=row.size)
+            fetch_blob(base, row, blob, locations.get(row.sha256), downloads)
             kill_point("download")
         _link_or_copy(blob, dest)
         os.chmod(dest, row.mode)
         outcome.fetched_files += 1
     outcome.downloaded_bytes += http.COUNTER.bytes - started
+    outcome.requests += http.COUNTER.requests - requests
     progress(f"staged {len(rows)} files: {outcome.reused_files} reused, {outcome.fetched_files} fetched "
              f"({outcome.downloaded_bytes} bytes)")
     kill_point("staged")
@@ -287,7 +391,8 @@ def prune(root: Path, keep: int) -> list[str]:
 
 def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = DEFAULT_KEEP,
                   reasons: list[str] | None = None, source: str | None = None,
-                  progress: Callable[[str], None] = lambda s: None) -> Outcome:
+                  progress: Callable[[str], None] = lambda s: None,
+                  locations: dict[str, index.PackLocation] | None = None) -> Outcome:
     """Stage, audit, accept, rename into ``versions/``, switch, health-check (rolling back on
     failure), prune. VerificationFailed (exit 1) or FetchError (exit 3) leave ``current`` as it was."""
     cur = pointer.for_root(root).read()
@@ -298,7 +403,7 @@ def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = D
         audit(target, record_sha256=entry["record_sha256"], full=False)
         out.note = "already installed"
     else:
-        staging = stage(root, base, entry, out, progress)
+        staging = stage(root, base, entry, out, progress, locations=locations)
         t_dl = time.monotonic()
         out.seconds["download"] = t_dl - t0
         try:

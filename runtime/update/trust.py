@@ -7,6 +7,7 @@ The release repository (written by ``mlfreeze publish``) lies at one stable base
     metadata/<v>.snapshot.json, <v>.targets.json   consistent snapshots
     targets/<sha256>.index.json              the release index (the one TUF target)
     blobs/<aa>/<sha256>                      content-addressed files the index lists by sha256
+    packs/<sha256>.pack                      or packs of them (schema-2 index: [pack, offset, length])
 
 ``refresh_index`` runs ngclient's Updater: it walks the root chain from the trusted root
 (the one frozen into the bundle, then the newest one persisted under ``<root>/.tuf/``),

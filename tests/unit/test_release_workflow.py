@@ -125,7 +125,14 @@ def test_the_merge_job_signs_and_a_schedule_resigns_with_keys_from_secrets() -> 
     assert "MLFREEZE_TUF_KEY_ROOT" not in sign["env"]  # root stays offline
     assert all(str(v).startswith("${{ secrets.") for k, v in sign["env"].items() if k.startswith("MLFREEZE_TUF"))
     run = sign["run"]
-    assert run.index("mlfreeze publish") < run.index("s3://$BUCKET/blobs/") < run.rindex("timestamp.json")
+    assert run.index("mlfreeze publish") < run.index("s3://$BUCKET/blobs/")
+    assert "--packs" in run and "releases/download/$TAG/{name}" in run  # MLFREEZE_UPDATE_TRANSPORT=release-assets
+    steps = [str(s.get("run", "")) for s in release["steps"]]
+    at = {what: next(i for i, r in enumerate(steps) if what in r)
+          for what in ("mlfreeze publish --release", "gh release create", "metadata/timestamp.json")}
+    assert at["mlfreeze publish --release"] < at["gh release create"] < at["metadata/timestamp.json"], \
+        "metadata goes up last, after the blobs, targets and the release's packs it names"
+    assert "update-repo/packs/*.pack" in steps[at["gh release create"]]
     resign = _load("resign.yml")
     assert "schedule" in _triggers(resign)
     (job,) = resign["jobs"].values()
