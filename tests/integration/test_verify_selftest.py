@@ -188,11 +188,12 @@ def test_an_app_that_fails_or_is_missing_fails_the_selftest(models_dir: Path, tm
     err = capsys.readouterr().err
     assert "FAILED app broken-app.py: app_probe: FAIL" in err and "exit 3: broken-app: error: cannot load" in err
 
-    # frozen: the sibling <app> of <app>-selftest; absent here, so the self-test fails naming it
+    # frozen, the self-test runs inside <app> and probes that executable; absent here, so the
+    # self-test fails naming it
     bundle_dir = tmp_path / "bundle"
     bundle_dir.mkdir()
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    monkeypatch.setattr(sys, "executable", str(bundle_dir / "photo-search-selftest"))
+    monkeypatch.setattr(sys, "executable", str(bundle_dir / "photo-search"))
     assert selftest.main(["--models-dir", str(models_dir)]) == 1
     err = capsys.readouterr().err
     assert "FAILED app photo-search: app_probe: FAIL" in err and str(bundle_dir / "photo-search") in err
