@@ -6,9 +6,11 @@ Writes (each refused when it exists, unless ``--force``; nothing is written when
 - ``noxfile.py``: a few lines calling :func:`mlfreeze.sessions.make_sessions`, naming where the
   build sessions install mlfreeze from (the package index when this mlfreeze came from one, else a
   wheel of it built into ``build/``);
-- ``models.toml`` with a ``demo`` set: mlfreeze's tiny demo CLIP (weights, config, verification
-  probes) copied into ``models/demo-clip/`` and pinned by sha256, its golden embeddings in
-  ``goldens/``;
+- ``mlfreeze-models/models.toml`` with a ``demo`` set: mlfreeze's tiny demo CLIP (weights,
+  config, verification probes) copied into ``mlfreeze-models/models/demo-clip/`` and pinned by
+  sha256, its golden embeddings in ``mlfreeze-models/goldens/``. The folder's name is not a Python
+  identifier, so setuptools' flat-layout package discovery never takes it (or its ``models/`` and
+  ``goldens/``) for a package of an existing project;
 - ``.github/workflows/build.yml`` (build on linux-cuda) and ``lock.yml`` (locks of other profiles);
 - ``locks/<profile>.txt`` for this host's profile (``mlfreeze lock``; ``--no-lock`` skips it);
 - in an empty directory, a minimal working app ``<module>.py`` (embeds a text and an image with
@@ -33,7 +35,9 @@ from mlfreeze.schema import read_toml
 
 DEMO_MODEL = "demo-clip"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-DEMO_DIR = Path("models") / DEMO_MODEL
+MODELS_HOME = Path("mlfreeze-models")  # manifest, models/ and goldens/ of the project
+MANIFEST = MODELS_HOME / "models.toml"
+DEMO_DIR = Path("models") / DEMO_MODEL  # relative to the manifest
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
 
 
@@ -64,7 +68,7 @@ def tool_table(names: Names, entry: str) -> str:
 app = "{names.app}"
 entry = "{entry}"
 model_set = "demo"
-manifest = "models.toml"
+manifest = "{MANIFEST.as_posix()}"
 uses = ["clip"]
 flavors = ["full", "lite"]
 
@@ -214,7 +218,7 @@ def plan_files(directory: Path, names: Names) -> tuple[dict[Path, str], str, str
     else:
         files[Path("pyproject.toml")] = pyproject_text(names, entry)
     files[Path("noxfile.py")] = ""  # filled once mlfreeze's source is known
-    files[Path("models.toml")] = demo_manifest_text((specs / "models.toml").read_text(encoding="utf-8"))
+    files[MANIFEST] = demo_manifest_text((specs / "models.toml").read_text(encoding="utf-8"))
     files[Path(".github/workflows/build.yml")] = build_workflow_text()
     files[Path(".github/workflows/lock.yml")] = lock_workflow_text()
     if scaffold:
@@ -230,8 +234,8 @@ def demo_files() -> list[tuple[Path, Path]]:
 
     specs = Path(mlfreeze.specs.__file__).resolve().parent
     model = load_manifest(specs / "models.toml").models[DEMO_MODEL]
-    pairs = [(specs / a.urls[0], DEMO_DIR / Path(a.urls[0]).name) for a in model.artifacts]
-    return [*pairs, (specs / "goldens" / f"{DEMO_MODEL}.json", Path("goldens") / f"{DEMO_MODEL}.json")]
+    pairs = [(specs / a.urls[0], MODELS_HOME / DEMO_DIR / Path(a.urls[0]).name) for a in model.artifacts]
+    return [*pairs, (specs / "goldens" / f"{DEMO_MODEL}.json", MODELS_HOME / "goldens" / f"{DEMO_MODEL}.json")]
 
 
 def copy_demo(directory: Path) -> list[Path]:

@@ -31,7 +31,8 @@ def test_init_writes_a_loadable_clip_only_project(project):
     assert (cfg.app, cfg.entry.name, cfg.model_set, cfg.uses) == ("clipdemo", "clipdemo.py", "demo", ("clip",))
     models = check_set(load_manifest(cfg.manifest), "demo")
     assert [m.id for m in models] == ["demo-clip"]  # only the CLIP for a CLIP-only app
-    assert (project / "goldens" / "demo-clip.json").is_file()
+    assert (project / "mlfreeze-models" / "goldens" / "demo-clip.json").is_file()
+    assert cfg.manifest == project / "mlfreeze-models" / "models.toml"
     assert "make_sessions(globals(), mlfreeze='build/mlfreeze-" in (project / "noxfile.py").read_text()
     assert list((project / "build").glob("mlfreeze-*.whl")), "a wheel of the running mlfreeze"
     for wf in ("build.yml", "lock.yml"):
@@ -94,3 +95,36 @@ def test_init_workflows_lint_clean(project, linter):
     args = [str(exe), *rest]
     done = subprocess.run(args, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_init_in_an_existing_flat_layout_project_keeps_it_installable(tmp_path_factory):
+    """setuptools' flat-layout discovery takes every top-level folder named like a package (even
+    without __init__.py) and refuses several: init's models and goldens live in mlfreeze-models/,
+    whose name is no identifier, so `pip install .` of the project still builds."""
+    pytest.importorskip("setuptools")
+    tmp_path = tmp_path_factory.mktemp("flatapp")
+    egg = tmp_path_factory.mktemp("egg")
+    (tmp_path / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools>=68"]\n'
+                                             'build-backend = "setuptools.build_meta"\n\n'
+                                             '[project]\nname = "flatapp"\nversion = "1.0"\n')
+    (tmp_path / "flatapp.py").write_text("print('hello')\n")
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        assert cli.main(["init", "--app", "flatapp", "--no-lock"]) == 0
+    finally:
+        os.chdir(cwd)
+    assert load_config(tmp_path).manifest == tmp_path / "mlfreeze-models" / "models.toml"
+    def metadata() -> subprocess.CompletedProcess[str]:  # setuptools' package discovery, as `pip install .` runs it
+        return subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "egg_info",
+                               "--egg-base", str(egg)], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+
+    done = metadata()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (egg / "flatapp.egg-info" / "top_level.txt").read_text().split() == ["flatapp"]
+    # the hazard the folder name avoids: the old layout (models/ and goldens/ at the top) breaks it
+    for sub in ("models", "goldens"):
+        shutil.copytree(tmp_path / "mlfreeze-models" / sub, tmp_path / sub)
+    done = metadata()
+    assert done.returncode != 0 and "Multiple top-level" in done.stdout + done.stderr

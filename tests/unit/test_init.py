@@ -39,10 +39,11 @@ def test_written_pyproject_loads_as_a_clip_only_project(tmp_path):
     names = init.Names(app="clipdemo", module="clipdemo")
     (tmp_path / "pyproject.toml").write_text(init.pyproject_text(names, "clipdemo.py"))
     (tmp_path / "clipdemo.py").write_text(init.app_text(names))
-    (tmp_path / "models.toml").write_text("[sets]\n[models]\n")
+    (tmp_path / "mlfreeze-models").mkdir()
+    (tmp_path / "mlfreeze-models" / "models.toml").write_text("[sets]\n[models]\n")
     cfg = load_config(tmp_path)
     assert (cfg.app, cfg.uses, cfg.model_set, cfg.manifest) == ("clipdemo", ("clip",), "demo",
-                                                                tmp_path / "models.toml")
+                                                                tmp_path / "mlfreeze-models" / "models.toml")
     assert 'APP = "clipdemo"' in (tmp_path / "clipdemo.py").read_text()
 
 
