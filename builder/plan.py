@@ -55,6 +55,7 @@ class Plan:
     torch_index: str
     cuda: str
     onnxruntime: str
+    onnxruntime_used: bool  # the faces part, or CLIP as ONNX in a slim flavor; else not installed
     expected_providers: tuple[str, ...]
     uses: tuple[str, ...]
     lock_file: str
@@ -115,7 +116,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
     p = profile.name
     bundles = tuple(
         Bundle(flavor=f, spec=f"specs/{f}.spec", path=f"dist/{config.bundle_name(p, f)}",
-               executables=(f"{config.app}{exe}",) + ((f"{config.app}-selftest{exe}",) if f in MODEL_FLAVORS else ()),
+               executables=(f"{config.app}{exe}",) + ((f"{config.app}-selftest{exe}",) if f in MODEL_FLAVORS else ())
+               + (f"{config.app}-update{exe}",),
                models=f in MODEL_FLAVORS)
         for f in flavors
     )
@@ -161,6 +163,7 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
         python=profile.python, torch=profile.torch.version, torchvision=profile.torch.torchvision,
         torch_index=profile.torch_index(env) or "PyPI", cuda=profile.torch.cuda or "none",
         onnxruntime=f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
+        onnxruntime_used="faces" in config.uses or ("slim" in flavors and "clip" in config.uses),
         expected_providers=profile.onnxruntime.providers,
         uses=config.uses, lock_file=f"{LOCK_DIR}/{lock_name(p, lock.variant)}", lock_requirements=lock.requirements,
         lock_overrides=lock.overrides, constraints=profile.constraints,
@@ -175,7 +178,9 @@ def render_text(plan: Plan) -> str:
         f"  build host      {plan.host} (GitHub runner {plan.runner}), nox -s {plan.session}",
         f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
         f" (CUDA {plan.cuda}, accelerator {plan.accelerator})",
-        f"  onnxruntime     {plan.onnxruntime}; expected providers: {', '.join(plan.expected_providers)}",
+        (f"  onnxruntime     {plan.onnxruntime}; expected providers: {', '.join(plan.expected_providers)}"
+         if plan.onnxruntime_used else
+         f"  onnxruntime     not used (uses: {', '.join(plan.uses)}; no slim flavor); the lock keeps it out"),
         f"  uses            {', '.join(plan.uses)}",
         f"  lock            {plan.lock_file} from: {'; '.join(plan.lock_requirements)}",
         f"  overrides       {'; '.join(plan.lock_overrides)}",

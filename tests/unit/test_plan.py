@@ -5,6 +5,7 @@ Regenerate snapshots after an intended change with UPDATE_SNAPSHOTS=1 and review
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from mlfreeze import cli
-from mlfreeze.platforms.profiles import all_profiles
+from mlfreeze.config import load_config
+from mlfreeze.platforms.profiles import all_profiles, load_profile
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 HEAVY = ("torch", "open_clip", "insightface", "onnxruntime", "PyInstaller", "faiss", "numpy", "requests", "tqdm")
@@ -103,7 +105,7 @@ def test_linux_cuda_single_gpu_onnxruntime(capsys):
 def test_flavor_filter_and_outputs(capsys):
     plan = _plan_json("win-cuda", capsys, "--flavor", "lite")
     assert [b["flavor"] for b in plan["bundles"]] == ["lite"]
-    assert plan["bundles"][0]["executables"] == ["photo-search.exe"]
+    assert plan["bundles"][0]["executables"] == ["photo-search.exe", "photo-search-update.exe"]
     assert plan["bundles"][0]["path"].endswith("-win-cuda-lite")
     assert not any(s["stage"] == "freeze" and "full" in s["command"] for s in plan["steps"])
 
@@ -150,7 +152,7 @@ def test_slim_flavor_plans_export_the_onnx_verify_and_the_torch_free_lock(capsys
     plan = _plan_json("linux-cpu", capsys, "--flavor", "slim")
     (bundle,) = plan["bundles"]
     assert bundle["flavor"] == "slim" and bundle["models"] is True and bundle["spec"] == "specs/slim.spec"
-    assert bundle["executables"] == ["photo-search", "photo-search-selftest"]
+    assert bundle["executables"] == ["photo-search", "photo-search-selftest", "photo-search-update"]
     assert plan["lock_file"] == "locks/linux-cpu-slim.txt"
     assert not any(r.startswith(("torch", "open-clip-torch")) for r in plan["lock_requirements"])
     stages = [s["stage"] for s in plan["steps"]]
@@ -170,3 +172,16 @@ def test_plan_refuses_an_unknown_set_as_build_plan_does(capsys: pytest.CaptureFi
     assert cli.main(["plan", "--platform", "linux-cuda", "--set", "nosuchset"]) == 2
     assert "unknown model set 'nosuchset'" in capsys.readouterr().err
     assert cli.main(["plan", "--platform", "linux-cuda", "--set", "demo"]) == 0
+
+
+def test_onnxruntime_line_says_when_the_app_does_not_use_it(tmp_path: Path) -> None:
+    from mlfreeze.plan import make_plan, render_text
+
+    profile = load_profile("linux-cuda")
+    clip_only = dataclasses.replace(load_config(ROOT), uses=("clip",))
+    text = render_text(make_plan(profile, clip_only, flavors=("full", "lite")))
+    assert "onnxruntime     not used (uses: clip; no slim flavor)" in text
+    slim = render_text(make_plan(profile, clip_only, flavors=("full", "slim")))  # CLIP as ONNX needs it
+    assert "onnxruntime     onnxruntime-gpu==1.31.1; expected providers" in slim
+    faces = render_text(make_plan(profile, load_config(ROOT), flavors=("full",)))
+    assert "onnxruntime     onnxruntime-gpu==1.31.1" in faces
