@@ -5,16 +5,18 @@
 The models dir is ``--models-dir``, else ``$MLFREEZE_MODELS_DIR``, else ``models/`` beside the
 executable when frozen (:func:`mlfreeze_runtime.modelindex.find_models_dir`).
 
-Two parts, both through :mod:`mlfreeze_runtime`:
+Three parts:
 
 1. the gate's checks on every model of ``models.json`` (:func:`mlfreeze_runtime.verify.gate.run`);
-2. the app probe (the contract in :mod:`mlfreeze_runtime.app`): a request built from the bundled
+2. a known-answer search through FAISS when the bundle ships it (:func:`faiss_check`: the models
+   never touch FAISS, so without it a bundle whose FAISS cannot load passes until a user searches);
+3. the app probe (the contract in :mod:`mlfreeze_runtime.app`): a request built from the bundled
    probes (the first clip model's zero-shot captions and images, the first insightface model's
    face and no-face images; synthetic probes are written as PNG files first) is given to the app
    executable as ``<app> --mlfreeze-probe REQUEST.json``; every row it prints must have cosine
    >= 0.9999 with the self-test's own reference embedding of the same input and unit norm. The app
-   is ``--app CMD`` (a command line), else ``$MLFREEZE_SELFTEST_APP``, else, when frozen, the
-   ``<app>`` executable beside this ``<app>-selftest``; with none of these (a checkout) the probe
+   is ``--app CMD`` (a command line), else ``$MLFREEZE_SELFTEST_APP``, else, when frozen, this
+   executable (``<app>-selftest`` runs the self-test inside ``<app>``); with none of these (a checkout) the probe
    is skipped. An app that is missing, fails, times out (``$MLFREEZE_SELFTEST_APP_TIMEOUT``,
    default 600 s) or disagrees is a failed check naming the app and the input.
 
@@ -47,6 +49,38 @@ from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult
 APP_ENV = "MLFREEZE_SELFTEST_APP"
 APP_TIMEOUT_ENV = "MLFREEZE_SELFTEST_APP_TIMEOUT"
 NORM_TOLERANCE = 1e-3
+
+
+def faiss_check() -> list[CheckResult]:
+    """One check when FAISS is in this bundle (importable, or present but failing to import); []
+    when the bundle does not ship it (an app whose ``uses`` leaves faiss out).
+
+    Known answer: five orthonormal vectors in ``IndexFlatIP(8)``; the queries are two of them,
+    scaled and offset, so the nearest neighbour by inner product is that vector (ids [3, 1])."""
+    import importlib.util
+
+    t0 = time.perf_counter()
+    try:
+        if importlib.util.find_spec("faiss") is None:
+            return []
+    except (ImportError, ValueError):
+        pass  # a package whose import machinery is broken is "present": the import below says why
+    expected = "IndexFlatIP(8) over 5 unit vectors returns ids [3, 1] for their two scaled copies"
+    try:
+        import faiss
+        import numpy as np
+
+        base = np.eye(8, dtype=np.float32)[:5]
+        index = faiss.IndexFlatIP(8)
+        index.add(base)
+        _, ids = index.search(base[[3, 1]] * 0.9 + 0.01, 2)
+        got = [int(i) for i in ids[:, 0]]
+    except Exception as exc:  # a missing shared library is an ImportError/OSError: a failure, not a crash
+        return [CheckResult(model="faiss", check="known_answer_search", status=FAIL, expected=expected,
+                            got=f"{type(exc).__name__}: {exc}".splitlines()[0], seconds=time.perf_counter() - t0)]
+    return [CheckResult(model="faiss", check="known_answer_search", status=PASS if got == [3, 1] else FAIL,
+                        expected=expected, got=f"ids {got} (faiss {getattr(faiss, '__version__', '?')})",
+                        seconds=time.perf_counter() - t0)]
 
 
 def models_dir(explicit: str | None) -> Path | None:
@@ -287,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     probes_dir = probes if probes.is_dir() else None
     run = gate.run(refs, device=device, providers=providers, expected_providers=list(index.expected_providers),
                    probes_dir=probes_dir, clip_path="auto")  # slim bundles: torch is absent, CLIP runs as ONNX
-    results = list(run.results)
+    results = list(run.results) + faiss_check()
     command = None if args.no_app_probe else app_command(args.app)
     if command is None:
         results.append(CheckResult(model="app", check="app_probe", status=SKIP,

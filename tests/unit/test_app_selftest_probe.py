@@ -73,3 +73,43 @@ def test_help_uses_the_real_program_name(monkeypatch: pytest.MonkeyPatch, capsys
         selftest.main(["--help"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith("usage: photo-search-selftest ")
+
+
+# ---- FAISS: a known-answer search when the bundle ships it ----
+def _fake_faiss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> None:
+    pkg = tmp_path / "fakes" / "faiss"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(body)
+    monkeypatch.syspath_prepend(str(tmp_path / "fakes"))
+    monkeypatch.delitem(sys.modules, "faiss", raising=False)
+
+
+def test_faiss_known_answer_search_passes_on_the_real_faiss() -> None:
+    pytest.importorskip("faiss")
+    (result,) = selftest.faiss_check()
+    assert (result.model, result.check, result.status) == ("faiss", "known_answer_search", "pass")
+    assert result.got.startswith("ids [3, 1]")
+
+
+def test_faiss_that_cannot_load_fails_the_selftest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_faiss(tmp_path, monkeypatch, "raise ImportError('libopenblaso-r0.so: cannot open shared object file')\n")
+    (result,) = selftest.faiss_check()
+    assert result.status == "fail" and "libopenblaso-r0.so: cannot open shared object file" in result.got
+
+
+def test_faiss_with_a_wrong_answer_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_faiss(tmp_path, monkeypatch, (
+        "import numpy as np\n"
+        "class IndexFlatIP:\n"
+        "    def __init__(self, d): pass\n"
+        "    def add(self, x): pass\n"
+        "    def search(self, q, k): return np.zeros((len(q), k)), np.zeros((len(q), k), dtype=np.int64)\n"))
+    (result,) = selftest.faiss_check()
+    assert result.status == "fail" and result.got.startswith("ids [0, 0]")
+
+
+def test_a_bundle_without_faiss_has_no_faiss_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else object())
+    assert selftest.faiss_check() == []
