@@ -242,12 +242,7 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
     else:
         for bundle, entry in entries:
             for path, sha, _size, _mode in entry["files"]:
-                dest = repo / index.blob_path(sha)
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = dest.with_name(dest.name + ".tmp")
-                    shutil.copyfile(bundle / path, tmp)
-                    os.replace(tmp, dest)
+                _add_blob(repo, sha, bundle / path)
         data = index.render(apps.pop(), versions.pop(), [e for _, e in entries])
     return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now)
 
@@ -345,6 +340,16 @@ def _snapshot_and_timestamp(meta: Path, signers: dict[str, CryptoSigner], target
     return {"snapshot": snap.version, "timestamp": ts.version}
 
 
+def _add_blob(repo: Path, sha256: str, src: Path) -> None:
+    """Copy ``src`` to ``blobs/<aa>/<sha256>`` unless it is there (temp file, then rename)."""
+    dest = repo / index.blob_path(sha256)
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+
+
 def publish_model_pack(models_dir: Path, repo: Path, signers: dict[str, CryptoSigner], *, app: str, set_name: str,
                        version: str, source_date_epoch: int, validity: Validity = Validity(),
                        now: float | None = None) -> dict[str, int]:
@@ -356,12 +361,7 @@ def publish_model_pack(models_dir: Path, repo: Path, signers: dict[str, CryptoSi
         raise ConfigError(f"{models_dir}: no models.json; pass a bundle's models/ folder")
     data, files = models.pack_document(models_dir, app=app, set_name=set_name, version=version)
     for rel, sha in files:
-        dest = repo / index.blob_path(sha)
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".tmp")
-            shutil.copyfile(models_dir / rel, tmp)
-            os.replace(tmp, dest)
+        _add_blob(repo, sha, models_dir / rel)
     return sign_release(repo, data, signers, source_date_epoch=source_date_epoch, validity=validity, now=now,
                         name=models.PACK_NAME)
 

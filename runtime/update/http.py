@@ -219,10 +219,7 @@ def fetch_file(source: str, dest: Path, *, sha256: str, size: int, policy: Polic
                 raise _Transient(f"got {part.stat().st_size} of {size} bytes")
             return _publish(source, part, dest, sha256, size)
         except _Transient as exc:
-            attempt += 1
-            if attempt > policy.retries:
-                raise FetchError(f"{source}: {exc} (after {attempt} attempts); try again later") from None
-            time.sleep(policy.delay(attempt))
+            attempt = _back_off(source, exc, attempt, policy)
 
 
 def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, size: int, total: int,
@@ -293,10 +290,17 @@ def fetch_range(source: str, dest: Path, *, offset: int, sha256: str | None, siz
                 raise _Transient(f"got {part.stat().st_size} of {size} bytes")
             return _publish(where, part, dest, sha256, size)
         except _Transient as exc:
-            attempt += 1
-            if attempt > policy.retries:
-                raise FetchError(f"{where}: {exc} (after {attempt} attempts); try again later") from None
-            time.sleep(policy.delay(attempt))
+            attempt = _back_off(where, exc, attempt, policy)
+
+
+def _back_off(where: str, exc: Exception, attempt: int, policy: Policy) -> int:
+    """The next attempt's number after a transient failure, having slept the policy's delay;
+    FetchError (exit 3) once the retries are spent."""
+    attempt += 1
+    if attempt > policy.retries:
+        raise FetchError(f"{where}: {exc} (after {attempt} attempts); try again later") from None
+    time.sleep(policy.delay(attempt))
+    return attempt
 
 
 def _publish(source: str, part: Path, dest: Path, sha256: str | None, size: int) -> Path:
@@ -340,7 +344,4 @@ def fetch_bytes(source: str, *, max_bytes: int = 64 << 20, policy: Policy | None
             COUNTER.bytes += len(buf)
             return bytes(buf)
         except _Transient as exc:
-            attempt += 1
-            if attempt > policy.retries:
-                raise FetchError(f"{source}: {exc} (after {attempt} attempts); try again later") from None
-            time.sleep(policy.delay(attempt))
+            attempt = _back_off(source, exc, attempt, policy)
