@@ -27,6 +27,17 @@ REPORT_IN_BUNDLE = "verify-report.json"  # the flavor's verify report, shipped (
 KEY_DISTRIBUTIONS = ("torch", "torchvision", "open-clip-torch", "insightface", "onnxruntime", "onnxruntime-gpu",
                      "onnxruntime-directml", "faiss-cpu", "faiss-gpu", "numpy", "pillow", "opencv-python-headless",
                      "scikit-image", "pyinstaller", "pyinstaller-hooks-contrib")
+# what a slim bundle never holds (specs/slim.spec excludes their modules); lite holds none of the stack
+TORCH_DISTRIBUTIONS = ("torch", "torchvision", "open-clip-torch")
+
+
+def shipped(name: str, flavor: str) -> bool:
+    """Whether a key distribution installed in the build environment is in a ``flavor`` bundle."""
+    if name.startswith("pyinstaller"):
+        return True
+    if flavor == "lite":
+        return False
+    return not (flavor == "slim" and name in TORCH_DISTRIBUTIONS)
 
 
 def git_commit(root: Path) -> str | None:
@@ -95,9 +106,9 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "python": _platform.python_version(),
         "torch": torch,
         "cuda": cuda,
-        "onnxruntime": onnxruntime_fact(distributions) if flavor == "full" else None,
+        "onnxruntime": onnxruntime_fact(distributions) if flavor in ("full", "slim") else None,
         "distributions": {k: distributions[k] for k in KEY_DISTRIBUTIONS
-                          if k in distributions and (flavor == "full" or k.startswith("pyinstaller"))},
+                          if k in distributions and shipped(k, flavor)},
         "model_set": model_set if models else None,  # the set this bundle ships (none without models)
         "models": [dict(m) for m in models],
         "unpinned_goldens": sorted(set(unpinned_goldens)),

@@ -54,6 +54,13 @@ def test_write_refuses_a_document_the_schema_refuses(tmp_path: Path) -> None:
         read(tmp_path)
 
 
+def test_slim_build_info_names_onnxruntime_and_not_torch() -> None:
+    info = _info("slim")
+    assert info["torch"] is None and info["cuda"] is None
+    assert info["onnxruntime"] == "onnxruntime-gpu 1.31.1"
+    assert info["distributions"] == {"onnxruntime-gpu": "1.31.1", "numpy": "2.4.6", "pyinstaller": "6.22.3"}
+
+
 def test_lite_build_info_claims_no_ml_stack() -> None:
     info = _info("lite")
     assert info["torch"] is None and info["onnxruntime"] is None and info["model_set"] is None
