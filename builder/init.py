@@ -48,6 +48,11 @@ class Names:
 
 
 def names_for(app: str | None, directory: Path) -> Names:
+    """``--app``, else an existing pyproject.toml's ``[project] name``, else the directory's name."""
+    if not app and (directory / "pyproject.toml").is_file():
+        project = read_toml(directory / "pyproject.toml").get("project")
+        name = project.get("name") if isinstance(project, dict) else None
+        app = name if isinstance(name, str) and _NAME.match(name) else None
     app = app or directory.resolve().name
     if not _NAME.match(app):
         raise UsageError(f"--app {app!r}: an app name starts with a letter and holds letters, digits, '-', '_', '.'")
@@ -75,6 +80,33 @@ flavors = ["full", "lite"]
 [tool.mlfreeze.budgets]
 lite = "60 MB"
 '''
+
+
+def discovery_table(data: dict, entry: str, module: str) -> tuple[str | None, str | None]:
+    """``(table to append, warning)`` that pins setuptools' package discovery of an existing project.
+
+    setuptools' flat-layout discovery takes every top-level folder named like a package, even
+    without ``__init__.py``: the ``locks/`` init adds then becomes the project's only "package" (a
+    wheel without the app), or, beside the app's own package, a "Multiple top-level packages"
+    error. Pinned: ``py-modules = [module]`` for ``<module>.py``, ``packages.find include`` for
+    ``<module>/__main__.py``. Nothing for another build backend, a src-layout (discovery looks in
+    ``src/`` only) or a project that already lists its packages or modules; a warning where a
+    ``[tool.setuptools]`` table exists and a key would have to go inside it."""
+    backend = str((data.get("build-system") or {}).get("build-backend", "setuptools.build_meta"))
+    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
+    st = tool.get("setuptools") if isinstance(tool.get("setuptools"), dict) else None
+    if not backend.startswith("setuptools") or entry.startswith("src/"):
+        return None, None
+    if st is not None and ("packages" in st or "py-modules" in st):
+        return None, None
+    if entry == f"{module}/__main__.py":
+        return (f'\n# pinned by mlfreeze init: locks/ and the other folders it adds are not packages\n'
+                f'[tool.setuptools.packages.find]\ninclude = ["{module}", "{module}.*"]\n'), None
+    if st is not None:
+        return None, (f'pyproject.toml has [tool.setuptools] without py-modules: add py-modules = ["{module}"] '
+                      "to it, or setuptools takes locks/ for a package of this project")
+    return (f'\n# pinned by mlfreeze init: locks/ and the other folders it adds are not packages\n'
+            f'[tool.setuptools]\npy-modules = ["{module}"]\n'), None
 
 
 def pyproject_text(names: Names, entry: str) -> str:
@@ -273,8 +305,12 @@ def main(args: argparse.Namespace) -> int:
     if action == "append":
         pyproject = directory / "pyproject.toml"
         current = pyproject.read_text(encoding="utf-8")
-        pyproject.write_text(current.rstrip("\n") + "\n" + tool_table(names, entry), encoding="utf-8")
+        pinned, warning = discovery_table(read_toml(pyproject), entry, Path(entry).parts[0].removesuffix(".py"))
+        pyproject.write_text(current.rstrip("\n") + "\n" + tool_table(names, entry) + (pinned or ""),
+                             encoding="utf-8")
         written.append(Path("pyproject.toml"))
+        if warning:
+            print(f"mlfreeze init: warning: {warning}")
     elif action == "configured":
         print("mlfreeze init: pyproject.toml already has [tool.mlfreeze]; left as it is (edit it by hand)")
     for rel, text in files.items():

@@ -115,6 +115,9 @@ def test_init_in_an_existing_flat_layout_project_keeps_it_installable(tmp_path_f
     finally:
         os.chdir(cwd)
     assert load_config(tmp_path).manifest == tmp_path / "mlfreeze-models" / "models.toml"
+    # what `mlfreeze init` without --no-lock adds too: locks/ (a valid package name)
+    (tmp_path / "locks").mkdir()
+    (tmp_path / "locks" / "linux-cuda.txt").write_text("# lock\n")
     def metadata() -> subprocess.CompletedProcess[str]:  # setuptools' package discovery, as `pip install .` runs it
         return subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "egg_info",
                                "--egg-base", str(egg)], capture_output=True, text=True, timeout=300,
@@ -123,7 +126,14 @@ def test_init_in_an_existing_flat_layout_project_keeps_it_installable(tmp_path_f
     done = metadata()
     assert done.returncode == 0, done.stdout + done.stderr
     assert (egg / "flatapp.egg-info" / "top_level.txt").read_text().split() == ["flatapp"]
-    # the hazard the folder name avoids: the old layout (models/ and goldens/ at the top) breaks it
+    # what init's pinned discovery avoids: without it, locks/ alone becomes the project's only
+    # "package" (a wheel without the app), and models/ + goldens/ at the top fail discovery
+    pyproject = tmp_path / "pyproject.toml"
+    pinned = pyproject.read_text()
+    assert 'py-modules = ["flatapp"]' in pinned
+    pyproject.write_text(pinned[:pinned.index("\n# pinned by mlfreeze init")] + "\n")
+    done = metadata()
+    assert done.returncode == 0 and (egg / "flatapp.egg-info" / "top_level.txt").read_text().split() == ["locks"]
     for sub in ("models", "goldens"):
         shutil.copytree(tmp_path / "mlfreeze-models" / sub, tmp_path / sub)
     done = metadata()

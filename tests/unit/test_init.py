@@ -68,3 +68,31 @@ def test_noxfile_names_where_mlfreeze_comes_from():
     text = init.noxfile_text("build/mlfreeze-0.1.0-py3-none-any.whl")
     assert "make_sessions(globals(), mlfreeze='build/mlfreeze-0.1.0-py3-none-any.whl')" in text
     compile(text, "noxfile.py", "exec")
+
+
+@pytest.mark.parametrize(("data", "entry", "pinned", "warned"), [
+    ({}, "app.py", 'py-modules = ["app"]', False),                       # setuptools by default
+    ({"build-system": {"build-backend": "setuptools.build_meta"}}, "app/__main__.py",
+     'include = ["app", "app.*"]', False),
+    ({"build-system": {"build-backend": "hatchling.build"}}, "app.py", None, False),  # not setuptools' rules
+    ({}, "src/app/__main__.py", None, False),                            # src-layout looks in src/ only
+    ({"tool": {"setuptools": {"py-modules": ["app"]}}}, "app.py", None, False),  # already explicit
+    ({"tool": {"setuptools": {"zip-safe": False}}}, "app.py", None, True),  # a key would go inside it
+    ({"tool": {"setuptools": {"zip-safe": False}}}, "app/__main__.py", 'include = ["app", "app.*"]', False),
+])
+def test_discovery_is_pinned_where_setuptools_would_take_locks_for_a_package(data, entry, pinned, warned):
+    table, warning = init.discovery_table(data, entry, "app")
+    assert (table is None) == (pinned is None) and (pinned is None or pinned in table)
+    assert (warning is not None) == warned
+    if table:
+        import tomllib
+
+        merged = tomllib.loads("[project]\nname = 'x'\n" + table)  # appends as valid TOML
+        assert "setuptools" in merged["tool"]
+
+
+def test_app_name_defaults_to_the_projects_name(tmp_path):
+    assert init.names_for(None, tmp_path).app == tmp_path.name
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "tiny-tool"\nversion = "1"\n')
+    assert init.names_for(None, tmp_path) == init.Names(app="tiny-tool", module="tiny_tool")
+    assert init.names_for("other", tmp_path).app == "other"
