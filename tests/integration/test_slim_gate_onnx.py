@@ -72,3 +72,13 @@ def test_held_out_export_fault_fails_the_gate(tmp_path: Path) -> None:
     failed = {r["check"] for r in doc["results"] if r["status"] == FAIL}
     assert "onnx_agreement.text" in failed and "onnx_agreement.image" not in failed
     assert doc["context"]["clip_path"] == "onnx"
+
+
+def test_a_torch_free_build_says_the_agreement_did_not_run(monkeypatch) -> None:
+    # a slim-only build's verify (clip_path "onnx", no torch): two SKIP rows saying why, not silence
+    monkeypatch.setattr(rclip, "torch_clip_available", lambda: False)
+    run = gate.run([_ref()], clip_path="onnx")
+    skipped = {r.check: r for r in run.results if r.check.startswith("onnx_agreement.")}
+    assert set(skipped) == {"onnx_agreement.image", "onnx_agreement.text"}
+    assert all(r.status == "skip" and "not installed in this environment" in r.got for r in skipped.values())
+    assert next(r for r in run.results if r.check == "zero_shot_top1").status == PASS
