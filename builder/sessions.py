@@ -22,7 +22,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlfreeze.errors import MlfreezeError
+from mlfreeze.errors import MlfreezeError, UsageError
 from mlfreeze.platforms.profiles import Profile, all_profiles
 
 EXIT_CODES = range(0, 6)  # mlfreeze's documented exit codes
@@ -49,15 +49,10 @@ def option(posargs: Sequence[str], name: str) -> str | None:
     return None
 
 
-def parse_flavors(posargs: Sequence[str]) -> tuple[str, ...]:
-    """``--flavors a,b`` from the session's arguments (selects the lock variant); () when absent."""
-    value = option(posargs, "--flavors")
-    return tuple(f for f in value.split(",") if f) if value else ()
-
-
 def run_build(session: Any, profile: Profile, *, root: Path, mlfreeze_source: str | None) -> None:
     """The body of ``build-<platform>``; exits the process with mlfreeze's code when it fails."""
-    from mlfreeze.build import check_model_set
+    from mlfreeze.build import FLAVORS, check_model_set
+    from mlfreeze.build import parse_flavors as build_flavors
     from mlfreeze.config import load_config
     from mlfreeze.lock import staleness, variant_for
     from mlfreeze.plan import install_steps
@@ -66,7 +61,11 @@ def run_build(session: Any, profile: Profile, *, root: Path, mlfreeze_source: st
         config = load_config(root)
         check_model_set(config, option(session.posargs, "--manifest"),
                         option(session.posargs, "--set") or config.model_set)
-        flavors = parse_flavors(session.posargs) or config.flavors
+        # build's own parser: a bad name is refused before a lock is chosen or anything installed
+        given = option(session.posargs, "--flavors")
+        if given is None and "--flavors" in session.posargs:
+            raise UsageError(f"--flavors needs a value: a comma-separated list of {', '.join(FLAVORS)}")
+        flavors = build_flavors(given, config)
         variant = variant_for(flavors)
         problem = staleness(config, profile, variant)
     except MlfreezeError as exc:

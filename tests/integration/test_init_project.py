@@ -69,6 +69,14 @@ def test_nox_keeps_mlfreezes_exit_code_for_an_unknown_set(project):
     assert "unknown model set 'nosuchset'" in done.stderr
 
 
+@pytest.mark.parametrize("flavors", [["--flavors", "slimm"], ["--flavors"]])
+def test_nox_refuses_a_bad_flavor_before_choosing_a_lock(project, flavors):
+    done = _nox(project, "-s", "build-linux", "--", "--set", "demo", *flavors)  # no linux-cpu lock here
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "allowed flavors are full, lite, slim" in done.stderr or "--flavors needs a value" in done.stderr
+    assert "lock" not in done.stderr.splitlines()[-1]
+
+
 def test_nox_refuses_a_missing_lock_with_exit_2(project):
     done = _nox(project, "-s", "build-linux-cuda", "--", "--set", "demo")
     assert done.returncode == 2, done.stdout + done.stderr

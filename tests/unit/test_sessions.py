@@ -19,4 +19,4 @@ def test_options_from_posargs():
     args = ["--set", "demo", "--flavors=full,slim", "--manifest", "m.toml"]
     assert sessions.option(args, "--set") == "demo" and sessions.option(args, "--manifest") == "m.toml"
     assert sessions.option(args, "--cache") is None and sessions.option(["--set"], "--set") is None
-    assert sessions.parse_flavors(args) == ("full", "slim") and sessions.parse_flavors([]) == ()
+    assert sessions.option(args, "--flavors") == "full,slim"
