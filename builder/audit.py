@@ -257,6 +257,10 @@ def audit(bundles: Sequence[Path], *, log: Callable[[str], None] = print) -> lis
     for bundle in bundles:
         if not bundle.is_dir():
             raise UsageError(f"{bundle}: not a folder; pass bundle folders (dist/<app>-<version>-<platform>-<flavor>/)")
+        if not any((bundle / n).exists() for n in ("RECORD", "BUILD-INFO.json", "_internal")):
+            inside = sorted(p.name for p in bundle.iterdir() if (p / "BUILD-INFO.json").is_file())
+            hint = f"the bundles in it: {', '.join(inside)}" if inside else "dist/<app>-<version>-<platform>-<flavor>/"
+            raise UsageError(f"{bundle}: not a bundle (no RECORD, BUILD-INFO.json or _internal/); pass {hint}")
         result = audit_bundle(bundle)
         results.append(result)
         for line in result.notices:

@@ -56,6 +56,19 @@ def test_good_bundles_pass_with_one_ok_line_each(tmp_path: Path, capsys: pytest.
     assert len(ok) == 2 and "verification applies and passed" in ok[0] and "does not apply" in ok[1]
 
 
+def test_the_dist_folder_is_not_a_bundle_exit_2_naming_the_bundles_in_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = make_bundle(tmp_path, "linux-cuda", "full")
+    (tmp_path / "reports").mkdir()
+    assert cli.main(["audit", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a bundle" in err and f"the bundles in it: {full.name}" in err
+    # a bundle that lost RECORD and BUILD-INFO.json is still a bundle: integrity, exit 3
+    (full / "RECORD").unlink()
+    (full / "BUILD-INFO.json").unlink()
+    assert cli.main(["audit", str(full)]) == 3
+
+
 @pytest.mark.parametrize("damage", ["truncate", "delete", "extra", "edit-same-size"])
 def test_integrity_damage_is_exit_3_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     damage: str) -> None:
