@@ -176,8 +176,9 @@ def render_text(plan: Plan) -> str:
     lines = [
         f"mlfreeze plan for {plan.platform}: {plan.description}",
         f"  build host      {plan.host} (GitHub runner {plan.runner}), nox -s {plan.session}",
-        f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
-        f" (CUDA {plan.cuda}, accelerator {plan.accelerator})",
+        (f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
+         f" (CUDA {plan.cuda}, accelerator {plan.accelerator})" if not plan.lock_file.endswith("-slim.txt") else
+         f"  torch           not installed: a slim-only build (CLIP as ONNX; accelerator {plan.accelerator})"),
         (f"  onnxruntime     {plan.onnxruntime}; expected providers: {', '.join(plan.expected_providers)}"
          if plan.onnxruntime_used else
          f"  onnxruntime     not used (uses: {', '.join(plan.uses)}; no slim flavor); the lock keeps it out"),

@@ -185,3 +185,6 @@ def test_onnxruntime_line_says_when_the_app_does_not_use_it(tmp_path: Path) -> N
     assert "onnxruntime     onnxruntime-gpu==1.31.1; expected providers" in slim
     faces = render_text(make_plan(profile, load_config(ROOT), flavors=("full",)))
     assert "onnxruntime     onnxruntime-gpu==1.31.1" in faces
+    assert "torch           2.14.1 + torchvision" in faces
+    slim_only = render_text(make_plan(profile, load_config(ROOT), flavors=("slim",)))
+    assert "torch           not installed: a slim-only build" in slim_only
