@@ -207,7 +207,13 @@ def _check_closure(result: AuditResult, platform: str | None) -> None:
                               "this mlfreeze)")
         return
     check: Callable[[Path, str | None], list[str]] = importlib.import_module(CLOSURE_MODULE).closure_findings
-    for line in check(result.bundle, platform):
+    try:
+        lines = check(result.bundle, platform)
+    except ModuleNotFoundError as exc:  # a bare checkout without mlfreeze's requirements
+        raise UsageError(f"the shared-library closure check needs {exc.name} (one of mlfreeze's requirements: "
+                         "pyelftools, macholib, pefile); install mlfreeze with pip (`pip install .` in a "
+                         "checkout) and audit again") from None
+    for line in lines:
         subject, _, detail = line.partition(": ")
         result.add("closure", subject, detail or "unresolved")
 

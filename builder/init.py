@@ -93,8 +93,10 @@ def discovery_table(data: dict, entry: str, module: str) -> tuple[str | None, st
     ``src/`` only) or a project that already lists its packages or modules; a warning where a
     ``[tool.setuptools]`` table exists and a key would have to go inside it."""
     backend = str((data.get("build-system") or {}).get("build-backend", "setuptools.build_meta"))
-    tool = data.get("tool") if isinstance(data.get("tool"), dict) else {}
-    st = tool.get("setuptools") if isinstance(tool.get("setuptools"), dict) else None
+    tool = data.get("tool")
+    tool = tool if isinstance(tool, dict) else {}
+    st = tool.get("setuptools")
+    st = st if isinstance(st, dict) else None
     if not backend.startswith("setuptools") or entry.startswith("src/"):
         return None, None
     if st is not None and ("packages" in st or "py-modules" in st):

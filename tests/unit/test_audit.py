@@ -217,3 +217,18 @@ def test_release_hashes_come_from_the_files_and_the_stamp_stays_out(tmp_path: Pa
     sbom = json.loads((result.directory / asset["sbom"]).read_text())
     model = [c for c in sbom["components"] if c["type"] == "machine-learning-model"][0]
     assert model["hashes"][0]["content"] == hashlib.sha256(weights).hexdigest()
+
+
+def test_a_closure_reader_that_is_not_installed_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import mlfreeze.closure
+
+    def missing(*_args: Any) -> list[str]:
+        raise ModuleNotFoundError("No module named 'elftools'", name="elftools")
+
+    monkeypatch.setattr(mlfreeze.closure, "closure_findings", missing)
+    monkeypatch.setattr(audit, "CLOSURE_MODULE", "mlfreeze.closure")  # the autouse fixture turns it off
+    full = make_bundle(tmp_path, "linux-cuda", "full")
+    assert cli.main(["audit", str(full)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs elftools" in err and "pip install" in err
