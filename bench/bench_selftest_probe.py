@@ -11,39 +11,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import tomllib
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def models_folder(dest: Path) -> Path:
-    """The demo set laid out as the freezer lays out a bundle's models/."""
-    from mlfreeze_runtime.verify import bundle, probes
-
-    specs = ROOT / "specs"
-    data = tomllib.loads((specs / "models.toml").read_text())
-    entries = []
-    for mid in data["sets"]["demo"]:
-        m = data["models"][mid]
-        files, sums, roles = {}, {}, {}
-        for a in m["artifacts"]:
-            rel = f"{mid}/{a['file']}"
-            (dest / mid).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(specs / a["urls"][0], dest / rel)
-            files[a["file"]], sums[rel], roles[a["file"]] = rel, a["sha256"], a.get("role", "")
-        entries.append({"id": mid, "kind": m["kind"], "arch": m["arch"], "embed_dim": m["embed_dim"],
-                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"]})
-    bundle.write_models_index(dest, entries, set_name="demo", goldens_dir=specs / "goldens")
-    probes.copy_probe_inputs(dest / probes.PROBES_DIRNAME)
-    return dest
+sys.path.insert(0, str(ROOT / "tests"))  # the demo set's bundle layout is the tests' shared helper
 
 
 def timed(models: Path, extra: list[str]) -> float:
@@ -61,12 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     from builder._checkout import activate
 
     activate()
+    from demo_models import lay_out_demo_models  # needs the runtime's names, mapped by activate()
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=2)
     args = ap.parse_args(argv)
     app = f"{sys.executable} -m photo_search"
     with tempfile.TemporaryDirectory(prefix="bench-selftest-") as tmp:
-        models = models_folder(Path(tmp) / "models")
+        models = lay_out_demo_models(Path(tmp) / "models")
         without, with_probe = [], []
         for i in range(args.runs):
             without.append(timed(models, ["--no-app-probe"]))

@@ -201,13 +201,17 @@ def serve(h: _Handler, body: bytes) -> None:
             return h.status(416, {"Content-Range": f"bytes */{len(body)}"})
         h.head(206, last - first + 1, {"Content-Range": f"bytes {first}-{last}/{len(body)}"})
         return h.write(body[first:last + 1])
-    start = _range_start(h, len(body)) if h.fs.ranges else None
-    if start is not None and start > 0:
+    start = (_range_start(h, len(body)) if h.fs.ranges else None) or 0
+    _head_from(h, body, start)
+    h.write(body[start:])
+
+
+def _head_from(h: _Handler, body: bytes, start: int) -> None:
+    """206 with its Content-Range for a resume from ``start`` > 0, else 200 (the whole body)."""
+    if start:
         h.head(206, len(body) - start, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
-        h.write(body[start:])
     else:
         h.head(200, len(body))
-        h.write(body)
 
 
 # ---- faults ----
@@ -215,10 +219,7 @@ def drop_after(n: int) -> Fault:
     """Announce the whole body, send ``n`` bytes, reset the connection."""
     def fault(h: _Handler, body: bytes) -> None:
         start = _range_start(h, len(body)) or 0
-        if start:
-            h.head(206, len(body) - start, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
-        else:
-            h.head(200, len(body))
+        _head_from(h, body, start)
         h.write(body[start:start + n])
         h.reset()
     return fault
@@ -267,10 +268,7 @@ def stall_after(n: int, seconds: float = 30.0) -> Fault:
     """Send ``n`` bytes of the body, then go silent (until the server stops or ``seconds``)."""
     def fault(h: _Handler, body: bytes) -> None:
         start = _range_start(h, len(body)) or 0
-        if start:
-            h.head(206, len(body) - start, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"})
-        else:
-            h.head(200, len(body))
+        _head_from(h, body, start)
         h.write(body[start:start + n])
         h.wfile.flush()
         h.fs.release.wait(seconds)

@@ -11,7 +11,7 @@ batch-vs-single and first-vs-second-load agreement.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,15 @@ def reference_preprocess(rgb: Any, *, size: int, interpolation: str, resize_mode
     return (arr - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
 
 
+def preprocess_config_check(mid: str, cfg: Mapping[str, Any], spec: ClipSpec) -> CheckResult:
+    """The model's normalisation (``mean``/``std`` of its preprocess config, 6 decimals) is the one
+    the manifest declares."""
+    got = (tuple(round(float(v), 6) for v in cfg["mean"]), tuple(round(float(v), 6) for v in cfg["std"]))
+    want = (tuple(round(v, 6) for v in spec.mean), tuple(round(v, 6) for v in spec.std))
+    return CheckResult(model=mid, check="preprocess_config", status=PASS if got == want else FAIL,
+                       expected=f"mean {want[0]} std {want[1]}", got=f"mean {got[0]} std {got[1]}")
+
+
 def preprocess_check(model: str, preprocess: Any, spec: ClipSpec, image_size: int) -> CheckResult:
     """The transform the embedder runs, applied to :func:`preprocess_probe`, against
     :func:`reference_preprocess` built from the declared mean, std, interpolation and resize mode."""
@@ -218,11 +227,7 @@ def run(ref: ModelRef, spec: ClipSpec, *, device: str = "cpu", probes_dir: Path 
                            got=f"strict load of {weights.name}, quick_gelu={loaded.quick_gelu}",
                            seconds=time.perf_counter() - t0))
 
-    pp_mean = tuple(round(float(v), 6) for v in loaded.preprocess_cfg["mean"])
-    pp_std = tuple(round(float(v), 6) for v in loaded.preprocess_cfg["std"])
-    want = (tuple(round(v, 6) for v in spec.mean), tuple(round(v, 6) for v in spec.std))
-    out.append(CheckResult(model=mid, check="preprocess_config", status=PASS if (pp_mean, pp_std) == want else FAIL,
-                           expected=f"mean {want[0]} std {want[1]}", got=f"mean {pp_mean} std {pp_std}"))
+    out.append(preprocess_config_check(mid, loaded.preprocess_cfg, spec))
     out.append(preprocess_check(mid, loaded.preprocess, spec, loaded.image_size))
     out.append(layer_norms(mid, loaded.model))
 
@@ -349,11 +354,7 @@ def run_onnx(ref: ModelRef, spec: ClipSpec, *, providers: Sequence[str] | None =
     out.append(CheckResult(model=mid, check="load", status=PASS, expected="the ONNX towers load on onnxruntime",
                            got=f"ONNX towers derived from {emb.derived_from or '?'} on {', '.join(emb.providers)}",
                            seconds=time.perf_counter() - t0))
-    pp_mean = tuple(round(float(v), 6) for v in emb.preprocess_cfg["mean"])
-    pp_std = tuple(round(float(v), 6) for v in emb.preprocess_cfg["std"])
-    want = (tuple(round(v, 6) for v in spec.mean), tuple(round(v, 6) for v in spec.std))
-    out.append(CheckResult(model=mid, check="preprocess_config", status=PASS if (pp_mean, pp_std) == want else FAIL,
-                           expected=f"mean {want[0]} std {want[1]}", got=f"mean {pp_mean} std {pp_std}"))
+    out.append(preprocess_config_check(mid, emb.preprocess_cfg, spec))
     out.append(preprocess_check(mid, emb.transform, spec, emb.image_size))
     names = [z.image for z in spec.zero_shot]
     captions = [z.caption for z in spec.zero_shot]

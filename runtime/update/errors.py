@@ -1,6 +1,7 @@
 """The updater's failures, each with the project's exit code (0 ok, 1 verification failed,
 2 usage/config, 3 download/integrity). ``cli.main`` catches :class:`UpdateError` once and
-prints its one-line message."""
+prints its one-line message. The same shape as the builder's ``mlfreeze.errors``, kept apart on
+purpose: the runtime is frozen into bundles that do not carry the builder."""
 
 from __future__ import annotations
 

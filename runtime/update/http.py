@@ -23,7 +23,6 @@ HTTP requests made.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import random
@@ -39,6 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from mlfreeze_runtime import record
 from mlfreeze_runtime.update.errors import FetchError, UsageError
 
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -304,15 +304,10 @@ def _back_off(where: str, exc: Exception, attempt: int, policy: Policy) -> int:
 
 
 def _publish(source: str, part: Path, dest: Path, sha256: str | None, size: int) -> Path:
-    h = hashlib.sha256()
-    n = 0
-    with open(part, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-            n += len(chunk)
-    if n != size or (sha256 is not None and h.hexdigest() != sha256):
+    digest, n = record.hash_file(part)
+    if n != size or (sha256 is not None and digest != sha256):
         part.unlink(missing_ok=True)
-        raise FetchError(f"{source}: {n} bytes with sha256 {h.hexdigest()[:16]}..., the release says {size} "
+        raise FetchError(f"{source}: {n} bytes with sha256 {digest[:16]}..., the release says {size} "
                          f"bytes {(sha256 or '(any)')[:16]}...; the release is damaged or tampered: not installed")
     os.replace(part, dest)
     return dest

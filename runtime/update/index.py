@@ -132,23 +132,34 @@ def files_of(entry: dict[str, Any]) -> list[FileRow]:
     return [FileRow(path=p, sha256=h, size=int(s), mode=int(m)) for p, h, s, m in entry["files"]]
 
 
-def parse(data: bytes, where: str) -> dict[str, Any]:
-    """The index document; FetchError (exit 3) when it is not an mlfreeze update index."""
+def load_document(data: bytes, where: str, fmt: str, what: str) -> dict[str, Any]:
+    """A signed JSON document of format ``fmt`` (the index, a model pack); FetchError (exit 3) when
+    it is not JSON or not that format."""
     try:
         doc = json.loads(data)
     except ValueError as exc:
         raise FetchError(f"{where}: not JSON ({exc}); the release is damaged") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise FetchError(f"{where}: not an mlfreeze update index (format {FORMAT})")
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise FetchError(f"{where}: not {what} (format {fmt})")
+    return doc
+
+
+def escapes(rel: str) -> bool:
+    """Whether a recorded relative path would leave the folder it is written into."""
+    return rel.startswith("/") or "\\" in rel or ".." in rel.split("/")
+
+
+def parse(data: bytes, where: str) -> dict[str, Any]:
+    """The index document; FetchError (exit 3) when it is not an mlfreeze update index."""
+    doc = load_document(data, where, FORMAT, "an mlfreeze update index")
     if doc.get("schema_version") not in SCHEMAS:
         raise FetchError(f"{where}: index schema_version {doc.get('schema_version')!r} is not one this updater "
                          f"reads ({', '.join(map(str, SCHEMAS))}); install the newest release by hand to get an "
                          "updater that reads it")
     for entry in doc.get("variants", []):
         for row in entry.get("files", []):
-            rel = row[0]
-            if rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
-                raise FetchError(f"{where}: variant {entry.get('name')}: path {rel!r} escapes the install")
+            if escapes(row[0]):
+                raise FetchError(f"{where}: variant {entry.get('name')}: path {row[0]!r} escapes the install")
     if doc["schema_version"] == PACKS_SCHEMA_VERSION:
         _check_packs(doc, where)
     return doc

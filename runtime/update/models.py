@@ -43,14 +43,9 @@ def pack_document(models_dir: Path, *, app: str, set_name: str, version: str) ->
 
 
 def parse_pack(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(data)
-    except ValueError as exc:
-        raise FetchError(f"{where}: not JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise FetchError(f"{where}: not an mlfreeze model pack ({FORMAT})")
+    doc = index.load_document(data, where, FORMAT, "an mlfreeze model pack")
     for rel, _sha, _size in doc["files"]:
-        if rel.startswith("/") or "\\" in rel or ".." in rel.split("/"):
+        if index.escapes(rel):
             raise FetchError(f"{where}: path {rel!r} escapes the models folder")
     if not any(r[0] == "models.json" for r in doc["files"]):
         raise FetchError(f"{where}: the pack has no models.json")

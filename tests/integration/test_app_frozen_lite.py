@@ -14,34 +14,25 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from lite_projects import host_profile
 from mlfreeze import hostinfo
 from mlfreeze.freeze import freeze_bundle, load_app_config
-from mlfreeze.platforms.profiles import all_profiles
 
 pytest.importorskip("PyInstaller")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _profile():
-    host = hostinfo.current()
-    for p in all_profiles().values():
-        if (p.host_os, p.host_arch) == (host.os, host.arch):
-            return p
-    pytest.skip(f"no profile builds on {host}")
-
-
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("photo-lite")
-    profile = _profile()
-    out = freeze_bundle(profile=profile, flavor="lite", root=ROOT, app=load_app_config(ROOT),
+    out = freeze_bundle(profile=host_profile(), flavor="lite", root=ROOT, app=load_app_config(ROOT),
                         dist_dir=work / "dist", work_dir=work / "build")
     yield out
     shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(bundle: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    exe = bundle / f"photo-search{hostinfo.exe_suffix(_profile().host_os)}"
+    exe = bundle / f"photo-search{hostinfo.exe_suffix(host_profile().host_os)}"
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "TMPDIR", "SYSTEMROOT")}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120, cwd=cwd,
                           env={**base, **(env or {})})

@@ -15,9 +15,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli, hostinfo
-from mlfreeze.freeze import AppConfig, freeze_bundle
-from mlfreeze.platforms.profiles import all_profiles
+from lite_projects import freeze_lite, tiny_app
+from mlfreeze import cli
+from mlfreeze.freeze import freeze_bundle
 from mlfreeze_runtime import buildinfo, record
 
 pytest.importorskip("PyInstaller")
@@ -29,23 +29,11 @@ if "--health" in sys.argv:
 '''
 
 
-def _profile():
-    host = hostinfo.current()
-    for p in all_profiles().values():
-        if (p.host_os, p.host_arch) == (host.os, host.arch):
-            return p
-    pytest.skip(f"no profile builds on {host}")
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("audit-lite")
-    (root / "tiny.py").write_text(APP)
-    app = AppConfig(app="tiny", entry=root / "tiny.py", version="0.0.2", model_set="demo",
-                    sources=(root / "tiny.py",), pathex=(root,))
-    kw = dict(profile=_profile(), flavor="lite", root=root, app=app, dist_dir=root / "dist",
-              work_dir=root / "build")
-    return {"root": root, "kw": kw, "bundle": freeze_bundle(**kw)}
+    bundle, kw = freeze_lite(root, tiny_app(root, APP, version="0.0.2"))
+    return {"root": root, "kw": kw, "bundle": bundle}
 
 
 def _linked_copy(bundle: Path, dist: Path) -> Path:

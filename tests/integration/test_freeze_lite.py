@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from lite_projects import freeze_lite, tiny_app
 from mlfreeze import hostinfo
 from mlfreeze.errors import VerificationError
-from mlfreeze.freeze import AppConfig, freeze_bundle
+from mlfreeze.freeze import freeze_bundle
 from mlfreeze.incremental import read_stamp
-from mlfreeze.platforms.profiles import all_profiles
 from mlfreeze.prune import PRUNE_FILE
 
 pytest.importorskip("PyInstaller")
@@ -34,24 +34,11 @@ if "--health" in sys.argv:
 '''
 
 
-def _profile():
-    host = hostinfo.current()
-    for p in all_profiles().values():
-        if (p.host_os, p.host_arch) == (host.os, host.arch):
-            return p
-    pytest.skip(f"no profile builds on {host}")
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("lite")
-    (root / "tiny.py").write_text(APP)
-    app = AppConfig(app="tiny", entry=root / "tiny.py", version="0.0.1", model_set="demo",
-                    sources=(root / "tiny.py",), pathex=(root,))
-    kw = dict(profile=_profile(), flavor="lite", root=root, app=app, dist_dir=root / "dist",
-              work_dir=root / "build")
     started = time.monotonic()
-    bundle = freeze_bundle(**kw)
+    bundle, kw = freeze_lite(root, tiny_app(root, APP, version="0.0.1"))
     return {"root": root, "kw": kw, "bundle": bundle, "cold_s": time.monotonic() - started}
 
 

@@ -19,9 +19,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mlfreeze import hostinfo, publish
-from mlfreeze.freeze import AppConfig, freeze_bundle
-from mlfreeze.platforms.profiles import all_profiles
+from lite_projects import freeze_lite, host_profile, tiny_app
+from mlfreeze import publish
 from mlfreeze_runtime import buildinfo, record
 from mlfreeze_runtime.update import install
 
@@ -41,24 +40,12 @@ if "--health" in sys.argv:
 STEPS = ("download", "staged", "audited", "accepted", "moved", "switched", "recorded")
 
 
-def _profile():
-    host = hostinfo.current()
-    for p in all_profiles().values():
-        if (p.host_os, p.host_arch) == (host.os, host.arch) and p.accelerator == "cpu":
-            return p
-    pytest.skip(f"no CPU profile builds on {host}")
-
-
 def freeze_tiny(root: Path, version: str, update_root: Path | None = None) -> Path:
     """A lite bundle of the tiny app, with its in-bundle ``tiny-update`` and, when given, the
     public root of trust frozen in (as ``[tool.mlfreeze] update_root`` does)."""
     proj = root / f"proj-{version}"
-    proj.mkdir()
-    (proj / "tiny.py").write_text(APP.replace("VERSION", version))
-    app = AppConfig(app="tiny", entry=proj / "tiny.py", version=version, model_set="demo",
-                    sources=(proj / "tiny.py",), pathex=(proj,), update_root=update_root)
-    bundle = freeze_bundle(profile=_profile(), flavor="lite", root=proj, app=app, dist_dir=root / "dist",
-                           work_dir=proj / "build")
+    app = tiny_app(proj, APP.replace("VERSION", version), version=version, update_root=update_root)
+    bundle, _ = freeze_lite(proj, app, profile=host_profile(cpu_only=True), dist_dir=root / "dist")
     shutil.rmtree(proj / "build", ignore_errors=True)
     return bundle
 
