@@ -1,31 +1,26 @@
 """nox sessions: one build session per platform profile, plus tests, lint and model chores.
 
 Build sessions come from mlfreeze's session factory (mlfreeze.sessions.make_sessions, the same
-one a project's noxfile written by `mlfreeze init` calls): one per platforms/*.toml profile,
+one a project's noxfile written by `mlfreeze init` calls): one per src/mlfreeze/platforms/*.toml profile,
 installing the profile's hash-checked lock (locks/) as `mlfreeze plan` lists it. The logic
-lives in builder/; sessions stay thin.
+lives in src/mlfreeze/; sessions stay thin. nox imports mlfreeze: `pip install -e .` first.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import nox
 
+from mlfreeze.hostinfo import current as current_host
+from mlfreeze.plan import install_steps
+from mlfreeze.platforms.profiles import Profile, all_profiles
+from mlfreeze.project.config import load_config
+from mlfreeze.schema import read_toml
+from mlfreeze.sessions import make_sessions
+
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-from builder._checkout import activate  # noqa: E402  (mlfreeze from this checkout, installed or not)
-
-activate()
-
-from mlfreeze.config import load_config  # noqa: E402
-from mlfreeze.hostinfo import current as current_host  # noqa: E402
-from mlfreeze.plan import install_steps  # noqa: E402
-from mlfreeze.platforms.profiles import Profile, all_profiles  # noqa: E402
-from mlfreeze.schema import read_toml  # noqa: E402
-from mlfreeze.sessions import make_sessions  # noqa: E402
 
 nox.options.default_venv_backend = "venv"  # pip-backed; `--default-venv-backend uv` works too
 nox.options.sessions = ["tests", "lint"]
@@ -83,11 +78,10 @@ def unit(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """Lint: ruff, mypy on builder/, platforms/, verify/, actionlint and zizmor on the workflows."""
+    """Lint: ruff, mypy on src/ (strict defs), actionlint and zizmor on the workflows."""
     session.install("-e", ".[dev]", *WORKFLOW_LINTERS)
-    session.run("ruff", "check", "builder", "platforms", "verify", "runtime", "examples", "tests", "bench",
-                "noxfile.py")
-    session.run("mypy", "builder", "platforms", "verify", "runtime")
+    session.run("ruff", "check", "src", "examples", "tests", "bench", "noxfile.py")
+    session.run("mypy", "src")
     workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
     if workflows:
         session.run("actionlint", *workflows)
@@ -111,8 +105,8 @@ def verify_models(session: nox.Session) -> None:
 
 @nox.session(name="pin-goldens", python="3.11", default=False)
 def pin_goldens(session: nox.Session) -> None:
-    """Pin a set's golden outputs on the CPU into specs/goldens/ (`-- --set default`; needs network
-    to fetch the weights, then runs the gate once and writes specs/goldens/<id>.json)."""
+    """Pin a set's golden outputs on the CPU into src/mlfreeze/specs/goldens/ (`-- --set default`; needs network
+    to fetch the weights, then runs the gate once and writes src/mlfreeze/specs/goldens/<id>.json)."""
     _install_profile(session, _host_profile())
     session.run("mlfreeze", "verify", "--pin-goldens", "--device", "cpu", *session.posargs)
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mlfreeze.manifest import load_manifest
+from mlfreeze.models.manifest import load_manifest
 from mlfreeze_runtime.verify import onnx_checks
 from mlfreeze_runtime.verify.probes import load_rgb
 from PIL import Image

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
-from mlfreeze import proc  # noqa: E402
+from mlfreeze import _proc as proc  # noqa: E402
 
 TINY = r"""
 import json, sys, hashlib

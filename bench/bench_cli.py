@@ -27,9 +27,9 @@ def main() -> None:
         times = []
         for _ in range(n):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "builder", *args], cwd=ROOT, check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "mlfreeze", *args], cwd=ROOT, check=True, capture_output=True)
             times.append(time.perf_counter() - start)
-        probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "builder", *args], cwd=ROOT,
+        probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlfreeze", *args], cwd=ROOT,
                                capture_output=True, text=True, check=True)
         heavy = sorted({line.split("|")[-1].strip().split(".")[0] for line in probe.stderr.splitlines()
                         if line.split("|")[-1].strip().split(".")[0] in HEAVY})

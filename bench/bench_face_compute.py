@@ -10,7 +10,7 @@ random weights, exports them to ONNX and times onnxruntime on the inputs the gat
   re-implementation from the configuration, not the released graph; the FLOPs it prints are the
   figure to compare with the model card (SCRFD-10G: ~10 GFLOPs at 640x480).
 
-The gate (verify/face_checks.py, default thresholds in specs/models.toml) runs the detector on
+The gate (mlfreeze_runtime/verify/face_checks.py, default thresholds in mlfreeze/specs/models.toml) runs the detector on
 t1.jpg, one no-face image, t1 flipped, t1 at 0.5x and t1 again (determinism): 5 detector runs;
 t1 has 6 faces, so 4 x 6 = 24 recognizer runs (insightface embeds one face at a time).
 

@@ -14,7 +14,8 @@ import argparse
 import time
 
 from bench_fetch_common import served_random_file
-from mlfreeze.download import AllUrlsFailed, Policy, download
+
+from mlfreeze.models.download import AllUrlsFailed, Policy, download
 
 
 def main() -> None:

@@ -26,9 +26,10 @@ import zipfile
 from pathlib import Path
 
 from bench_fetch_common import random_file, workdir
+
 from mlfreeze.errors import DownloadError
-from mlfreeze.fetch import fetch_set
-from mlfreeze.manifest import Manifest, load_manifest
+from mlfreeze.models.fetch import fetch_set
+from mlfreeze.models.manifest import Manifest, load_manifest
 
 MEMBERS = {"det_10g.onnx": 16_923_827, "w600k_r50.onnx": 174_383_860, "1k3d68.onnx": 143_607_619,
            "2d106det.onnx": 5_030_888, "genderage.onnx": 1_322_532}

@@ -16,7 +16,8 @@ import subprocess
 import time
 
 from bench_fetch_common import served_random_file
-from mlfreeze.download import Policy, download
+
+from mlfreeze.models.download import Policy, download
 
 
 def main() -> None:

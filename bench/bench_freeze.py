@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mlfreeze import proc  # noqa: E402
-from mlfreeze.prune import tree_bytes  # noqa: E402
-from mlfreeze.selftest import clean_env  # noqa: E402
+from mlfreeze import _proc as proc  # noqa: E402
+from mlfreeze.bundle.prune import tree_bytes  # noqa: E402
+from mlfreeze.bundle.selftest import clean_env  # noqa: E402
 
 
 def sizes(bundles: list[Path], compressed: bool) -> None:
@@ -72,7 +72,7 @@ def ttfe(bundle: Path, exe: str, entry: Path, runs: int, args: list[str]) -> Non
 
 def rebuild(flavor: str) -> None:
     """Cold (forced) then warm (nothing changed) freeze of a stdlib-only app, lite flavor."""
-    from mlfreeze.freeze import AppConfig, freeze_bundle
+    from mlfreeze.bundle.freeze import AppConfig, freeze_bundle
     from mlfreeze.platforms.profiles import load_profile
 
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:

@@ -36,13 +36,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
     import torch
+
+    from mlfreeze_runtime import clip as vclip
     from mlfreeze_runtime.verify import checks, clip_checks, spec
-    from mlfreeze_runtime.verify import clip as vclip
     from mlfreeze_runtime.verify.probes import load_rgb
 
-    manifest = tomllib.loads((ROOT / "specs" / "models.toml").read_text())
+    manifest = tomllib.loads((ROOT / "src" / "mlfreeze" / "specs" / "models.toml").read_text())
     cspec = spec.parse_clip("demo-clip", manifest["models"]["demo-clip"]["verify"])
-    config = vclip.read_config(ROOT / "specs" / "demo" / "demo_clip_config.json")
+    config = vclip.read_config(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "demo_clip_config.json")
     old = new = ln = zs = 0
     images = [load_rgb(z.image) for z in cspec.zero_shot]
     for seed in range(args.seeds):
@@ -85,16 +86,17 @@ def main(argv: list[str] | None = None) -> int:
 def faces_rate(n: int, manifest: dict) -> None:
     import numpy as np
     import onnx
+    from onnx import numpy_helper
+
     from mlfreeze_runtime.verify import face_checks, spec
     from mlfreeze_runtime.verify.result import ModelRef
-    from onnx import numpy_helper
 
     fspec = spec.parse_faces("demo-faces", manifest["models"]["demo-faces"]["verify"])
     passed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(ROOT / "specs" / "demo" / "faces" / "det_demo.onnx", tmp)
+        shutil.copy(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "det_demo.onnx", tmp)
         for seed in range(n):
-            model = onnx.load(str(ROOT / "specs" / "demo" / "faces" / "rec_demo.onnx"))
+            model = onnx.load(str(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "rec_demo.onnx"))
             rng = np.random.default_rng(seed)
             for i, init in enumerate(model.graph.initializer):
                 a = numpy_helper.to_array(init)
@@ -111,14 +113,15 @@ def faces_rate(n: int, manifest: dict) -> None:
 
 
 def gate_time() -> None:
-    from mlfreeze.fetch import fetch_set
-    from mlfreeze.manifest import load_manifest
-    from mlfreeze.verification import model_refs
+    from mlfreeze.models.fetch import fetch_set
+    from mlfreeze.models.manifest import load_manifest
+    from mlfreeze.models.verification import model_refs
     from mlfreeze_runtime.verify import gate
 
-    man = load_manifest(ROOT / "specs" / "models.toml")
+    man = load_manifest(ROOT / "src" / "mlfreeze" / "specs" / "models.toml")
     with tempfile.TemporaryDirectory() as tmp:
-        refs = model_refs(man, fetch_set(man, "demo", cache_dir=Path(tmp)), ROOT / "specs" / "goldens")
+        refs = model_refs(man, fetch_set(man, "demo", cache_dir=Path(tmp)),
+                          ROOT / "src" / "mlfreeze" / "specs" / "goldens")
         times = []
         for _ in range(3):
             t = time.perf_counter()

@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlfreeze import archives, proc
+from mlfreeze import _proc as proc
+from mlfreeze.release import archives
 
 
 def _default_dir() -> Path:

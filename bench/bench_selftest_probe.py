@@ -34,10 +34,7 @@ def timed(models: Path, extra: list[str]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from builder._checkout import activate
-
-    activate()
-    from demo_models import lay_out_demo_models  # needs the runtime's names, mapped by activate()
+    from demo_models import lay_out_demo_models
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=2)

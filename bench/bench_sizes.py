@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlfreeze.sizes import build_report, write_outputs
-from mlfreeze.sizes_compress import compressed_sizes
-from mlfreeze.sizes_scan import scan
+from mlfreeze.sizes.compress import compressed_sizes
+from mlfreeze.sizes.report import build_report, write_outputs
+from mlfreeze.sizes.scan import scan
 
 MB = 1_000_000
 

@@ -18,18 +18,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-try:
-    import mlfreeze  # noqa: F401
-except ImportError:  # a bare checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from builder._checkout import activate
-
-    activate()
 
 
 def _median_rate(fn, n_items: int, repeats: int) -> float:
@@ -51,8 +42,9 @@ def main() -> int:
     import numpy as np
     import onnxruntime as ort
     import torch
-    from mlfreeze.export import export_towers
-    from mlfreeze_runtime.verify.clip import build_architecture
+
+    from mlfreeze.models.export import export_towers
+    from mlfreeze_runtime.clip import build_architecture
 
     if args.threads:
         torch.set_num_threads(args.threads)

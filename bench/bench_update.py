@@ -31,13 +31,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from builder._checkout import activate  # noqa: E402
-
-activate()
-from mlfreeze import hostinfo, publish  # noqa: E402
-from mlfreeze.freeze import AppConfig, freeze_bundle  # noqa: E402
+from mlfreeze import hostinfo  # noqa: E402
+from mlfreeze.bundle.freeze import AppConfig, freeze_bundle  # noqa: E402
 from mlfreeze.platforms.profiles import all_profiles  # noqa: E402
+from mlfreeze.release import publish  # noqa: E402
 from mlfreeze_runtime import record  # noqa: E402
 
 APP = 'import json, sys\nif "--health" in sys.argv:\n    print(json.dumps({"app": "tiny", "version": "V", ' \
@@ -104,7 +101,7 @@ def main() -> int:
     ap.add_argument("--packs", action="store_true", help="publish packs instead of loose blobs")
     ap.add_argument("--pack-limit", default=None, metavar="SIZE", help="with --packs (default: just under 2 GiB)")
     args = ap.parse_args()
-    from mlfreeze import packs
+    from mlfreeze.release import packs
 
     transport = {"packs": args.packs, "pack_limit": packs.parse_limit(args.pack_limit)}
     work = Path(tempfile.mkdtemp(prefix="bench-update-", dir=args.keep_dir))

@@ -30,12 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     import torch
-    from mlfreeze_runtime.verify import clip as vclip
-    from mlfreeze_runtime.verify import clip_checks, face_checks, spec
-    from mlfreeze_runtime.verify.result import ModelRef
     from safetensors.torch import save_file
 
-    manifest = tomllib.loads((ROOT / "specs" / "models.toml").read_text())
+    from mlfreeze_runtime import clip as vclip
+    from mlfreeze_runtime.verify import clip_checks, face_checks, spec
+    from mlfreeze_runtime.verify.result import ModelRef
+
+    manifest = tomllib.loads((ROOT / "src" / "mlfreeze" / "specs" / "models.toml").read_text())
     table = manifest["models"]["clip-vit-b-32-openai"]["verify"]
     cspec = spec.parse_clip("clip-vit-b-32-openai", table)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fm = manifest["models"]["demo-faces"]
     fref = ModelRef(id="demo-faces", kind="insightface", arch="", embed_dim=fm["embed_dim"],
-                    files={a["file"]: ROOT / "specs" / a["urls"][0] for a in fm["artifacts"]},
-                    verify=fm["verify"], golden=ROOT / "specs" / "goldens" / "demo-faces.json")
+                    files={a["file"]: ROOT / "src" / "mlfreeze" / "specs" / a["urls"][0] for a in fm["artifacts"]},
+                    verify=fm["verify"], golden=ROOT / "src" / "mlfreeze" / "specs" / "goldens" / "demo-faces.json")
     t = time.perf_counter()
     fres, _ = face_checks.run(fref, spec.parse_faces("demo-faces", fm["verify"]),
                               providers=["CPUExecutionProvider"], expected_providers=["CPUExecutionProvider"])

@@ -15,7 +15,7 @@ its text throughput; then, inside the bundle (its PYZ, its ``_internal/`` extens
 shared libraries, ``LD_LIBRARY_PATH=_internal`` as the bootloader sets; bench/gpu_probe.py), a
 cuDNN convolution, an NVRTC compile, an onnxruntime session on CUDA, the demo CLIP's CPU-vs-CUDA
 embeddings and throughput, and the shared libraries that process mapped.
-(b) ``--lent``: the build-time gate (``python -m builder verify --set demo``) on the device,
+(b) ``--lent``: the build-time gate (``python -m mlfreeze verify --set demo``) on the device,
 and the same probes with the machine's own torch and the runtime package from this checkout.
 
 gpu-check.json (schema "mlfreeze.gpu-check/1")::
@@ -142,7 +142,7 @@ def _check(name: str, ok: bool, detail: str, started: float, **extra: Any) -> di
 
 def _run(cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None,
          timeout: float = 600) -> tuple[int, str, str]:
-    # bench/ is outside the builder: it runs its own subprocesses (the builder's chokepoint is builder/proc.py)
+    # bench/ is outside the builder: it runs its own subprocesses (the builder's chokepoint is src/mlfreeze/_proc.py)
     done = subprocess.run([str(c) for c in cmd], env=dict(env) if env is not None else None, capture_output=True,
                           text=True, timeout=timeout)
     return done.returncode, done.stdout, done.stderr
@@ -270,11 +270,11 @@ def check_lent(device: str, batch: int, out_dir: Path) -> dict[str, Any]:
     started = time.monotonic()
     report = out_dir / f"verify-demo-{device.replace(':', '-')}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    rc, out, err = _run([sys.executable, "-m", "builder", "verify", "--set", "demo", "--device", device,
+    rc, out, err = _run([sys.executable, "-m", "mlfreeze", "verify", "--set", "demo", "--device", device,
                          "--report", report], env=env)
     checks.append(_check("verify_gate", rc == 0, f"mlfreeze verify --set demo --device {device}: exit {rc} "
                          f"{_last_line(out) if rc == 0 else _last_line(err) or _last_line(out)}".strip(), started))
-    demo = ROOT / "specs" / "demo"
+    demo = ROOT / "src" / "mlfreeze" / "specs" / "demo"
     args = ["--device", device, "--batch", str(batch), "--clip-weights", str(demo / "demo_clip.safetensors"),
             "--clip-config", str(demo / "demo_clip_config.json")]
     probes, maps, paths = run_probe(args, env=env)

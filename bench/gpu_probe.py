@@ -153,7 +153,8 @@ def probe_clip(device: str, weights: str, config: str, batch: int) -> dict[str, 
     """The demo CLIP through the runtime package's loader: CPU vs device embeddings, throughput."""
     import numpy as np
     import torch
-    from mlfreeze_runtime.verify.clip import ClipEmbedder, load_clip
+
+    from mlfreeze_runtime.clip import ClipEmbedder, load_clip
 
     with open(config, encoding="utf-8") as f:
         data = json.load(f)
@@ -196,11 +197,6 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.internal:
         install_pyz(args.internal, args.pyz, args.pyz_reader)
-    elif importlib.util.find_spec("mlfreeze_runtime") is None:  # a bare checkout: map its folders
-        sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        from builder._checkout import activate
-
-        activate()
     probes = [_run("torch", probe_torch, args.device), _run("cudnn_conv", probe_conv, args.device),
               _run("nvrtc_compile", probe_nvrtc, args.device), _run("onnxruntime", probe_onnxruntime, args.device)]
     if args.clip_weights:

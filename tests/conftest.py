@@ -18,10 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from builder._checkout import activate
-
 ROOT = Path(__file__).resolve().parents[1]
-activate()  # a bare checkout resolves mlfreeze.* like an installed one; an install wins
 pytest_plugins = ["fetch_servers"]  # the `server` and `tls_server` fixtures of the fetch tests
 
 

@@ -6,9 +6,10 @@ import shutil
 from pathlib import Path
 
 import tomllib
+
 from mlfreeze_runtime.verify import bundle, probes
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[1] / "src" / "mlfreeze" / "specs"
 
 
 def lay_out_demo_models(dest: Path) -> Path:

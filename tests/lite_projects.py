@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mlfreeze import hostinfo
-from mlfreeze.freeze import AppConfig, freeze_bundle
+from mlfreeze.bundle.freeze import AppConfig, freeze_bundle
 from mlfreeze.platforms.profiles import Profile, all_profiles
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mlfreeze_runtime import record
 
 APP = "photo-search"
@@ -111,9 +112,9 @@ def seal(bundle: Path, platform: str, flavor: str, **overrides: Any) -> Path:
 def fake_bundles_have_no_closure(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hand-made bundles hold no real shared libraries: audit's closure check is left out for them
     (import this name into a test module to apply it; the closure has its own tests)."""
-    from mlfreeze import audit
+    from mlfreeze.bundle import closure
 
-    monkeypatch.setattr(audit, "CLOSURE_MODULE", "mlfreeze._closure_not_checked_for_hand_made_bundles")
+    monkeypatch.setattr(closure, "closure_findings", lambda *_args: [])
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:

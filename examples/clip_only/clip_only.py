@@ -41,8 +41,8 @@ def device() -> str:
 @cache
 def clip() -> Any:
     """The bundle's CLIP model through mlfreeze's runtime loader (the code the self-test verified)."""
+    from mlfreeze_runtime.clip import ClipEmbedder, load_clip
     from mlfreeze_runtime.verify.bundle import read_models_index
-    from mlfreeze_runtime.verify.clip import ClipEmbedder, load_clip
 
     base, _ = models_dir()
     if base is None:

@@ -150,7 +150,6 @@ def _usable(kind: str, modules: tuple[str, ...], feature: str, model_set: Any) -
 def cmd_probe(argv: list[str]) -> int:
     """``--mlfreeze-probe REQUEST.json``: the request answered by the same embedders the commands use."""
     from mlfreeze_runtime.app import handle_probe
-
     from photo_search import embed
 
     try:

@@ -110,6 +110,7 @@ class ClipEmbedder:
         """Return ``(vectors [n_ok, d] float32 unit-norm, indices of paths embedded, one warning per
         unreadable image)``."""
         import numpy as np
+
         from mlfreeze_runtime.clip import read_rgb
 
         vectors, ok, skipped = [], [], []

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from mlfreeze_runtime.app import health, models_status
-
 from photo_search import APP_NAME, __version__
 from photo_search.embed import CLIP_MODULES, FACE_MODULES, INDEX_MODULES, import_errors
 

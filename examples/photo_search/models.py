@@ -25,7 +25,6 @@ from mlfreeze_runtime.modelindex import (
 from mlfreeze_runtime.modelindex import (
     ModelIndex as ModelSet,
 )
-
 from photo_search.errors import ModelsError, ModelsNotFound
 
 __all__ = ["MODELS_ENV", "MODELS_JSON", "ModelEntry", "ModelSet", "file_sha256", "find_models_dir",

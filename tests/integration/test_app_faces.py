@@ -4,7 +4,7 @@
 Why a stand-in: no face ONNX models can be downloaded here. The stand-in returns real
 ``insightface.app.common.Face`` objects (unnormalised embeddings, numpy boxes), so the app's
 image reading, normalisation, grouping, output and FAISS storage all run for real. The last
-test runs the real FaceAnalysis on the demo face models in specs/demo/faces/.
+test runs the real FaceAnalysis on the demo face models in src/mlfreeze/specs/demo/faces/.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monke
     assert embed.import_errors(embed.FACE_MODULES) == {}
 
 
-DEMO_FACES = Path(__file__).resolve().parents[2] / "specs" / "demo" / "faces"
+DEMO_FACES = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "demo" / "faces"
 
 
 def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 from lite_projects import host_profile
+
 from mlfreeze import hostinfo
-from mlfreeze.freeze import freeze_bundle, load_app_config
+from mlfreeze.bundle.freeze import freeze_bundle, load_app_config
 
 pytest.importorskip("PyInstaller")
 ROOT = Path(__file__).resolve().parents[2]

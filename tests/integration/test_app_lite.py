@@ -26,9 +26,7 @@ class _Lite:
             raise ModuleNotFoundError(f"No module named {{name!r}} (not in the lite bundle)")
         return None
 sys.meta_path.insert(0, _Lite())
-sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / "examples")!r}]
-from builder._checkout import activate  # mlfreeze_runtime from the checkout, as the bundle's hook collects it
-activate()
+sys.path[:0] = [{str(ROOT / "examples")!r}]
 runpy.run_module("photo_search", run_name="__main__", alter_sys=True)
 """
 
@@ -49,8 +47,7 @@ def test_base_python_really_has_no_torch() -> None:
 
 def test_package_imports_only_the_standard_library() -> None:
     code = (
-        f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'examples')!r}]\n"
-        "from builder._checkout import activate; activate()\n"
+        f"import sys; sys.path[:0] = [{str(ROOT / 'examples')!r}]\n"
         "before = set(sys.modules)\n"
         "import photo_search.cli, photo_search.embed, photo_search.health, photo_search.index, photo_search.models\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"

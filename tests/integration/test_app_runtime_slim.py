@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "specs" / "demo"
+DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 FILES = {"demo_clip.safetensors": "", "demo_clip_config.json": "config", "demo_clip_image.onnx": "image_onnx",
          "demo_clip_text.onnx": "text_onnx"}
 CAPTIONS = ["a red circle", "a blue square", "a green triangle"]
@@ -26,9 +26,6 @@ class Block(importlib.abc.MetaPathFinder):  # as in a slim bundle: these cannot 
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"{name} is not in this bundle")
 sys.meta_path.insert(0, Block())
-sys.path.insert(0, sys.argv[1])
-from builder._checkout import activate
-activate()
 from mlfreeze_runtime import clip, modelindex
 entry = modelindex.read_models_index(sys.argv[2]).first("clip")
 emb = clip.embedder_for(entry, providers=["CPUExecutionProvider"])
@@ -50,6 +47,7 @@ def models(tmp_path: Path) -> Path:
 
 def test_torch_and_onnx_embedders_agree_from_one_entry(models: Path) -> None:
     import numpy as np
+
     from mlfreeze_runtime import clip, modelindex
 
     entry = modelindex.read_models_index(models).first("clip")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 from lite_projects import freeze_lite, tiny_app
+
 from mlfreeze import cli
-from mlfreeze.freeze import freeze_bundle
+from mlfreeze.bundle.freeze import freeze_bundle
 from mlfreeze_runtime import buildinfo, record
 
 pytest.importorskip("PyInstaller")
@@ -163,7 +164,7 @@ def _needed_inside(bundle: Path) -> tuple[str, str] | None:
 
 def test_a_deleted_dt_needed_target_is_a_closure_finding(project: dict, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("mlfreeze.closure")
+    pytest.importorskip("mlfreeze.bundle.closure")
     pytest.importorskip("elftools")
     found = _needed_inside(project["bundle"])
     if found is None:

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mlfreeze.closure import closure_findings, read_elf
+
+from mlfreeze.bundle.closure import closure_findings, read_elf
 
 CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler on this host")

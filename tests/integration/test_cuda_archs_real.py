@@ -7,7 +7,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from mlfreeze import cuda_archs
+
+from mlfreeze.bundle import cuda_archs
 
 
 def test_the_onnxruntime_cuda_provider_lists_its_cubins() -> None:

@@ -11,11 +11,12 @@ import pytest
 pytest.importorskip("insightface")
 pytest.importorskip("onnxruntime")
 
-DEMO_FACES = Path(__file__).resolve().parents[2] / "specs" / "demo" / "faces"
+DEMO_FACES = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "demo" / "faces"
 
 
 def test_provider_options_reach_every_face_session(monkeypatch: pytest.MonkeyPatch) -> None:
     import onnxruntime
+
     from mlfreeze_runtime.faces import load_face_analysis
 
     sessions: dict[str, dict] = {}

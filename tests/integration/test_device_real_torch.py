@@ -1,4 +1,4 @@
-"""platforms/device.py against the torch and onnxruntime installed in this environment."""
+"""src/mlfreeze/platforms/device.py against the torch and onnxruntime installed in this environment."""
 
 from __future__ import annotations
 

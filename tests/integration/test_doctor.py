@@ -93,8 +93,8 @@ def _installed(dist: str) -> bool:
 
 
 def test_a_package_that_fails_to_import_is_a_finding_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlfreeze import doctor
     from mlfreeze.platforms.profiles import load_profile
+    from mlfreeze.project import doctor
 
     def check_onnxruntime(profile: object):
         yield doctor.Finding(ok=True, check="onnxruntime", detail="installed")

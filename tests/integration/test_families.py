@@ -13,9 +13,10 @@ import importlib.metadata as md
 import os
 
 import pytest
-from mlfreeze.doctor import planned_members
-from mlfreeze.platforms.profiles import canonical_name, load_profile, load_stack, requirement_name
 from packaging.requirements import Requirement
+
+from mlfreeze.platforms.profiles import canonical_name, load_profile, load_stack, requirement_name
+from mlfreeze.project.doctor import planned_members
 
 pytest.importorskip("torch")
 PLATFORM = os.environ.get("MLFREEZE_TEST_PLATFORM", "linux-cuda")

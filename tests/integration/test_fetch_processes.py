@@ -83,7 +83,7 @@ def test_sigkill_halfway_then_resume(server: FaultServer, tmp_path: Path) -> Non
 def test_cli_default_set_without_internet_names_demo_and_mirror(tmp_path: Path) -> None:
     # the real default-set entries, with hosts that cannot resolve (.invalid is reserved), so the
     # test says the same thing on a machine with internet
-    text = (ROOT / "specs" / "models.toml").read_text()
+    text = (ROOT / "src" / "mlfreeze" / "specs" / "models.toml").read_text()
     text = text.replace("https://huggingface.co/", "https://huggingface.invalid/")
     text = text.replace("https://github.com/", "https://github.invalid/")
     manifest = tmp_path / "models.toml"

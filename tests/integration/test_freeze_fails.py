@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlfreeze import hostinfo, proc
+
+from mlfreeze import _proc as proc
+from mlfreeze import hostinfo
 from mlfreeze.platforms.profiles import all_profiles
 
 pytest.importorskip("PyInstaller")

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from mlfreeze.bundle.freeze import check_hidden_imports
 from mlfreeze.errors import FreezeError
-from mlfreeze.freeze import check_hidden_imports
 
 
 def test_importable_modules_pass_and_pathex_counts(tmp_path: Path) -> None:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from lite_projects import freeze_lite, tiny_app
+
 from mlfreeze import hostinfo
+from mlfreeze.bundle.freeze import freeze_bundle
+from mlfreeze.bundle.incremental import read_stamp
+from mlfreeze.bundle.prune import PRUNE_FILE
 from mlfreeze.errors import VerificationError
-from mlfreeze.freeze import freeze_bundle
-from mlfreeze.incremental import read_stamp
-from mlfreeze.prune import PRUNE_FILE
 
 pytest.importorskip("PyInstaller")
 

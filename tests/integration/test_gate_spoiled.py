@@ -1,8 +1,8 @@
 """The spoiled-model catalogue: with goldens REMOVED, the real gate on the demo set must fail each
 kind of broken model on the check that names its fault, and pass each kind of good variant.
 
-Every variant is built here from the committed demo models in a temporary copy of specs/models.toml
-and specs/demo/ (no goldens/), re-pinned with its own sha256 so only the gate can catch it, and run
+Every variant is built here from the committed demo models in a temporary copy of src/mlfreeze/specs/models.toml
+and src/mlfreeze/specs/demo/ (no goldens/), re-pinned with its own sha256 so only the gate can catch it, and run
 through ``verify`` exactly as a user would (``run_gate`` on the fetched set; one case through the CLI).
 Each fault is drawn with several seeds/strengths, so the catalogue is a family, not one fixture.
 """
@@ -17,11 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import VerificationError
-from mlfreeze.verification import run_gate
+from mlfreeze.models.verification import run_gate
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "src" / "mlfreeze" / "specs"
 CLIP = "demo_clip.safetensors"
 CONFIG = "demo_clip_config.json"
 REC = "faces/rec_demo.onnx"
@@ -48,9 +49,9 @@ def repin(workdir: Path, rel: str) -> None:
 
 
 def run(workdir: Path) -> tuple[int, dict[str, str], str]:
-    from mlfreeze.fetch import fetch_set
-    from mlfreeze.manifest import load_manifest
-    from mlfreeze.verification import model_refs
+    from mlfreeze.models.fetch import fetch_set
+    from mlfreeze.models.manifest import load_manifest
+    from mlfreeze.models.verification import model_refs
 
     man = load_manifest(workdir / "models.toml")
     refs = model_refs(man, fetch_set(man, "demo", cache_dir=workdir / "cache"), workdir / "goldens")
@@ -90,7 +91,8 @@ def spoil_clip(workdir: Path, fn: Callable[[dict], dict]) -> None:
 def random_init(seed: int) -> Callable[[dict], dict]:
     def fn(state: dict) -> dict:
         import torch
-        from mlfreeze_runtime.verify import clip
+
+        from mlfreeze_runtime import clip
 
         torch.manual_seed(seed)
         model = clip.build_architecture("mlfreeze-demo-clip", clip.read_config(SPECS / "demo" / CONFIG))
@@ -225,7 +227,7 @@ def test_good_variant_bytes_really_differ(workdir: Path) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="CLI run on the build host")
 def test_cli_catches_a_random_face_recognizer(workdir: Path) -> None:
-    from mlfreeze import proc
+    from mlfreeze import _proc as proc
 
     spoil_recognizer(workdir, lambda rng, a: rng.standard_normal(a.shape) * a.std())
     cp = proc.capture([sys.executable, "-m", "mlfreeze", "verify", "--manifest", str(workdir / "models.toml"),

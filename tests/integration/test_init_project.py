@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlfreeze import cli
-from mlfreeze.config import load_config
-from mlfreeze.manifest import check_set, load_manifest
+from mlfreeze.models.manifest import check_set, load_manifest
+from mlfreeze.project.config import load_config
 
 
 @pytest.fixture(scope="module")

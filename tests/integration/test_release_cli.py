@@ -1,4 +1,4 @@
-"""``mlfreeze release`` and ``python -m mlfreeze.matrix`` as real processes, checked with real tools."""
+"""``mlfreeze release`` and ``python -m mlfreeze.release.matrix`` as real processes, checked with real tools."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli
 from release_bundles import (
     EPOCH,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
     tree_bytes,
 )
+
+from mlfreeze import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,17 +121,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
 
 def test_matrix_module_follows_the_profiles_directory(tmp_path: Path) -> None:
     platforms = tmp_path / "platforms"
-    shutil.copytree(ROOT / "platforms", platforms, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    full = _run("-m", "mlfreeze.matrix")
+    shutil.copytree(ROOT / "src" / "mlfreeze" / "platforms", platforms,
+                    ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    full = _run("-m", "mlfreeze.release.matrix")
     assert full.returncode == 0, full.stderr
     assert len(json.loads(full.stdout)["include"]) == 7
     (platforms / "linux-cu118.toml").unlink()
-    fewer = _run("-m", "mlfreeze.matrix", "--platforms-dir", str(platforms))
+    fewer = _run("-m", "mlfreeze.release.matrix", "--platforms-dir", str(platforms))
     names = [e["platform"] for e in json.loads(fewer.stdout)["include"]]
     assert "linux-cu118" not in names and len(names) == 6
     broken = platforms / "win-cpu.toml"
     broken.write_text(broken.read_text().replace('runner = "windows-2025"', 'runner = "ubuntu-24.04"'))
-    refused = _run("-m", "mlfreeze.matrix", "--platforms-dir", str(platforms))
+    refused = _run("-m", "mlfreeze.release.matrix", "--platforms-dir", str(platforms))
     assert refused.returncode == 2 and "win-cpu.toml" in refused.stderr
 
 

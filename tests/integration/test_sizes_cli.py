@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlfreeze import proc
+
+from mlfreeze import _proc as proc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from test_sizes_scan import KNOWN, make_bundle, meta_bytes  # noqa: E402
@@ -30,7 +31,7 @@ def sizes(cwd: Path, *args: str) -> proc.subprocess.CompletedProcess[str]:
 def project(tmp_path: Path, budgets: str) -> Path:
     work = tmp_path / "work"
     work.mkdir(parents=True)
-    (work / "app.py").write_text("")  # the project config is validated whole (mlfreeze.config)
+    (work / "app.py").write_text("")  # the project config is validated whole (mlfreeze.project.config)
     (work / "pyproject.toml").write_text("[project]\nname = 'photo-search'\nversion = '1'\n[tool.mlfreeze]\n"
                                          f"app = 'photo-search'\nentry = 'app.py'\n[tool.mlfreeze.budgets]\n{budgets}")
     return work
@@ -158,7 +159,7 @@ def wide_report(components: int) -> dict[str, Any]:
 
 
 def test_a_wide_report_fits_1400_px_and_every_component_has_its_own_colour(tmp_path: Path) -> None:
-    from mlfreeze.sizes_html import to_html
+    from mlfreeze.sizes.html import to_html
 
     exe = chromium()
     html = tmp_path / "wide.html"

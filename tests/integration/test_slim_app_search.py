@@ -17,18 +17,17 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("faiss")
 Image = pytest.importorskip("PIL.Image")
 
-from mlfreeze.freeze import bundle_models  # noqa: E402
-from mlfreeze.manifest import load_manifest  # noqa: E402
+from mlfreeze.bundle.freeze import bundle_models  # noqa: E402
+from mlfreeze.models.manifest import load_manifest  # noqa: E402
 from mlfreeze_runtime import clip as rclip  # noqa: E402
 from mlfreeze_runtime.modelindex import write_models_index  # noqa: E402
 from mlfreeze_runtime.verify import onnx_checks  # noqa: E402
 from mlfreeze_runtime.verify.probes import load_rgb  # noqa: E402
-
 from photo_search.cli import main  # noqa: E402
 from photo_search.models import MODELS_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "specs" / "demo"
+DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 QUERIES = ("a red circle", "a blue triangle", "a green square")
 
 
@@ -41,7 +40,7 @@ def _models(tmp: Path, flavor: str) -> Path:
         for rel, src in m.files.items():
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             (out / rel).write_bytes(src.read_bytes())
-    from mlfreeze.freeze import models_index_entries
+    from mlfreeze.bundle.freeze import models_index_entries
 
     write_models_index(out, models_index_entries(models), set_name="demo")
     return out
@@ -85,9 +84,10 @@ def test_init_scaffold_serves_onnx_clip_without_torch(tmp_path: Path) -> None:
     import sys
 
     import numpy as np
+
     from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder
 
-    template = (ROOT / "builder" / "templates" / "app.py.txt").read_text(encoding="utf-8")
+    template = (ROOT / "src" / "mlfreeze" / "templates" / "app.py.txt").read_text(encoding="utf-8")
     app = tmp_path / "clipdemo.py"
     app.write_text(template.replace("__APP__", "clipdemo"), encoding="utf-8")
     models = _models(tmp_path, "slim")

@@ -23,7 +23,7 @@ pytest.importorskip("onnx")
 from mlfreeze import cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "specs" / "demo"
+DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 
 
 def _manifest(tmp_path: Path, config: Path = DEMO / "demo_clip_config.json") -> Path:
@@ -85,7 +85,7 @@ def test_exporter_failure_is_exit_4_and_leaves_nothing(tmp_path: Path, capfd) ->
 
 
 def test_pinned_exports_need_no_export(tmp_path: Path, capfd) -> None:
-    rc, out, err = _export(ROOT / "specs" / "models.toml", tmp_path / "cache", capfd, "demo")
+    rc, out, err = _export(ROOT / "src" / "mlfreeze" / "specs" / "models.toml", tmp_path / "cache", capfd, "demo")
     assert rc == 0 and "ok demo-clip: pinned ONNX towers" in out
     assert "child process" not in err and not (tmp_path / "cache" / "derived").exists()
 

@@ -14,15 +14,15 @@ pytest.importorskip("open_clip")
 pytest.importorskip("onnxruntime")
 
 from mlfreeze.errors import VerificationError  # noqa: E402
-from mlfreeze.export import export_towers  # noqa: E402
-from mlfreeze.manifest import load_manifest  # noqa: E402
-from mlfreeze.verification import run_gate  # noqa: E402
+from mlfreeze.models.export import export_towers  # noqa: E402
+from mlfreeze.models.manifest import load_manifest  # noqa: E402
+from mlfreeze.models.verification import run_gate  # noqa: E402
 from mlfreeze_runtime import clip as rclip  # noqa: E402
 from mlfreeze_runtime.verify import gate  # noqa: E402
 from mlfreeze_runtime.verify.result import FAIL, PASS, ModelRef  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "specs" / "demo"
+DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 
 
 def _ref(files: dict[str, Path] | None = None) -> ModelRef:
@@ -30,7 +30,7 @@ def _ref(files: dict[str, Path] | None = None) -> ModelRef:
     return ModelRef(id=spec.id, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
                     files=files or {a.file: DEMO / a.file for a in spec.artifacts}, verify=spec.verify,
                     roles={a.file: a.role for a in spec.artifacts},
-                    golden=ROOT / "specs" / "goldens" / "demo-clip.json",
+                    golden=ROOT / "src" / "mlfreeze" / "specs" / "goldens" / "demo-clip.json",
                     onnx_agreement=dict(spec.onnx_agreement))
 
 

@@ -1,6 +1,6 @@
 """ONNX CLIP against torch CLIP: the torch-free embedder, the agreement checks, and held-out export faults.
 
-The demo CLIP (specs/demo) is exported with the same function ``mlfreeze export`` runs
+The demo CLIP (src/mlfreeze/specs/demo) is exported with the same function ``mlfreeze export`` runs
 (``export_towers``); the faults are exported the same way from a deliberately altered copy:
 GELU instead of QuickGELU, the final LayerNorm of a tower dropped, the image projection dropped.
 Each must fail ``onnx_agreement`` for the tower it touches, while the faithful export passes.
@@ -19,16 +19,16 @@ pytest.importorskip("onnxruntime")
 np = pytest.importorskip("numpy")
 Image = pytest.importorskip("PIL.Image")
 
-from mlfreeze.export import export_towers  # noqa: E402
-from mlfreeze.manifest import load_manifest  # noqa: E402
+from mlfreeze.models.export import export_towers  # noqa: E402
+from mlfreeze.models.manifest import load_manifest  # noqa: E402
+from mlfreeze_runtime.clip import ClipEmbedder, load_clip  # noqa: E402
 from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder, OnnxClipError  # noqa: E402
 from mlfreeze_runtime.verify import onnx_checks  # noqa: E402
-from mlfreeze_runtime.verify.clip import ClipEmbedder, load_clip  # noqa: E402
 from mlfreeze_runtime.verify.probes import load_rgb  # noqa: E402
 from mlfreeze_runtime.verify.result import FAIL, PASS, ModelRef  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "specs" / "demo"
+DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 CPU = ["CPUExecutionProvider"]
 
 

@@ -1,7 +1,7 @@
 """The numpy transform against open_clip's torchvision transform, value for value.
 
 Real photos (scikit-image), grey and RGBA inputs, odd and tiny sizes, both orientations,
-both interpolations and the squash mode. The stated tolerance is runtime/preprocess_np.TOLERANCE.
+both interpolations and the squash mode. The stated tolerance is src/mlfreeze_runtime/preprocess_np.TOLERANCE.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ Image = pytest.importorskip("PIL.Image")
 data = pytest.importorskip("skimage.data")
 pytest.importorskip("open_clip")
 
+from mlfreeze_runtime.clip import preprocess_for  # noqa: E402
 from mlfreeze_runtime.preprocess_np import TOLERANCE, ImageTransform, PreprocessError  # noqa: E402
-from mlfreeze_runtime.verify.clip import preprocess_for  # noqa: E402
 
 MEAN = [0.48145466, 0.4578275, 0.40821073]
 STD = [0.26862954, 0.26130258, 0.27577711]

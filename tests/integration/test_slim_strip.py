@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlfreeze.freeze import strip_symbols
+
+from mlfreeze.bundle.freeze import strip_symbols
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("strip") is None,
                                 reason="needs Linux binutils strip")

@@ -20,16 +20,10 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split(".")[0] in BLOCKED:
             raise ImportError(f"{name} is blocked in this test")
 sys.meta_path.insert(0, Block())
-try:
-    import mlfreeze_runtime
-except ImportError:
-    sys.path.insert(0, sys.argv[1])
-    from builder._checkout import activate
-    activate()
 import numpy as np
 from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder
 from mlfreeze_runtime.verify.probes import render_shape
-demo = sys.argv[1] + "/specs/demo/"
+demo = sys.argv[1] + "/src/mlfreeze/specs/demo/"
 emb = OnnxClipEmbedder(demo + "demo_clip_image.onnx", demo + "demo_clip_text.onnx", providers=["CPUExecutionProvider"])
 img = emb.images([render_shape("red", "circle"), render_shape("blue", "square")])
 txt = emb.texts(["a red circle", "a blue square"])

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from mlfreeze_runtime.update import http
 from mlfreeze_runtime.update.errors import FetchError
 

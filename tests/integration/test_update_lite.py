@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 from lite_projects import freeze_lite, host_profile, tiny_app
-from mlfreeze import publish
+
+from mlfreeze.release import publish
 from mlfreeze_runtime import buildinfo, record
 from mlfreeze_runtime.update import install
 

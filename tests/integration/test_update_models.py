@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 from demo_models import lay_out_demo_models
-from mlfreeze import publish
-from mlfreeze_runtime.update import models
 from release_bundles import make_bundle, seal
+
+from mlfreeze.release import publish
+from mlfreeze_runtime.update import models
 
 pytest.importorskip("tuf")
 pytest.importorskip("torch")
-SPECS = Path(__file__).resolve().parents[2] / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs"
 HEALTH = '''#!/bin/sh
 printf '{"app": "photo-search", "models_dir": "%s"}\\n' "$MLFREEZE_MODELS_DIR"
 '''
@@ -123,7 +124,7 @@ def test_a_pack_with_wrong_bytes_is_refused_before_any_check(world: dict) -> Non
 
 def test_release_model_pack_signs_the_set_of_the_bundle_that_ships_it(world: dict, tmp_path: Path) -> None:
     from mlfreeze.errors import UsageError
-    from mlfreeze.release import release_model_pack
+    from mlfreeze.release.assemble import release_model_pack
     from mlfreeze_runtime.update import trust
 
     repo = tmp_path / "repo"

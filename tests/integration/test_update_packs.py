@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 from fetch_servers import FaultServer, _Handler, redirect, serving
-from mlfreeze import packs, publish
+from test_update_lite import current, freeze_tiny, health, in_bundle, updater
+
 from mlfreeze.errors import PackError
+from mlfreeze.release import packs, publish
 from mlfreeze_runtime import record
 from mlfreeze_runtime.update import http, install
 from mlfreeze_runtime.update.errors import FetchError
-from test_update_lite import current, freeze_tiny, health, in_bundle, updater
 
 pytest.importorskip("PyInstaller")
 pytest.importorskip("tuf")

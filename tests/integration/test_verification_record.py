@@ -1,7 +1,7 @@
 """A real verify report (the gate on the demo models) is what a full bundle's BUILD-INFO records.
 
 `mlfreeze verify --flavor full --report F` writes the set, flavor and platform into the report's
-context; `mlfreeze.buildinfo.verified` (what freeze records) takes it for exactly that set, flavor
+context; `mlfreeze.bundle.buildinfo.verified` (what freeze records) takes it for exactly that set, flavor
 and platform and refuses it for any other.
 """
 
@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mlfreeze import cli, hostinfo
-from mlfreeze.buildinfo import report_path, verified
+from mlfreeze.bundle.buildinfo import report_path, verified
 from mlfreeze.errors import VerificationError
 from mlfreeze.platforms.profiles import all_profiles
 
 pytest.importorskip("torch")
-pytest.importorskip("mlfreeze.fetch", reason="needs the fetch stage")
+pytest.importorskip("mlfreeze.models.fetch", reason="needs the fetch stage")
 
 
 def _platform() -> str:

@@ -9,11 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 import tomllib
+
+from mlfreeze_runtime.clip import ClipEmbedder
 from mlfreeze_runtime.verify import clip_checks, face_checks, spec
-from mlfreeze_runtime.verify.clip import ClipEmbedder
 from mlfreeze_runtime.verify.result import ModelRef
 
-SPECS = Path(__file__).resolve().parents[2] / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs"
 MANIFEST = tomllib.loads((SPECS / "models.toml").read_text())
 
 
@@ -64,7 +65,8 @@ def test_batch_dependent_outputs_fail_determinism_batch(monkeypatch: pytest.Monk
 
 def test_a_second_load_that_differs_fails_determinism_reload(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
-    from mlfreeze_runtime.verify import clip as vclip
+
+    from mlfreeze_runtime import clip as vclip
 
     calls = []
     original = vclip.load_clip

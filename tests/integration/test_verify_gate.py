@@ -13,18 +13,19 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import VerificationError
-from mlfreeze.verification import run_gate
+from mlfreeze.models.verification import run_gate
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "src" / "mlfreeze" / "specs"
 
 
 def refs_for(manifest: Path, set_name: str, cache: Path) -> list:
     """The set's models as the gate sees them: fetched (sha256-pinned) through builder.fetch."""
-    from mlfreeze.fetch import fetch_set
-    from mlfreeze.manifest import load_manifest
-    from mlfreeze.verification import model_refs
+    from mlfreeze.models.fetch import fetch_set
+    from mlfreeze.models.manifest import load_manifest
+    from mlfreeze.models.verification import model_refs
 
     man = load_manifest(manifest)
     return model_refs(man, fetch_set(man, set_name, cache_dir=cache), manifest.parent / "goldens")
@@ -32,7 +33,7 @@ def refs_for(manifest: Path, set_name: str, cache: Path) -> list:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A copy of specs/models.toml, specs/demo/ and specs/goldens/ to spoil."""
+    """A copy of src/mlfreeze/specs/models.toml, src/mlfreeze/specs/demo/ and src/mlfreeze/specs/goldens/ to spoil."""
     shutil.copy(SPECS / "models.toml", tmp_path / "models.toml")
     shutil.copytree(SPECS / "demo", tmp_path / "demo", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
     shutil.copytree(SPECS / "goldens", tmp_path / "goldens")
@@ -82,7 +83,8 @@ def _save(state: dict, path: Path) -> None:
 
 def _random_state() -> dict:
     import torch
-    from mlfreeze_runtime.verify import clip
+
+    from mlfreeze_runtime import clip
 
     torch.manual_seed(123)
     cfg = clip.read_config(SPECS / "demo" / "demo_clip_config.json")
@@ -263,8 +265,8 @@ def test_demo_artifacts_are_small() -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="CLI smoke test on the build host")
 def test_cli_verify_demo_offline(tmp_path: Path) -> None:
-    pytest.importorskip("mlfreeze.fetch", reason="needs the fetch stage (branch fetch)")
-    from mlfreeze import proc
+    pytest.importorskip("mlfreeze.models.fetch", reason="needs the fetch stage (branch fetch)")
+    from mlfreeze import _proc as proc
 
     cp = proc.capture([sys.executable, "-m", "mlfreeze", "verify", "--set", "demo", "--cache", str(tmp_path / "c"),
                        "--report", str(tmp_path / "r.json")], cwd=ROOT)
@@ -279,8 +281,9 @@ def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.Monk
     import copy
 
     import torch
+
+    from mlfreeze_runtime.clip import ClipEmbedder
     from mlfreeze_runtime.verify import clip_checks, spec
-    from mlfreeze_runtime.verify.clip import ClipEmbedder
 
     def fake_to(self: ClipEmbedder, device: str) -> ClipEmbedder:
         loaded = copy.deepcopy(self.loaded)
@@ -298,6 +301,7 @@ def test_cross_device_compares_cpu_with_the_accelerator(monkeypatch: pytest.Monk
 
 def test_compare_devices_on_cpu_tensors() -> None:
     import torch
+
     from mlfreeze_runtime.verify.checks import compare_devices
 
     g = torch.Generator().manual_seed(0)

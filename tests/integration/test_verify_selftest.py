@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import tomllib
 from demo_models import lay_out_demo_models
+
 from mlfreeze_runtime.verify import probes, selftest
 
 ROOT = Path(__file__).resolve().parents[2]
-SPECS = ROOT / "specs"
+SPECS = ROOT / "src" / "mlfreeze" / "specs"
 
 
 @pytest.fixture

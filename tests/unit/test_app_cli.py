@@ -133,7 +133,6 @@ def test_group_faces_groups_same_embeddings() -> None:
 def test_onnx_providers_naming_a_missing_provider_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
     from mlfreeze_runtime import device
-
     from photo_search.embed import onnx_providers
     from photo_search.errors import UsageError
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlfreeze_runtime import app, clip, faces, modelindex
 from mlfreeze_runtime.modelindex import FROZEN_MARK_ENV, MODELS_ENV
 
@@ -128,7 +129,7 @@ def test_models_dir_source_frozen_only_when_the_hook_set_it(tmp_path: Path, monk
 
 
 def test_runtime_hook_marks_what_it_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    hook = ROOT / "specs" / "hooks" / "rthook_models_dir.py"
+    hook = ROOT / "src" / "mlfreeze" / "specs" / "hooks" / "rthook_models_dir.py"
     (tmp_path / "models").mkdir()
     monkeypatch.setattr(sys, "executable", str(tmp_path / "photo-search"))
     monkeypatch.delenv(MODELS_ENV, raising=False)
@@ -335,10 +336,11 @@ def test_each_model_library_is_loaded_in_one_runtime_module() -> None:
     for path in ROOT.rglob("*.py"):
         rel = path.relative_to(ROOT)
         # hidden folders hold environments (.nox, .venv-ci, examples/*/.nox), not the project's code
-        if rel.parts[0] in skip or rel.parts[:2] == ("specs", "demo") or any(p.startswith(".") for p in rel.parts):
+        if rel.parts[0] in skip or rel.parts[:4] == ("src", "mlfreeze", "specs", "demo") or any(p.startswith(".") for p in rel.parts):
             continue
         text = path.read_text(encoding="utf-8")
         for needle, where in calls.items():
             if needle in text.replace('``FaceAnalysis(...)``', "").replace("``open_clip.create_model``", ""):
                 where.add(rel.as_posix())
-    assert calls == {"FaceAnalysis(": {"runtime/faces.py"}, "open_clip.create_model": {"runtime/clip.py"}}
+    assert calls == {"FaceAnalysis(": {"src/mlfreeze_runtime/faces.py"},
+                     "open_clip.create_model": {"src/mlfreeze_runtime/clip.py"}}

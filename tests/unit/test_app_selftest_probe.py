@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlfreeze_runtime.verify import selftest
 
 LABELS = {"text": ["'a cat'", "'a dog'"], "face": ["insightface:t1", "synthetic:blank"]}

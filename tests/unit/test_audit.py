@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlfreeze import audit, cli, release
-from mlfreeze.errors import IntegrityError, VerificationError
-from mlfreeze_runtime import record
 from release_bundles import (
     EPOCH,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
 )
+
+from mlfreeze import cli
+from mlfreeze.bundle import audit
+from mlfreeze.errors import IntegrityError, VerificationError
+from mlfreeze.release import assemble as release
+from mlfreeze_runtime import record
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 
@@ -161,13 +164,6 @@ def test_integrity_wins_over_verification_and_exit_code_combines(tmp_path: Path)
     assert isinstance(audit.refusal([lite, audit.audit_bundle(unverified)]), VerificationError)
 
 
-def test_closure_is_skipped_with_a_notice_until_its_module_exists(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(audit, "CLOSURE_MODULE", "mlfreeze._no_such_closure_module")
-    result = audit.audit_bundle(make_bundle(tmp_path, "linux-cpu", "lite"))
-    assert result.findings == [] and any("closure: not checked" in n for n in result.notices)
-
-
 # --- release ----------------------------------------------------------------------------------
 
 def test_release_refuses_a_damaged_bundle_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -221,13 +217,12 @@ def test_release_hashes_come_from_the_files_and_the_stamp_stays_out(tmp_path: Pa
 
 def test_a_closure_reader_that_is_not_installed_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    import mlfreeze.closure
+    import mlfreeze.bundle.closure
 
     def missing(*_args: Any) -> list[str]:
         raise ModuleNotFoundError("No module named 'elftools'", name="elftools")
 
-    monkeypatch.setattr(mlfreeze.closure, "closure_findings", missing)
-    monkeypatch.setattr(audit, "CLOSURE_MODULE", "mlfreeze.closure")  # the autouse fixture turns it off
+    monkeypatch.setattr(mlfreeze.bundle.closure, "closure_findings", missing)
     full = make_bundle(tmp_path, "linux-cuda", "full")
     assert cli.main(["audit", str(full)]) == 2
     err = capsys.readouterr().err.strip()

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mlfreeze import build, cli
 from mlfreeze.errors import DownloadError, FreezeError, MlfreezeError, VerificationError
-from mlfreeze.sizes import SizesReport
+from mlfreeze.sizes.report import SizesReport
 from mlfreeze.units import GITHUB_ASSET_LIMIT
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The one BUILD-INFO reader (runtime/buildinfo.py) agrees with its JSON schema (docs/build-info.schema.json)."""
+"""The one BUILD-INFO reader (mlfreeze_runtime.buildinfo) agrees with its JSON schema (docs/build-info.schema.json)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from mlfreeze.buildinfo import verified
+from release_bundles import build_info, verify_report
+
+from mlfreeze.bundle.buildinfo import verified
 from mlfreeze.errors import VerificationError
 from mlfreeze_runtime import buildinfo
-from release_bundles import build_info, verify_report
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "build-info.schema.json"
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 import pytest
+
 from mlfreeze import cli
 from mlfreeze.errors import (
     BudgetExceeded,

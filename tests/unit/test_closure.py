@@ -1,4 +1,4 @@
-"""Shared-library closure (mlfreeze.closure): the loader models on small trees and real readers.
+"""Shared-library closure (mlfreeze.bundle.closure): the loader models on small trees and real readers.
 
 ELF resolution is tested on trees of parsed facts (the reader itself on a real library from the
 installed CUDA stack, and on compiled fixtures in tests/integration/test_closure_elf.py); Mach-O
@@ -12,7 +12,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from mlfreeze.closure import Binary, Tree, closure_findings, read_binary, read_elf, scan, tree_findings
+
+from mlfreeze.bundle.closure import Binary, Tree, closure_findings, read_binary, read_elf, scan, tree_findings
 from mlfreeze.platforms.profiles import DlopenLib, load_profile
 
 

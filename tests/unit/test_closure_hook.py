@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PyInstaller")
-HOOK = Path(__file__).resolve().parents[2] / "specs" / "hooks" / "hook-mlfreeze_runtime.device.py"
+HOOK = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "hooks" / "hook-mlfreeze_runtime.device.py"
 
 
 def _run_hook(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, entries: list[dict[str, str]] | None) -> list:

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlfreeze.config import SOURCE_ROOT, default_model_set, find_root, find_root_or_none, is_checkout, load_config
+
 from mlfreeze.errors import ConfigError
+from mlfreeze.project.config import (
+    SOURCE_ROOT,
+    default_model_set,
+    find_root,
+    find_root_or_none,
+    is_checkout,
+    load_config,
+)
 
 
 def _project(tmp_path: Path, tool: str, version: str = 'version = "1.2.3"') -> Path:
@@ -129,9 +137,9 @@ def test_this_repository_builds_the_example_app():
 
 
 def test_source_root_is_a_checkout_only_when_mlfreeze_runs_from_one():
-    assert is_checkout(CHECKOUT) and not is_checkout(CHECKOUT / "builder")
+    assert is_checkout(CHECKOUT) and not is_checkout(CHECKOUT / "src")
     # installed (not editable), the package's parent is site-packages: never taken for a checkout
-    assert is_checkout(SOURCE_ROOT) == (SOURCE_ROOT / "builder" / "config.py").is_file()
+    assert is_checkout(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
 
 
 def test_update_root_names_signed_tuf_root_metadata(tmp_path):

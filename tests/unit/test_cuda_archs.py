@@ -7,9 +7,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from mlfreeze import cuda_archs
+
+from mlfreeze.bundle import cuda_archs
 from mlfreeze.errors import ConfigError
-from mlfreeze.publish import variant_needs
+from mlfreeze.release.publish import variant_needs
 
 
 def _entry(kind: int, arch: int, payload: bytes = b"\0" * 24) -> bytes:

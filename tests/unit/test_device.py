@@ -1,10 +1,11 @@
-"""platforms/device.py: every branch, with stand-in torch/onnxruntime modules."""
+"""src/mlfreeze/platforms/device.py: every branch, with stand-in torch/onnxruntime modules."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+
 from mlfreeze_runtime import device
 
 

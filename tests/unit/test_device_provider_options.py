@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from mlfreeze_runtime import device
 
 CUDA, TRT, COREML, CPU = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "CoreMLExecutionProvider",

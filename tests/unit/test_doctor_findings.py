@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli, doctor, hostinfo
-from mlfreeze.doctor import Finding, best_faiss_level, family_findings, judge_faiss, planned_members
+
+from mlfreeze import cli, hostinfo
 from mlfreeze.errors import ConfigError
 from mlfreeze.hostinfo import flags_from_proc_cpuinfo, flags_from_sysctl, flags_from_windows
 from mlfreeze.plan import make_plan
 from mlfreeze.platforms.profiles import all_profiles, family_mixes, load_profile, load_stack, requirement_name
+from mlfreeze.project import doctor
+from mlfreeze.project.doctor import Finding, best_faiss_level, family_findings, judge_faiss, planned_members
 
 AVX2_HOST = frozenset(["fpu", "sse4_2", "avx", "avx2", "fma", "f16c"])
 AVX512_HOST = AVX2_HOST | {"avx512f", "avx512cd", "avx512dq", "avx512bw", "avx512vl"}
@@ -177,11 +179,11 @@ def test_planned_members_follow_the_profile_and_the_stack(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(all_profiles()))
 def test_the_install_plan_never_names_two_members_of_a_family(root: Path, name: str,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from mlfreeze.config import load_config
+    from mlfreeze.project.config import load_config
 
     monkeypatch.chdir(root)
     plan = make_plan(load_profile(name), load_config(root))
-    # the build installs the hash-pinned lock resolved from these (mlfreeze.lock), and nothing else
+    # the build installs the hash-pinned lock resolved from these (mlfreeze.project.lock), and nothing else
     names = [requirement_name(r) for r in plan.lock_requirements]
     assert "insightface" in names and "opencv-python-headless" in names
     assert family_mixes(names, STACK.families) == {}
@@ -286,8 +288,8 @@ def test_the_stack_never_names_an_onnxruntime_family_member(tmp_path: Path, memb
 
 
 def test_slim_only_doctor_skips_torch_and_checks_the_onnx_clip_imports(monkeypatch) -> None:
-    from mlfreeze import doctor
     from mlfreeze.platforms.profiles import load_profile
+    from mlfreeze.project import doctor
 
     ran: list[str] = []
     def recorder(name: str):

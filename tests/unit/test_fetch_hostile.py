@@ -24,11 +24,12 @@ from fetch_servers import (
     redirect,
     write_manifest,
 )
-from mlfreeze.download import AllUrlsFailed, Policy, download
+
 from mlfreeze.errors import DownloadError, IntegrityError
-from mlfreeze.fetch import fetch_set
-from mlfreeze.manifest import load_manifest
-from mlfreeze.retry import SLOW_RETRIES
+from mlfreeze.models.download import AllUrlsFailed, Policy, download
+from mlfreeze.models.download.retry import SLOW_RETRIES
+from mlfreeze.models.fetch import fetch_set
+from mlfreeze.models.manifest import load_manifest
 
 pytestmark = pytest.mark.loopback
 

@@ -25,10 +25,11 @@ from fetch_servers import (
     wrong_bytes,
     wrong_content_range,
 )
-from mlfreeze.download import Policy
+
 from mlfreeze.errors import DownloadError, IntegrityError
-from mlfreeze.fetch import fetch_set
-from mlfreeze.manifest import load_manifest
+from mlfreeze.models.download import Policy
+from mlfreeze.models.fetch import fetch_set
+from mlfreeze.models.manifest import load_manifest
 
 pytestmark = pytest.mark.loopback
 

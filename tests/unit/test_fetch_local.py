@@ -11,14 +11,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from mlfreeze import cli
-from mlfreeze.cache import TREE_INDEX, Cache
-from mlfreeze.download import Policy, check_url
 from mlfreeze.errors import DownloadError, IntegrityError
-from mlfreeze.extract import extract
-from mlfreeze.fetch import FetchedModel, fetch_set, main
-from mlfreeze.manifest import ArtifactSpec, MemberSpec, load_manifest
-from mlfreeze.retry import UrlFailed
+from mlfreeze.models.cache import TREE_INDEX, Cache
+from mlfreeze.models.download import Policy, check_url
+from mlfreeze.models.download.retry import UrlFailed
+from mlfreeze.models.extract import extract
+from mlfreeze.models.fetch import FetchedModel, fetch_set, main
+from mlfreeze.models.manifest import ArtifactSpec, MemberSpec, load_manifest
 
 FAST = Policy(retries=0, backoff=0.0)
 
@@ -229,7 +230,7 @@ def test_cli_main_in_process(project: Path, capsys: pytest.CaptureFixture) -> No
 
 
 def test_main_defaults_set_from_pyproject(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the project config is validated whole (mlfreeze.config): a real project, not a lone key
+    # the project config is validated whole (mlfreeze.project.config): a real project, not a lone key
     (project / "app.py").write_text("")
     (project / "pyproject.toml").write_text('[project]\nversion = "1"\n[tool.mlfreeze]\napp = "a"\nentry = "app.py"\n'
                                             'model_set = "t"\n')
@@ -338,7 +339,7 @@ def test_refused_urls(url: str, why: str) -> None:
 
 
 def test_cache_publish_is_a_rename(tmp_path: Path) -> None:
-    from mlfreeze.manifest import ArtifactSpec
+    from mlfreeze.models.manifest import ArtifactSpec
 
     cache = Cache(tmp_path)
     art = ArtifactSpec(file="w.bin", sha256=sha(b"abc"), size=3, urls=("x",))
@@ -352,7 +353,7 @@ def test_cache_publish_is_a_rename(tmp_path: Path) -> None:
 
 def test_leftover_wrong_partial_is_discarded(project: Path) -> None:
     # a complete-length partial from an earlier run holding wrong bytes must not fail the source
-    from mlfreeze.download import download
+    from mlfreeze.models.download import download
 
     part = project / "part"
     part.write_bytes(b"Z" * len(WEIGHTS))
@@ -401,7 +402,7 @@ def test_unreadable_tree_index_is_corrupt(project: Path, capsys: pytest.CaptureF
 
 
 def test_wrong_size_mirror_keeps_a_resumable_prefix(project: Path) -> None:
-    from mlfreeze.download import AllUrlsFailed, download
+    from mlfreeze.models.download import AllUrlsFailed, download
 
     part = project / "part"
     part.write_bytes(WEIGHTS[:1000])  # an earlier run's prefix
@@ -416,7 +417,7 @@ def test_requests_is_imported_by_one_module_only(root: Path) -> None:
     import ast
 
     importers = set()
-    for path in sorted((root / "builder").rglob("*.py")):
+    for path in sorted((root / "src" / "mlfreeze").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []

@@ -1,12 +1,13 @@
-"""specs/models.toml: the pinned default set and the loader's refusals."""
+"""src/mlfreeze/specs/models.toml: the pinned default set and the loader's refusals."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import ConfigError, UsageError
-from mlfreeze.manifest import check_set, load_manifest
+from mlfreeze.models.manifest import check_set, load_manifest
 
 SHA = "ab" * 32
 GOOD = f"""

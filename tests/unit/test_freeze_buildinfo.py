@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from mlfreeze.buildinfo import build_info, not_applicable, parse_torch_version_py, read, write
+
+from mlfreeze.bundle.buildinfo import build_info, not_applicable, parse_torch_version_py, read, write
 from mlfreeze.errors import ConfigError
 
 CONTRACT_KEYS = {"schema_version", "app", "version", "platform", "accelerator", "flavor", "archive_format", "python",

@@ -6,7 +6,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from mlfreeze.incremental import (
+from release_bundles import make_bundle
+
+from mlfreeze.bundle.incremental import (
     FreezeInputs,
     installed_distributions,
     is_fresh,
@@ -15,7 +17,6 @@ from mlfreeze.incremental import (
     stale_reason,
     write_stamp,
 )
-from release_bundles import make_bundle
 
 
 def _inputs(**kw: object) -> FreezeInputs:
@@ -113,7 +114,7 @@ def test_installed_distributions_sees_this_environment() -> None:
 
 
 def test_inputs_for_collects_goldens_entry_and_python(tmp_path: Path) -> None:
-    from mlfreeze.freeze import AppConfig, BundleModel, inputs_for, spec_params
+    from mlfreeze.bundle.freeze import AppConfig, BundleModel, inputs_for, spec_params
 
     (tmp_path / "app").mkdir()
     for name in ("main.py", "other.py"):

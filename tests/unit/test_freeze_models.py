@@ -8,9 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
 from mlfreeze import hostinfo
+from mlfreeze.bundle.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
 from mlfreeze.errors import FreezeError, WrongHostError
-from mlfreeze.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
 from mlfreeze.platforms.profiles import all_profiles
 
 
@@ -78,7 +79,7 @@ def test_full_without_models_is_a_freeze_error(tmp_path: Path) -> None:
 
 
 def test_probe_files_follow_the_sets_model_kinds() -> None:
-    from mlfreeze.freeze import BundleModel, probe_names
+    from mlfreeze.bundle.freeze import BundleModel, probe_names
 
     probes = {"skimage:astronaut": ("skimage", "a.png"), "insightface:t1": ("insightface", "t1.jpg")}
 

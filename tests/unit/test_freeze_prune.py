@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from mlfreeze.bundle.prune import PRUNE_FILE, Rule, apply, load_prune, matches
 from mlfreeze.errors import ConfigError
 from mlfreeze.globs import compile_glob
-from mlfreeze.prune import PRUNE_FILE, Rule, apply, load_prune, matches
 
 
 def _rule(*globs: str, **kw: tuple[str, ...]) -> Rule:
@@ -38,7 +39,7 @@ def test_lite_excludes_the_ml_stack_and_full_imports_it_by_name() -> None:
         assert module in config.excludes["lite"]
         assert module not in config.excludes["full"]
     assert {"mlfreeze_runtime", "mlfreeze_runtime.verify.selftest"} <= set(config.hiddenimports["full"])
-    # the stack's modules come per part the app uses (platforms/stack.toml), not for every app
+    # the stack's modules come per part the app uses (src/mlfreeze/platforms/stack.toml), not for every app
     assert not {"torch", "open_clip", "insightface", "faiss"} & set(config.hiddenimports["full"])
     assert [r.name for r in config.select(flavor="lite", accelerator="cuda", platform="linux-cuda")] == []
 

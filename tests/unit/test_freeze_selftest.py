@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+
+from mlfreeze.bundle.selftest import SelftestResult, clean_env, fail_bundle, failures_of, parse_json_output
 from mlfreeze.errors import VerificationError
-from mlfreeze.selftest import SelftestResult, clean_env, fail_bundle, failures_of, parse_json_output
 
 
 def test_clean_env_drops_python_and_venv_variables(tmp_path: Path) -> None:

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from mlfreeze.errors import ConfigError
-from mlfreeze.freeze import (
+
+from mlfreeze.bundle.freeze import (
     ENTRY_HOOK,
     HOOKS,
     RUNTIME_HOOK,
@@ -22,6 +22,7 @@ from mlfreeze.freeze import (
     load_app_config,
     spec_params,
 )
+from mlfreeze.errors import ConfigError
 
 
 class _Recorder:
@@ -168,8 +169,8 @@ def test_clip_only_app_collects_clip_and_excludes_the_rest(tmp_path: Path) -> No
 
 
 def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:
+    from mlfreeze.bundle.freeze import data_pairs
     from mlfreeze.errors import FreezeError
-    from mlfreeze.freeze import data_pairs
 
     (tmp_path / "a.png").write_bytes(b"1")
     (tmp_path / "b.png").write_bytes(b"2")
@@ -180,7 +181,7 @@ def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:
 
 
 def test_slim_takes_clip_as_onnx_and_excludes_torch() -> None:
-    from mlfreeze.freeze import SLIM_CLIP_HIDDENIMPORTS, stack_modules
+    from mlfreeze.bundle.freeze import SLIM_CLIP_HIDDENIMPORTS, stack_modules
 
     hidden, excludes = stack_modules(("clip", "faiss"), "slim")
     assert set(SLIM_CLIP_HIDDENIMPORTS) <= set(hidden) and "faiss" in hidden

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlfreeze.specs
 import pytest
+
+import mlfreeze.specs
 from mlfreeze import init
-from mlfreeze.config import load_config
 from mlfreeze.errors import UsageError
-from mlfreeze.manifest import check_set, load_manifest
+from mlfreeze.models.manifest import check_set, load_manifest
+from mlfreeze.project.config import load_config
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 

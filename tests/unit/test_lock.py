@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlfreeze import lock
-from mlfreeze.config import load_config
+
 from mlfreeze.errors import FreezeError, UsageError
 from mlfreeze.platforms.profiles import all_profiles, load_profile, load_stack
+from mlfreeze.project import lock
+from mlfreeze.project.config import load_config
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # this repository (mlfreeze may be installed elsewhere)
 
@@ -77,7 +78,7 @@ def test_digest_changes_with_any_input_and_staleness_follows(tmp_path):
     root = _project(tmp_path)
     cfg, profile = load_config(root), load_profile("linux-cuda")
     inputs = lock.plan_lock(profile, load_stack(), cfg)
-    stack = CHECKOUT / "platforms" / "stack.toml"
+    stack = CHECKOUT / "src" / "mlfreeze" / "platforms" / "stack.toml"
     digest = lock.digest_for(inputs, cfg, profile, stack)
     assert lock.staleness(cfg, profile) == f"{root / 'locks' / 'linux-cuda.txt'} is missing"
     (root / "locks").mkdir()
@@ -118,7 +119,7 @@ def test_committed_linux_cuda_lock_is_fresh_and_hashed():
 def test_build_info_records_the_locks_sha256(tmp_path):
     import hashlib
 
-    from mlfreeze.freeze import lock_digest
+    from mlfreeze.bundle.freeze import lock_digest
 
     assert lock_digest(tmp_path, "linux-cuda", "full") is None
     (tmp_path / "locks").mkdir()
@@ -145,9 +146,9 @@ def test_lock_workflow_covers_every_profile_on_its_runner():
 
 
 def test_slim_lock_inputs_have_no_torch_and_no_torch_index() -> None:
-    from mlfreeze.config import load_config
-    from mlfreeze.lock import plan_lock
     from mlfreeze.platforms.profiles import load_profile, load_stack
+    from mlfreeze.project.config import load_config
+    from mlfreeze.project.lock import plan_lock
 
     cpu = plan_lock(load_profile("linux-cpu"), load_stack(), load_config(), variant="slim")
     names = [r.split("==")[0].split(">=")[0].split("[")[0] for r in cpu.requirements]

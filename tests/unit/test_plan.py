@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from mlfreeze import cli
-from mlfreeze.config import load_config
 from mlfreeze.platforms.profiles import all_profiles, load_profile
+from mlfreeze.project.config import load_config
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 HEAVY = ("torch", "open_clip", "insightface", "onnxruntime", "PyInstaller", "faiss", "numpy", "requests", "tqdm")
@@ -133,11 +134,11 @@ def test_text_plan_is_readable(capsys):
 @pytest.mark.parametrize("argv", [["--help"], ["plan", "--platform", "linux-cuda", "--json"]])
 def test_help_and_plan_import_nothing_heavy(argv: list[str]) -> None:
     # a fresh interpreter: this test process has imported the ML stack through other tests
-    code = ("import sys\nfrom builder._checkout import activate\nactivate()\nfrom mlfreeze.cli import main\n"
+    code = ("import sys\nfrom mlfreeze.cli import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
             f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=os.environ.copy())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
 
@@ -151,7 +152,7 @@ def test_unknown_platform_exits_2(capsys):
 def test_slim_flavor_plans_export_the_onnx_verify_and_the_torch_free_lock(capsys):
     plan = _plan_json("linux-cpu", capsys, "--flavor", "slim")
     (bundle,) = plan["bundles"]
-    assert bundle["flavor"] == "slim" and bundle["models"] is True and bundle["spec"] == "specs/slim.spec"
+    assert bundle["flavor"] == "slim" and bundle["models"] is True and bundle["spec"] == "mlfreeze/specs/slim.spec"
     assert bundle["executables"] == ["photo-search", "photo-search-selftest", "photo-search-update"]
     assert plan["lock_file"] == "locks/linux-cpu-slim.txt"
     assert not any(r.startswith(("torch", "open-clip-torch")) for r in plan["lock_requirements"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import ConfigError, UsageError
 from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles, load_profile, load_profile_file
 

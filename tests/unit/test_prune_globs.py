@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from mlfreeze.bundle.prune import PruneConfig, Rule, load_prune, matches
 from mlfreeze.errors import ConfigError
 from mlfreeze.globs import compile_glob
-from mlfreeze.prune import PruneConfig, Rule, load_prune, matches
 
 
 @pytest.mark.parametrize(("pattern", "path", "hit"), [

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli, packs, publish
+from release_bundles import make_bundle, seal
+
+from mlfreeze import cli
 from mlfreeze.errors import PackError, UsageError
+from mlfreeze.release import packs, publish
 from mlfreeze_runtime import record
 from mlfreeze_runtime.update import http, index, install
 from mlfreeze_runtime.update.errors import FetchError
-from release_bundles import make_bundle, seal
 
 pytest.importorskip("tuf")
 SDE = int(time.time()) - 3600

@@ -10,14 +10,16 @@ import stat
 from pathlib import Path
 
 import pytest
-from mlfreeze import publish, release
-from mlfreeze.errors import ConfigError, IntegrityError
-from mlfreeze_runtime import record
 from release_bundles import (
     EPOCH,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
 )
+
+from mlfreeze.errors import ConfigError, IntegrityError
+from mlfreeze.release import assemble as release
+from mlfreeze.release import publish
+from mlfreeze_runtime import record
 
 pytest.importorskip("tuf")
 

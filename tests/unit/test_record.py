@@ -1,4 +1,4 @@
-"""RECORD (runtime/record.py): the wheel RECORD format, what it covers, and the quick and full checks."""
+"""RECORD (src/mlfreeze_runtime/record.py): the wheel RECORD format, what it covers, and the quick and full checks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from mlfreeze_runtime import record
 
 # sha256(b"hello\n") and sha256(b"x") as urlsafe base64 without padding, computed outside Python with

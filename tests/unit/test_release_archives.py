@@ -1,4 +1,4 @@
-"""Reproducible tar.gz/zip archives and splitting (builder/archives.py)."""
+"""Reproducible tar.gz/zip archives and splitting (src/mlfreeze/release/archives.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from mlfreeze import archives
+
+from mlfreeze.release import archives
 
 EPOCH = 1767225600
 

@@ -1,4 +1,4 @@
-"""Per-runner release fragments merged by the release job (builder/fragments.py)."""
+"""Per-runner release fragments merged by the release job (src/mlfreeze/release/fragments.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli, release
 from release_bundles import (
     EPOCH,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
     tree_bytes,
 )
+
+from mlfreeze import cli
+from mlfreeze.release import assemble as release
 
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}
 

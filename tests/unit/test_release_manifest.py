@@ -7,13 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from mlfreeze import cli, release
 from release_bundles import (
     EPOCH,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
     tree_bytes,
 )
+
+from mlfreeze import cli
+from mlfreeze.release import assemble as release
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "release-manifest.schema.json").read_text())
 ENV = {"SOURCE_DATE_EPOCH": EPOCH}

@@ -1,4 +1,4 @@
-"""The GitHub matrix is derived from platforms/*.toml (builder/matrix.py)."""
+"""The GitHub matrix is derived from src/mlfreeze/platforms/*.toml (src/mlfreeze/release/matrix.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from mlfreeze import matrix
+
 from mlfreeze.errors import ConfigError, UsageError
 from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles, load_profile_file
+from mlfreeze.release import matrix
 
 
 def _copy_profiles(tmp_path: Path) -> Path:

@@ -1,16 +1,18 @@
-"""CycloneDX SBOM of a bundle (builder/sbom.py)."""
+"""CycloneDX SBOM of a bundle (src/mlfreeze/release/sbom.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from mlfreeze import release, sbom
 from release_bundles import (
     build_info,
     fake_bundles_have_no_closure,  # noqa: F401  (autouse)
     make_bundle,
 )
+
+from mlfreeze.release import assemble as release
+from mlfreeze.release import sbom
 
 
 def test_purl_normalises_names_and_encodes_local_versions() -> None:

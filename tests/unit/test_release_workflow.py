@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlfreeze.matrix import workflow_problems
+
 from mlfreeze.platforms.profiles import PROFILE_DIR, all_profiles
+from mlfreeze.release.matrix import workflow_problems
 
 yaml = pytest.importorskip("yaml", reason="PyYAML comes with the ML stack (timm, huggingface_hub)")
 WORKFLOWS = Path(__file__).resolve().parents[2] / ".github" / "workflows"
@@ -51,7 +52,7 @@ def test_a_hand_written_matrix_is_caught() -> None:
     assert any("matrix.runner" in p for p in workflow_problems(workflow, all_profiles()))
     workflow = _load("release.yml")
     workflow["jobs"]["matrix"]["steps"][-1]["run"] = "echo 'matrix={}' >> $GITHUB_OUTPUT"
-    assert any("mlfreeze.matrix" in p for p in workflow_problems(workflow, all_profiles()))
+    assert any("mlfreeze.release.matrix" in p for p in workflow_problems(workflow, all_profiles()))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,7 +104,7 @@ def test_release_triggers_and_publishing() -> None:
     assert publish["env"]["GH_TOKEN"] == "${{ github.token }}"
     build = workflow["jobs"]["build"]
     build_text = yaml.safe_dump(build)
-    assert "hashFiles('specs/models.toml')" in build_text and "MLFREEZE_CACHE" in build_text
+    assert "hashFiles('src/mlfreeze/specs/models.toml')" in build_text and "MLFREEZE_CACHE" in build_text
     assert "GITHUB_STEP_SUMMARY" in build_text and "sizes-${PLATFORM}.md" in build_text
 
 
@@ -113,7 +114,7 @@ def test_ci_lints_tests_and_plans_every_profile() -> None:
     assert "push" in triggers and "pull_request" in triggers
     runs = {name: "\n".join(str(s.get("run", "")) for s in job["steps"]) for name, job in workflow["jobs"].items()}
     assert "nox -s lint" in runs["lint"] and "nox -s tests" in runs["tests"]
-    assert "python -m mlfreeze.matrix --names" in runs["plan"]
+    assert "python -m mlfreeze.release.matrix --names" in runs["plan"]
     assert 'mlfreeze plan --platform "$platform" --json' in runs["plan"]
     assert all(job["runs-on"].startswith("ubuntu-") for job in workflow["jobs"].values())
 

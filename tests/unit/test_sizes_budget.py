@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import ConfigError, UsageError
-from mlfreeze.sizes_budget import check_budgets, delta, load_baseline, load_budgets, parse_size
+from mlfreeze.project.budgets import load_budgets
+from mlfreeze.sizes.budget import check_budgets, delta, load_baseline
+from mlfreeze.units import parse_size
 
 
 @pytest.mark.parametrize(("text", "n"), [("4.2 GB", 4_200_000_000), ("60 MB", 60_000_000), ("60MiB", 62914560),

@@ -7,8 +7,8 @@ import random
 import tarfile
 from pathlib import Path
 
-from mlfreeze.archives import GZIP_LEVEL
-from mlfreeze.sizes_compress import compressed_sizes
+from mlfreeze.release.archives import GZIP_LEVEL
+from mlfreeze.sizes.compress import compressed_sizes
 
 
 def mixed(seed: int, size: int) -> bytes:

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mlfreeze.sizes import build_report
-from mlfreeze.sizes_budget import load_budgets
-from mlfreeze.sizes_html import _colors, palette, to_html
-from mlfreeze.sizes_render import headline, to_markdown, to_terminal
-from mlfreeze.units import GITHUB_ASSET_LIMIT
 from test_sizes_scan import make_bundle
+
+from mlfreeze.project.budgets import load_budgets
+from mlfreeze.sizes.html import _colors, palette, to_html
+from mlfreeze.sizes.render import headline, to_markdown, to_terminal
+from mlfreeze.sizes.report import build_report
+from mlfreeze.units import GITHUB_ASSET_LIMIT
 
 
 def _rgb(colour: str) -> tuple[int, int, int]:
@@ -58,7 +59,7 @@ def _bundle(tmp_path: Path, **budgets: str) -> dict[str, Any]:
 
 def _over_the_asset_limit(doc: dict[str, Any]) -> dict[str, Any]:
     """The same report as if the bundle compressed to 2.8 GiB (as the full linux-cuda bundle does)."""
-    from mlfreeze.sizes_budget import asset_limit_check
+    from mlfreeze.sizes.budget import asset_limit_check
 
     b = doc["bundles"][0]
     b["compressed_bytes"] = 3_000_000_000

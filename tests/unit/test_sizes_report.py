@@ -7,10 +7,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from mlfreeze.errors import BudgetExceeded
-from mlfreeze.sizes import build_report, report_bundles
-from mlfreeze.sizes_render import to_markdown, to_terminal
 from test_sizes_scan import make_bundle
+
+from mlfreeze.errors import BudgetExceeded
+from mlfreeze.sizes.render import to_markdown, to_terminal
+from mlfreeze.sizes.report import build_report, report_bundles
 
 
 def test_the_report_follows_the_documented_schema(root: Path, tmp_path: Path) -> None:

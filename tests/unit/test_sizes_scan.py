@@ -7,9 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
-from mlfreeze.sizes import bundle_report
-from mlfreeze.sizes_scan import package_classifier, scan
 from release_bundles import build_info
+
+from mlfreeze.sizes.report import bundle_report
+from mlfreeze.sizes.scan import package_classifier, scan
 
 # path -> size; DUP marks the two identical files
 KNOWN = {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from mlfreeze.sizes_scan import scan
-from mlfreeze.sizes_waste import duplicates, elf_strippable, find_waste
 from test_sizes_scan import DUP, make_bundle
+
+from mlfreeze.sizes.scan import scan
+from mlfreeze.sizes.waste import duplicates, elf_strippable, find_waste
 
 
 def elf64(sections: dict[str, int]) -> bytes:

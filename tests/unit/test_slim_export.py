@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from mlfreeze.errors import ConfigError, ExportError
-from mlfreeze.export import ExportOptions, _pinned, export_key
-from mlfreeze.fetch import FetchedModel
-from mlfreeze.manifest import load_manifest
+from mlfreeze.models.export import ExportOptions, _pinned, export_key
+from mlfreeze.models.fetch import FetchedModel
+from mlfreeze.models.manifest import load_manifest
 from mlfreeze_runtime.verify.onnx_checks import AgreementSpecError, tolerances
 
 W = "a" * 64
@@ -116,8 +117,9 @@ def test_fp16_storage_is_lossless() -> None:
     np = pytest.importorskip("numpy")
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from mlfreeze.export import store_exact_fp16
     from onnx import TensorProto, helper, numpy_helper
+
+    from mlfreeze.models.export import store_exact_fp16
 
     rng = np.random.default_rng(0)
     exact = rng.standard_normal((64, 32)).astype(np.float16).astype(np.float32)

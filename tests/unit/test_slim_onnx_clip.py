@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 from mlfreeze_runtime.onnx_clip import META_PREPROCESS, META_SOURCE, OnnxClipEmbedder, OnnxClipError  # noqa: E402
 from mlfreeze_runtime.verify.probes import render_shape  # noqa: E402
 
-DEMO = Path(__file__).resolve().parents[2] / "specs" / "demo"
+DEMO = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "demo"
 CPU = ["CPUExecutionProvider"]
 
 

@@ -1,4 +1,4 @@
-"""specs/slim.spec: declarative like full.spec, and torch can never get in whatever the params say."""
+"""src/mlfreeze/specs/slim.spec: declarative like full.spec, and torch can never get in whatever the params say."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from mlfreeze.freeze import SPECS
+
+from mlfreeze.bundle.freeze import SPECS
 
 
 def _run(params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:

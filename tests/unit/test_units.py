@@ -7,14 +7,17 @@ import re
 from pathlib import Path
 
 import pytest
-from mlfreeze import release, sizes_budget
-from mlfreeze.errors import UsageError
-from mlfreeze.sizes import build_report
-from mlfreeze.sizes_budget import check_budgets, load_budgets
-from mlfreeze.sizes_html import to_html
-from mlfreeze.sizes_render import to_markdown, to_terminal
-from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_size
 from test_sizes_scan import make_bundle
+
+from mlfreeze.errors import UsageError
+from mlfreeze.project.budgets import load_budgets
+from mlfreeze.release import assemble as release
+from mlfreeze.sizes import budget as sizes_budget
+from mlfreeze.sizes.budget import check_budgets
+from mlfreeze.sizes.html import to_html
+from mlfreeze.sizes.render import to_markdown, to_terminal
+from mlfreeze.sizes.report import build_report
+from mlfreeze.units import GITHUB_ASSET_LIMIT, format_exact, format_size, parse_size
 
 
 @pytest.mark.parametrize(("text", "n"), [

@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from release_bundles import make_bundle
+
 from mlfreeze_runtime import record
 from mlfreeze_runtime.update import cli, http, index, install, pointer
 from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
-from release_bundles import make_bundle
 
 
 def release_dir(tmp: Path, *bundles: Path) -> Path:

@@ -9,11 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from mlfreeze import publish
+from release_bundles import make_bundle
+
 from mlfreeze.errors import ConfigError
+from mlfreeze.release import publish
 from mlfreeze_runtime.update import trust
 from mlfreeze_runtime.update.errors import FetchError, UsageError
-from release_bundles import make_bundle
 
 pytest.importorskip("tuf")
 NOW = time.time()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mlfreeze_runtime.update.machine import arch_name, os_name, parse_nvidia_smi
 from mlfreeze_runtime.update.variants import Gpu, Machine, Variant, cc_supported, choose_variant
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from mlfreeze_runtime.verify import checks, goldens
 from mlfreeze_runtime.verify.clip_checks import zero_shot
 

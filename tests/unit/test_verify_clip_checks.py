@@ -16,7 +16,7 @@ pytest.importorskip("PIL")
 
 from mlfreeze_runtime.verify import clip_checks, spec  # noqa: E402
 
-MANIFEST = Path(__file__).resolve().parents[2] / "specs" / "models.toml"
+MANIFEST = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "models.toml"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _edges(v: float) -> tuple[float, float, float]:
 
 def _transform(interpolation: str, resize_mode: str, s: spec.ClipSpec, size: int = 32):
     pytest.importorskip("open_clip")
-    from mlfreeze_runtime.verify.clip import preprocess_for
+    from mlfreeze_runtime.clip import preprocess_for
 
     return preprocess_for({"mean": list(s.mean), "std": list(s.std), "interpolation": interpolation,
                            "resize_mode": resize_mode}, size)
@@ -54,7 +54,7 @@ def test_preprocess_fails_another_interpolation_or_resize_mode(demo_spec: spec.C
 
 def test_preprocess_fails_wrong_normalisation_and_size(demo_spec: spec.ClipSpec) -> None:
     pytest.importorskip("open_clip")
-    from mlfreeze_runtime.verify.clip import preprocess_for
+    from mlfreeze_runtime.clip import preprocess_for
 
     half = preprocess_for({"mean": [0.5] * 3, "std": [0.5] * 3, "interpolation": "bicubic"}, 32)
     assert clip_checks.preprocess_check("m", half, demo_spec, 32).status == "fail"

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
 from mlfreeze_runtime.verify import clip_checks, gate, goldens
 from mlfreeze_runtime.verify.result import FAIL, PASS, WARN, CheckResult, ModelRef
 
-MANIFEST = Path(__file__).resolve().parents[2] / "specs" / "models.toml"
+MANIFEST = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "models.toml"
 
 
 def _ref(tmp_path: Path) -> ModelRef:

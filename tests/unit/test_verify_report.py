@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from mlfreeze_runtime.verify import bundle, report
 from mlfreeze_runtime.verify.result import CheckResult, summarize
 

@@ -1,4 +1,4 @@
-"""The verify tables of specs/models.toml validate, and malformed ones are refused by key."""
+"""The verify tables of src/mlfreeze/specs/models.toml validate, and malformed ones are refused by key."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
 from mlfreeze_runtime.verify import spec
 from mlfreeze_runtime.verify.probes import load_rgb, render_shape
 
-MANIFEST = Path(__file__).resolve().parents[2] / "specs" / "models.toml"
+MANIFEST = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "models.toml"
 
 
 @pytest.fixture(scope="module")

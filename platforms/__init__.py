@@ -1,4 +1,0 @@
-"""Platform profiles (``platforms/*.toml``, installed as ``mlfreeze.platforms``) and their loader.
-
-The runtime device layer that bundles ship lives in ``mlfreeze_runtime.device``.
-"""

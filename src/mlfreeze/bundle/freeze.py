@@ -1,0 +1,538 @@
+"""The freeze stage: one PyInstaller onedir bundle per (platform, flavor).
+
+Plan (pure): the bundle's name, the spec parameters, the prune rules that apply, the models
+it will hold and the hash of every input. Do (effectful): skip when an existing bundle was
+built from the same inputs; else run PyInstaller on src/mlfreeze/specs/<flavor>.spec in a staging
+directory, prune, copy the models, move the bundle into dist/, self-test it from a clean
+environment (src/mlfreeze/bundle/selftest.py), then ship the flavor's verify report, write RECORD
+(mlfreeze_runtime.record), BUILD-INFO.json and the incremental stamp.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform as _platform
+import re
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlfreeze.specs  # noqa: E402
+import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
+import mlfreeze_runtime.verify  # noqa: E402
+from mlfreeze import _proc as proc
+from mlfreeze import hostinfo
+from mlfreeze.bundle import buildinfo, cuda_archs, incremental, prune, selftest
+from mlfreeze.errors import FreezeError, VerificationError
+from mlfreeze.models.cache import hash_file
+from mlfreeze.project.config import bundle_name, find_root, load_config
+from mlfreeze_runtime import record as _record
+from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+
+SPECS = Path(mlfreeze.specs.__file__).resolve().parent
+# The runtime package every bundle ships (collected by src/mlfreeze/specs/hooks/hook-mlfreeze_runtime.py).
+RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
+                   Path(mlfreeze_runtime.verify.__file__).resolve().parent)
+HOOKS = SPECS / "hooks"
+RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+ENTRY_HOOK = HOOKS / "rthook_entry.py"
+SELFTEST_ENTRY = SPECS / "selftest_entry.py"
+UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
+# Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
+# extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
+# signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
+UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
+# What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
+UPDATER_NEEDS = ("urllib3",)
+LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppConfig:
+    """What to freeze: ``[tool.mlfreeze]`` and ``[project].version`` of pyproject.toml."""
+
+    app: str
+    entry: Path
+    version: str
+    model_set: str
+    sources: tuple[Path, ...]  # hashed for incremental builds
+    pathex: tuple[Path, ...]
+    # [tool.mlfreeze] uses / hiddenimports / excludes / datas / prune (mlfreeze.project.config)
+    uses: tuple[str, ...] = ("clip", "faces", "faiss")
+    hiddenimports: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    datas: tuple[tuple[Path, str], ...] = ()
+    prune: tuple[prune.Rule, ...] = ()
+    update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
+    unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+
+
+@dataclass(frozen=True, kw_only=True)
+class BundleModel:
+    """One model as it lands in ``models/``: files by bundle-relative path."""
+
+    id: str
+    kind: str
+    arch: str
+    embed_dim: int
+    files: Mapping[str, Path]  # "<id>/<name>" -> source file
+    sha256: Mapping[str, str]  # "<id>/<name>" -> hex
+    roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
+    verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
+    derived_from: Mapping[str, str] = field(default_factory=dict)  # file name -> "<id>@<weights sha256>" (exports)
+
+
+def load_app_config(root: Path | None = None) -> AppConfig:
+    """What to freeze, from the project's ``[tool.mlfreeze]`` (mlfreeze.project.config validates it).
+
+    The project's own modules are found from its root and from the folder above the entry
+    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); mlfreeze's
+    runtime comes from wherever mlfreeze is installed.
+    """
+    cfg = load_config(root)
+    sources = (cfg.entry.parent, *RUNTIME_SOURCES)
+    return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
+                     sources=tuple(p for p in sources if p.exists()),
+                     pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
+                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
+                     unpinned_goldens=cfg.unpinned_goldens)
+
+
+# What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
+SLIM_CLIP_HIDDENIMPORTS = ("onnxruntime", "mlfreeze_runtime.onnx_clip", "mlfreeze_runtime.tokenizer",
+                           "mlfreeze_runtime.preprocess_np", "ftfy", "regex")
+
+
+def stack_modules(uses: Sequence[str], flavor: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(hidden imports of the parts the app uses, excludes of those it does not) for ``flavor``.
+
+    A lite bundle takes no part (prune.toml excludes the whole ML stack from it); a slim bundle
+    takes the clip part as ONNX (:data:`SLIM_CLIP_HIDDENIMPORTS`) and excludes its torch modules."""
+    from mlfreeze.platforms.profiles import load_stack
+
+    stack = load_stack()
+    hidden: list[str] = []
+    excludes: list[str] = []
+    for name, part in stack.parts.items():
+        if name in uses and flavor == "slim" and part.torch:  # CLIP as ONNX: onnxruntime, not torch
+            hidden += SLIM_CLIP_HIDDENIMPORTS
+            excludes += part.excludes
+        elif name in uses and flavor != "lite":
+            hidden += part.hiddenimports
+        elif name not in uses:
+            excludes += part.excludes
+    return tuple(hidden), tuple(excludes)
+
+
+def data_pairs(datas: Sequence[tuple[Path, str]]) -> list[list[str]]:
+    """[tool.mlfreeze] datas as the spec's [source, destination] pairs; a glob source expands.
+    FreezeError (exit 4) when a source matches nothing."""
+    out = []
+    for src, dest in datas:
+        matches = sorted(src.parent.glob(src.name)) if any(c in src.name for c in "*?[") else [src]
+        found = [m for m in matches if m.exists()]
+        if not found:
+            raise FreezeError(f"[tool.mlfreeze] datas: {src} matches no file; fix the path in pyproject.toml")
+        out += [[str(m), dest] for m in found]
+    return out
+
+
+# What the child interpreter runs: for each module, whether it is importable with pathex on
+# sys.path and whether PyInstaller's module graph (which walks sys.path, not import hooks) can see
+# it. A module that only an import hook provides (setuptools' default editable finder) fails.
+_FIND = """
+import importlib.machinery, importlib.util, json, sys
+missing, hooked = [], []
+for name in json.loads(sys.argv[1]):
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except Exception:
+        found = False
+    if not found:
+        missing.append(name)
+    elif importlib.machinery.PathFinder.find_spec(name.split(".")[0], sys.path) is None \
+            and name.split(".")[0] not in sys.builtin_module_names:
+        hooked.append(name)
+print(json.dumps({"missing": missing, "hooked": hooked}))
+"""
+
+
+def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: str = sys.executable) -> None:
+    """Refuse (FreezeError, exit 4) hidden imports PyInstaller would not find, before it runs for minutes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(pathex)}
+    done = proc.capture([python, "-c", _FIND, json.dumps(list(modules))], env=env)
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise FreezeError(f"could not check the hidden imports with {python}: {done.stderr.strip()[:300]}") from None
+    if result["missing"]:
+        raise FreezeError(f"hidden import(s) {', '.join(result['missing'])} cannot be found by {python} (pathex: "
+                          f"{', '.join(pathex)}): install them, or drop them from [tool.mlfreeze] hiddenimports "
+                          "/ uses; nothing was frozen")
+    if result["hooked"]:
+        raise FreezeError(f"hidden import(s) {', '.join(result['hooked'])} are importable only through an import "
+                          "hook (an editable install?), which PyInstaller cannot see: reinstall non-editable or with "
+                          "`pip install -e . --config-settings editable_mode=strict`; nothing was frozen")
+
+
+def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
+                hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
+    """The JSON the spec reads (src/mlfreeze/specs/<flavor>.spec documents every key).
+
+    ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
+    their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
+    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's lite list,
+    the ML stack); the self-test's package is always among them."""
+    part_hidden, part_excludes = stack_modules(app.uses, flavor)
+    hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
+    params: dict[str, Any] = {
+        "name": name,
+        "app": app.app,
+        "entry": str(app.entry),
+        "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
+        "hookspath": [str(HOOKS)],
+        "runtime_hooks": [str(RUNTIME_HOOK)],
+        "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
+        "excludes": list(excludes),
+        "datas": data_pairs(app.datas),
+        "console": True,
+        "updater": f"{app.app}-update",
+        "updater_entry": str(UPDATE_ENTRY),
+        "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
+                             if e not in UPDATER_NEEDS],
+    }
+    if flavor in MODEL_FLAVORS:
+        params["selftest"] = f"{app.app}-selftest"
+        params["selftest_entry"] = str(SELFTEST_ENTRY)
+        params["runtime_hooks"].append(str(ENTRY_HOOK))  # last: MLFREEZE_ENTRY=selftest runs the self-test
+    return params
+
+
+TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
+ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
+
+
+def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str], kind: str = "clip",
+                 ) -> dict[str, Path]:
+    """The artifacts of one model a ``flavor`` ships, chosen by role: for a CLIP model, full drops
+    the ONNX towers (its CLIP runs on torch) and slim drops the torch weights and config (its CLIP
+    runs the towers); other models (the face models' ONNX files, whose default role is also
+    "weights") go into both whole."""
+    if kind != "clip":
+        return dict(files)
+    drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
+    return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
+
+
+def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
+                  exports: Mapping[str, Any] | None = None) -> list[BundleModel]:
+    """What ``models/`` of a ``flavor`` bundle will hold, from fetch_set()'s result (id -> FetchedModel),
+    artifacts chosen by role (:func:`flavor_files`). ``exports`` (the export stage's
+    ``{id: ExportedClip}``) adds the towers of a slim bundle's CLIP models that the manifest does not pin."""
+    out = []
+    for model_id, fm in fetched.items():
+        spec = fm.model
+        roles = {a.file: a.role for a in spec.artifacts}
+        derived = {a.file: a.derived_from for a in spec.artifacts if getattr(a, "derived_from", "")}
+        chosen = {n: Path(p) for n, p in fm.bundle_files.items()}
+        ex = (exports or {}).get(model_id)
+        if flavor == "slim" and ex is not None and not any(r in ONNX_ROLES for r in roles.values()):
+            for tower, path in (("image", ex.image), ("text", ex.text)):
+                name = f"{model_id}_{tower}.onnx"
+                chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
+        if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
+            raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
+                              "(mlfreeze build runs it when the slim flavor is built)")
+        chosen = flavor_files(flavor, chosen, roles, spec.kind)
+        files = {f"{model_id}/{name}": src for name, src in sorted(chosen.items())}
+        out.append(BundleModel(id=model_id, kind=spec.kind, arch=getattr(spec, "arch", ""),
+                               embed_dim=spec.embed_dim, files=files,
+                               sha256={rel: hash_file(p)[1] for rel, p in files.items()},
+                               roles={n: r for n, r in roles.items() if n in chosen},
+                               verify=dict(spec.verify or {}),
+                               derived_from={n: d for n, d in derived.items() if n in chosen}))
+    return out
+
+
+def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
+    """models.json entries (docs/architecture.md "Models"): files by name, sha256 by relpath,
+    roles and (for exported files) ``derived_from`` by name."""
+    return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
+             "files": {rel.split("/", 1)[1]: rel for rel in m.files},
+             "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify),
+             "derived_from": dict(m.derived_from)} for m in models]
+
+
+# The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).
+BUILDER_SOURCES = tuple(Path(__file__).with_name(n) for n in ("freeze.py", "prune.py", "globs.py"))
+
+
+def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
+               models: Sequence[BundleModel], prune_file: Path, root: Path | None = None,
+               goldens_dir: Path | None = None,
+               distributions: Mapping[str, str] | None = None) -> incremental.FreezeInputs:
+    spec = SPECS / f"{flavor}.spec"
+    root = root or find_root()
+    goldens_dir = goldens_dir or SPECS / "goldens"
+    extra = [spec, HOOKS, UPDATE_ENTRY, prune_file, *BUILDER_SOURCES]
+    extra += [SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else []
+    extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
+    extra += [app.update_root] if app.update_root is not None else []  # frozen in as update-root.json
+    stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
+                                                           "selftest_entry", "updater_entry")}
+    entry, top = Path(params["entry"]).resolve(), root.resolve()
+    stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
+    stable["python"] = _platform.python_version()
+    return incremental.FreezeInputs(
+        platform=platform, flavor=flavor, app=app.app,
+        distributions=distributions if distributions is not None else incremental.installed_distributions(),
+        models={rel: sha for m in models for rel, sha in m.sha256.items()},
+        sources=incremental.source_files([*app.sources, *extra], root), params=stable)
+
+
+def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
+                  model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
+                  exports: Mapping[str, Any] | None = None, verify_report: Path | None = None,
+                  dist_dir: Path | None = None,
+                  work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
+                  goldens_dir: Path | None = None, keep_failed: bool = True, verify: bool = False) -> Path:
+    """Freeze, prune, add models, self-test; return the bundle directory under dist/.
+
+    ``fetched`` is fetch_set()'s result (required for ``full`` and ``slim``); ``exports`` the export
+    stage's ``{id: ExportedClip}`` (slim, for towers the manifest does not pin). Raises FreezeError (exit 4)
+    when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
+    ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default src/mlfreeze/specs/goldens/).
+    ``verify_report``: the verify stage's report for exactly this flavor and set
+    (``dist/reports/verify-<platform>-<flavor>.json``), checked and shipped as ``verify-report.json``;
+    without it a bundle that ships models records ``verification: null`` (release refuses it).
+    ``verify``: the incremental skip re-hashes every file against RECORD instead of sizes and mtimes.
+    """
+    hostinfo.require_host(profile, "freeze")
+    root = root or find_root()
+    app = app or load_app_config(root)
+    dist_dir = dist_dir or root / "dist"
+    goldens_dir = goldens_dir or SPECS / "goldens"
+    work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
+    name = bundle_name(app.app, app.version, profile.name, flavor)
+    bundle = dist_dir / name
+    model_set = model_set or app.model_set
+    config = prune.load_prune(prune_file)
+    rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
+    rules += tuple(r for r in app.prune if r.applies_to(flavor=flavor, accelerator=profile.accelerator,
+                                                           platform=profile.name))
+    if flavor in MODEL_FLAVORS and fetched is None:
+        raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
+    models = bundle_models(fetched or {}, flavor, exports) if flavor in MODEL_FLAVORS else []
+    params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
+                         hiddenimports=config.hiddenimports.get(flavor, ()),
+                         updater_excludes=config.excludes.get("lite", ()))
+    params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
+    params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
+                        if not all(m in params["excludes"] for m in d.modules)]
+    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
+    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
+    check_hidden_imports(params["hiddenimports"], params["pathex"])
+    distributions = incremental.installed_distributions()
+    digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
+                        prune_file=prune_file, root=root, goldens_dir=goldens_dir,
+                        distributions=distributions).digest()
+    verification = None
+    if models and verify_report is not None:
+        verification = buildinfo.verified(verify_report, set_name=model_set, flavor=flavor, platform=profile.name)
+    elif models:
+        print(f"freeze: {name}: no verify report was passed; BUILD-INFO records verification: null and "
+              "`mlfreeze release` will refuse the bundle (mlfreeze build passes it)", flush=True)
+    stale = None if force else incremental.stale_reason(bundle, digest, full=verify)
+    if not force and stale is None and verification is not None:  # kept only if it records a verification like this one
+        recorded = buildinfo.read(bundle)["verification"] or {}
+        if not recorded.get("applies") or any(recorded.get(k) != verification[k]
+                                              for k in ("set", "flavor", "platform", "passed")):
+            stale = "its BUILD-INFO does not record a verification of this set, flavor and platform"
+    if not force and stale is None:
+        print(f"freeze: {name}: inputs unchanged ({digest[:12]}) and RECORD intact, skipping the freeze "
+              "(--force rebuilds)", flush=True)
+        return bundle
+    if stale is not None and bundle.exists():
+        print(f"freeze: {name}: rebuilding: {stale}", flush=True)
+
+    started = time.monotonic()
+    staging = work_dir / "dist"
+    for old in (bundle, bundle.with_name(name + selftest.FAILED_SUFFIX), staging / name):
+        if old.exists():
+            shutil.rmtree(old)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    params_file = work_dir / "params.json"
+    params_file.write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{flavor}.spec", "--noconfirm",
+           "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
+           "--distpath", staging, "--workpath", work_dir / "work", "--", params_file]
+    # The project's modules come from pathex, ahead of anything an outer PYTHONPATH would shadow them with.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(params["pathex"])}
+    status = proc.run(cmd, cwd=root, env=env, check=False)
+    if status != 0 or not (staging / name).is_dir():
+        shutil.rmtree(staging / name, ignore_errors=True)
+        raise FreezeError(f"PyInstaller failed for {name} (exit {status}); see its output above, "
+                          f"then run `mlfreeze freeze --platform {profile.name} --flavor {flavor}` again")
+    print(f"freeze: {name}: PyInstaller done in {time.monotonic() - started:.0f} s", flush=True)
+
+    try:
+        removals = prune.apply(staging / name / "_internal", rules)
+        if params["strip_symbols"]:
+            saved = strip_symbols(staging / name / "_internal")
+            print(f"freeze: {name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
+        update_root = freeze_update_root(staging / name, app.update_root)
+        archs = cuda_archs.variant_archs(flavor=flavor, accelerator=profile.accelerator,
+                                         internal=staging / name / "_internal")
+        if models:
+            install_models(staging / name / "models", models, model_set,
+                           expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
+        dist_dir.mkdir(parents=True, exist_ok=True)
+        (staging / name).rename(bundle)
+        result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
+                                       exe_suffix=hostinfo.exe_suffix(profile.host_os), keep_failed=keep_failed)
+        if verification is not None and verify_report is not None:
+            shutil.copyfile(verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
+        elif not models:
+            verification = buildinfo.not_applicable(result.summary())
+        pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
+        opted = set(app.unpinned_goldens)
+        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+        rows = _record.read(bundle).values()
+        info = buildinfo.build_info(
+            app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
+            flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
+            model_set=model_set if models else None,
+            models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256), "golden": pinned[m.id]} for m in models],
+            unpinned_goldens=[i for i, ok in pinned.items() if not ok and i in opted],
+            verification=verification, selftest=result.summary(),
+            prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
+            record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
+            git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
+            lock_sha256=lock_digest(root, profile.name, flavor), update_root=update_root,
+            cuda_archs=archs)
+        buildinfo.write(bundle, info)
+        incremental.write_stamp(bundle, digest)
+    except VerificationError:
+        raise
+    except BaseException as exc:
+        shutil.rmtree(staging / name, ignore_errors=True)
+        shutil.rmtree(bundle, ignore_errors=True)
+        if isinstance(exc, (OSError, LookupError)):  # disk full, permissions, a probe input missing
+            raise FreezeError(f"{name}: {exc}; the bundle was removed") from None
+        raise
+    print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
+          f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
+    return bundle
+
+
+def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
+    """Copy the public root of trust ([tool.mlfreeze] update_root) next to the executables as
+    ``update-root.json``, where ``<app>-update`` looks for it (mlfreeze_runtime.update.trust.ROOT_FILE);
+    its sha256 for BUILD-INFO, or None when the project names none (the updater then refuses
+    remote updates, exit 2, unless given --trust)."""
+    from mlfreeze_runtime.update.trust import ROOT_FILE
+
+    if source is None:
+        return None
+    shutil.copyfile(source, bundle / ROOT_FILE)
+    return hash_file(bundle / ROOT_FILE)[1]
+
+
+# auditwheel's grafted copies: "<name>-<8 hex>[-<8 hex>].so[.N]" (patchelf rewrote them; strip corrupts them)
+AUDITWHEEL_GRAFTED = re.compile(r"-[0-9a-f]{8}(-[0-9a-f]{8})?\.so(\.|$)")
+
+
+def strip_symbols(root: Path, batch: int = 200) -> int:
+    """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
+    sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
+    ``strip`` on PATH. auditwheel's patchelf-rewritten copies (under a ``*.libs`` folder, or
+    collected beside the others with their hashed names, :data:`AUDITWHEEL_GRAFTED`), which strip
+    corrupts (numpy then fails to import), are left alone; the frozen self-test
+    afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
+    tool = shutil.which("strip")
+    if tool is None:
+        return 0
+    files = []
+    for path in sorted(root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts) \
+                or AUDITWHEEL_GRAFTED.search(path.name):
+            continue
+        with path.open("rb") as f:
+            if f.read(4) == b"\x7fELF":
+                files.append(path)
+    before = sum(p.stat().st_size for p in files)
+    for i in range(0, len(files), batch):
+        done = proc.capture([tool, "--strip-unneeded", *files[i:i + batch]])
+        if done.returncode != 0:
+            raise FreezeError(f"strip failed: {done.stderr.strip()[:300]}")
+    return before - sum(p.stat().st_size for p in files)
+
+
+def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
+    """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
+    from mlfreeze.project.lock import lock_path, variant_for
+
+    path = lock_path(root, platform, variant_for((flavor,)))
+    return hash_file(path)[1] if path.is_file() else None
+
+
+def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,
+                   expected_providers: Sequence[str], goldens: Path) -> None:
+    """Copy the set's bundle members into ``models/<id>/``; write models.json, goldens and probes."""
+    from mlfreeze_runtime.modelindex import write_models_index
+    from mlfreeze_runtime.verify.probes import FILE_PROBES, copy_probe_inputs
+
+    for m in models:
+        for rel, src in m.files.items():
+            dest = models_dir / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+    write_models_index(models_dir, models_index_entries(models), set_name=model_set,
+                       expected_providers=expected_providers, goldens_dir=goldens)
+    copy_probe_inputs(models_dir / "_probes", probe_names(models, FILE_PROBES))
+
+
+def probe_names(models: Sequence[BundleModel], file_probes: Mapping[str, tuple[str, str]]) -> list[str]:
+    """The file probes a bundle needs: insightface's sample photos only when the set has a face model
+    (a CLIP-only app's build environment has no insightface)."""
+    faces = any(m.kind == "insightface" for m in models)
+    return sorted(n for n, (package, _) in file_probes.items() if package != "insightface" or faces)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``mlfreeze freeze --platform P --flavor full|lite|slim [--set S]``."""
+    from mlfreeze.platforms.profiles import load_profile
+
+    profile = load_profile(args.platform)
+    hostinfo.require_host(profile, "freeze")
+    app = load_app_config()
+    model_set = args.model_set or app.model_set
+    fetched, goldens_dir, exports = None, None, None
+    if args.flavor in MODEL_FLAVORS:
+        from mlfreeze.models.fetch import fetch_set
+        from mlfreeze.models.manifest import load_manifest
+        from mlfreeze.models.verification import goldens_dir_for
+
+        manifest = load_manifest(Path(args.manifest) if args.manifest else None)
+        fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
+        goldens_dir = goldens_dir_for(manifest.path)
+        if args.flavor == "slim":
+            from mlfreeze.models.cache import Cache, default_cache_dir
+            from mlfreeze.models.export import _log, export_model
+
+            cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
+            exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
+    report = getattr(args, "verify_report", None)
+    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched, exports=exports,
+                  goldens_dir=goldens_dir, force=args.force, verify_report=Path(report) if report else None,
+                  verify=getattr(args, "verify", False))
+    return 0

@@ -1,0 +1,168 @@
+"""Self-test a frozen bundle the way a user would run it.
+
+Runs ``<app>-selftest --json`` (full bundles) and ``<app> --health`` from the bundle with a
+clean environment (no PYTHONPATH, no PYTHONHOME, no virtualenv or conda variables, no
+MLFREEZE_MODELS_DIR, so the bundle's runtime hook must find its own models/) and a working
+directory outside the bundle and the source tree. Any failure renames the bundle to
+``<name>.FAILED`` so it cannot be mistaken for a good build, and raises VerificationError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlfreeze import _proc as proc
+from mlfreeze.errors import VerificationError
+
+FAILED_SUFFIX = ".FAILED"
+# Variables a clean run keeps: where programs and the user's home are, the locale, the temp dir.
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TEMP", "TMP", "SYSTEMROOT", "USERPROFILE")
+_SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SelftestResult:
+    passed: bool
+    checks: int
+    failed: int
+    failures: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": self.checks, "failed": self.failed}
+
+
+def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a frozen bundle gets: a few neutral variables, nothing Python-specific."""
+    environ = os.environ if environ is None else environ
+    env = {k: environ[k] for k in _KEEP if k in environ}
+    # PATH without any virtualenv's bin/ directory
+    parts = [p for p in env.get("PATH", _SYSTEM_PATH).split(os.pathsep)
+             if p and not (Path(p).parent / "pyvenv.cfg").exists()]
+    env["PATH"] = os.pathsep.join(parts) or _SYSTEM_PATH
+    return env
+
+
+def parse_json_output(stdout: str) -> dict[str, Any] | None:
+    """The JSON object a command printed: the whole output, else its last line that is one."""
+    text = stdout.strip()
+    for candidate in [text, *reversed(text.splitlines())]:
+        candidate = candidate.strip()
+        if candidate.startswith("{"):
+            try:
+                value = json.loads(candidate)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return None
+
+
+def failures_of(report: Mapping[str, Any]) -> list[str]:
+    """The failing checks of a ``<app>-selftest --json`` report (verify.report.document), one line
+    each, worded as the verify stage words them: '<model>: <check>: FAIL: expected ..., got ...'."""
+    from mlfreeze_runtime.verify.result import FAIL, CheckResult
+
+    results = report.get("results")
+    out = []
+    for item in results if isinstance(results, list) else []:
+        if isinstance(item, dict) and item.get("status") == FAIL:
+            try:
+                out.append(CheckResult(**item).line())
+            except TypeError:  # not a CheckResult: still name what failed
+                out.append(f"{item.get('model', '?')}: {item.get('check', '?')}: FAIL")
+    return out
+
+
+def _summary_count(report: Mapping[str, Any], key: str, fallback: int) -> int:
+    summary = report.get("summary")
+    value = summary.get(key) if isinstance(summary, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
+
+
+def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
+                 timeout: float = 900.0, environ: Mapping[str, str] | None = None) -> SelftestResult:
+    """Run the bundle's checks; return the result (never raises for a failing bundle)."""
+    env = clean_env(environ)
+    failures: list[str] = []
+    checks = failed = 0
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-") as cwd:
+        if flavor in ("full", "slim"):  # the flavors that ship models and <app>-selftest
+            exe = bundle / f"{app}-selftest{exe_suffix}"
+            report, problem = _run_json([exe, "--json"], cwd=Path(cwd), env=env, timeout=timeout)
+            if report is None:
+                failures.append(f"{exe.name} --json: {problem}")
+            else:
+                listed = failures_of(report)
+                passed = report.get("passed") is True and not listed and problem is None
+                results = report.get("results")
+                checks = _summary_count(report, "checks", len(results) if isinstance(results, list) else 0)
+                failed = _summary_count(report, "failed", len(listed))
+                if not passed:
+                    failures += listed or [f"{exe.name}: {problem or 'reported passed=false'}"]
+                    failed = max(failed, 1)
+        exe = bundle / f"{app}{exe_suffix}"
+        health, problem = _run_json([exe, "--health"], cwd=Path(cwd), env=env, timeout=timeout)
+        checks += 1
+        if health is None or problem is not None:
+            failures.append(f"{exe.name} --health: {problem or 'printed no JSON'}")
+            failed += 1
+        else:
+            want = flavor in ("full", "slim")
+            if health.get("ml_available") is not want:
+                failures.append(f"{exe.name} --health: ml_available is {health.get('ml_available')!r}, "
+                                f"expected {want} for a {flavor} bundle")
+                failed += 1
+    return SelftestResult(passed=not failures, checks=checks, failed=failed, failures=tuple(failures))
+
+
+def _run_json(cmd: list[Path | str], *, cwd: Path, env: dict[str, str],
+              timeout: float) -> tuple[dict[str, Any] | None, str | None]:
+    if not Path(cmd[0]).is_file():
+        return None, "executable missing from the bundle"
+    try:
+        done = proc.capture(cmd, cwd=cwd, env=env, timeout=timeout, echo=True)
+    except proc.TimeoutExpired:
+        return None, f"timed out after {timeout:.0f} s"
+    report = parse_json_output(done.stdout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        return report, f"exit {done.returncode}: {tail[:300]}"
+    if report is None:
+        return None, "printed no JSON object"
+    return report, None
+
+
+def fail_bundle(bundle: Path, result: SelftestResult, *, keep: bool = True) -> VerificationError:
+    """Move a bundle out of the way (``<name>.FAILED``, or delete it) and describe why."""
+    where = "removed"
+    if keep:
+        failed = bundle.with_name(bundle.name + FAILED_SUFFIX)
+        if failed.exists():
+            shutil.rmtree(failed)
+        bundle.rename(failed)
+        where = f"moved to {failed}"
+    else:
+        shutil.rmtree(bundle, ignore_errors=True)
+    first = result.failures[0] if result.failures else "unknown failure"
+    more = f" (+{len(result.failures) - 1} more)" if len(result.failures) > 1 else ""
+    return VerificationError(f"frozen self-test failed: {first}{more}; bundle {where}. "
+                             "Fix the freeze (hooks, prune rules) and build again")
+
+
+def check_bundle(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "", keep_failed: bool = True,
+                 timeout: float = 900.0) -> SelftestResult:
+    """Run the self-test; on failure move the bundle aside and raise VerificationError (exit 1)."""
+    result = run_selftest(bundle, app=app, flavor=flavor, exe_suffix=exe_suffix, timeout=timeout)
+    for line in result.failures:
+        print(f"selftest: FAIL {line}", flush=True)
+    if not result.passed:
+        raise fail_bundle(bundle, result, keep=keep_failed)
+    print(f"selftest: {bundle.name}: passed ({result.checks} checks)", flush=True)
+    return result

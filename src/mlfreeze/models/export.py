@@ -1,0 +1,355 @@
+"""``mlfreeze export``: each CLIP model's image and text towers to ONNX, isolated and cached.
+
+Per CLIP model of the set:
+
+1. **Pinned exports win.** A model whose manifest lists artifacts with roles ``image_onnx`` and
+   ``text_onnx`` and ``derived_from = "<model id>@<weights sha256>"`` (the demo set) uses those
+   fetched, sha256-checked files: no export runs and torch is not needed.
+2. **Else the cache.** Exports are derived artifacts, content-addressed by :func:`export_key`:
+   the sha256 of the source artifacts, the exporter's library versions (torch, onnx,
+   open-clip-torch), :data:`EXPORT_FORMAT` and the :class:`ExportOptions`. They live under
+   ``<cache>/derived/<key>/`` (``image.onnx``, ``text.onnx``, ``export.json``), published by one
+   rename of a complete staged directory and re-hashed on every use; a second run reuses them.
+3. **Else a child process exports.** ``python child.py REQUEST.json`` (in the staging dir) loads the model through the
+   runtime's one CLIP loader (``mlfreeze_runtime.clip.load_clip``, strict) and runs
+   :func:`export_towers`. An exporter error or a crash of the child (a signal, an abort in a
+   native library) is one line and exit 4 (:class:`~mlfreeze.errors.ExportError`), and nothing is
+   published.
+
+ONNX choices: the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``), which needs no
+onnxscript; opset :data:`OPSET` = 17, the first with a native ``LayerNormalization`` (CLIP has
+one per block), run by every onnxruntime the profiles install (>= 1.14; cu118's 1.18 included);
+a dynamic batch axis; fp32. Why: docs/architecture.md ("Torch-free CLIP").
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlfreeze.errors import ExportError
+
+OPSET = 17
+EXPORT_FORMAT = 1  # bump when export_towers writes different graphs for the same inputs
+ROLE_IMAGE, ROLE_TEXT = "image_onnx", "text_onnx"
+EXPORT_RECORD = "export.json"
+FILES = {"image": "image.onnx", "text": "text.onnx"}
+_LIBRARIES = ("torch", "onnx", "open-clip-torch")
+_BOOT = "import sys\nfrom mlfreeze.models.export import child_main\nraise SystemExit(child_main(sys.argv[1]))\n"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """What changes the exported bytes besides the sources and the libraries."""
+
+    opset: int = OPSET
+    dynamic_batch: bool = True
+    precision: str = "fp32"
+    exporter: str = "torchscript"
+    fp16_storage: bool = True  # store fp32 weights that are exactly fp16 values as fp16 (lossless)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportedClip:
+    """One model's two towers; ``origin`` is "pinned", "cache" or "exported"."""
+
+    model_id: str
+    image: Path
+    text: Path
+    derived_from: str
+    origin: str
+    key: str = ""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the exporter's libraries (metadata only: nothing is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def export_key(sources: dict[str, str], versions: dict[str, str], options: ExportOptions) -> str:
+    """sha256 of the canonical JSON of what determines an export (file name -> sha256, versions, options)."""
+    blob = json.dumps({"format": EXPORT_FORMAT, "sources": sources, "versions": versions,
+                       "options": asdict(options)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def derived_from(model_id: str, weights_sha256: str) -> str:
+    return f"{model_id}@{weights_sha256}"
+
+
+# ---- the export itself (runs in the child; tests and bench call it in-process) ----
+
+def export_towers(model: Any, out_dir: Path, *, image_size: int, preprocess_cfg: dict[str, Any],
+                  context_length: int, embed_dim: int, source: str,
+                  options: ExportOptions | None = None) -> dict[str, Path]:
+    """Write ``image.onnx`` and ``text.onnx`` for an open_clip ``CLIP`` ``model`` into ``out_dir``.
+
+    The image tower is ``model.encode_image`` (``pixels`` ``(N, 3, S, S)`` float32 -> ``embedding``
+    ``(N, D)``), the text tower ``model.encode_text`` (``input_ids`` ``(N, context_length)`` int64 ->
+    ``(N, D)``), both un-normalised, batch axis dynamic. Each file carries the metadata
+    ``mlfreeze_runtime.onnx_clip`` reads. Returns tower -> path.
+    """
+    import onnx
+    import torch
+
+    from mlfreeze_runtime import onnx_clip as oc
+
+    options = options or ExportOptions()
+    if options.precision != "fp32" or options.exporter != "torchscript":
+        raise ValueError(f"unsupported export options {options}")
+
+    class Image(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = model
+
+        def forward(self, pixels: Any) -> Any:
+            return self.clip.encode_image(pixels)
+
+    class Text(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clip = model
+
+        def forward(self, input_ids: Any) -> Any:
+            return self.clip.encode_text(input_ids)
+
+    model.eval()
+    # the fused "fast path" of nn.MultiheadAttention (aten::_native_multi_head_attention) has no
+    # ONNX symbolic; the unfused path computes the same attention
+    torch.backends.mha.set_fastpath_enabled(False)
+    dummy_ids = torch.zeros((2, context_length), dtype=torch.long)
+    dummy_ids[:, 0], dummy_ids[:, 1] = 49406, 49407
+    towers = {"image": (Image(), torch.zeros((2, 3, image_size, image_size)), oc.IMAGE_INPUT),
+              "text": (Text(), dummy_ids, oc.TEXT_INPUT)}
+    meta = {oc.META_IMAGE_SIZE: str(image_size), oc.META_PREPROCESS: json.dumps(preprocess_cfg, sort_keys=True),
+            oc.META_CONTEXT: str(context_length), oc.META_EMBED_DIM: str(embed_dim), oc.META_SOURCE: source}
+    out: dict[str, Path] = {}
+    import warnings
+
+    for tower, (module, dummy, input_name) in towers.items():
+        path = Path(out_dir) / FILES[tower]
+        axes = {input_name: {0: "batch"}, oc.OUTPUT: {0: "batch"}} if options.dynamic_batch else None
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
+            torch.onnx.export(module, (dummy,), str(path), dynamo=False, opset_version=options.opset,
+                              input_names=[input_name], output_names=[oc.OUTPUT], dynamic_axes=axes,
+                              do_constant_folding=True)
+        proto = onnx.load(str(path))
+        if options.fp16_storage:
+            store_exact_fp16(proto)
+        for key, value in {**meta, oc.META_TOWER: tower}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(path))
+        out[tower] = path
+    return out
+
+
+def store_exact_fp16(proto: Any, min_elements: int = 1024) -> int:
+    """Store every fp32 initializer whose values are all exactly fp16 values as fp16 + a ``Cast``.
+
+    Lossless by construction (each tensor is compared after the round trip; one differing value
+    keeps the tensor fp32). CLIP checkpoints are usually fp16 values held in fp32 (OpenAI's
+    weights, the demo's), so this halves the file; onnxruntime folds the ``Cast`` of a constant
+    when the session is created, so inference runs the same fp32 graph. Returns the tensors changed.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    casts, changed = [], 0
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_elements:
+            continue
+        with np.errstate(over="ignore"):
+            half = arr.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), arr):
+            continue
+        name = init.name
+        graph.initializer.remove(init)
+        graph.initializer.append(numpy_helper.from_array(half, name=f"{name}__fp16"))
+        casts.append(helper.make_node("Cast", [f"{name}__fp16"], [name], to=TensorProto.FLOAT,
+                                      name=f"{name}__cast"))
+        changed += 1
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+    return changed
+
+
+def child_main(request_path: str) -> int:
+    """The child process: load strictly through the runtime's CLIP loader, export, exit 0 (or 1, one line)."""
+    req = json.loads(Path(request_path).read_text())
+    try:
+        from mlfreeze_runtime.clip import load_clip
+
+        loaded = load_clip(arch=req["arch"], weights=Path(req["weights"]),
+                           config=Path(req["config"]) if req.get("config") else None,
+                           declared_quick_gelu=bool(req["quick_gelu"]))
+        context_length = int(loaded.tokenizer.context_length)
+        export_towers(loaded.model, Path(req["out"]), image_size=loaded.image_size,
+                      preprocess_cfg=dict(loaded.preprocess_cfg), context_length=context_length,
+                      embed_dim=int(req["embed_dim"]), source=req["derived_from"],
+                      options=ExportOptions(**req["options"]))
+    except Exception as exc:  # one line for the parent; the parent turns it into exit 4
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"export error: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+# ---- the parent: pins, cache, child ----
+
+def _pinned(fetched: Any) -> ExportedClip | None:
+    model = fetched.model
+    image, text = fetched.role(ROLE_IMAGE), fetched.role(ROLE_TEXT)
+    if image is None and text is None:
+        return None
+    if image is None or text is None:
+        raise ExportError(f"model {model.id}: the manifest pins only one ONNX tower; "
+                          f"list both roles {ROLE_IMAGE} and {ROLE_TEXT}, or neither")
+    weights = next(a for a in model.artifacts if a.role == "weights")
+    want = derived_from(model.id, weights.sha256)
+    for art in model.artifacts:
+        if art.role in (ROLE_IMAGE, ROLE_TEXT) and art.derived_from != want:
+            raise ExportError(f"model {model.id}: {art.file} is derived_from {art.derived_from!r}, "
+                              f"not from the pinned weights ({want}); re-export and re-pin it")
+    return ExportedClip(model_id=model.id, image=image, text=text, derived_from=want, origin="pinned")
+
+
+def _sha(path: Path) -> str:
+    from mlfreeze.models.cache import hash_file
+
+    return hash_file(path)[1]
+
+
+def _cached(entry: Path) -> dict[str, Any] | None:
+    """The record of a complete, intact cache entry, else None (a damaged entry is reported)."""
+    try:
+        record = json.loads((entry / EXPORT_RECORD).read_text())
+        for tower, name in FILES.items():
+            if _sha(entry / name) != record["files"][tower]["sha256"]:
+                raise ValueError(f"{name} differs from its record")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        _log(f"  export cache: {entry} is damaged ({exc}); exporting again")
+        return None
+    return dict(record)
+
+
+def export_model(cache: Any, fetched: Any, options: ExportOptions | None = None, *,
+                 timeout: float | None = None) -> ExportedClip:
+    """One CLIP model's towers: pinned, cached or exported now (raises ExportError, exit 4)."""
+    from filelock import FileLock
+
+    from mlfreeze import _proc as proc
+
+    options = options or ExportOptions()
+    pinned = _pinned(fetched)
+    if pinned is not None:
+        return pinned
+    model = fetched.model
+    weights, config = fetched.role("weights"), fetched.role("config")
+    weights_art = next((a for a in model.artifacts if a.role == "weights"), None)
+    if weights is None or weights_art is None:
+        raise ExportError(f"model {model.id}: no artifact with role 'weights' to export from")
+    sources = {a.file: a.sha256 for a in model.artifacts if a.role in ("weights", "config")}
+    key = export_key(sources, library_versions(), options)
+    source = derived_from(model.id, weights_art.sha256)
+    entry = cache.root / "derived" / key
+    with FileLock(str(cache.locks / f"export-{key}.lock")):
+        if _cached(entry) is not None:
+            _log(f"  {model.id}: ONNX towers from the cache ({entry})")
+            return ExportedClip(model_id=model.id, image=entry / FILES["image"], text=entry / FILES["text"],
+                                derived_from=source, origin="cache", key=key)
+        if entry.exists():
+            cache.remove(entry)
+        stage = cache.tmp / f"export-{key}-{uuid.uuid4().hex}"
+        stage.mkdir(parents=True)
+        try:
+            request = {"arch": model.arch, "weights": str(weights), "config": str(config) if config else None,
+                       "quick_gelu": bool(model.verify.get("quick_gelu", False)), "embed_dim": model.embed_dim,
+                       "derived_from": source, "out": str(stage), "options": asdict(options)}
+            (stage / "request.json").write_text(json.dumps(request))
+            (stage / "child.py").write_text(_BOOT)
+            _log(f"  {model.id}: exporting image and text towers to ONNX (opset {options.opset}) in a child process")
+            try:
+                rc = proc.run([sys.executable, stage / "child.py", stage / "request.json"], check=False,
+                              timeout=timeout)
+            except Exception as exc:  # subprocess.TimeoutExpired, OSError
+                raise ExportError(f"model {model.id}: the ONNX export process failed ({exc}); "
+                                  "see the lines above") from None
+            if rc != 0:
+                how = f"was killed by signal {-rc}" if rc < 0 else f"exited with status {rc}"
+                raise ExportError(f"model {model.id}: the ONNX export process {how}; see the 'export error' "
+                                  "line above, fix it, or pin exported towers in models.toml")
+            missing = [n for n in FILES.values() if not (stage / n).is_file()]
+            if missing:
+                raise ExportError(f"model {model.id}: the export process wrote no {', '.join(missing)}")
+            (stage / "request.json").unlink()
+            (stage / "child.py").unlink()
+            record = {"key": key, "derived_from": source, "sources": sources, "versions": library_versions(),
+                      "options": asdict(options), "format": EXPORT_FORMAT,
+                      "files": {t: {"sha256": _sha(stage / n), "size": (stage / n).stat().st_size}
+                                for t, n in FILES.items()}}
+            (stage / EXPORT_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(stage, entry)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+    return ExportedClip(model_id=model.id, image=entry / FILES["image"], text=entry / FILES["text"],
+                        derived_from=source, origin="exported", key=key)
+
+
+def export_set(manifest: Any, set_name: str, cache_dir: Path | None = None,
+               options: ExportOptions | None = None) -> dict[str, ExportedClip]:
+    """The ONNX towers of every CLIP model of ``set_name`` (fetching the sources first, exit 3 on failure)."""
+    from mlfreeze.models.cache import Cache, default_cache_dir
+    from mlfreeze.models.fetch import fetch_set
+
+    fetched = fetch_set(manifest, set_name, cache_dir=cache_dir, progress=False)
+    cache = Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir(), log=_log)
+    return {mid: export_model(cache, fm, options) for mid, fm in fetched.items() if fm.model.kind == "clip"}
+
+
+def main(args: argparse.Namespace) -> int:
+    from mlfreeze.models.manifest import load_manifest
+    from mlfreeze.project.config import default_model_set, project_manifest
+
+    # the project's manifest through the one config loader, as fetch and verify read it
+    manifest = load_manifest(project_manifest(getattr(args, "manifest", None)))
+    set_name = getattr(args, "model_set", None) or default_model_set()
+    cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
+    _log(f"export: set {set_name!r} from {manifest.path}")
+    done = export_set(manifest, set_name, cache_dir=cache_dir)
+    if not done:
+        print(f"ok: set {set_name!r} has no CLIP model; nothing to export")
+    for mid, ex in done.items():
+        print(f"ok {mid}: {ex.origin} ONNX towers, derived from {ex.derived_from}: {ex.image}, {ex.text}")
+    return 0

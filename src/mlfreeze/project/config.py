@@ -1,0 +1,239 @@
+"""The project being built: ``[project]`` and ``[tool.mlfreeze]`` of its pyproject.toml.
+
+The project root is ``$MLFREEZE_PROJECT``, else the nearest directory at or above the
+working directory that holds a pyproject.toml. That pyproject.toml must have a
+``[tool.mlfreeze]`` table: there is no fall-back to another project (a near-miss such as
+``[tool.mlfreez]`` is named in the error). The mlfreeze checkout itself is a project like any
+other (its pyproject.toml configures the example app).
+
+:func:`load_config` is the one reader of the project config: every key is validated when it
+loads (an unknown key names the nearest known one), so ``mlfreeze plan`` and ``build --plan``
+catch a typo anywhere, budgets included, before anything runs. Every key is documented in
+docs/your-app.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlfreeze.errors import ConfigError
+from mlfreeze.project.budgets import Budgets, load_budgets
+from mlfreeze.project.prune_rules import parse_rules
+from mlfreeze.schema import Table, read_toml
+from mlfreeze_runtime.buildinfo import FLAVORS
+
+SOURCE_ROOT = Path(__file__).resolve().parents[3]  # src/mlfreeze/project/config.py in a checkout
+PROJECT_ENV = "MLFREEZE_PROJECT"
+DEFAULT_FLAVORS = ("full", "lite")
+# Stack parts an app can use (src/mlfreeze/platforms/stack.toml [parts.*]); only those are installed,
+# collected into the bundle and self-tested.
+USES = ("clip", "faces", "faiss")
+KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
+        "flavors", "budgets", "unpinned_goldens", "update_root")
+BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
+
+
+def bundle_name(app: str, version: str, platform: str, flavor: str) -> str:
+    """dist/<this>: ``<app>-<version>-<platform>-<flavor>``."""
+    return f"{app}-{version}-{platform}-{flavor}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectConfig:
+    """``[tool.mlfreeze]`` validated; paths absolute. Keys: docs/your-app.md."""
+
+    root: Path
+    app: str
+    version: str
+    entry: Path
+    model_set: str = "default"
+    manifest: Path | None = None  # None: mlfreeze's own src/mlfreeze/specs/models.toml
+    uses: tuple[str, ...] = USES
+    hiddenimports: tuple[str, ...] = ()
+    datas: tuple[tuple[Path, str], ...] = ()  # (source, destination folder inside the bundle)
+    excludes: tuple[str, ...] = ()
+    prune: tuple[Any, ...] = ()  # mlfreeze.bundle.prune.Rule
+    flavors: tuple[str, ...] = DEFAULT_FLAVORS
+    budgets: Budgets = field(default_factory=Budgets)
+    unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
+    update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
+
+    @property
+    def pyproject(self) -> Path:
+        return self.root / "pyproject.toml"
+
+    @property
+    def dist_dir(self) -> Path:
+        return self.root / "dist"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    def bundle_name(self, platform: str, flavor: str) -> str:
+        return bundle_name(self.app, self.version, platform, flavor)
+
+
+def is_checkout(root: Path = SOURCE_ROOT) -> bool:
+    """True when ``root`` is the mlfreeze source checkout (not an installed copy in site-packages)."""
+    return (root / "src" / "mlfreeze" / "project" / "config.py").is_file() \
+        and (root / "pyproject.toml").is_file()
+
+
+def nearest(name: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``known``, else ``""``."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _refuse_unknown(data: Mapping[str, Any], known: Iterable[str], path: Path, where: str) -> None:
+    known = tuple(known)
+    for key in sorted(data):
+        if key not in known:
+            raise ConfigError(f"{path}: key '{where}.{key}' is not a known key{nearest(key, known)}; "
+                              f"known keys: {', '.join(known)} (docs/your-app.md)")
+
+
+def _near_miss(tool: Any) -> str:
+    if not isinstance(tool, dict):
+        return ""
+    match = difflib.get_close_matches("mlfreeze", [str(k) for k in tool], n=1, cutoff=0.6)
+    return f" (it has [tool.{match[0]}]: a typo?)" if match else ""
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root (see the module docstring). ConfigError (exit 2) when there is none."""
+    env = os.environ.get(PROJECT_ENV)
+    if env:
+        root = Path(env).resolve()
+        if not (root / "pyproject.toml").is_file():
+            raise ConfigError(f"${PROJECT_ENV}={env}: no pyproject.toml there; point it at a project root")
+        return root
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / "pyproject.toml").is_file():
+            return directory
+    raise ConfigError(f"no pyproject.toml in {here} or above: not an mlfreeze project; run `mlfreeze init` "
+                      f"there (or set ${PROJECT_ENV})")
+
+
+def find_root_or_none(start: Path | None = None) -> Path | None:
+    """:func:`find_root`, or None when no pyproject.toml is in reach (for commands that work anywhere)."""
+    try:
+        return find_root(start)
+    except ConfigError:
+        if os.environ.get(PROJECT_ENV):
+            raise
+        return None
+
+
+def load_config(root: Path | None = None) -> ProjectConfig:
+    """Load and validate the project's config; ConfigError (exit 2) naming file and key on any problem."""
+    root = (root or find_root()).resolve()
+    path = root / "pyproject.toml"
+    data = read_toml(path)
+    tools = data.get("tool", {})
+    tool = tools.get("mlfreeze") if isinstance(tools, dict) else None
+    if not isinstance(tool, dict):
+        raise ConfigError(f"{path} has no [tool.mlfreeze] table{_near_miss(tools)}; mlfreeze never falls back "
+                          "to another project: run `mlfreeze init` there, or add [tool.mlfreeze] with at least "
+                          "app and entry (docs/your-app.md)")
+    project = data.get("project", {})
+    version = project.get("version") if isinstance(project, dict) else None
+    if not isinstance(version, str) or not version:
+        raise ConfigError(f"{path}: key 'project.version' is missing (mlfreeze names bundles by it)")
+    _refuse_unknown(tool, KEYS, path, "tool.mlfreeze")
+    t = Table(tool, path, "tool.mlfreeze")
+    app = t.take("app", str)
+    if not app or "/" in app or "\\" in app or app.startswith("."):
+        raise t.error("app", f"is {app!r}; it names the executable: letters, digits, '-', '_', '.'")
+    entry = root / t.take("entry", str)
+    model_set = t.opt("model_set", str, "default")
+    manifest_value = t.opt("manifest", str, None)
+    manifest = (root / manifest_value) if manifest_value is not None else None
+    uses = _choices(t, "uses", USES, USES)
+    if not uses:
+        raise t.error("uses", f"is empty; name at least one of {', '.join(USES)}")
+    flavors = _choices(t, "flavors", FLAVORS, DEFAULT_FLAVORS)
+    if not flavors:
+        raise t.error("flavors", f"is empty; name at least one of {', '.join(FLAVORS)}")
+    hiddenimports = t.strings("hiddenimports", ())
+    excludes = t.strings("excludes", ())
+    datas = _datas(t, root)
+    raw_prune = t.opt("prune", list, [])
+    raw_budgets = t.opt("budgets", dict, {})
+    unpinned = t.strings("unpinned_goldens", ())
+    update_root_value = t.opt("update_root", str, None)
+    update_root = (root / update_root_value) if update_root_value is not None else None
+    t.done()
+
+    prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
+    _refuse_unknown(raw_budgets, BUDGET_KEYS, path, "tool.mlfreeze.budgets")
+    budgets = load_budgets(path)
+    if not entry.is_file():
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
+    if manifest is not None and not manifest.is_file():
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.models.manifest' points at {manifest}, which does not exist")
+    if update_root is not None:
+        _check_update_root(path, update_root)
+    return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
+                         uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
+                         flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
+                         update_root=update_root)
+
+
+def _check_update_root(path: Path, root_file: Path) -> None:
+    """[tool.mlfreeze] update_root must name a TUF root metadata file (``mlfreeze publish`` writes
+    ``metadata/1.root.json``); ConfigError (exit 2) otherwise."""
+    import json
+
+    where = f"{path}: key 'tool.mlfreeze.update_root'"
+    try:
+        doc = json.loads(root_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where} points at {root_file}, which does not exist; copy the repository's "
+                          "metadata/1.root.json there") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: {root_file} is not readable JSON ({exc})") from None
+    signed = doc.get("signed") if isinstance(doc, dict) else None
+    if not isinstance(signed, dict) or signed.get("_type") != "root" or not doc.get("signatures"):
+        raise ConfigError(f"{where}: {root_file} is not signed TUF root metadata (signed._type 'root'); "
+                          "use the repository's metadata/1.root.json that `mlfreeze publish` wrote")
+
+
+def _choices(t: Table, key: str, allowed: tuple[str, ...], default: tuple[str, ...]) -> tuple[str, ...]:
+    values = t.strings(key, default)
+    for v in values:
+        if v not in allowed:
+            raise t.error(key, f"names {v!r}{nearest(v, allowed)}; allowed: {', '.join(allowed)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _datas(t: Table, root: Path) -> tuple[tuple[Path, str], ...]:
+    out = []
+    for i, item in enumerate(t.opt("datas", list, [])):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)):
+            raise t.error("datas", f"entry {i} must be [source, destination folder], e.g. ['assets/*.png', 'assets']")
+        src, dest = item
+        if Path(dest).is_absolute() or ".." in Path(dest).parts:
+            raise t.error("datas", f"entry {i}: destination {dest!r} must be a relative folder inside the bundle")
+        out.append((root / src, dest))
+    return tuple(out)
+
+
+def default_model_set(root: Path | None = None) -> str:
+    """The project's ``[tool.mlfreeze] model_set`` (default ``default``); errors propagate."""
+    return load_config(root).model_set
+
+
+def project_manifest(explicit: str | Path | None, root: Path | None = None) -> Path | None:
+    """The models manifest a command uses: ``--manifest``, else the project's ``manifest`` key, else None
+    (mlfreeze's own src/mlfreeze/specs/models.toml)."""
+    if explicit:
+        return Path(explicit)
+    return load_config(root).manifest

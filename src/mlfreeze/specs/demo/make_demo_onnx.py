@@ -1,0 +1,52 @@
+"""Export the demo CLIP's towers to ONNX for pinning (src/mlfreeze/specs/demo/demo_clip_{image,text}.onnx).
+
+Run from the repository root (the ML stack installed):
+
+    python src/mlfreeze/specs/demo/make_demo_onnx.py [--out src/mlfreeze/specs/demo]
+
+Loads ``demo_clip.safetensors`` + ``demo_clip_config.json`` through the runtime's CLIP loader,
+exports with ``mlfreeze.models.export.export_towers`` (the same function ``mlfreeze export`` runs in
+its child process: opset 17, dynamic batch, fp32), and prints the ``[[models.demo-clip.artifacts]]``
+entries for src/mlfreeze/specs/models.toml (sha256, size, ``derived_from``). With the export pinned, a slim
+build of the demo set needs neither an export nor torch. The bytes are reproducible for the
+same torch/onnx versions; the committed files and their pins are the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WEIGHTS, CONFIG = HERE / "demo_clip.safetensors", HERE / "demo_clip_config.json"
+ARCH, MODEL_ID = "mlfreeze-demo-clip", "demo-clip"
+NAMES = {"image": "demo_clip_image.onnx", "text": "demo_clip_text.onnx"}
+
+
+def main() -> int:
+    from mlfreeze.models.export import derived_from, export_towers
+    from mlfreeze_runtime.clip import load_clip
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=HERE)
+    args = ap.parse_args()
+    weights_sha = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    source = derived_from(MODEL_ID, weights_sha)
+    loaded = load_clip(arch=ARCH, weights=WEIGHTS, config=CONFIG, declared_quick_gelu=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_towers(loaded.model, Path(tmp), image_size=loaded.image_size,
+                              preprocess_cfg=dict(loaded.preprocess_cfg),
+                              context_length=int(loaded.tokenizer.context_length), embed_dim=64, source=source)
+        for tower, path in paths.items():
+            data = path.read_bytes()
+            (args.out / NAMES[tower]).write_bytes(data)
+            print(f'[[models.{MODEL_ID}.artifacts]]\nfile = "{NAMES[tower]}"\nrole = "{tower}_onnx"\n'
+                  f'derived_from = "{source}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\n'
+                  f'size = {len(data)}\nurls = ["demo/{NAMES[tower]}"]\n')
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

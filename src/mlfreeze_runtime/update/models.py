@@ -1,0 +1,155 @@
+"""Model packs: a model set published on its own and swapped in without reinstalling the app.
+
+A pack is ``model-pack.json`` (signed as a TUF target next to ``index.json``, or a local file)
+listing every file of a models folder (``models.json``, weights, goldens, probe inputs) as
+``[path, sha256, size]``, with the bytes as blobs (``blobs/<aa>/<sha256>``). Installed packs lie
+in ``<root>/models/<set>-<version>/`` with ``<root>/models/current`` pointing at the one in use;
+the bundle's runtime hook prefers it over the bundle's own ``models/`` when the app runs from
+``<root>/versions/<name>/``.
+
+``install_pack``: fetch (hard-linking files the current models already have), run the
+installed app's own ``<app>-selftest --models-dir <staged pack>`` (the new models must
+reproduce their goldens through the app's code), rename into ``models/``, switch
+``models/current``, run ``<app> --health`` with the new models, restore the previous models on
+failure; the previous pack stays as the backup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mlfreeze_runtime import buildinfo, record
+from mlfreeze_runtime.update import http, index, install, pointer
+from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
+
+PACK_NAME = "model-pack.json"
+FORMAT = "mlfreeze-model-pack"
+MODELS = "models"
+
+
+def pack_document(models_dir: Path, *, app: str, set_name: str, version: str) -> tuple[bytes, list[tuple[str, str]]]:
+    """(``model-pack.json`` bytes, [(path, sha256)]) for every file under ``models_dir``."""
+    rows = []
+    for path in sorted(p for p in models_dir.rglob("*") if p.is_file()):
+        digest, size = record.hash_file(path)
+        rows.append((path.relative_to(models_dir).as_posix(), digest, size))
+    doc = {"format": FORMAT, "schema_version": 1, "app": app, "set": set_name, "version": version, "files": rows}
+    return (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode(), [(r[0], r[1]) for r in rows]
+
+
+def parse_pack(data: bytes, where: str) -> dict[str, Any]:
+    doc = index.load_document(data, where, FORMAT, "an mlfreeze model pack")
+    for rel, _sha, _size in doc["files"]:
+        if index.escapes(rel):
+            raise FetchError(f"{where}: path {rel!r} escapes the models folder")
+    if not any(r[0] == "models.json" for r in doc["files"]):
+        raise FetchError(f"{where}: the pack has no models.json")
+    return doc
+
+
+def load_pack(source: str, root: Path, trust_file: Path | None) -> tuple[dict[str, Any], str]:
+    """(pack document, base for its blobs) from a signed repository, a release directory or a
+    ``model-pack.json`` file; an unsigned URL is refused."""
+    from mlfreeze_runtime.update import trust
+
+    if http.is_local(source) and http.local_path(source).is_file():
+        path = http.local_path(source)
+        return parse_pack(path.read_bytes(), str(path)), str(path.parent)
+    install.ensure_fetchable(source)
+    if trust.has_metadata(source):
+        cur = install.current_bundle(root)
+        data = trust.refresh_index(source, root, trust_root=trust_file or trust.env_trust() or trust.bundled_root(cur),
+                                   target=PACK_NAME)
+        return parse_pack(data, http.join(source, PACK_NAME)), source
+    if http.is_local(source):
+        where = http.join(source, PACK_NAME)
+        return parse_pack(http.fetch_bytes(where), where), source
+    raise FetchError(f"{source}: no signed metadata; remote model packs must be signed: refused")
+
+
+def models_pointer(root: Path) -> pointer.SymlinkPointer:
+    return pointer.SymlinkPointer(root / MODELS, folder=".")
+
+
+def current_models(root: Path) -> Path:
+    """The models folder the installed app uses: ``models/current`` when set, else the bundle's."""
+    name = models_pointer(root).read()
+    return root / MODELS / name if name else install.current_bundle(root) / MODELS
+
+
+def _reusable(models_dir: Path) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for path in (p for p in models_dir.rglob("*") if p.is_file()) if models_dir.is_dir() else ():
+        out.setdefault(_sha(path), path)
+    return out
+
+
+def _sha(path: Path) -> str:
+    return record.hash_file(path)[0]
+
+
+def install_pack(root: Path, base: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Verify, self-test, switch and health-check a model pack; VerificationFailed (exit 1) keeps
+    the models in use, FetchError (exit 3) for bytes that are not the signed ones."""
+    bundle = install.current_bundle(root)
+    info = buildinfo.read(bundle)
+    if info["flavor"] == "lite":
+        raise UsageError(f"{bundle.name} is a lite install: it has no models to update")
+    name = f"{doc['set']}-{doc['version']}"
+    (root / MODELS).mkdir(exist_ok=True)
+    staging = root / install.STAGING / f"models-{name}.{os.getpid()}"
+    staging.mkdir(parents=True)
+    have = _reusable(current_models(root))
+    fetched = reused = 0
+    try:
+        for rel, sha, size in doc["files"]:
+            dest = staging / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if sha in have:
+                install._link_or_copy(have[sha], dest)
+                reused += 1
+            else:
+                http.fetch_file(http.join(base, index.blob_path(sha)), dest, sha256=sha, size=int(size))
+                fetched += 1
+        extra = {p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file()} - \
+            {r[0] for r in doc["files"]}
+        if extra:
+            raise VerificationFailed(f"model pack {name}: unlisted files {sorted(extra)}")
+        install.kill_point("models-staged")
+        selftest = bundle / install.exe_name(info["app"], "windows" if os.name == "nt" else "posix", "-selftest")
+        install.run_check([str(selftest), "--models-dir", str(staging)],
+                          f"model pack {name}: the installed app's self-test failed on the new models; "
+                          "the models in use are kept", json_out=False)
+        target = root / MODELS / name
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    ptr = models_pointer(root)
+    previous = ptr.read()
+    ptr.switch(name)
+    install.kill_point("models-switched")
+    env_cmd = install.health_command(bundle)
+    try:
+        os.environ["MLFREEZE_MODELS_DIR"] = str(root / MODELS / "current")
+        install.run_check(env_cmd, f"model pack {name}: health check with the new models failed", json_out=True)
+    except VerificationFailed as exc:
+        if previous:
+            ptr.switch(previous)
+        else:
+            ptr.path.unlink()
+        shutil.rmtree(root / MODELS / name, ignore_errors=True)
+        raise VerificationFailed(exc.message + f"; restored {previous or 'the bundle models'}") from None
+    finally:
+        os.environ.pop("MLFREEZE_MODELS_DIR", None)
+    for old in (p for p in (root / MODELS).iterdir() if p.is_dir() and not p.is_symlink()):
+        if old.name not in (name, previous):  # keep the new pack and the previous one as the backup
+            shutil.rmtree(old, ignore_errors=True)
+    return {"models": name, "previous": previous, "fetched_files": fetched, "reused_files": reused,
+            "sha256": hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()}

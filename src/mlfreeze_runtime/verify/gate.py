@@ -1,0 +1,178 @@
+"""The gate: run every declared check on a list of models and collect the results.
+
+Used by the build stage (``src/mlfreeze/models/verification.py``) and by the frozen self-test; it takes
+the device, the onnxruntime providers to request and the providers the profile expects as
+parameters, so it imports nothing from ``mlfreeze``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlfreeze_runtime.verify import goldens
+from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult, ModelRef
+from mlfreeze_runtime.verify.spec import ClipSpec, FacesSpec, SpecError, parse
+
+DEFAULT_PROVIDERS = ("CPUExecutionProvider",)
+
+
+def runtime_device(requested: str | None = None) -> str:
+    """``requested`` if given, else ``platforms.device.get_device()``, else ``cpu``."""
+    if requested and requested != "auto":
+        return requested
+    try:
+        from mlfreeze_runtime import device as pdev  # type: ignore[attr-defined]
+    except ImportError:
+        return "cpu"
+    return str(pdev.get_device())
+
+
+def runtime_providers(device: str) -> list[str]:
+    """The providers to request: ``platforms.device.get_onnx_providers()``; CPU only when device is cpu."""
+    if device == "cpu":
+        return list(DEFAULT_PROVIDERS)
+    try:
+        from mlfreeze_runtime import device as pdev  # type: ignore[attr-defined]
+    except ImportError:
+        return list(DEFAULT_PROVIDERS)
+    return list(pdev.get_onnx_providers())
+
+
+@dataclass(kw_only=True)
+class GateRun:
+    results: list[CheckResult] = field(default_factory=list)
+    values: dict[str, goldens.Values] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+EMPTY_SET = "(set)"
+
+
+CLIP_PATHS = ("torch", "onnx", "auto")
+
+
+def clip_path_for(ref: ModelRef, requested: str) -> str:
+    """``torch`` or ``onnx`` for one CLIP model: ``auto`` is torch when torch and open_clip import
+    here and the model lists its weights, else onnx (a slim bundle's self-test)."""
+    if requested != "auto":
+        return requested
+    from mlfreeze_runtime.clip import torch_clip_available
+
+    has_weights = "weights" in ref.roles.values() or any(
+        n.endswith((".safetensors", ".bin", ".pt", ".pth")) for n in ref.files)
+    return "torch" if has_weights and torch_clip_available() else "onnx"
+
+
+def _run_clip(ref: ModelRef, spec: ClipSpec, *, path: str, device: str, providers: Sequence[str],
+              probes_dir: Path | None, results: list[CheckResult], requested: str = "auto") -> Any:
+    from mlfreeze_runtime.verify import clip_checks
+
+    if path == "torch":
+        return clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1]
+    if clip_path_for(ref, "auto") == "torch":  # torch is here too: prove the export equals it first
+        from mlfreeze_runtime.verify import onnx_checks
+
+        image_onnx, text_onnx = clip_checks.onnx_towers(ref)
+        results += onnx_checks.run(ref, image_onnx, text_onnx, raw_tolerances=ref.onnx_agreement,
+                                   probes_dir=probes_dir, providers=providers)
+    elif requested == "onnx":  # a torch-free build's verify: say the agreement did not run here
+        why = ("torch and open_clip are not installed in this environment (a slim-only build): the towers "
+               "are checked on their own merits below; the agreement runs in a build that has torch")
+        results += [CheckResult(model=ref.id, check=f"onnx_agreement.{tower}", status=SKIP,
+                                expected="min cosine vs torch", got=why) for tower in ("image", "text")]
+    return clip_checks.run_onnx(ref, spec, providers=providers, probes_dir=probes_dir, out=results)[1]
+
+
+def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[str] = DEFAULT_PROVIDERS,
+        expected_providers: Sequence[str] = (), probes_dir: Path | None = None, clip_path: str = "torch") -> GateRun:
+    """Every check of every model. A model whose suite raises keeps the results it produced before
+    the exception, followed by one ``runtime`` FAIL naming it; an empty model list is one FAIL.
+
+    ``clip_path`` (:data:`CLIP_PATHS`): how CLIP models run. ``torch``: open_clip (full bundles).
+    ``onnx``: the exported towers on onnxruntime (slim bundles), every semantic check on that path,
+    preceded by ``onnx_agreement.image``/``.text`` against torch when torch and the weights are at
+    hand (the build environment). ``auto``: torch when available, else onnx (the frozen self-test)."""
+    if clip_path not in CLIP_PATHS:
+        raise ValueError(f"clip_path {clip_path!r}; allowed: {', '.join(CLIP_PATHS)}")
+    gate = GateRun()
+    if not models:
+        gate.results.append(CheckResult(model=EMPTY_SET, check="models", status=FAIL,
+                                        expected="at least one model to verify", got="the model set is empty"))
+        return gate
+    for ref in models:
+        t = time.perf_counter()
+        gate.kinds[ref.id] = ref.kind
+        try:
+            spec = parse(ref.id, ref.kind, ref.verify)
+        except SpecError as exc:
+            gate.results.append(CheckResult(model=ref.id, check="verify_spec", status=FAIL,
+                                            expected="a valid verify table", got=str(exc)))
+            continue
+        missing = [n for n, p in ref.files.items() if not Path(p).exists()]
+        if missing:
+            gate.results.append(CheckResult(model=ref.id, check="files", status=FAIL,
+                                            expected="every model file present",
+                                            got=f"missing: {', '.join(f'{n} ({ref.files[n]})' for n in missing)}"))
+            continue
+        gate.results.append(CheckResult(model=ref.id, check="files", status=PASS,
+                                        expected="every model file present", got=f"{len(ref.files)} files"))
+        results: list[CheckResult] = []  # the suite appends here as it goes, so an exception loses nothing
+        values: Any
+        try:
+            if isinstance(spec, ClipSpec):
+                values = _run_clip(ref, spec, path=clip_path_for(ref, clip_path), device=device,
+                                   providers=providers, probes_dir=probes_dir, results=results,
+                                   requested=clip_path)
+            else:
+                assert isinstance(spec, FacesSpec)
+                from mlfreeze_runtime.verify import face_checks
+
+                _, values = face_checks.run(ref, spec, providers=providers, expected_providers=expected_providers,
+                                            probes_dir=probes_dir, out=results)
+        except Exception as exc:  # a broken runtime (e.g. a file missing from a bundle) fails, never crashes
+            values = None
+            results.append(CheckResult(model=ref.id, check="runtime", status=FAIL,
+                                       expected="the model's checks run to completion",
+                                       got=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]))
+        gate.results += results
+        if values is not None:
+            gate.values[ref.id] = values
+        gate.seconds[ref.id] = time.perf_counter() - t
+    return gate
+
+
+def recorded_on(device: str = "cpu") -> dict[str, str]:
+    import platform
+
+    info = {"device": device, "python": platform.python_version(), "machine": platform.machine()}
+    for mod in ("torch", "onnxruntime", "open_clip", "insightface"):
+        with contextlib.suppress(Exception):  # an absent package just isn't recorded
+            info[mod] = str(__import__(mod).__version__)
+    return info
+
+
+def pin(gate: GateRun, goldens_dir: Path, *, device: str = "cpu",
+        models: Sequence[ModelRef] = ()) -> list[Path]:
+    """Write ``<goldens_dir>/<id>.json`` for every model whose values were computed.
+
+    With ``models`` (the refs the gate ran on), each model's ``golden`` result is then re-judged
+    against the file just written, in place, without running the models a second time."""
+    written = []
+    tolerances = {}
+    for ref in models:
+        with contextlib.suppress(SpecError):
+            tolerances[ref.id] = parse(ref.id, ref.kind, ref.verify).golden_tolerance
+    for mid, values in gate.values.items():
+        path = Path(goldens_dir) / f"{mid}.json"
+        goldens.write(path, goldens.document(mid, gate.kinds[mid], values, recorded_on(device)))
+        written.append(path)
+        if mid in tolerances:
+            fresh = goldens.check(mid, path, values, tolerance=tolerances[mid])
+            gate.results = [fresh if (r.model, r.check) == (mid, "golden") else r for r in gate.results]
+    return written
