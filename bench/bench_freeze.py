@@ -72,7 +72,7 @@ def ttfe(bundle: Path, exe: str, entry: Path, runs: int, args: list[str]) -> Non
 
 def rebuild(flavor: str) -> None:
     """Cold (forced) then warm (nothing changed) freeze of a stdlib-only app, lite flavor."""
-    from mlfreeze.bundle.freeze import AppConfig, freeze_bundle
+    from mlfreeze.bundle.freeze import AppConfig, FreezeRequest, freeze_bundle
     from mlfreeze.platforms.profiles import load_profile
 
     with tempfile.TemporaryDirectory(dir=ROOT / "build") as tmp:
@@ -83,10 +83,10 @@ def rebuild(flavor: str) -> None:
         kw = dict(profile=load_profile("linux-cuda"), flavor=flavor, root=root, app=app, dist_dir=root / "dist",
                   work_dir=root / "build")
         t0 = time.monotonic()
-        freeze_bundle(**kw, force=True)
+        freeze_bundle(FreezeRequest(**kw, force=True))
         cold = time.monotonic() - t0
         t0 = time.monotonic()
-        freeze_bundle(**kw)
+        freeze_bundle(FreezeRequest(**kw))
         warm = time.monotonic() - t0
     print(json.dumps({"flavor": flavor, "cold_s": round(cold, 2), "warm_s": round(warm, 3)}))
     print(f"warm rebuild / cold build: {warm / cold:.3f} (target <= 0.10)")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlfreeze import hostinfo
-from mlfreeze.bundle.freeze import AppConfig, freeze_bundle
+from mlfreeze.bundle.freeze import AppConfig, FreezeRequest, freeze_bundle
 from mlfreeze.platforms.profiles import Profile, all_profiles
 
 
@@ -36,4 +36,4 @@ def freeze_lite(root: Path, app: AppConfig, *, profile: Profile | None = None,
     returns the bundle and the keyword arguments, for a rebuild with the same inputs."""
     kw = dict(profile=profile or host_profile(), flavor="lite", root=root, app=app,
               dist_dir=dist_dir or root / "dist", work_dir=root / "build")
-    return freeze_bundle(**kw), kw
+    return freeze_bundle(FreezeRequest(**kw)), kw

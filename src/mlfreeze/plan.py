@@ -23,10 +23,15 @@ from mlfreeze.project.lock import LOCK_DIR, lock_name, plan_lock, variant_for
 from mlfreeze.schema import read_toml
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS
 
+# What `mlfreeze build` runs, in order (mlfreeze.build.Stages has one field per name). A plan adds the
+# install steps before (the nox session runs them) and the release after (the release workflow).
+BUILD_STAGES = ("doctor", "fetch", "export", "verify", "freeze", "selftest", "sizes")
+PIPELINE = ("install", *BUILD_STAGES, "release")
+
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
-    stage: str  # install | doctor | fetch | export | verify | freeze | selftest | sizes | release
+    stage: str  # one of PIPELINE
     title: str
     command: tuple[str, ...]
 
@@ -145,6 +150,7 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
         steps.append(Step(stage="freeze", title=f"freeze the {b.flavor} bundle ({b.spec})",
                           command=("mlfreeze", "freeze", "--platform", p, "--flavor", b.flavor, "--set", model_set,
                                    *verify_arg)))
+    for b in bundles:
         checks = [(f"{b.path}/{config.app}{exe}", "--health")]
         if b.flavor in MODEL_FLAVORS:
             checks.insert(0, (f"{b.path}/{config.app}-selftest{exe}", "--json"))
@@ -202,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = load_config()
     if args.model_set:  # an unknown set is refused here as `build --plan` refuses it (exit 2)
-        check_model_set(config, getattr(args, "manifest", None), args.model_set)
+        check_model_set(config, None, args.model_set)
     plan = make_plan(load_profile(args.platform), config, model_set=args.model_set,
                      flavors=(args.flavor,) if args.flavor else None)
     sys.stdout.write((plan.to_json() if args.json else render_text(plan)) + "\n")

@@ -51,8 +51,8 @@ def option(posargs: Sequence[str], name: str) -> str | None:
 
 def run_build(session: Any, profile: Profile, *, root: Path, mlfreeze_source: str | None) -> None:
     """The body of ``build-<platform>``; exits the process with mlfreeze's code when it fails."""
-    from mlfreeze.build import parse_flavors as build_flavors
     from mlfreeze.models.manifest import check_model_set
+    from mlfreeze.options import parse_flavors as build_flavors
     from mlfreeze.plan import install_steps
     from mlfreeze.project.config import load_config
     from mlfreeze.project.lock import staleness, variant_for

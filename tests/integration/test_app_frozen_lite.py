@@ -17,7 +17,7 @@ import pytest
 from lite_projects import host_profile
 
 from mlfreeze import hostinfo
-from mlfreeze.bundle.freeze import freeze_bundle, load_app_config
+from mlfreeze.bundle.freeze import FreezeRequest, freeze_bundle, load_app_config
 
 pytest.importorskip("PyInstaller")
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("photo-lite")
-    out = freeze_bundle(profile=host_profile(), flavor="lite", root=ROOT, app=load_app_config(ROOT),
-                        dist_dir=work / "dist", work_dir=work / "build")
+    out = freeze_bundle(FreezeRequest(profile=host_profile(), flavor="lite", root=ROOT, app=load_app_config(ROOT),
+                        dist_dir=work / "dist", work_dir=work / "build"))
     yield out
     shutil.rmtree(work, ignore_errors=True)
 

@@ -18,7 +18,7 @@ import pytest
 from lite_projects import freeze_lite, tiny_app
 
 from mlfreeze import cli
-from mlfreeze.bundle.freeze import freeze_bundle
+from mlfreeze.bundle.freeze import FreezeRequest, freeze_bundle
 from mlfreeze_runtime import buildinfo, record
 
 pytest.importorskip("PyInstaller")
@@ -130,11 +130,11 @@ def test_incremental_skip_rebuilds_a_damaged_bundle_saying_why(project: dict,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     """Runs last: damages the module's bundle, which freeze then rebuilds."""
     bundle = project["bundle"]
-    assert freeze_bundle(**project["kw"]) == bundle
+    assert freeze_bundle(FreezeRequest(**project["kw"])) == bundle
     assert "RECORD intact, skipping" in capsys.readouterr().out
     target = bundle / "_internal" / "base_library.zip"
     target.write_bytes(target.read_bytes()[:-1])
-    assert freeze_bundle(**project["kw"]) == bundle
+    assert freeze_bundle(FreezeRequest(**project["kw"])) == bundle
     out = capsys.readouterr().out
     assert "rebuilding: the bundle no longer matches its RECORD: _internal/base_library.zip: differ: size" in out
     assert "PyInstaller done" in out

@@ -16,7 +16,7 @@ import pytest
 from lite_projects import freeze_lite, tiny_app
 
 from mlfreeze import hostinfo
-from mlfreeze.bundle.freeze import freeze_bundle
+from mlfreeze.bundle.freeze import FreezeRequest, freeze_bundle
 from mlfreeze.bundle.incremental import read_stamp
 from mlfreeze.bundle.prune import PRUNE_FILE
 from mlfreeze.errors import VerificationError
@@ -67,7 +67,7 @@ def test_build_info_records_the_build(project: dict) -> None:
 def test_unchanged_inputs_skip_the_freeze(project: dict, capsys: pytest.CaptureFixture[str]) -> None:
     stamp_mtime = (project["bundle"] / "BUILD-INFO.json").stat().st_mtime_ns
     started = time.monotonic()
-    assert freeze_bundle(**project["kw"]) == project["bundle"]
+    assert freeze_bundle(FreezeRequest(**project["kw"])) == project["bundle"]
     warm_s = time.monotonic() - started
     assert "inputs unchanged" in capsys.readouterr().out
     assert (project["bundle"] / "BUILD-INFO.json").stat().st_mtime_ns == stamp_mtime
@@ -81,7 +81,7 @@ def test_a_prune_rule_that_breaks_the_bundle_fails_the_build(project: dict, tmp_
     dist = project["kw"]["dist_dir"]
     shutil.rmtree(dist / (project["bundle"].name + ".FAILED"), ignore_errors=True)
     with pytest.raises(VerificationError) as err:
-        freeze_bundle(**{**project["kw"], "dist_dir": dist, "prune_file": bad})
+        freeze_bundle(FreezeRequest(**{**project["kw"], "dist_dir": dist, "prune_file": bad}))
     assert err.value.exit_code == 1 and "tiny --health" in err.value.message
     assert not project["bundle"].exists(), "a failed bundle must not stay where a good one would be"
     failed = dist / (project["bundle"].name + ".FAILED")

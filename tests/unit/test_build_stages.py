@@ -4,43 +4,59 @@ with the release-asset finding and the budget verdict, and an exceeded budget ex
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mlfreeze import build, cli
+from mlfreeze import plan as plan_mod
 from mlfreeze.errors import DownloadError, FreezeError, MlfreezeError, VerificationError
+from mlfreeze.plan import BUILD_STAGES, PIPELINE
+from mlfreeze.platforms.profiles import load_profile
+from mlfreeze.project.config import load_config
 from mlfreeze.sizes.report import SizesReport
 from mlfreeze.units import GITHUB_ASSET_LIMIT
 
 ROOT = Path(__file__).resolve().parents[2]
-ORDER = ["doctor", "fetch", "export", "verify", "freeze", "sizes"]
+ORDER = ["doctor", "fetch", "export", "verify", "freeze", "selftest", "sizes"]
 
 
-def test_the_real_stages_run_in_the_documented_order() -> None:
-    assert [name for name, _ in build.STAGES] == ORDER
+def test_the_real_stages_run_in_the_documented_order_and_plan_lists_the_same() -> None:
+    assert [f.name for f in fields(build.Stages)] == ORDER == list(BUILD_STAGES)
+    assert ("install", *ORDER, "release") == PIPELINE
+
+
+@pytest.mark.parametrize("flavors", ["full,lite", "slim", "full,lite,slim"])
+def test_the_plans_steps_follow_the_pipeline(capsys: pytest.CaptureFixture[str], flavors: str) -> None:
+    steps = [s.stage for s in plan_mod.make_plan(load_profile("linux-cuda"), load_config(ROOT),
+                                                 flavors=tuple(flavors.split(","))).steps]
+    assert steps == sorted(steps, key=PIPELINE.index)  # in pipeline order
+    assert set(steps) >= set(PIPELINE) - {"export"}  # export only when a slim bundle is built
+    assert ("export" in steps) == ("slim" in flavors)
 
 
 class Recorder:
     def __init__(self, fail: dict[str, MlfreezeError] | None = None, sizes: SizesReport | None = None) -> None:
         self.ran: list[str] = []
         self.fail = fail or {}
-        self.sizes = sizes
+        self.sizes = sizes or _sizes(over_limit=False)
 
-    def stages(self) -> tuple[build.Stage, ...]:
-        return tuple((name, self._fake(name)) for name in ORDER)
+    def stages(self) -> build.Stages:
+        return build.Stages(**{name: self._fake(name) for name in ORDER})
 
     def _fake(self, name: str) -> Any:
-        def stage(ctx: build.BuildContext) -> None:
+        def stage(opts: build.BuildOptions, *previous: Any) -> Any:
             self.ran.append(name)
-            assert ctx.profile.name == "linux-cpu"
+            assert opts.profile.name == "linux-cpu"
             if name in self.fail:
                 raise self.fail[name]
-            if name == "freeze":
-                ctx.state["bundles"] = [Path(f"dist/x-{f}") for f in ctx.flavors]
-            if name == "sizes" and self.sizes is not None:
-                ctx.state["sizes"] = self.sizes
+            if name == "selftest":
+                return build.Tested(bundles=tuple(Path(f"dist/x-{f}") for f in opts.flavors))
+            if name == "sizes":
+                return self.sizes
+            return previous
         return stage
 
 
@@ -52,6 +68,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def install(rec: Recorder) -> Recorder:
         monkeypatch.setattr(build, "STAGES", rec.stages())
+        monkeypatch.setattr(build.main, "__defaults__", (build.STAGES,))
         rec.host_checked = host_checked  # type: ignore[attr-defined]
         return rec
     return install

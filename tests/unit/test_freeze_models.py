@@ -10,7 +10,14 @@ from types import SimpleNamespace
 import pytest
 
 from mlfreeze import hostinfo
-from mlfreeze.bundle.freeze import AppConfig, bundle_models, freeze_bundle, install_models, models_index_entries
+from mlfreeze.bundle.freeze import (
+    AppConfig,
+    FreezeRequest,
+    bundle_models,
+    freeze_bundle,
+    install_models,
+    models_index_entries,
+)
 from mlfreeze.errors import FreezeError, WrongHostError
 from mlfreeze.platforms.profiles import all_profiles
 
@@ -66,15 +73,15 @@ def test_wrong_host_is_refused_with_the_plan_hint(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("")
     app = AppConfig(app="a", entry=tmp_path / "a.py", version="1", model_set="demo", sources=(), pathex=(tmp_path,))
     with pytest.raises(WrongHostError, match=f"mlfreeze plan --platform {other.name}"):
-        freeze_bundle(profile=other, flavor="lite", root=tmp_path, app=app, dist_dir=tmp_path / "dist")
+        freeze_bundle(FreezeRequest(profile=other, flavor="lite", root=tmp_path, app=app, dist_dir=tmp_path / "dist"))
 
 
 def test_full_without_models_is_a_freeze_error(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("")
     app = AppConfig(app="a", entry=tmp_path / "a.py", version="1", model_set="demo", sources=(), pathex=(tmp_path,))
     with pytest.raises(FreezeError, match="needs its models"):
-        freeze_bundle(profile=_profile(here=True), flavor="full", root=tmp_path, app=app,
-                      dist_dir=tmp_path / "dist", work_dir=tmp_path / "w")
+        freeze_bundle(FreezeRequest(profile=_profile(here=True), flavor="full", root=tmp_path, app=app,
+                      dist_dir=tmp_path / "dist", work_dir=tmp_path / "w"))
     assert not (tmp_path / "dist").exists() and not (tmp_path / "w").exists()
 
 

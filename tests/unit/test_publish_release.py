@@ -16,6 +16,7 @@ from release_bundles import (
     make_bundle,
 )
 
+from mlfreeze import cli
 from mlfreeze.errors import ConfigError, IntegrityError
 from mlfreeze.release import assemble as release
 from mlfreeze.release import publish
@@ -71,27 +72,29 @@ def test_publish_needs_root_only_the_first_time_and_resign_only_the_online_keys(
     publish.generate_keys(keys)
     monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(__import__("time").time()) - 60))
     repo = tmp_path / "repo"
-    args = dict(repo=str(repo), generate_keys=None, keys=str(keys), resign=False, model_pack=None,
-                cuda_archs=None, bundles=[], release=str(out))
-    assert publish.main(type("A", (), {**args, "init_root": True})()) == 0  # before the first release
+    base = ["publish", "--repo", str(repo), "--keys", str(keys)]
+
+    def run(*extra: str) -> int:
+        return publish.main(cli.build_parser().parse_args([*base, *extra]))
+
+    assert run("--init-root") == 0  # before the first release
     root_v1 = (repo / "metadata" / "1.root.json").read_bytes()
     assert json.loads(root_v1)["signed"]["_type"] == "root"
-    assert publish.main(type("A", (), args)()) == 0
+    assert run("--release", str(out)) == 0
     assert (repo / "metadata" / "1.root.json").read_bytes() == root_v1  # the root bundles froze in stays
     doc = json.loads((repo / "index.json").read_text())
     assert sorted(v["name"] for v in doc["variants"]) == sorted(b.name for b in made.values())
     os.remove(keys / "root.pem")  # offline from now on
-    assert publish.main(type("A", (), args)()) == 0
+    assert run("--release", str(out)) == 0
     for role in ("root", "targets"):
         (keys / f"{role}.pem").unlink(missing_ok=True)
-    assert publish.main(type("A", (), {**args, "resign": True})()) == 0
+    assert run("--release", str(out), "--resign") == 0
     with pytest.raises(ConfigError, match="no targets key"):
-        publish.main(type("A", (), args)())
+        run("--release", str(out))
 
 
 def test_publish_without_the_update_extra_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import importlib.util
-    from types import SimpleNamespace
 
     from mlfreeze.errors import UsageError
 
@@ -99,5 +102,6 @@ def test_publish_without_the_update_extra_is_one_line(monkeypatch: pytest.Monkey
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "securesystemslib" else real(name, *a))
     with pytest.raises(UsageError, match=r"needs securesystemslib.*pip install 'mlfreeze\[update\]'"):
-        publish.main(SimpleNamespace(repo=str(tmp_path), generate_keys=str(tmp_path / "keys")))
+        publish.main(cli.build_parser().parse_args(["publish", "--repo", str(tmp_path),
+                                                "--generate-keys", str(tmp_path / "keys")]))
     assert not (tmp_path / "keys").exists()

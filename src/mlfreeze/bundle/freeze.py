@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import mlfreeze.specs  # noqa: E402
 import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
@@ -31,6 +31,7 @@ from mlfreeze import hostinfo
 from mlfreeze.bundle import buildinfo, cuda_archs, incremental, prune, selftest
 from mlfreeze.errors import FreezeError, VerificationError
 from mlfreeze.models.cache import hash_file
+from mlfreeze.platforms.profiles import Profile
 from mlfreeze.project.config import bundle_name, find_root, load_config
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
@@ -298,39 +299,78 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
         sources=incremental.source_files([*app.sources, *extra], root), params=stable)
 
 
-def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: AppConfig | None = None,
-                  model_set: str | None = None, fetched: Mapping[str, Any] | None = None,
-                  exports: Mapping[str, Any] | None = None, verify_report: Path | None = None,
-                  dist_dir: Path | None = None,
-                  work_dir: Path | None = None, prune_file: Path = prune.PRUNE_FILE, force: bool = False,
-                  goldens_dir: Path | None = None, keep_failed: bool = True, verify: bool = False) -> Path:
-    """Freeze, prune, add models, self-test; return the bundle directory under dist/.
+@dataclass(frozen=True, kw_only=True)
+class FreezeRequest:
+    """What to freeze: one flavor of the project for one platform profile.
 
     ``fetched`` is fetch_set()'s result (required for ``full`` and ``slim``); ``exports`` the export
-    stage's ``{id: ExportedClip}`` (slim, for towers the manifest does not pin). Raises FreezeError (exit 4)
-    when PyInstaller fails and VerificationError (exit 1) when the frozen self-test fails.
-    ``goldens_dir``: where ``<id>.json`` lives beside the models' manifest (default src/mlfreeze/specs/goldens/).
+    stage's ``{id: ExportedClip}`` (slim, for towers the manifest does not pin). ``goldens_dir``:
+    where ``<id>.json`` lives beside the models' manifest (default: mlfreeze's specs/goldens/).
     ``verify_report``: the verify stage's report for exactly this flavor and set
     (``dist/reports/verify-<platform>-<flavor>.json``), checked and shipped as ``verify-report.json``;
     without it a bundle that ships models records ``verification: null`` (release refuses it).
     ``verify``: the incremental skip re-hashes every file against RECORD instead of sizes and mtimes.
     """
+
+    profile: Profile
+    flavor: str
+    root: Path | None = None
+    app: AppConfig | None = None
+    model_set: str | None = None
+    fetched: Mapping[str, Any] | None = None
+    exports: Mapping[str, Any] | None = None
+    verify_report: Path | None = None
+    dist_dir: Path | None = None
+    work_dir: Path | None = None
+    prune_file: Path = prune.PRUNE_FILE
+    force: bool = False
+    goldens_dir: Path | None = None
+    keep_failed: bool = True
+    verify: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class FreezePlan:
+    """Everything one freeze will do, fixed before PyInstaller starts (:func:`plan_freeze`)."""
+
+    profile: Profile
+    flavor: str
+    root: Path
+    app: AppConfig
+    name: str
+    bundle: Path  # dist/<name>
+    staging: Path  # PyInstaller's --distpath; the bundle is moved from here into dist/
+    work_dir: Path
+    model_set: str
+    models: tuple[BundleModel, ...]
+    rules: tuple[prune.Rule, ...]
+    params: Mapping[str, Any]  # the spec's parameters (params.json)
+    digest: str  # sha256 of every input (incremental)
+    distributions: Mapping[str, str]
+    verification: Mapping[str, Any] | None  # what the verify report says about this flavor and set
+    verify_report: Path | None
+    goldens_dir: Path
+    keep_failed: bool
+
+
+def plan_freeze(request: FreezeRequest) -> FreezePlan:
+    """The pure-ish half of a freeze: names, prune rules, spec parameters, models and the input digest.
+    Raises FreezeError when a flavor that ships models has none, ConfigError/UsageError from the configs."""
+    profile, flavor = request.profile, request.flavor
     hostinfo.require_host(profile, "freeze")
-    root = root or find_root()
-    app = app or load_app_config(root)
-    dist_dir = dist_dir or root / "dist"
-    goldens_dir = goldens_dir or SPECS / "goldens"
-    work_dir = work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
+    root = request.root or find_root()
+    app = request.app or load_app_config(root)
     name = bundle_name(app.app, app.version, profile.name, flavor)
-    bundle = dist_dir / name
-    model_set = model_set or app.model_set
-    config = prune.load_prune(prune_file)
+    work_dir = request.work_dir or root / "build" / "pyinstaller" / f"{profile.name}-{flavor}"
+    goldens_dir = request.goldens_dir or SPECS / "goldens"
+    model_set = request.model_set or app.model_set
+    config = prune.load_prune(request.prune_file)
     rules = config.select(flavor=flavor, accelerator=profile.accelerator, platform=profile.name)
     rules += tuple(r for r in app.prune if r.applies_to(flavor=flavor, accelerator=profile.accelerator,
                                                            platform=profile.name))
-    if flavor in MODEL_FLAVORS and fetched is None:
+    if flavor in MODEL_FLAVORS and request.fetched is None:
         raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
-    models = bundle_models(fetched or {}, flavor, exports) if flavor in MODEL_FLAVORS else []
+    models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
                          updater_excludes=config.excludes.get("lite", ()))
@@ -340,98 +380,179 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
                         if not all(m in params["excludes"] for m in d.modules)]
     # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
     params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
-    check_hidden_imports(params["hiddenimports"], params["pathex"])
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
-                        prune_file=prune_file, root=root, goldens_dir=goldens_dir,
+                        prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
                         distributions=distributions).digest()
     verification = None
-    if models and verify_report is not None:
-        verification = buildinfo.verified(verify_report, set_name=model_set, flavor=flavor, platform=profile.name)
+    if models and request.verify_report is not None:
+        verification = buildinfo.verified(request.verify_report, set_name=model_set, flavor=flavor,
+                                          platform=profile.name)
     elif models:
         print(f"freeze: {name}: no verify report was passed; BUILD-INFO records verification: null and "
               "`mlfreeze release` will refuse the bundle (mlfreeze build passes it)", flush=True)
-    stale = None if force else incremental.stale_reason(bundle, digest, full=verify)
-    if not force and stale is None and verification is not None:  # kept only if it records a verification like this one
-        recorded = buildinfo.read(bundle)["verification"] or {}
-        if not recorded.get("applies") or any(recorded.get(k) != verification[k]
+    return FreezePlan(profile=profile, flavor=flavor, root=root, app=app, name=name,
+                      bundle=(request.dist_dir or root / "dist") / name, staging=work_dir / "dist", work_dir=work_dir,
+                      model_set=model_set, models=tuple(models), rules=rules, params=params, digest=digest,
+                      distributions=distributions, verification=verification, verify_report=request.verify_report,
+                      goldens_dir=goldens_dir, keep_failed=request.keep_failed)
+
+
+def rebuild_reason(plan: FreezePlan, *, verify: bool = False) -> str | None:
+    """Why the bundle in dist/ cannot be reused (a line), or None when it was built from these inputs,
+    its files match RECORD and its BUILD-INFO records a verification like this one."""
+    stale = incremental.stale_reason(plan.bundle, plan.digest, full=verify)
+    if stale is None and plan.verification is not None:
+        recorded = buildinfo.read(plan.bundle)["verification"] or {}
+        if not recorded.get("applies") or any(recorded.get(k) != plan.verification[k]
                                               for k in ("set", "flavor", "platform", "passed")):
             stale = "its BUILD-INFO does not record a verification of this set, flavor and platform"
-    if not force and stale is None:
-        print(f"freeze: {name}: inputs unchanged ({digest[:12]}) and RECORD intact, skipping the freeze "
-              "(--force rebuilds)", flush=True)
-        return bundle
-    if stale is not None and bundle.exists():
-        print(f"freeze: {name}: rebuilding: {stale}", flush=True)
+    return stale
 
-    started = time.monotonic()
-    staging = work_dir / "dist"
-    for old in (bundle, bundle.with_name(name + selftest.FAILED_SUFFIX), staging / name):
+
+def run_pyinstaller(plan: FreezePlan) -> Path:
+    """PyInstaller on specs/<flavor>.spec into the staging folder; returns the staged onedir.
+    FreezeError (exit 4) when PyInstaller fails; nothing is left staged then."""
+    for old in (plan.bundle, plan.bundle.with_name(plan.name + selftest.FAILED_SUFFIX), plan.staging / plan.name):
         if old.exists():
             shutil.rmtree(old)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    params_file = work_dir / "params.json"
-    params_file.write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{flavor}.spec", "--noconfirm",
-           "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
-           "--distpath", staging, "--workpath", work_dir / "work", "--", params_file]
+    check_hidden_imports(plan.params["hiddenimports"], plan.params["pathex"])
+    plan.work_dir.mkdir(parents=True, exist_ok=True)
+    params_file = plan.work_dir / "params.json"
+    params_file.write_text(json.dumps(plan.params, indent=2) + "\n", encoding="utf-8")
+    cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{plan.flavor}.spec", "--noconfirm",
+                             "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
+                             "--distpath", plan.staging, "--workpath", plan.work_dir / "work", "--", params_file]
     # The project's modules come from pathex, ahead of anything an outer PYTHONPATH would shadow them with.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(params["pathex"])}
-    status = proc.run(cmd, cwd=root, env=env, check=False)
-    if status != 0 or not (staging / name).is_dir():
-        shutil.rmtree(staging / name, ignore_errors=True)
-        raise FreezeError(f"PyInstaller failed for {name} (exit {status}); see its output above, "
-                          f"then run `mlfreeze freeze --platform {profile.name} --flavor {flavor}` again")
-    print(f"freeze: {name}: PyInstaller done in {time.monotonic() - started:.0f} s", flush=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(plan.params["pathex"])}
+    started = time.monotonic()
+    status = proc.run(cmd, cwd=plan.root, env=env, check=False)
+    staged = plan.staging / plan.name
+    if status != 0 or not staged.is_dir():
+        shutil.rmtree(staged, ignore_errors=True)
+        raise FreezeError(f"PyInstaller failed for {plan.name} (exit {status}); see its output above, then run "
+                          f"`mlfreeze freeze --platform {plan.profile.name} --flavor {plan.flavor}` again")
+    print(f"freeze: {plan.name}: PyInstaller done in {time.monotonic() - started:.0f} s", flush=True)
+    return staged
 
+
+def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal], str | None, Any]:
+    """Prune, strip, add the update root and the models to the staged onedir, then move it to dist/.
+    Returns the removals, the update root's sha256 and the CUDA architectures it carries."""
+    removals = prune.apply(staged / "_internal", plan.rules)
+    if plan.params["strip_symbols"]:
+        saved = strip_symbols(staged / "_internal")
+        print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
+    update_root = freeze_update_root(staged, plan.app.update_root)
+    archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
+                                     internal=staged / "_internal")
+    if plan.models:
+        install_models(staged / "models", plan.models, plan.model_set,
+                       expected_providers=plan.profile.onnxruntime.providers, goldens=plan.goldens_dir)
+    plan.bundle.parent.mkdir(parents=True, exist_ok=True)
+    staged.rename(plan.bundle)
+    return removals, update_root, archs
+
+
+def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Sequence[prune.Removal],
+                update_root: str | None, archs: Any) -> None:
+    """After the self-test passed: ship the verify report, write RECORD (every shipped byte),
+    BUILD-INFO.json and the incremental stamp."""
+    bundle, app, models = plan.bundle, plan.app, plan.models
+    verification = plan.verification
+    if verification is not None and plan.verify_report is not None:
+        shutil.copyfile(plan.verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
+    elif not models:
+        verification = buildinfo.not_applicable(result.summary())
+    pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
+    opted = set(app.unpinned_goldens)
+    _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+    rows = _record.read(bundle).values()
+    info = buildinfo.build_info(
+        app=app.app, version=app.version, platform=plan.profile.name, accelerator=plan.profile.accelerator,
+        flavor=plan.flavor, archive_format=plan.profile.archive_format, distributions=plan.distributions,
+        model_set=plan.model_set if models else None,
+        models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256), "golden": pinned[m.id]} for m in models],
+        unpinned_goldens=[i for i, ok in pinned.items() if not ok and i in opted],
+        verification=verification, selftest=result.summary(),
+        prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
+        record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
+        git_commit=buildinfo.git_commit(plan.root), inputs_sha256=plan.digest,
+        lock_sha256=lock_digest(plan.root, plan.profile.name, plan.flavor), update_root=update_root,
+        cuda_archs=archs)
+    buildinfo.write(bundle, info)
+    incremental.write_stamp(bundle, plan.digest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StagedBundle:
+    """The freeze step's result: a bundle in dist/ that is either reused as it is (``reused``) or
+    freshly frozen, pruned and given its models, waiting for its self-test (:func:`selftest_step`)."""
+
+    plan: FreezePlan
+    reused: bool
+    started: float = 0.0  # time.monotonic() when the freeze began
+    removals: tuple[prune.Removal, ...] = ()
+    update_root: str | None = None
+    archs: Any = None
+
+
+def _discard(plan: FreezePlan, staged: Path, exc: BaseException) -> NoReturn:
+    """A freeze that failed half-way leaves no bundle behind; OS and lookup errors become FreezeError."""
+    shutil.rmtree(staged, ignore_errors=True)
+    shutil.rmtree(plan.bundle, ignore_errors=True)
+    if isinstance(exc, (OSError, LookupError)):  # disk full, permissions, a probe input missing
+        raise FreezeError(f"{plan.name}: {exc}; the bundle was removed") from None
+    raise exc
+
+
+def freeze_step(request: FreezeRequest) -> StagedBundle:
+    """The freeze stage of one flavor: :func:`plan_freeze`, then reuse an up-to-date bundle
+    (:func:`rebuild_reason`) or :func:`run_pyinstaller` and :func:`complete_bundle`.
+    FreezeError (exit 4) when PyInstaller or the disk fails; nothing half-made is left in dist/."""
+    plan = plan_freeze(request)
+    stale = None if request.force else rebuild_reason(plan, verify=request.verify)
+    if not request.force and stale is None:
+        print(f"freeze: {plan.name}: inputs unchanged ({plan.digest[:12]}) and RECORD intact, skipping the freeze "
+              "(--force rebuilds)", flush=True)
+        return StagedBundle(plan=plan, reused=True)
+    if stale is not None and plan.bundle.exists():
+        print(f"freeze: {plan.name}: rebuilding: {stale}", flush=True)
+    started = time.monotonic()
+    staged = run_pyinstaller(plan)
     try:
-        removals = prune.apply(staging / name / "_internal", rules)
-        if params["strip_symbols"]:
-            saved = strip_symbols(staging / name / "_internal")
-            print(f"freeze: {name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
-        update_root = freeze_update_root(staging / name, app.update_root)
-        archs = cuda_archs.variant_archs(flavor=flavor, accelerator=profile.accelerator,
-                                         internal=staging / name / "_internal")
-        if models:
-            install_models(staging / name / "models", models, model_set,
-                           expected_providers=profile.onnxruntime.providers, goldens=goldens_dir)
-        dist_dir.mkdir(parents=True, exist_ok=True)
-        (staging / name).rename(bundle)
-        result = selftest.check_bundle(bundle, app=app.app, flavor=flavor,
-                                       exe_suffix=hostinfo.exe_suffix(profile.host_os), keep_failed=keep_failed)
-        if verification is not None and verify_report is not None:
-            shutil.copyfile(verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
-        elif not models:
-            verification = buildinfo.not_applicable(result.summary())
-        pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
-        opted = set(app.unpinned_goldens)
-        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
-        rows = _record.read(bundle).values()
-        info = buildinfo.build_info(
-            app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,
-            flavor=flavor, archive_format=profile.archive_format, distributions=distributions,
-            model_set=model_set if models else None,
-            models=[{"id": m.id, "kind": m.kind, "files": dict(m.sha256), "golden": pinned[m.id]} for m in models],
-            unpinned_goldens=[i for i, ok in pinned.items() if not ok and i in opted],
-            verification=verification, selftest=result.summary(),
-            prune=[{"rule": r.rule, "bytes": r.bytes} for r in removals],
-            record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
-            git_commit=buildinfo.git_commit(root), inputs_sha256=digest,
-            lock_sha256=lock_digest(root, profile.name, flavor), update_root=update_root,
-            cuda_archs=archs)
-        buildinfo.write(bundle, info)
-        incremental.write_stamp(bundle, digest)
+        removals, update_root, archs = complete_bundle(plan, staged)
+    except BaseException as exc:
+        _discard(plan, staged, exc)
+    return StagedBundle(plan=plan, reused=False, started=started, removals=tuple(removals),
+                        update_root=update_root, archs=archs)
+
+
+def selftest_step(staged: StagedBundle) -> Path:
+    """The self-test stage of one flavor: run the frozen bundle from a clean environment, then
+    :func:`seal_bundle`; returns the bundle. VerificationError (exit 1) when the self-test fails
+    (the bundle is kept as ``<name>.failed`` unless the request said otherwise)."""
+    plan = staged.plan
+    if staged.reused:
+        return plan.bundle
+    try:
+        result = selftest.check_bundle(plan.bundle, app=plan.app.app, flavor=plan.flavor,
+                                       exe_suffix=hostinfo.exe_suffix(plan.profile.host_os),
+                                       keep_failed=plan.keep_failed)
+        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs)
     except VerificationError:
         raise
     except BaseException as exc:
-        shutil.rmtree(staging / name, ignore_errors=True)
-        shutil.rmtree(bundle, ignore_errors=True)
-        if isinstance(exc, (OSError, LookupError)):  # disk full, permissions, a probe input missing
-            raise FreezeError(f"{name}: {exc}; the bundle was removed") from None
-        raise
-    print(f"freeze: {name}: ready in {time.monotonic() - started:.0f} s: {bundle} "
-          f"({prune.tree_bytes(bundle) / 1e6:.1f} MB)", flush=True)
-    return bundle
+        _discard(plan, plan.staging / plan.name, exc)
+    print(f"freeze: {plan.name}: ready in {time.monotonic() - staged.started:.0f} s: {plan.bundle} "
+          f"({prune.tree_bytes(plan.bundle) / 1e6:.1f} MB)", flush=True)
+    return plan.bundle
+
+
+def freeze_bundle(request: FreezeRequest) -> Path:
+    """Freeze, prune, add models, self-test, seal; return the bundle directory under dist/
+    (:func:`freeze_step` then :func:`selftest_step`, as ``mlfreeze freeze`` runs them)."""
+    return selftest_step(freeze_step(request))
 
 
 def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
@@ -517,22 +638,21 @@ def main(args: argparse.Namespace) -> int:
     app = load_app_config()
     model_set = args.model_set or app.model_set
     fetched, goldens_dir, exports = None, None, None
+    cache_dir = Path(args.cache) if args.cache else None
     if args.flavor in MODEL_FLAVORS:
         from mlfreeze.models.fetch import fetch_set
         from mlfreeze.models.manifest import load_manifest
         from mlfreeze.models.verification import goldens_dir_for
 
         manifest = load_manifest(Path(args.manifest) if args.manifest else None)
-        fetched = fetch_set(manifest, model_set, Path(args.cache) if args.cache else None)  # + MLFREEZE_OFFLINE
+        fetched = fetch_set(manifest, model_set, cache_dir)  # + MLFREEZE_OFFLINE
         goldens_dir = goldens_dir_for(manifest.path)
         if args.flavor == "slim":
-            from mlfreeze.models.cache import Cache, default_cache_dir
-            from mlfreeze.models.export import _log, export_model
+            from mlfreeze.models.export import export_clips
 
-            cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
-            exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
-    report = getattr(args, "verify_report", None)
-    freeze_bundle(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched, exports=exports,
-                  goldens_dir=goldens_dir, force=args.force, verify_report=Path(report) if report else None,
-                  verify=getattr(args, "verify", False))
+            exports = export_clips(fetched, cache_dir)
+    freeze_bundle(FreezeRequest(profile=profile, flavor=args.flavor, app=app, model_set=model_set, fetched=fetched,
+                                exports=exports, goldens_dir=goldens_dir, force=args.force,
+                                verify_report=Path(args.verify_report) if args.verify_report else None,
+                                verify=args.verify))
     return 0

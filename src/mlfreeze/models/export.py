@@ -31,6 +31,7 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,20 @@ def _cached(entry: Path) -> dict[str, Any] | None:
     return dict(record)
 
 
+def export_clips(fetched: Mapping[str, Any], cache_dir: Path | None = None) -> dict[str, ExportedClip]:
+    """The ONNX towers of every CLIP model of ``fetched`` (fetch_set()'s result), ``{model id: ExportedClip}``:
+    pinned exports as fetched (no torch), others from the derived-artifact cache or a child export."""
+    from mlfreeze.models.cache import Cache, default_cache_dir
+
+    cache = Cache(cache_dir or default_cache_dir(), log=_log)
+    exports: dict[str, ExportedClip] = {}
+    for mid, fm in fetched.items():
+        if fm.model.kind == "clip":
+            exports[mid] = export_model(cache, fm)
+            _log(f"export: {mid}: {exports[mid].origin} ONNX towers, derived from {exports[mid].derived_from}")
+    return exports
+
+
 def export_model(cache: Any, fetched: Any, options: ExportOptions | None = None, *,
                  timeout: float | None = None) -> ExportedClip:
     """One CLIP model's towers: pinned, cached or exported now (raises ExportError, exit 4)."""
@@ -343,9 +358,9 @@ def main(args: argparse.Namespace) -> int:
     from mlfreeze.project.config import default_model_set, project_manifest
 
     # the project's manifest through the one config loader, as fetch and verify read it
-    manifest = load_manifest(project_manifest(getattr(args, "manifest", None)))
-    set_name = getattr(args, "model_set", None) or default_model_set()
-    cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
+    manifest = load_manifest(project_manifest(args.manifest))
+    set_name = args.model_set or default_model_set()
+    cache_dir = Path(args.cache) if args.cache else None
     _log(f"export: set {set_name!r} from {manifest.path}")
     done = export_set(manifest, set_name, cache_dir=cache_dir)
     if not done:

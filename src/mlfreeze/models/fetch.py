@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlparse
@@ -51,8 +52,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def env_offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+def env_offline(env: Mapping[str, str] | None = None) -> bool:
+    """$MLFREEZE_OFFLINE set to 1/true/yes/on (``env``: os.environ when None)."""
+    return (os.environ if env is None else env).get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def mirror_urls(art: ArtifactSpec) -> list[str]:
@@ -191,10 +193,10 @@ def _unreachable_message(set_name: str, failures: list[tuple[ArtifactSpec, AllUr
 
 
 def main(args: argparse.Namespace) -> int:
-    manifest = load_manifest(project_manifest(getattr(args, "manifest", None)))
-    set_name = getattr(args, "model_set", None) or default_model_set()
-    cache_dir = Path(args.cache) if getattr(args, "cache", None) else None
-    offline = bool(getattr(args, "offline", False)) or env_offline()
+    manifest = load_manifest(project_manifest(args.manifest))
+    set_name = args.model_set or default_model_set()
+    cache_dir = Path(args.cache) if args.cache else None
+    offline = bool(args.offline) or env_offline()
     _log(f"fetch: set {set_name!r} from {manifest.path}{' (offline)' if offline else ''}")
     fetched = fetch_set(manifest, set_name, cache_dir=cache_dir, offline=offline)
     for model_id, fm in fetched.items():

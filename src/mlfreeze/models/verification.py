@@ -166,7 +166,7 @@ def main(args: argparse.Namespace) -> int:
     check_specs(manifest, set_name)
     fetched = fetch_set(manifest, set_name, cache_dir=Path(args.cache) if args.cache else None, offline=env_offline())
     goldens_dir = goldens_dir_for(manifest.path)
-    flavor = getattr(args, "flavor", None)
+    flavor = args.flavor
     exports = None
     if flavor == "slim":  # the slim bundle's CLIP is the ONNX export: verify that (mlfreeze.models.export)
         from mlfreeze.models.cache import Cache, default_cache_dir
@@ -175,7 +175,7 @@ def main(args: argparse.Namespace) -> int:
         cache = Cache(Path(args.cache) if args.cache else default_cache_dir(), log=_log)
         exports = {mid: export_model(cache, fm) for mid, fm in fetched.items() if fm.model.kind == "clip"}
     refs = model_refs(manifest, fetched, goldens_dir, exports=exports)
-    return run_gate(refs, device=getattr(args, "device", None), platform=getattr(args, "platform", None),
+    return run_gate(refs, device=args.device, platform=args.platform,
                     report=args.report, junit=args.junit, strict=args.strict,
                     pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name,
                     flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")

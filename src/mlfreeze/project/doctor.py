@@ -379,18 +379,9 @@ def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: 
     return findings
 
 
-def main(args: argparse.Namespace) -> int:
-    profile = load_profile(args.platform)
-    require_host(profile, "doctor")
-    uses = getattr(args, "uses", None)
-    if uses is None:
-        from mlfreeze.project.config import find_root_or_none, load_config
-
-        root = find_root_or_none()
-        uses = load_config(root).uses if root is not None else ALL_USES
-    flavors = getattr(args, "flavors", None) or ()
-    if isinstance(flavors, str):
-        flavors = tuple(f.strip() for f in flavors.split(",") if f.strip())
+def check_environment(profile: Profile, uses: Sequence[str], flavors: Sequence[str] = ()) -> None:
+    """Print one line per check of the installed environment against ``profile``; raise
+    EnvironmentMismatch (exit 2) naming the mismatches. ``flavors`` = ("slim",): torch-free, no torch checks."""
     torch_free = set(flavors) == {"slim"}  # the slim-only environment installs no torch (mlfreeze.project.lock)
     findings = diagnose(profile, tuple(uses), torch_free=torch_free)
     for f in findings:
@@ -403,4 +394,16 @@ def main(args: argparse.Namespace) -> int:
             f"`nox -s {profile.session}` builds a matching environment, "
             f"`mlfreeze plan --platform {profile.name}` lists its install commands")
     print(f"environment matches {profile.name}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``mlfreeze doctor --platform P [--flavors F]``: the project's ``uses`` (all parts outside a project)."""
+    from mlfreeze.project.config import find_root_or_none, load_config
+
+    profile = load_profile(args.platform)
+    require_host(profile, "doctor")
+    root = find_root_or_none()
+    uses = load_config(root).uses if root is not None else ALL_USES
+    flavors = tuple(f.strip() for f in (args.flavors or "").split(",") if f.strip())
+    check_environment(profile, uses, flavors)
     return 0

@@ -413,16 +413,16 @@ def release_model_pack(dist: Path, set_name: str, repo: Path, signers: Mapping[s
 
 
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "model_pack", None):
+    if args.model_pack:
         from mlfreeze.release import publish
 
         if not args.repo:
             raise UsageError("--model-pack needs --repo DIR (the update repository to sign it into)")
         signers = publish.load_signers(Path(args.keys) if args.keys else None)
         print(json.dumps(release_model_pack(Path(args.dist), args.model_pack, Path(args.repo), signers,
-                                            version=getattr(args, "release_version", None),
+                                            version=args.release_version,
                                             log=lambda line: print(line, flush=True))))
         return 0
-    release(Path(args.dist), version=getattr(args, "release_version", None),
+    release(Path(args.dist), version=args.release_version,
             log=lambda line: print(line, flush=True))
     return 0

@@ -415,7 +415,7 @@ def main(args: Any) -> int:
             print(f"{role}: {path}")
         return 0
     keys = Path(args.keys) if args.keys else None
-    if getattr(args, "init_root", False):
+    if args.init_root:
         print(init_root(repo, load_signers(keys), source_date_epoch=int(time.time())))
         return 0
     if args.resign:  # the scheduled job holds only the online keys
@@ -438,12 +438,12 @@ def main(args: Any) -> int:
     for item in args.cuda_archs or []:
         platform, _, value = item.partition("=")
         archs[platform] = [a for a in value.replace(",", " ").split() if a]
-    use_packs = bool(getattr(args, "packs", False))
-    if not use_packs and (getattr(args, "pack_limit", None) or getattr(args, "pack_url", None)):
+    use_packs = bool(args.packs)
+    if not use_packs and (args.pack_limit or args.pack_url):
         raise UsageError("--pack-limit and --pack-url go with --packs")
-    pack_url = getattr(args, "pack_url", None)
+    pack_url = args.pack_url
     packs_mod.check_url_template(pack_url)
-    pack_limit = packs_mod.parse_limit(getattr(args, "pack_limit", None))
+    pack_limit = packs_mod.parse_limit(args.pack_limit)
     if args.release:
         import tempfile
 

@@ -259,7 +259,7 @@ def main(args: argparse.Namespace) -> int:
         raise UsageError(f"{venv}: --venv is not a directory")
     pyproject = default_pyproject()
     budgets = load_budgets(pyproject) if pyproject is not None else Budgets()
-    exact = bool(getattr(args, "exact_compressed", False)) or os.environ.get(EXACT_ENV) == "1"
+    exact = os.environ.get(EXACT_ENV) == "1"
     report = build_report(bundles, venv=venv, baseline=Path(args.baseline) if args.baseline else None,
                           budgets=budgets, exact_compressed=exact)
     print(to_terminal(report.doc))
