@@ -188,7 +188,7 @@ def mlfreeze_source(project: Path) -> tuple[str, str]:
     """(what the noxfile installs mlfreeze from, a note). From the index when this mlfreeze came from one
     (no PEP 610 direct_url.json), else a wheel of it under ``build/`` (copied or built)."""
     from mlfreeze import _proc as proc
-    from mlfreeze.project.config import SOURCE_ROOT, is_checkout
+    from mlfreeze.project.config import SOURCE_ROOT, is_source_tree
 
     try:
         dist = md.distribution("mlfreeze")
@@ -204,7 +204,7 @@ def mlfreeze_source(project: Path) -> tuple[str, str]:
     if path is None and url:
         return f"mlfreeze @ {url}", f"mlfreeze comes from {url}"
     if path is None:  # running from a checkout (not installed, or its in-tree egg-info)
-        path = SOURCE_ROOT if is_checkout(SOURCE_ROOT) else base
+        path = SOURCE_ROOT if is_source_tree(SOURCE_ROOT) else base
     if path is None:
         raise UsageError("cannot tell where this mlfreeze was installed from; install it with pip and run "
                          "`mlfreeze init` again")

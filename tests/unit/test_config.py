@@ -12,7 +12,7 @@ from mlfreeze.project.config import (
     default_model_set,
     find_root,
     find_root_or_none,
-    is_checkout,
+    is_source_tree,
     load_config,
 )
 
@@ -137,9 +137,9 @@ def test_this_repository_builds_the_example_app():
 
 
 def test_source_root_is_a_checkout_only_when_mlfreeze_runs_from_one():
-    assert is_checkout(CHECKOUT) and not is_checkout(CHECKOUT / "src")
+    assert is_source_tree(CHECKOUT) and not is_source_tree(CHECKOUT / "src")
     # installed (not editable), the package's parent is site-packages: never taken for a checkout
-    assert is_checkout(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
+    assert is_source_tree(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
 
 
 def test_update_root_names_signed_tuf_root_metadata(tmp_path):

@@ -79,7 +79,7 @@ class ProjectConfig:
         return bundle_name(self.app, self.version, platform, flavor)
 
 
-def is_checkout(root: Path = SOURCE_ROOT) -> bool:
+def is_source_tree(root: Path = SOURCE_ROOT) -> bool:
     """True when ``root`` is the mlfreeze source checkout (not an installed copy in site-packages)."""
     return (root / "src" / "mlfreeze" / "project" / "config.py").is_file() \
         and (root / "pyproject.toml").is_file()
