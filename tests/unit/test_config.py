@@ -136,7 +136,7 @@ def test_this_repository_builds_the_example_app():
     assert cfg.app == "photo-search" and cfg.entry.name == "__main__.py"
 
 
-def test_source_root_is_a_checkout_only_when_mlfreeze_runs_from_one():
+def test_source_root_is_a_source_tree_only_when_mlfreeze_runs_from_one():
     assert is_source_tree(CHECKOUT) and not is_source_tree(CHECKOUT / "src")
     # installed (not editable), the package's parent is site-packages: never taken for a checkout
     assert is_source_tree(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
