@@ -405,7 +405,10 @@ def freeze_bundle(*, profile: Any, flavor: str, root: Path | None = None, app: A
             verification = buildinfo.not_applicable(result.summary())
         pinned = {m.id: (goldens_dir / f"{m.id}.json").is_file() for m in models}
         opted = set(app.unpinned_goldens)
-        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+        try:
+            _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+        except _record.RecordError as exc:  # a symlink leaving the bundle (the link rule of RECORD)
+            raise FreezeError(str(exc)) from None
         rows = _record.read(bundle).values()
         info = buildinfo.build_info(
             app=app.app, version=app.version, platform=profile.name, accelerator=profile.accelerator,

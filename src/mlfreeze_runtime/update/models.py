@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze_runtime import buildinfo, record
-from mlfreeze_runtime.update import http, index, install, pointer
+from mlfreeze_runtime.update import http, index, install, names, pointer
 from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
 
 PACK_NAME = "model-pack.json"
@@ -44,9 +44,21 @@ def pack_document(models_dir: Path, *, app: str, set_name: str, version: str) ->
 
 def parse_pack(data: bytes, where: str) -> dict[str, Any]:
     doc = index.load_document(data, where, FORMAT, "an mlfreeze model pack")
-    for rel, _sha, _size in doc["files"]:
-        if index.escapes(rel):
-            raise FetchError(f"{where}: path {rel!r} escapes the models folder")
+    for key in ("app", "set", "version"):
+        names.check_name(doc.get(key), f"model pack {key}", where)
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise FetchError(f"{where}: the pack has no file list; it is damaged")
+    seen: set[str] = set()
+    for row in files:
+        if not isinstance(row, list) or len(row) != 3:
+            raise FetchError(f"{where}: file row {row!r} is not [path, sha256, size]")
+        rel, sha, size = row
+        names.check_relpath(rel, "path", where)
+        names.check_sha256(sha, f"{rel}: sha256", where)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or rel.casefold() in seen:
+            raise FetchError(f"{where}: {rel}: size {size!r} is not a byte count, or the path repeats")
+        seen.add(rel.casefold())
     if not any(r[0] == "models.json" for r in doc["files"]):
         raise FetchError(f"{where}: the pack has no models.json")
     return doc
@@ -63,7 +75,7 @@ def load_pack(source: str, root: Path, trust_file: Path | None) -> tuple[dict[st
     install.ensure_fetchable(source)
     if trust.has_metadata(source):
         cur = install.current_bundle(root)
-        data = trust.refresh_index(source, root, trust_root=trust_file or trust.env_trust() or trust.bundled_root(cur),
+        data = trust.refresh_index(source, root, trust_root=trust.trust_root_for(trust_file, trust.bundled_root(cur)),
                                    target=PACK_NAME)
         return parse_pack(data, http.join(source, PACK_NAME)), source
     if http.is_local(source):
