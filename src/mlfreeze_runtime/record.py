@@ -98,7 +98,7 @@ def hash_file(path: Path) -> tuple[str, int]:
 def link_problem(bundle: Path, rel: str, target: str) -> str | None:
     """Why the symlink ``rel`` -> ``target`` of ``bundle`` breaks the link rule (None when it is allowed)."""
     if not target or "\x00" in target or "\\" in target or posixpath.isabs(target) or os.path.isabs(target):
-        return f"symlink to {target!r} is absolute or not a POSIX path"
+        return f"symlink to {target!r} points outside the bundle (absolute, or not a POSIX path)"
     lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
     if lexical == ".." or lexical.startswith("../"):
         return f"symlink to {target!r} points outside the bundle"
