@@ -49,8 +49,9 @@ UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own An
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
 # What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
-# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
-UPDATER_NEEDS = ("urllib3",)
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http,
+# whose TLS trusts the machine's store (truststore) with certifi's bundle as the fallback.
+UPDATER_NEEDS = ("urllib3", "certifi", "truststore")
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
