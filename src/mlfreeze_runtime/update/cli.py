@@ -151,6 +151,7 @@ def cmd_models(args: argparse.Namespace, root: Path) -> int:
     with install.locked(root):
         install.clean_leftovers(root)
         install.finish_pending(root, progress=_say)
+        models.finish_pending(root, progress=_say)
         doc, base = models.load_pack(args.source, root, args.trust)
         out = models.install_pack(root, base, doc)
     _say(json.dumps(out))
