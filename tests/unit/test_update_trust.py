@@ -212,3 +212,11 @@ def test_a_differing_trust_is_refused_naming_the_saved_root_and_reset_replaces_i
         trust.refresh_index(str(repo["repo"]), client, trust_root=other, reset=True)
     assert (client / ".tuf" / "root.json").read_bytes() == other.read_bytes()
     assert version_of(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"], reset=True)) == "1.0"
+
+
+def test_a_damaged_saved_root_is_one_line_naming_the_reset(repo: dict) -> None:
+    client = repo["tmp"] / "client"
+    trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])
+    (client / ".tuf" / "root.json").write_text("{not json")
+    with pytest.raises(UsageError, match="saved root of trust is damaged.*--reset-trust"):
+        trust.refresh_index(str(repo["repo"]), client, trust_root=None)

@@ -155,8 +155,21 @@ class _HTTPHandler(urllib.request.HTTPHandler):
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
+    """HTTPS with the context of :func:`tls.ssl_context`, made on the first https request (so a
+    CA variable naming nothing matters only when TLS is used: UsageError, exit 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ctx: Any = None
+        self.trusted = "(no TLS context yet)"
+
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        return self.do_open(_HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+        if self.ctx is None:
+            try:
+                self.ctx, self.trusted = tls.ssl_context()
+            except tls.CaConfigError as exc:
+                raise UsageError(str(exc)) from None
+        return self.do_open(_HTTPSConnection, req, context=self.ctx)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -171,18 +184,15 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-_OPENER: tuple[urllib.request.OpenerDirector, str] | None = None
+_OPENER: tuple[urllib.request.OpenerDirector, _HTTPSHandler] | None = None
 
 
-def _opener() -> tuple[urllib.request.OpenerDirector, str]:
-    """(the opener, where its TLS trust comes from), made once per process."""
+def _opener() -> tuple[urllib.request.OpenerDirector, _HTTPSHandler]:
+    """The process's opener (every socket under the attempt's watchdog) and its HTTPS handler."""
     global _OPENER
     if _OPENER is None:
-        try:
-            ctx, trusted = tls.ssl_context()
-        except tls.CaConfigError as exc:
-            raise UsageError(str(exc)) from None
-        _OPENER = (urllib.request.build_opener(_HTTPHandler(), _HTTPSHandler(context=ctx), _Redirects()), trusted)
+        https = _HTTPSHandler()
+        _OPENER = (urllib.request.build_opener(_HTTPHandler(), https, _Redirects()), https)
     return _OPENER
 
 
@@ -193,7 +203,7 @@ def _say(line: str) -> None:
 def _get(url: str, headers: dict[str, str], pol: Policy, dog: Watchdog, url_end: float, *,
          on_416: Callable[[], Exception] | None = None) -> http.client.HTTPResponse:
     """The response to a GET of ``url``: Transient for what a retry may cure, UrlFailed else."""
-    opener, trusted = _opener()
+    opener, https = _opener()
     req = urllib.request.Request(url, headers={"Accept-Encoding": "identity", "Connection": "close", **headers})
     COUNTER.requests += 1
     try:
@@ -211,7 +221,7 @@ def _get(url: str, headers: dict[str, str], pol: Policy, dog: Watchdog, url_end:
         if dog.fired:
             raise dog.transient(pol, url_end, "no complete answer") from None
         if tls.is_tls_error(exc):
-            raise UrlFailed(tls.failure(exc, url, trusted), "tls", wrote=False) from None
+            raise UrlFailed(tls.failure(exc, url, https.trusted), "tls", wrote=False) from None
         reason = getattr(exc, "reason", exc)
         text = str(reason)
         if isinstance(reason, ConnectionRefusedError) or "refused" in text.lower():

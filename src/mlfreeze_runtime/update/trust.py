@@ -196,9 +196,13 @@ def refresh_index(base: str, install_root: Path, *, trust_root: Path | TrustRoot
     target_dir = meta_dir / "targets"
     shutil.rmtree(target_dir, ignore_errors=True)
     target_dir.mkdir()
-    updater = Updater(metadata_dir=str(meta_dir), metadata_base_url=_url(base, "metadata"),
-                      target_dir=str(target_dir), target_base_url=_url(base, "targets"),
-                      fetcher=Fetcher(), bootstrap=None)
+    try:
+        updater = Updater(metadata_dir=str(meta_dir), metadata_base_url=_url(base, "metadata"),
+                          target_dir=str(target_dir), target_base_url=_url(base, "targets"),
+                          fetcher=Fetcher(), bootstrap=None)
+    except (exceptions.RepositoryError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{meta_dir / 'root.json'}: the saved root of trust is damaged ({type(exc).__name__}); "
+                         f"pass --trust ROOT.json {RESET_FLAG}") from None
     try:
         updater.refresh()
         info = updater.get_targetinfo(target)
