@@ -50,8 +50,9 @@ UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own An
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
 # What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
-# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
-UPDATER_NEEDS = ("urllib3",)
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http,
+# whose TLS trusts the machine's store (truststore) with certifi's bundle as the fallback.
+UPDATER_NEEDS = ("urllib3", "certifi", "truststore")
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
@@ -466,7 +467,10 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
         verification = buildinfo.not_applicable(result.summary())
     pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
     opted = set(app.unpinned_goldens)
-    _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+    try:
+        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+    except _record.RecordError as exc:  # a symlink leaving the bundle (the link rule of RECORD)
+        raise FreezeError(str(exc)) from None
     rows = _record.read(bundle).values()
     info = buildinfo.build_info(
         app=app.app, version=app.version, platform=plan.profile.name, accelerator=plan.profile.accelerator,
