@@ -67,7 +67,8 @@ def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> Non
     assert "APP_PORT=9000" in c["Env"] and "HOME=/tmp" in c["Env"] and "HOST=0.0.0.0" in c["Env"]
     assert c["Labels"]["io.mlfreeze.readiness"] == "/readyz" and c["Labels"]["io.mlfreeze.flavor"] == "full"
     assert config["architecture"] == "amd64" and config["created"] == "2026-01-01T00:00:00Z"
-    layers = [tarfile.open(fileobj=io.BytesIO(_blob(layout, m["digest"])), mode="r:gz") for m in manifest["layers"]]
+    layers = [tarfile.open(fileobj=io.BytesIO(_blob(layout, m["digest"])), mode="r:gz")  # noqa: SIM115
+              for m in manifest["layers"]]
     base, app, models = ({m.name: m for m in t.getmembers()} for t in layers)
     assert "app:x:65532:65532" in layers[0].extractfile(base["etc/passwd"]).read().decode()  # ours, not the tar's
     assert base["tmp"].mode == 0o1777 and "lib/libc.so.6" in base

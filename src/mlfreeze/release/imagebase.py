@@ -52,6 +52,8 @@ DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 MIRROR_ENV = "MLFREEZE_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+STATUS_HOOK = ('for d in "$1"/var/cache/apt/archives/*.deb; do dpkg-deb -f "$d" && echo "Status: install ok installed" '
+               '&& echo; done > "$1/var/lib/dpkg/status"')
 _GLIBC = re.compile(r"^GLIBC_(\d+)\.(\d+)")
 
 
@@ -167,6 +169,9 @@ def base_tar(*, suite: str, arch: str, packages: Sequence[str], cache_dir: Path,
     cmd: list[str] = [tool, "--variant=extract", f"--architectures={arch}", f"--include={','.join(packages)}",
                       *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("doc", "man", "info", "locale",
                                                                              "lintian"))]
+    # the extract variant runs no dpkg, so it records no installed package: write var/lib/dpkg/status
+    # from the unpacked .debs' control files, for scanners (trivy, syft) and the image's SBOM
+    cmd.append("--extract-hook=" + STATUS_HOOK)
     if KEYRING.is_file():
         cmd.append(f"--keyring={KEYRING}")
     cmd += [suite, str(tmp), mirror]

@@ -160,7 +160,8 @@ def image_sbom(record: Mapping[str, Any], *, epoch: int, bundle_sbom: str) -> di
     components = [*debs, bundle]
     properties = [{"name": "mlfreeze:image-tag", "value": str(record["tag"])},
                   {"name": "mlfreeze:base", "value": f"debian {suite}"},
-                  *({"name": "mlfreeze:pushed", "value": f"{p['ref']}@{p['digest']}"} for p in record.get("pushed", []))]
+                  *({"name": "mlfreeze:pushed", "value": f"{p['ref']}@{p['digest']}"}
+                    for p in record.get("pushed", []))]
     return {
         "bomFormat": "CycloneDX",
         "specVersion": SPEC_VERSION,
