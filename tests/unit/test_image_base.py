@@ -69,3 +69,23 @@ def test_a_missing_mmdebstrap_without_a_cached_base_says_what_to_do(tmp_path: Pa
     with pytest.raises(FreezeError, match="mmdebstrap is not installed.*--base-tar"):
         imagebase.base_tar(suite="bookworm", arch="amd64", packages=["libc6"], cache_dir=tmp_path, epoch=0)
     assert not (tmp_path / "images").exists() or not any((tmp_path / "images").iterdir())
+
+
+def test_the_bootloader_needs_the_system_zlib_even_when_internal_ships_one(tmp_path: Path, monkeypatch) -> None:
+    """ld.so loads the top-level executable before the bootloader points LD_LIBRARY_PATH at
+    _internal/, so _internal/libz.so.1 (collected for Python's zlib) does not serve it."""
+    from mlfreeze.bundle import closure
+
+    tree = closure.Tree(files=frozenset({"app", "_internal/libz.so.1", "_internal/ext.so", "_internal/libfoo.so"}),
+                        internal="_internal",
+                        binaries={"app": closure.Binary(format="elf", needed=("libz.so.1", "libc.so.6"),
+                                                        executable=True),
+                                  "_internal/ext.so": closure.Binary(format="elf", needed=("libz.so.1", "libm.so.6")),
+                                  "_internal/libfoo.so": closure.Binary(format="elf", needed=())})
+    monkeypatch.setattr(closure, "scan", lambda _bundle: tree)
+    needs = imagebase.host_needs(tmp_path)
+    assert needs.libraries == {"libc.so.6": "app", "libm.so.6": "_internal/ext.so", "libz.so.1": "app"}
+    rpath = closure.Tree(files=tree.files | {"lib/libz.so.1"}, internal="_internal",
+                         binaries={"app": closure.Binary(format="elf", needed=("libz.so.1",), runpath=("$ORIGIN/lib",))})
+    monkeypatch.setattr(closure, "scan", lambda _bundle: rpath)
+    assert imagebase.host_needs(tmp_path).libraries == {}  # its own RUNPATH finds it

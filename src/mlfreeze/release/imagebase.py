@@ -67,8 +67,9 @@ class HostNeeds:
 
 def host_needs(bundle: Path) -> HostNeeds:
     """Every DT_NEEDED name of the bundle's ELF files that does not resolve inside the bundle (as
-    ld.so would look, :func:`mlfreeze.bundle.closure.resolve_elf`), and the newest GLIBC symbol
-    version any of them asks for."""
+    ld.so would look, :func:`mlfreeze.bundle.closure.resolve_elf`; for the executables at the top,
+    the bootloaders, without the LD_LIBRARY_PATH they set for what they run), and the newest GLIBC
+    symbol version any of them asks for."""
     from mlfreeze.bundle import closure
 
     tree = closure.scan(bundle)
@@ -79,7 +80,14 @@ def host_needs(bundle: Path) -> HostNeeds:
         if binary.format != "elf":
             continue
         for name in binary.needed:
-            if closure.resolve_elf(tree, rel, name, parents) is None:
+            if "/" not in rel:
+                # an executable at the top is PyInstaller's bootloader: ld.so loads it before the
+                # bootloader sets LD_LIBRARY_PATH to _internal/, so only its own RPATH/RUNPATH count
+                # (a libz.so.1 collected into _internal/ for Python does not serve the bootloader)
+                dirs = closure._elf_dirs([*binary.rpath, *binary.runpath], ".")
+                if not any(tree.exists(f"{d}/{name}") for d in dirs):
+                    libraries.setdefault(name, rel)
+            elif closure.resolve_elf(tree, rel, name, parents) is None:
                 libraries.setdefault(name, rel)
     floor = (0, 0)
     for rel in sorted(tree.binaries):
