@@ -86,6 +86,7 @@ def test_the_bootloader_needs_the_system_zlib_even_when_internal_ships_one(tmp_p
     needs = imagebase.host_needs(tmp_path)
     assert needs.libraries == {"libc.so.6": "app", "libm.so.6": "_internal/ext.so", "libz.so.1": "app"}
     rpath = closure.Tree(files=tree.files | {"lib/libz.so.1"}, internal="_internal",
-                         binaries={"app": closure.Binary(format="elf", needed=("libz.so.1",), runpath=("$ORIGIN/lib",))})
+                         binaries={"app": closure.Binary(format="elf", needed=("libz.so.1",),
+                                                         runpath=("$ORIGIN/lib",))})
     monkeypatch.setattr(closure, "scan", lambda _bundle: rpath)
     assert imagebase.host_needs(tmp_path).libraries == {}  # its own RUNPATH finds it
