@@ -90,3 +90,24 @@ def test_the_bootloader_needs_the_system_zlib_even_when_internal_ships_one(tmp_p
                                                          runpath=("$ORIGIN/lib",))})
     monkeypatch.setattr(closure, "scan", lambda _bundle: rpath)
     assert imagebase.host_needs(tmp_path).libraries == {}  # its own RUNPATH finds it
+
+
+def test_preloaded_torch_libraries_and_optional_plugins_are_not_host_needs(tmp_path: Path, monkeypatch) -> None:
+    """As the closure audit: torchvision finds libc10.so by name because `import torch` loaded it,
+    and the profile's optional TensorRT provider may need a libnvinfer the host rarely has."""
+    from mlfreeze.bundle import closure
+
+    elf = closure.Binary
+    tree = closure.Tree(
+        files=frozenset({"app", "_internal/torch/_C.so", "_internal/torch/lib/libc10.so", "_internal/torchvision/_C.so",
+                         "_internal/onnxruntime/capi/libonnxruntime_providers_tensorrt.so"}),
+        internal="_internal",
+        binaries={"app": elf(format="elf", needed=("libc.so.6",), executable=True),
+                  "_internal/torch/_C.so": elf(format="elf", needed=("libc10.so",), runpath=("$ORIGIN/lib",)),
+                  "_internal/torch/lib/libc10.so": elf(format="elf", needed=("libstdc++.so.6",), soname="libc10.so"),
+                  "_internal/torchvision/_C.so": elf(format="elf", needed=("libc10.so",)),
+                  "_internal/onnxruntime/capi/libonnxruntime_providers_tensorrt.so":
+                      elf(format="elf", needed=("libnvinfer.so.10",))})
+    monkeypatch.setattr(closure, "scan", lambda _bundle: tree)
+    assert set(imagebase.host_needs(tmp_path, "linux-cuda").libraries) == {"libc.so.6", "libstdc++.so.6"}
+    assert "libnvinfer.so.10" in imagebase.host_needs(tmp_path, None).libraries  # no profile: no optional globs

@@ -149,3 +149,50 @@ def test_the_standalone_probe_server_for_apps_that_do_not_mount_it(tmp_path: Pat
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_selftest_command_passes_only_on_exit_0_with_passed_true(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    answers: list[subprocess.CompletedProcess[str]] = []
+    seen: list[dict] = []
+
+    def fake_run(cmd, **kw):
+        seen.append(kw["env"])
+        return answers.pop(0)
+
+    monkeypatch.setattr(serve.subprocess, "run", fake_run)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/b/_internal")
+    monkeypatch.setenv("LD_LIBRARY_PATH_ORIG", "/usr/local/lib")
+    check = serve.command_selftest(["/b/app-selftest", "--json"], timeout=5)
+    fail = {"status": "fail", "model": "demo-clip", "check": "golden.image", "expected": "cos >= 0.999", "got": "0.31"}
+    answers[:] = [subprocess.CompletedProcess([], 0, "noise\n" + json.dumps({"passed": True, "results": []}), ""),
+                  subprocess.CompletedProcess([], 1, json.dumps({"passed": False, "results": [fail, fail]}), ""),
+                  subprocess.CompletedProcess([], 2, "", "app-selftest: error: no models.json\n"),
+                  subprocess.CompletedProcess([], 0, json.dumps({"passed": False, "results": []}), "")]
+    assert check() is None
+    assert seen[0]["LD_LIBRARY_PATH"] == "/usr/local/lib" and "LD_LIBRARY_PATH_ORIG" not in seen[0]
+    assert check() == ("self-test failed: demo-clip: golden.image: expected cos >= 0.999, got 0.31 (+1 more)")
+    assert check() == "self-test app-selftest failed (exit 2): app-selftest: error: no models.json"
+    assert check() is not None  # exit 0 but passed: false is not a pass
+
+    def timeout(cmd, **kw):
+        raise subprocess.TimeoutExpired(cmd, 5)
+
+    monkeypatch.setattr(serve.subprocess, "run", timeout)
+    assert "did not finish in 5 s" in check()
+
+
+def test_the_bundle_selftest_is_the_sibling_executable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    assert serve.bundle_selftest() is None  # a checkout: sha256 alone
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "app"))
+    missing = serve.bundle_selftest()
+    assert missing is not None and "app-selftest is missing" in (missing() or "")
+    (tmp_path / "app-selftest").write_text("")
+    assert serve.bundle_selftest() is not None
+    monkeypatch.setenv("MLFREEZE_SELFTEST_TIMEOUT", "soon")
+    with pytest.raises(serve.ServeConfigError, match="MLFREEZE_SELFTEST_TIMEOUT='soon'"):
+        serve.bundle_selftest()

@@ -264,7 +264,7 @@ def build_image(plan: ImagePlan, *, audit: bool = True, log: Any = print) -> Ima
         from mlfreeze.bundle.audit import audit as run_audit
 
         run_audit([plan.bundle], log=log)
-    needs = imagebase.host_needs(plan.bundle)
+    needs = imagebase.host_needs(plan.bundle, str(plan.info["platform"]))
     packages, unknown = imagebase.packages_for(needs.libraries, plan.extra_packages)
     if unknown and not plan.extra_packages:
         first = unknown[0]

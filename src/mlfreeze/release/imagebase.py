@@ -23,6 +23,7 @@ import tarfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mlfreeze import _proc as proc
 from mlfreeze.errors import FreezeError, UsageError
@@ -65,29 +66,51 @@ class HostNeeds:
     glibc: tuple[int, int]  # newest GLIBC_x.y symbol version required, (0, 0) when none
 
 
-def host_needs(bundle: Path) -> HostNeeds:
-    """Every DT_NEEDED name of the bundle's ELF files that does not resolve inside the bundle (as
-    ld.so would look, :func:`mlfreeze.bundle.closure.resolve_elf`; for the executables at the top,
-    the bootloaders, without the LD_LIBRARY_PATH they set for what they run), and the newest GLIBC
-    symbol version any of them asks for."""
+def host_needs(bundle: Path, platform: str | None = None) -> HostNeeds:
+    """Every DT_NEEDED name of the bundle's ELF files that does not resolve inside the bundle, as
+    the closure audit resolves it (:mod:`mlfreeze.bundle.closure`: ld.so's search, the libraries an
+    import always loads first, the profile's preloaded and optional plug-ins of ``platform``), except
+    that the executables at the top, PyInstaller's bootloaders, are loaded by ld.so before they set
+    LD_LIBRARY_PATH to ``_internal/``: only their own RPATH/RUNPATH count. Plus the newest GLIBC
+    symbol version any ELF file asks for."""
+    import fnmatch
+    import posixpath
+
     from mlfreeze.bundle import closure
 
     tree = closure.scan(bundle)
     parents = closure._parents(tree)
+    dlopen: Sequence[Any] = ()  # platforms.profiles.DlopenLib
+    optional: Sequence[str] = ()
+    if platform is not None:
+        from mlfreeze.platforms.profiles import all_profiles
+
+        profile = all_profiles().get(platform)
+        if profile is not None:
+            dlopen, optional = profile.closure.dlopen, profile.closure.optional
+
+    def internal(path: str) -> str:
+        return posixpath.normpath(posixpath.join(tree.internal, path)) if tree.internal else posixpath.normpath(path)
+
+    declared: dict[str, list[str]] = {}
+    for entry in dlopen:
+        if getattr(entry, "preload", False):
+            declared.setdefault(entry.by, []).append(posixpath.join(entry.at, entry.lib))
+    preloads = [*closure.PRELOADS, *(closure.Preload(roots=tuple(libs), users=(by,)) for by, libs in declared.items())]
+    preloaded = [([internal(g) for g in p.users], closure.preloaded_names(tree, p, parents)) for p in preloads]
+    optional_globs = [internal(g) for g in optional]
     libraries: dict[str, str] = {}
     for rel in sorted(tree.binaries):
         binary = tree.binaries[rel]
-        if binary.format != "elf":
+        if binary.format != "elf" or any(fnmatch.fnmatchcase(rel, g) for g in optional_globs):
             continue
         for name in binary.needed:
-            if "/" not in rel:
-                # an executable at the top is PyInstaller's bootloader: ld.so loads it before the
-                # bootloader sets LD_LIBRARY_PATH to _internal/, so only its own RPATH/RUNPATH count
-                # (a libz.so.1 collected into _internal/ for Python does not serve the bootloader)
+            if "/" not in rel:  # a bootloader: its own RPATH/RUNPATH only (no libz from _internal/)
                 dirs = closure._elf_dirs([*binary.rpath, *binary.runpath], ".")
                 if not any(tree.exists(f"{d}/{name}") for d in dirs):
                     libraries.setdefault(name, rel)
-            elif closure.resolve_elf(tree, rel, name, parents) is None:
+            elif closure.resolve_elf(tree, rel, name, parents) is None and not any(
+                    name in names and any(fnmatch.fnmatchcase(rel, g) for g in users) for users, names in preloaded):
                 libraries.setdefault(name, rel)
     floor = (0, 0)
     for rel in sorted(tree.binaries):
