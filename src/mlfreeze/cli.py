@@ -185,10 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "https://github.com/OWNER/REPO/releases/download/TAG/{name} "
                    "(default: packs/ under the repository's URL)")
     p.add_argument("--app", dest="pack_app", metavar="NAME")
-    _add_image(sub.add_parser("image", help="OCI image of a verified Linux full/slim bundle: ready only after its "
-                                            "models' sha256 and self-test pass (--load: podman, --push REF)"))
     p.add_argument("--set", dest="pack_set", metavar="SET")
     p.add_argument("--pack-version", metavar="V")
+    _add_image(sub.add_parser("image", help="OCI image of a verified Linux full/slim bundle: ready only after its "
+                                            "models' sha256 and self-test pass (--load: podman, --push REF)"))
     return parser
 
 
