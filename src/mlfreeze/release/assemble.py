@@ -11,6 +11,8 @@ files a GitHub release publishes:
     <bundle>.<ext>.part001 ...            instead of the archive when it is above the split limit
     <bundle>.<ext>.sha256                 the whole archive's checksum, only when it was split
     <bundle>.cdx.json                     CycloneDX SBOM of the bundle's environment
+    <bundle>.image.cdx.json               CycloneDX SBOM of the bundle's OCI image (digest, Debian base packages),
+                                          when ``DIST_DIR/image/<bundle>/image.json`` exists (``mlfreeze image``)
     release-manifest.json                 docs/release-manifest.schema.json (model hashes re-read from the
                                           files by the audit, never copied from BUILD-INFO)
     SHA256SUMS                            every file above; ``sha256sum -c SHA256SUMS`` passes
@@ -55,7 +57,8 @@ NOT_ARCHIVED = (STAMP_NAME,)  # at the bundle root: the incremental stamp is the
 DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 2**20
 SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
-NOT_BUNDLES = ("reports", RELEASE_DIR)
+IMAGE_DIR = "image"  # dist/image/<bundle>/image.json: written by `mlfreeze image` (mlfreeze.release.image)
+NOT_BUNDLES = ("reports", RELEASE_DIR, IMAGE_DIR)
 FORMATS = ("tar.gz", "zip")
 
 
@@ -289,6 +292,28 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
     return entry, sums
 
 
+def image_entry(dist: Path, asset: Mapping[str, Any], out: Path, epoch: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest's ``image`` of one asset from ``dist/image/<bundle>/image.json`` (``mlfreeze
+    image``; ``--push`` adds where it went) and its SBOM written into ``out``; ({}, {}) without one.
+    ConfigError when the record is for another bundle."""
+    from mlfreeze.release import image as _image
+
+    folder = dist / IMAGE_DIR / str(asset["bundle"])
+    if not (folder / _image.IMAGE_JSON).is_file():
+        return {}, {}
+    record = _image.read_record(folder)
+    if record.get("bundle") != asset["bundle"] or str(record.get("version")) != str(asset["version"]):
+        raise ConfigError(f"{folder / _image.IMAGE_JSON}: records bundle {record.get('bundle')!r} "
+                          f"{record.get('version')!r}, not {asset['bundle']!r}; run `mlfreeze image` on this bundle")
+    name = f"{asset['bundle']}.image.cdx.json"
+    sha = _dump(sbom.image_sbom(record, epoch=epoch, bundle_sbom=str(asset["sbom"])), out / name)
+    entry = {"tag": record["tag"], "digest": record["digest"], "architecture": record["architecture"],
+             "size": dict(record["size"]), "base": {"suite": record["base"]["suite"],
+                                                   "packages": dict(record["base"]["packages"])},
+             "pushed": list(record.get("pushed") or []), "sbom": name}
+    return entry, {name: sha}
+
+
 def _swap_into_place(tmp: Path, final: Path) -> None:
     if final.exists() and not final.is_dir():
         raise UsageError(f"{final}: exists and is not a folder; move it away")
@@ -359,6 +384,13 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
                             "(every file checked against its SHA256SUMS)")
         assets.sort(key=lambda a: str(a["bundle"]))
         epoch = env.get(EPOCH_ENV, "").strip()
+        for asset in (a for a in assets if "image" not in a):  # a fragment's own image stays as it is
+            image, files = image_entry(dist, asset, tmp, int(asset.get("mtime") or archives.ZIP_EPOCH))
+            if image:
+                asset["image"] = image
+                sums.update(files)
+                messages.append(f"release: {asset['bundle']}: image {image['digest']} ({image['tag']}"
+                                f"{', pushed to ' + image['pushed'][-1]['ref'] if image['pushed'] else ''})")
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "version": rel_version,
