@@ -142,7 +142,8 @@ def stage_verify(ctx: BuildContext) -> None:
         report.unlink(missing_ok=True)  # never hand a previous run's report to freeze
         # slim: CLIP is verified on the ONNX path it ships (+ onnx_agreement when torch is here)
         run_gate(refs, platform=ctx.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
-                 set_name=ctx.model_set, flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")
+                 set_name=ctx.model_set, flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch",
+                 unproven_ok=ctx.config.unproven_onnx)
         reports[flavor] = report
 
 
