@@ -249,9 +249,10 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
             for tower, path in (("image", ex.image), ("text", ex.text)):
                 name = f"{model_id}_{tower}.onnx"
                 chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
-        if flavor == "slim" and ex is not None and ex.agreement is not None and "agreement" not in roles.values():
+        record = getattr(ex, "agreement", None)
+        if flavor == "slim" and ex is not None and record is not None and "agreement" not in roles.values():
             name = f"{model_id}_agreement.json"
-            chosen[name], roles[name], derived[name] = Path(ex.agreement), "agreement", ex.derived_from
+            chosen[name], roles[name], derived[name] = Path(record), "agreement", ex.derived_from
         if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
             raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
                               "(mlfreeze build runs it when the slim flavor is built)")

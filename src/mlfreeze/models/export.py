@@ -362,7 +362,7 @@ def _child(cache: Any, model: Any, request: dict[str, Any], key: str, outputs: t
     (holding ``outputs`` + export.json); returns the entry (ExportError, exit 4, on any failure)."""
     from mlfreeze import _proc as proc
 
-    entry = cache.root / "derived" / key
+    entry: Path = cache.root / "derived" / key
     if entry.exists():
         cache.remove(entry)
     stage = cache.tmp / f"export-{key}-{uuid.uuid4().hex}"

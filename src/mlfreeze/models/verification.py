@@ -69,8 +69,9 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
         if ex is not None and "image_onnx" not in roles.values():
             files |= {f"{mid}_image.onnx": Path(ex.image), f"{mid}_text.onnx": Path(ex.text)}
             roles |= {f"{mid}_image.onnx": "image_onnx", f"{mid}_text.onnx": "text_onnx"}
-        if ex is not None and ex.agreement is not None and "agreement" not in roles.values():
-            files[f"{mid}_agreement.json"], roles[f"{mid}_agreement.json"] = Path(ex.agreement), "agreement"
+        record = getattr(ex, "agreement", None)
+        if record is not None and "agreement" not in roles.values():
+            files[f"{mid}_agreement.json"], roles[f"{mid}_agreement.json"] = Path(record), "agreement"
         source = next((a.derived_from for a in spec.artifacts if getattr(a, "derived_from", "")), "")
         refs.append(ModelRef(id=mid, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
                              files=files, verify=dict(spec.verify or {}),
