@@ -175,6 +175,9 @@ def _measure(tower: str, ref_emb: Any, new_emb: Any, ref_rank: Any, new_rank: An
     import numpy as np
 
     nan = float("nan")
+    if not len(names):
+        return TowerAgreement(tower=tower, probes=0, min_cosine=nan, top_k=top_k,
+                              problem="no probes to compare on (declare zero_shot in the verify table)")
     if np.shape(ref_emb) != np.shape(new_emb):
         return TowerAgreement(tower=tower, probes=len(names), min_cosine=nan, top_k=top_k,
                               problem=f"shapes differ: torch {np.shape(ref_emb)}, ONNX {np.shape(new_emb)}")
