@@ -53,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     pinned = np.array(v.SPEC.verify["reference_sims"], dtype=np.float64)
 
     def diag(emb) -> np.ndarray:
-        i = emb.images(images)
-        t = emb.texts(shots)
-        return np.sum(np.asarray(i, np.float64) * np.asarray(t, np.float64), axis=1)
+        i = np.asarray(emb.images(images), np.float64)
+        t = np.asarray(emb.texts(shots), np.float64)
+        if i.shape != t.shape:  # a dropped projection: the towers no longer meet
+            return np.full(len(shots), np.inf)
+        return np.sum(i * t, axis=1)
 
     torch_sims = diag(torch_emb)
 

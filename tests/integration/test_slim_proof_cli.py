@@ -75,6 +75,16 @@ def test_a_slim_only_verify_checks_the_record_and_refuses_unproven_towers(tmp_pa
     assert last.startswith("mlfreeze verify: error: model demo-clip: its ONNX towers are unproven")
     assert "agreement record" in last and "pin-goldens" in last and "unproven_onnx" in last
 
+    # `mlfreeze export` where torch is installed measures the pinned towers and caches their record;
+    # the slim-only verify sharing that cache then finds it
+    from mlfreeze import _proc as proc
+
+    cp = proc.capture([sys.executable, "-m", "mlfreeze", "export", "--manifest", str(unproven / "models.toml"),
+                       "--set", "demo", "--cache", str(tmp_path / "cache")], cwd=ROOT)
+    assert cp.returncode == 0 and 'role = "agreement"' in cp.stdout, cp.stderr[-2000:]
+    cp = _verify(unproven, "--flavor", "slim", "--cache", str(tmp_path / "cache"))
+    assert cp.returncode == 0 and "agreement record of the pinned ONNX towers from the cache" in cp.stderr
+
 
 def test_plain_verify_checks_pinned_towers_and_a_relative_cache_works(tmp_path: Path) -> None:
     work = _workdir(tmp_path, record=True)

@@ -350,6 +350,21 @@ def _cached(entry: Path) -> dict[str, Any] | None:
     return dict(record)
 
 
+def _cached_record(cache: Any, pinned: ExportedClip) -> Path | None:
+    """An intact cached agreement record of exactly these pinned towers (made earlier where torch was
+    installed, with the same cache), else None."""
+    want = {"image": _sha(pinned.image), "text": _sha(pinned.text)}
+    for meta in sorted((cache.root / "derived").glob(f"*/{EXPORT_RECORD}")):
+        try:
+            doc = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("towers") == want and doc.get("derived_from") == pinned.derived_from \
+                and _cached(meta.parent) is not None:
+            return Path(meta.parent / AGREEMENT)
+    return None
+
+
 def _torch_here() -> bool:
     from mlfreeze_runtime.clip import torch_clip_available
 
@@ -386,6 +401,7 @@ def _child(cache: Any, model: Any, request: dict[str, Any], key: str, outputs: t
         (stage / "request.json").unlink()
         (stage / "child.py").unlink()
         record = {"key": key, "derived_from": request["derived_from"], "versions": library_versions(),
+                  "towers": {t: _sha(Path(p)) for t, p in request.get("towers", {}).items()},
                   "options": request["options"], "format": EXPORT_FORMAT,
                   "files": {n: {"sha256": _sha(stage / n), "size": (stage / n).stat().st_size} for n in outputs}}
         (stage / EXPORT_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -413,6 +429,10 @@ def export_model(cache: Any, fetched: Any, options: ExportOptions | None = None,
     if pinned is not None and pinned.agreement is not None:
         return pinned
     if pinned is not None and not _torch_here():
+        found = _cached_record(cache, pinned)
+        if found is not None:
+            _log(f"  {model.id}: agreement record of the pinned ONNX towers from the cache ({found})")
+            return replace(pinned, agreement=found)
         _log(f"  {model.id}: pinned ONNX towers without an agreement record (role {ROLE_AGREEMENT!r}); torch is "
              "not installed here to make one")
         return pinned
