@@ -39,8 +39,8 @@ def _workdir(tmp_path: Path, *, record: bool) -> Path:
     text = (SPECS / "models.toml").read_text()
     text = re.sub(r"\nreference_sims = \[[^\]]*\]", "", text)
     if not record:
-        text = re.sub(r'\n\[\[models\.demo-clip\.artifacts\]\]\nfile = "demo_clip_agreement\.json"\n(?:[^\n]+\n)+', "\n",
-                      text)
+        record_entry = r'\n\[\[models\.demo-clip\.artifacts\]\]\nfile = "demo_clip_agreement\.json"\n(?:[^\n]+\n)+'
+        text = re.sub(record_entry, "\n", text)
         assert "demo_clip_agreement.json" not in text
     (tmp_path / "models.toml").write_text(text)
     (tmp_path / "site").mkdir()
