@@ -78,7 +78,7 @@ def assemble_folder(files: Mapping[str, Path], tmp: Path | None = None) -> Path:
     tmp.mkdir(parents=True, exist_ok=True)
     for name, path in onnx.items():
         try:
-            os.symlink(path, tmp / name)
+            os.symlink(path.absolute(), tmp / name)  # a relative target would resolve inside tmp
         except OSError:
             shutil.copyfile(path, tmp / name)
     return tmp

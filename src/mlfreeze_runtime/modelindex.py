@@ -183,6 +183,12 @@ class ModelEntry:
     arch: str | None = None
     config: str | None = None  # relpath of an open_clip config (hand-written indexes)
     golden: str | None = None
+    derived_from: dict[str, str] = field(default_factory=dict)  # artifact name -> "<id>@<weights sha256>"
+
+    @property
+    def source(self) -> str:
+        """The pinned source of the model's ONNX towers (``"<id>@<weights sha256>"``), "" when none."""
+        return next(iter(sorted(set(self.derived_from.values()))), "")
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
@@ -319,7 +325,8 @@ def parse_index(doc: Any, directory: Path, *, check_files: bool = True, source: 
         entry = ModelEntry(id=raw["id"], kind=raw["kind"], embed_dim=raw["embed_dim"], root=directory, files=files,
                            sha256={str(k): str(v).lower() for k, v in raw.get("sha256", {}).items()},
                            roles=dict(raw.get("roles", {})), verify=dict(raw.get("verify", {})),
-                           arch=raw.get("arch") or None, config=config, golden=golden)
+                           arch=raw.get("arch") or None, config=config, golden=golden,
+                           derived_from={str(k): str(v) for k, v in raw.get("derived_from", {}).items()})
         if check_files:
             missing = entry.missing_files()
             if config is not None and not (directory / config).is_file():

@@ -114,12 +114,13 @@ def test_all_keys_load(tmp_path):
     tool = ('app = "a"\nentry = "app.py"\nmodel_set = "demo"\nmanifest = "models.toml"\nuses = ["clip", "faiss"]\n'
             'hiddenimports = ["json"]\nexcludes = ["tkinter"]\ndatas = [["assets/*.png", "assets"]]\n'
             'prune = [{name = "docs", globs = ["**/*.md"], flavors = ["full"]}]\nflavors = ["lite"]\n'
-            'unpinned_goldens = ["m"]\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
+            'unpinned_goldens = ["m"]\nunproven_onnx = ["c"]\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
     cfg = load_config(_project(tmp_path, tool))
     assert cfg.uses == ("clip", "faiss") and cfg.manifest == tmp_path / "models.toml"
     assert cfg.datas == ((tmp_path / "assets/*.png", "assets"),) and cfg.prune[0].globs == ("**/*.md",)
     assert cfg.budgets.totals == {"lite": 60_000_000} and cfg.flavors == ("lite",)
     assert default_model_set(tmp_path) == "demo" and cfg.unpinned_goldens == ("m",)
+    assert cfg.unproven_onnx == ("c",)
 
 
 def test_default_model_set_fails_loudly(tmp_path):

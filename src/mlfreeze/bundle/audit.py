@@ -234,6 +234,38 @@ def unpinned_models(result: AuditResult) -> list[str]:
     return out
 
 
+def unproven_onnx_models(result: AuditResult) -> list[str]:
+    """CLIP models whose ONNX towers the bundle ships with no proof that catches a faulty export
+    without torch (an agreement record naming exactly these towers, pinned goldens, or
+    ``reference_sims`` in their verify table), and that the bundle's verification does not record
+    as opted out (``[tool.mlfreeze] unproven_onnx``, in the shipped report's context): for release."""
+    from mlfreeze_runtime.verify import agreement_record
+
+    try:
+        report = json.loads((result.bundle / REPORT_IN_BUNDLE).read_text(encoding="utf-8"))
+        opted = set(report.get("context", {}).get("unproven_onnx", []))
+    except (OSError, ValueError, AttributeError):
+        opted = set()
+    out = []
+    for m in (result.models_index or {}).get("models", []):
+        roles, files, pins = m.get("roles", {}), m.get("files", {}), m.get("sha256", {})
+        towers = {r.split("_")[0]: pins.get(files.get(n, ""), "") for n, r in roles.items()
+                  if r in ("image_onnx", "text_onnx")}
+        if m.get("kind") != "clip" or len(towers) != 2 or m.get("id") in opted:
+            continue
+        golden = m.get("golden")
+        proven = bool(golden and f"models/{golden}" in result.hashes) or bool(m.get("verify", {}).get("reference_sims"))
+        for name in (n for n, r in roles.items() if r == agreement_record.ROLE and n in files):
+            try:
+                doc = agreement_record.read(result.bundle / "models" / files[name])
+            except agreement_record.RecordError:
+                continue
+            proven = proven or agreement_record.backs_towers(doc, towers)
+        if not proven:
+            out.append(str(m.get("id")))
+    return out
+
+
 def refusal(results: Sequence[AuditResult]) -> MlfreezeError | None:
     """The error for the worst of ``results`` (IntegrityError exit 3, VerificationError exit 1), or None."""
     bad = [r for r in results if r.findings]

@@ -220,6 +220,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
 
 TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
 ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
+SLIM_ONLY_ROLES = (*ONNX_ROLES, "agreement")  # the towers and their agreement record with torch
 
 
 def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str], kind: str = "clip",
@@ -230,7 +231,7 @@ def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str
     "weights") go into both whole."""
     if kind != "clip":
         return dict(files)
-    drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
+    drop = SLIM_ONLY_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
     return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
 
 
@@ -250,6 +251,10 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
             for tower, path in (("image", ex.image), ("text", ex.text)):
                 name = f"{model_id}_{tower}.onnx"
                 chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
+        record = getattr(ex, "agreement", None)
+        if flavor == "slim" and ex is not None and record is not None and "agreement" not in roles.values():
+            name = f"{model_id}_agreement.json"
+            chosen[name], roles[name], derived[name] = Path(record), "agreement", ex.derived_from
         if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
             raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
                               "(mlfreeze build runs it when the slim flavor is built)")

@@ -19,9 +19,11 @@ sha256 = "<64 hex>"
 size = 605143284
 urls = ["https://...", "file:///...", "demo/x.bin"]   # tried in order; no scheme = relative to this file
 extract = false               # true: a .zip whose members are listed below
-role = "weights"              # optional, passed through ("weights", "config", "image_onnx", "text_onnx", ...)
+role = "weights"              # optional, passed through ("weights", "config", "image_onnx", "text_onnx",
+                              # "agreement", ...)
 derived_from = "<id>@<sha256>"  # required for roles image_onnx/text_onnx (an ONNX export of that
-                              # model's weights, src/mlfreeze/models/export.py), refused elsewhere
+                              # model's weights, src/mlfreeze/models/export.py) and agreement (the
+                              # towers' agreement record with torch), refused elsewhere
 bundle = true                 # optional (non-archives): goes into a bundle's models/<id>/
 max_unpacked = 1000000        # optional (archives): bound on the extracted total; default: the sum
                               # of member sizes when all are declared, else max(4 x size, 64 MiB)
@@ -55,7 +57,8 @@ KINDS = ("clip", "insightface")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DERIVED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[0-9a-f]{64}$")
-DERIVED_ROLES = ("image_onnx", "text_onnx")  # exports of a model's weights (src/mlfreeze/models/export.py)
+# exports of a model's weights and their agreement record with torch (src/mlfreeze/models/export.py)
+DERIVED_ROLES = ("image_onnx", "text_onnx", "agreement")
 DEFAULT_UNPACK_RATIO = 4
 DEFAULT_UNPACK_FLOOR = 64 << 20  # small demo archives of compressible models
 

@@ -34,7 +34,7 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "update_root")
+        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -61,6 +61,7 @@ class ProjectConfig:
     flavors: tuple[str, ...] = DEFAULT_FLAVORS
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
+    unproven_onnx: tuple[str, ...] = ()  # model ids whose ONNX towers may ship with no proof (slim gate, release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
 
     @property
@@ -168,6 +169,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     raw_prune = t.opt("prune", list, [])
     raw_budgets = t.opt("budgets", dict, {})
     unpinned = t.strings("unpinned_goldens", ())
+    unproven = t.strings("unproven_onnx", ())
     update_root_value = t.opt("update_root", str, None)
     update_root = (root / update_root_value) if update_root_value is not None else None
     t.done()
@@ -184,7 +186,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         update_root=update_root)
+                         unproven_onnx=unproven, update_root=update_root)
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:

@@ -197,7 +197,8 @@ def release_version(found: Mapping[str, str], requested: str | None) -> str:
 
 def audit_bundles(bundles: list[Bundle], log: Callable[[str], None] | None) -> list[Bundle]:
     """Audit every bundle (src/mlfreeze/bundle/audit.py); refuse the release when one fails (exit 3 or 1), or when one
-    holds a model without pinned goldens that BUILD-INFO does not record as opted out (exit 1)."""
+    holds a model without pinned goldens that BUILD-INFO does not record as opted out, or ONNX towers
+    backed by no agreement record, goldens or reference_sims and not opted out (exit 1)."""
     results = [audit.audit_bundle(b.path) for b in bundles]
     for result in results:
         for line in result.notices:
@@ -214,6 +215,11 @@ def audit_bundles(bundles: list[Bundle], log: Callable[[str], None] | None) -> l
                 f"{result.bundle.name}: model {', '.join(unpinned)} ships without pinned goldens, so the gate ran "
                 "without its golden check; pin them (nox -s pin-goldens -- --set <set>) or opt out by name in "
                 f"[tool.mlfreeze] unpinned_goldens = [{', '.join(repr(u) for u in unpinned)}] and rebuild")
+        unproven = audit.unproven_onnx_models(result)
+        if unproven:
+            from mlfreeze_runtime.verify.agreement_record import unproven_line
+
+            raise VerificationError(f"{result.bundle.name}: {unproven_line(unproven[0])}, and rebuild")
     return [Bundle(path=b.path, info=b.info, archive_format=b.archive_format, accelerator=b.accelerator,
                    mtime=b.mtime, audit=r) for b, r in zip(bundles, results, strict=True)]
 
