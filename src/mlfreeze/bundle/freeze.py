@@ -28,11 +28,12 @@ import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
 from mlfreeze import _proc as proc
 from mlfreeze import hostinfo
-from mlfreeze.bundle import buildinfo, cuda_archs, incremental, prune, selftest
+from mlfreeze.bundle import buildinfo, cuda_archs, glibc, incremental, prune, selftest, signing
 from mlfreeze.errors import FreezeError, VerificationError
 from mlfreeze.models.cache import hash_file
 from mlfreeze.platforms.profiles import Profile
 from mlfreeze.project.config import bundle_name, find_root, load_config
+from mlfreeze.project.signing import Signing
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
 
@@ -42,6 +43,9 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
                    Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+# Every bundle, first: multiprocessing.freeze_support() (a spawn/forkserver child runs its target and
+# exits before the app parses its arguments), then stdout/stderr for a windowed app (a log file).
+PROCESS_HOOKS = (HOOKS / "rthook_freeze_support.py", HOOKS / "rthook_stdio.py")
 ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
@@ -73,6 +77,8 @@ class AppConfig:
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+    console: bool = True  # [tool.mlfreeze] console: false builds a windowed app (the spec's EXE console=...)
+    signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.bundle.signing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +109,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens)
+                     unpinned_goldens=cfg.unpinned_goldens, console=cfg.console, signing=cfg.signing)
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -200,11 +206,11 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [str(RUNTIME_HOOK)],
+        "runtime_hooks": [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
-        "console": True,
+        "console": app.console,  # the app's EXE only; <app>-selftest and <app>-update keep a console
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
@@ -455,9 +461,10 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
 
 
 def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Sequence[prune.Removal],
-                update_root: str | None, archs: Any) -> None:
-    """After the self-test passed: ship the verify report, write RECORD (every shipped byte),
-    BUILD-INFO.json and the incremental stamp."""
+                update_root: str | None, archs: Any, signed: Mapping[str, Any] | None = None) -> None:
+    """After the self-test passed: ship the verify report, write RECORD (every shipped byte, signed
+    ones included), BUILD-INFO.json (``signed``: :func:`mlfreeze.bundle.signing.sign_bundle`'s record)
+    and the incremental stamp."""
     bundle, app, models = plan.bundle, plan.app, plan.models
     verification = plan.verification
     if verification is not None and plan.verify_report is not None:
@@ -479,7 +486,9 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
         record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
         git_commit=buildinfo.git_commit(plan.root), inputs_sha256=plan.digest,
         lock_sha256=lock_digest(plan.root, plan.profile.name, plan.flavor), update_root=update_root,
-        cuda_archs=archs)
+        cuda_archs=archs, signing=signed,
+        glibc=glibc.freeze_record(bundle, profile_name=plan.profile.name, host_os=plan.profile.host_os,
+                                  profile_floor=plan.profile.glibc_floor))
     buildinfo.write(bundle, info)
     incremental.write_stamp(bundle, plan.digest)
 
@@ -536,10 +545,12 @@ def selftest_step(staged: StagedBundle) -> Path:
     if staged.reused:
         return plan.bundle
     try:
+        # signed first: the self-test then runs the signed binaries, and RECORD pins the signed bytes
+        signed = signing.sign_bundle(plan.bundle, host_os=plan.profile.host_os, signing=plan.app.signing)
         result = selftest.check_bundle(plan.bundle, app=plan.app.app, flavor=plan.flavor,
                                        exe_suffix=hostinfo.exe_suffix(plan.profile.host_os),
                                        keep_failed=plan.keep_failed)
-        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs)
+        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs, signed)
     except VerificationError:
         raise
     except BaseException as exc:

@@ -9,7 +9,8 @@ CUDA rules applied (NVIDIA, CUDA C++ Programming Guide, "Binary Compatibility" a
 "Application Compatibility"): a cubin built for ``sm_XY`` runs on a GPU of compute capability
 X.Z with Z >= Y (same major only); PTX built for ``compute_XY`` is JIT-compiled by the driver
 for any GPU of compute capability >= X.Y. A CUDA build also needs a driver at least as new as
-its toolkit requires (``min_driver``).
+its toolkit requires (``min_driver``). A Linux build needs the glibc its ELF files need (``glibc``,
+the floor ``mlfreeze audit`` recorded): the dynamic loader refuses to start it on an older one.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Machine:
     nvidia_driver: str | None = None
     apple_silicon: bool = False
     rosetta: bool = False
+    glibc: str | None = None  # Linux: the C library's version ("2.31"); None elsewhere or not glibc (musl)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,7 @@ class Variant:
     accelerator: str
     min_driver: str | None = None
     cuda_archs: tuple[str, ...] = ()
+    glibc: str | None = None  # Linux: the newest glibc its files need (BUILD-INFO glibc.floor); None: no floor
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -99,6 +102,11 @@ def _refusal(m: Machine, v: Variant) -> str | None:
         if m.os == "macos" and m.arch == "arm64" and v.arch == "x86_64" and v.accelerator == "cpu":
             return None  # Rosetta 2 runs x86_64 CPU code; ranked below native builds
         return f"built for {v.arch}, this machine is {m.arch}"
+    if v.os == "linux" and v.glibc:
+        if m.glibc is None:
+            return f"needs glibc {v.glibc} or newer, and this machine's C library is not glibc"
+        if version_tuple(m.glibc) < version_tuple(v.glibc):
+            return f"needs glibc {v.glibc} or newer, this machine has glibc {m.glibc}"
     if v.accelerator == "mps" and not m.apple_silicon:
         return "needs Apple Silicon (Metal), not found"
     if v.accelerator == "cuda":
