@@ -71,8 +71,11 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
     # freeze_support() and the windowed app's streams first (a spawn child must exit before anything
     # else runs); the app's runtime hooks end with the one that turns MLFREEZE_ENTRY=selftest into the self-test
-    assert analysis[2]["runtime_hooks"] == [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK), str(ENTRY_HOOK)]
-    assert [Path(h).name for h in PROCESS_HOOKS] == ["rthook_freeze_support.py", "rthook_stdio.py"]
+    # (PyInstaller's own multiprocessing hook first: it runs custom hooks before its own)
+    hooks = analysis[2]["runtime_hooks"]
+    assert [Path(h).name for h in hooks] == ["pyi_rth_multiprocessing.py", "rthook_freeze_support.py",
+                                             "rthook_stdio.py", RUNTIME_HOOK.name, ENTRY_HOOK.name]
+    assert hooks[1:] == [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK), str(ENTRY_HOOK)]
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search-selftest", "photo-search-update", "photo-search"]
     # <app>-selftest is a launcher from its own Analysis (no app PYZ, no runtime hooks, ML stack out)
@@ -137,7 +140,7 @@ def test_console_reaches_the_apps_exe_only(tmp_path: Path, monkeypatch: pytest.M
     assert exes.pop("photo-search") is console
     assert exes and all(v is True for v in exes.values()), exes
     app_analysis = [c for c in calls if c[0] == "Analysis"][0]
-    assert app_analysis[2]["runtime_hooks"][:2] == [str(h) for h in PROCESS_HOOKS]
+    assert app_analysis[2]["runtime_hooks"][1:3] == [str(h) for h in PROCESS_HOOKS]
 
 
 def test_console_key_is_a_boolean(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from mlfreeze.project.config import bundle_name, find_root, load_config
 from mlfreeze.project.signing import Signing
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+from mlfreeze_runtime.processes import ENTRY_MODULE_FILE
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 # The runtime package every bundle ships (collected by src/mlfreeze/specs/hooks/hook-mlfreeze_runtime.py).
@@ -46,6 +47,20 @@ RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
 # Every bundle, first: multiprocessing.freeze_support() (a spawn/forkserver child runs its target and
 # exits before the app parses its arguments), then stdout/stderr for a windowed app (a log file).
 PROCESS_HOOKS = (HOOKS / "rthook_freeze_support.py", HOOKS / "rthook_stdio.py")
+# PyInstaller runs custom runtime hooks before its own, so its multiprocessing hook (which makes
+# freeze_support() recognise spawn, forkserver and resource-tracker children on every OS) goes first.
+PYINSTALLER_MULTIPROCESSING_HOOK = ("hooks", "rthooks", "pyi_rth_multiprocessing.py")
+
+
+def process_hooks() -> list[str]:
+    """The runtime hooks every app runs first: PyInstaller's multiprocessing hook (from the PyInstaller
+    that will freeze; found without importing it), then :data:`PROCESS_HOOKS`."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("PyInstaller")
+    found = [Path(p).joinpath(*PYINSTALLER_MULTIPROCESSING_HOOK) for p in (spec.submodule_search_locations or [])] \
+        if spec is not None else []
+    return [str(p) for p in found if p.is_file()][:1] + [str(h) for h in PROCESS_HOOKS]
 ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
@@ -189,6 +204,20 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
                           "`pip install -e . --config-settings editable_mode=strict`; nothing was frozen")
 
 
+def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
+    """The import name of the entry script under the first ``pathex`` folder that holds it
+    (``src/app/__main__.py`` under ``src`` -> ``app.__main__``), None when it has none."""
+    for base in pathex:
+        try:
+            rel = entry.resolve().relative_to(Path(base).resolve()).with_suffix("")
+        except ValueError:
+            continue
+        name = ".".join(rel.parts)
+        if rel.parts and all(p.isidentifier() for p in rel.parts) and name != "__main__":
+            return name
+    return None
+
+
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
                 hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (src/mlfreeze/specs/<flavor>.spec documents every key).
@@ -199,6 +228,8 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
     the ML stack); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
     hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    entry_module = entry_module_name(app.entry, app.pathex)  # a spawn child's __mp_main__ (mlfreeze_runtime.processes)
+    hiddenimports += [entry_module] if entry_module else []
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
@@ -206,11 +237,12 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK)],
+        "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
         "console": app.console,  # the app's EXE only; <app>-selftest and <app>-update keep a console
+        "entry_module": entry_module,  # written into the bundle by complete_bundle; the spec ignores it
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
@@ -446,6 +478,8 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     """Prune, strip, add the update root and the models to the staged onedir, then move it to dist/.
     Returns the removals, the update root's sha256 and the CUDA architectures it carries."""
     removals = prune.apply(staged / "_internal", plan.rules)
+    if plan.params.get("entry_module"):  # what a spawn child imports as __main__ (mlfreeze_runtime.processes)
+        (staged / "_internal" / ENTRY_MODULE_FILE).write_text(plan.params["entry_module"] + "\n", encoding="utf-8")
     if plan.params["strip_symbols"]:
         saved = strip_symbols(staged / "_internal")
         print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)

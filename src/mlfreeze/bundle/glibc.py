@@ -164,3 +164,34 @@ def freeze_record(bundle: Path, *, profile_name: str, host_os: str, profile_floo
         log(f"freeze: {bundle.name}: glibc floor {floor.glibc} (set by {floor.glibc_file}) is within "
             f"{allowed.version}, raised by {allowed.by}: this is a local build, not one for older distributions")
     return record(floor, allowed)
+
+
+def provided_glibc(libc: Path) -> str | None:
+    """The glibc release a ``libc.so.6`` is ("2.31" for Debian 11's), from the version banner glibc
+    prints when run (``GNU C Library ... release version 2.31``); else the newest ``GLIBC_`` version
+    node it defines (``.gnu.version_d``; a release that added no symbol defines no node of its own,
+    so 2.31 defines at most GLIBC_2.30). None for a file that is neither."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerDefSection
+
+    try:
+        data = libc.read_bytes()
+    except OSError:
+        return None
+    banner = re.search(rb"GNU C Library[^\n\x00]*?release version (\d+\.\d+)", data)
+    if banner:
+        return banner.group(1).decode()
+    best: tuple[int, ...] = ()
+    try:
+        with open(libc, "rb") as f:
+            for section in ELFFile(f).iter_sections():
+                if isinstance(section, GNUVerDefSection):
+                    for _verdef, auxes in section.iter_versions():
+                        for aux in auxes:
+                            m = _NUMBERED.match(str(aux.name))
+                            if m and m.group(1) == "GLIBC":
+                                best = max(best, version_key(m.group(2)))
+    except (ELFError, OSError, ValueError):
+        return None
+    return ".".join(map(str, best)) if best else None

@@ -1,10 +1,9 @@
-# Runtime hook (every bundle, first): multiprocessing.freeze_support(). A frozen app that starts a
-# `spawn` or `forkserver` child (the default start methods on macOS and Windows; a torch DataLoader
-# with workers) runs its own executable again: the spawn child with `--multiprocessing-fork ...`,
-# the forkserver and resource tracker with `-c "from multiprocessing... import main"`. PyInstaller's
-# own multiprocessing runtime hook (run before this one) teaches freeze_support() to recognise all
-# three on every OS; calling it here, before the app's script parses sys.argv, runs the child's work
-# and exits. In the app itself it returns at once.
-import multiprocessing
+# Runtime hook (every bundle, first of mlfreeze's): multiprocessing.freeze_support() before the app's
+# script runs, so a `spawn` or `forkserver` child (and the resource tracker) of a frozen app runs its
+# work and exits instead of re-running the app with flags its argparse refuses. PyInstaller's own
+# multiprocessing runtime hook, which teaches freeze_support() those children on every OS, runs just
+# before this one (the freeze puts it there: PyInstaller runs custom hooks before its own).
+# mlfreeze_runtime.processes explains how the child finds the entry script's functions.
+from mlfreeze_runtime.processes import freeze_support
 
-multiprocessing.freeze_support()
+freeze_support()
