@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze import _proc as proc
+from mlfreeze import hostinfo
 from mlfreeze.errors import ConfigError, FreezeError
 from mlfreeze.project.signing import MacSigning, Signing, WindowsSigning
 
@@ -88,11 +89,11 @@ def pe_files(bundle: Path) -> list[Path]:
     return out
 
 
-def windows_tool(cfg: WindowsSigning, host_os: str) -> str:
-    """``signtool`` on a Windows host, ``osslsigncode`` elsewhere, unless the table names one."""
+def windows_tool(cfg: WindowsSigning, running_on: str) -> str:
+    """``signtool`` when running on Windows, ``osslsigncode`` elsewhere, unless the table names one."""
     if cfg.tool != "auto":
         return cfg.tool
-    return "signtool" if host_os == "windows" else "osslsigncode"
+    return "signtool" if running_on == "windows" else "osslsigncode"
 
 
 def windows_plan(files: Sequence[str], cfg: WindowsSigning, tool: str) -> list[Step]:
@@ -233,7 +234,7 @@ def sign_bundle(bundle: Path, *, host_os: str, signing: Signing, env: Mapping[st
             return None
         fingerprint = certificate_sha256(Path(values[cfg.certificate_env]), values[cfg.password_env])
         files = [p.relative_to(bundle).as_posix() for p in pe_files(bundle) if not pe_signed(p)]
-        tool = windows_tool(cfg, host_os)
+        tool = windows_tool(cfg, hostinfo.current().os)
         if shutil.which(tool) is None:
             raise FreezeError(f"signing needs {tool}, which is not on PATH "
                               f"({'the Windows SDK' if tool == 'signtool' else 'apt-get install osslsigncode'})")
