@@ -147,7 +147,8 @@ def test_a_tampered_signature_or_signed_code_fails_the_audit(signed: dict, damag
     assert len(lines) == 1 and "tool.exe" in lines[0] and "does not verify" in lines[0], out
 
 
-def test_a_file_signed_by_another_certificate_fails_the_audit(signed: dict, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_file_signed_by_another_certificate_fails_the_audit(signed: dict,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     bundle = signed["bundle"]
     helper = bundle / "_internal" / "helper.dll"
     subprocess.run(["osslsigncode", "remove-signature", "-in", str(helper), "-out", str(helper) + ".u"], check=True,
