@@ -169,9 +169,8 @@ def test_an_untrusted_signer_is_a_finding_that_names_the_variable(signed: dict, 
     assert signing.CA_ENV in out and "tool.exe" in out
 
 
-def test_without_its_secrets_the_bundle_stays_unsigned_and_release_says_so_once(tmp_path: Path,
-                                                                                capsys: pytest.CaptureFixture[str],
-                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_its_secrets_the_bundle_stays_unsigned_and_release_says_so_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     bundle = make_bundle(tmp_path / "dist", "win-cpu", "lite")
     shutil.copyfile(_launcher("cli-64.exe"), bundle / "tool.exe")
     lines: list[str] = []
