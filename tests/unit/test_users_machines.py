@@ -224,7 +224,7 @@ def test_data_dir_defaults_to_the_platforms_user_data_dir(monkeypatch: pytest.Mo
 def test_the_entry_script_is_collected_under_its_import_name(tmp_path: Path) -> None:
     (tmp_path / "src" / "app").mkdir(parents=True)
     assert freeze.entry_module_name(tmp_path / "src" / "app" / "__main__.py", (tmp_path, tmp_path / "src")) == \
-        "src.app.__main__"
+        "app.__main__"
     assert freeze.entry_module_name(tmp_path / "src" / "app" / "__main__.py", (tmp_path / "src", tmp_path)) == \
         "app.__main__"
     assert freeze.entry_module_name(tmp_path / "tiny.py", (tmp_path,)) == "tiny"

@@ -205,9 +205,9 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
 
 
 def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
-    """The import name of the entry script under the first ``pathex`` folder that holds it
-    (``src/app/__main__.py`` under ``src`` -> ``app.__main__``), None when it has none."""
-    for base in pathex:
+    """The import name of the entry script under the deepest ``pathex`` folder that holds it
+    (``src/app/__main__.py`` with ``src`` on pathex -> ``app.__main__``), None when it has none."""
+    for base in sorted(pathex, key=lambda p: len(Path(p).resolve().parts), reverse=True):
         try:
             rel = entry.resolve().relative_to(Path(base).resolve()).with_suffix("")
         except ValueError:
