@@ -198,8 +198,10 @@ def render_text(plan: Plan) -> str:
         f"  build host      {plan.host} ({where}), nox -s {plan.session}",
         *([f"  glibc floor     {plan.glibc_floor} at most (mlfreeze audit refuses a bundle that needs a newer glibc)"]
           if plan.glibc_floor else []),
-        f"  signing         {plan.signing}" + (" ([tool.mlfreeze.signing] has no table for this OS)"
-                                               if plan.signing == "unsigned" else " (before RECORD is written)"),
+        f"  signing         {plan.signing}" + (" (before RECORD is written)" if plan.signing != "unsigned" else
+                                               " (Linux binaries are not code-signed; SHA256SUMS and the signed "
+                                               "update metadata cover them)" if plan.host.startswith("linux") else
+                                               " ([tool.mlfreeze.signing] has no table for this OS)"),
         (f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
          f" (CUDA {plan.cuda}, accelerator {plan.accelerator})" if not plan.lock_file.endswith("-slim.txt") else
          f"  torch           not installed: a slim-only build (CLIP as ONNX; accelerator {plan.accelerator})"),
