@@ -141,9 +141,9 @@ def above(floor: Floor, allowed: Allowed) -> str | None:
     """One line naming the file when ``floor`` is above ``allowed``, else None."""
     if floor.glibc is None or version_key(floor.glibc) <= version_key(allowed.version):
         return None
-    how = (f"build it in the profile's container (container in its profile), or, for a local build only, "
-           f"raise the floor with {FLOOR_ENV}=host") if not allowed.raised else f"raise {FLOOR_ENV} or build it in " \
-                                                                               "the profile's container"
+    how = (f"build it in the container its profile names, or, for a local build only, raise the floor with "
+           f"{FLOOR_ENV}=host") if not allowed.raised else f"raise {FLOOR_ENV} or build it in the container its " \
+                                                          "profile names"
     return (f"needs GLIBC_{floor.glibc}, above the glibc {allowed.version} floor allowed by {allowed.by}: it would "
             f"not start on a machine with glibc older than {floor.glibc} ({how})")
 
