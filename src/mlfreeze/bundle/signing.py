@@ -21,9 +21,12 @@ RECORD pins (the audit refuses that bundle, exit 3).
 Secrets reach the commands only at run time, from the environment variables the signing table
 names: the commands echoed (and :func:`windows_plan` / :func:`macos_plan`, which are pure) show
 ``$NAME`` in their place. The audit's check (:func:`verify_findings`): each signed PE file verifies
-with ``osslsigncode verify`` (or ``signtool verify /pa`` on Windows) and is signed by the
-certificate BUILD-INFO records; on macOS each signed Mach-O passes ``codesign --verify --strict``;
-where the host has no such tool the audit says so in a note.
+with ``osslsigncode verify`` (or ``signtool verify /pa`` on Windows), and each file BUILD-INFO lists
+is signed by the certificate BUILD-INFO records; on macOS each signed Mach-O passes ``codesign
+--verify --deep --strict``. A damaged signature, or code changed under an intact one, is a finding.
+A signature that is intact but chains to a certificate this host does not trust (self-signed, a
+private CA not given in ``MLFREEZE_SIGNING_CA``) is a note: trust is the users' machines' decision,
+custody is the certificate pin. Where the host has no tool to check, the audit says so in a note.
 """
 
 from __future__ import annotations
@@ -282,29 +285,54 @@ def verify_command(path: Path, host_os: str, ca_file: str | None) -> list[str] |
     return None
 
 
-def signer_sha256(path: Path) -> str | None:
-    """SHA-256 (hex) of the certificate that signed a PE file's Authenticode signature (the first
-    signer of its PKCS#7 SignedData), None when it has none or it cannot be read."""
+def signature_certificates(path: Path) -> list[Any]:
+    """The certificates inside a PE file's Authenticode signature (its PKCS#7 SignedData; the leaf
+    first), [] when it has none or they cannot be read (pyca/cryptography)."""
     import pefile
-    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+    from cryptography.hazmat.primitives.serialization import pkcs7
 
     try:
         pe = pefile.PE(str(path), fast_load=True)
     except pefile.PEFormatError:
-        return None
+        return []
     try:
         entry = pe.OPTIONAL_HEADER.DATA_DIRECTORY[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_SECURITY"]]
         if not entry.VirtualAddress or not entry.Size:
-            return None
+            return []
         blob = bytes(pe.__data__[entry.VirtualAddress + 8:entry.VirtualAddress + entry.Size])  # after WIN_CERTIFICATE
     finally:
         pe.close()
     try:
-        certs = pkcs7.load_der_pkcs7_certificates(blob[:_der_length(blob)])
+        certs = list(pkcs7.load_der_pkcs7_certificates(blob[:_der_length(blob)]))
     except ValueError:
-        return None
-    leaves = [c for c in certs if not _issues_any(c, certs)] or list(certs)
-    return hashlib.sha256(leaves[0].public_bytes(Encoding.DER)).hexdigest() if leaves else None
+        return []
+    leaves = [c for c in certs if not _issues_any(c, certs)]
+    return leaves + [c for c in certs if c not in leaves]
+
+
+def signer_sha256(path: Path) -> str | None:
+    """SHA-256 (hex) of the certificate that signed a PE file's Authenticode signature (the leaf of
+    its PKCS#7 SignedData), None when it has none or it cannot be read."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certs = signature_certificates(path)
+    return hashlib.sha256(certs[0].public_bytes(Encoding.DER)).hexdigest() if certs else None
+
+
+def _intact_but_untrusted(path: Path) -> bool:
+    """Whether a PE signature that failed verification verifies when its own certificates are the trust
+    anchors: the code and the signature are intact, only the chain is not trusted by this host."""
+    if not _has_cryptography() or shutil.which("osslsigncode") is None:
+        return False
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    certs = signature_certificates(path)
+    if not certs:
+        return False
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-audit-") as tmp:
+        anchors = Path(tmp) / "signature-certificates.pem"
+        anchors.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in certs))
+        return proc.capture(["osslsigncode", "verify", "-in", str(path), "-CAfile", str(anchors)]).returncode == 0
 
 
 def _der_length(blob: bytes) -> int:
@@ -347,6 +375,7 @@ def verify_findings(bundle: Path, info: Mapping[str, Any] | None, host_os: str,
             targets[rel] = False
     findings: list[tuple[str, str]] = []
     notes: list[str] = []
+    untrusted: list[str] = []
     unchecked = 0
     for rel, ours in sorted(targets.items()):
         path = bundle / rel
@@ -368,12 +397,17 @@ def verify_findings(bundle: Path, info: Mapping[str, Any] | None, host_os: str,
             unchecked += 1
             continue
         done = proc.capture(cmd)
-        if done.returncode != 0:
+        if done.returncode != 0 and cmd[0] == "osslsigncode" and _intact_but_untrusted(path):
+            untrusted.append(rel)  # code and signature intact; whose certificate it is, the pin above decides
+        elif done.returncode != 0:
             lines = [ln.strip() for ln in (done.stdout + "\n" + done.stderr).splitlines() if ln.strip()]
             why = next((ln for ln in lines if "mismatch" in ln.lower() or "failed" in ln.lower()
                         or "error" in ln.lower()), lines[-1] if lines else "no output")
-            findings.append((rel, f"signature does not verify ({cmd[0]} exit {done.returncode}: {why[:200]})"
-                                  + ("" if ca_file else f"; a private CA is trusted with {CA_ENV}=<PEM file>")))
+            findings.append((rel, f"signature does not verify ({cmd[0]} exit {done.returncode}: {why[:200]})"))
+    if untrusted:
+        notes.append(f"{bundle.name}: {len(untrusted)} signed file(s) are intact but signed by a certificate this "
+                     f"host does not trust (first: {untrusted[0]}; a self-signed or private CA: trust it with "
+                     f"{CA_ENV}=<PEM file>; users' machines decide with their own trust store)")
     if record and record.get("kind") == "authenticode" and not _has_cryptography():
         notes.append(f"{bundle.name}: the signer of each PE file was not compared with BUILD-INFO's certificate: "
                      "pyca/cryptography is not installed (pip install 'mlfreeze[update]')")
