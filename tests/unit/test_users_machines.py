@@ -122,6 +122,9 @@ def test_the_updater_refuses_a_variant_above_the_machines_glibc(machine: str | N
     if not fits and machine is not None:
         assert reasons[0] == (f"tiny-1-linux-cpu-lite: refused, needs glibc {floor} or newer, this machine has "
                               f"glibc {machine}")
+        # the one line the updater prints when nothing fits names both versions
+        assert reasons[-1] == (f"no variant of this release runs on this machine (tiny-1-linux-cpu-lite needs glibc "
+                               f"{floor} or newer, this machine has glibc {machine})")
 
 
 def test_the_machines_glibc_is_read_from_confstr() -> None:

@@ -154,6 +154,7 @@ def choose_variant(machine: Machine, variants: Sequence[Variant], *, flavor: str
         reasons.append(f"{chosen.name}: chosen by --variant" + (f" although it {why}" if why else ""))
         return chosen, reasons
     fitting: list[Variant] = []
+    refused: list[str] = []
     for v in variants:
         if flavor is not None and v.flavor != flavor:
             reasons.append(f"{v.name}: skipped, flavor {v.flavor} (installed flavor is {flavor})")
@@ -161,10 +162,13 @@ def choose_variant(machine: Machine, variants: Sequence[Variant], *, flavor: str
         why = _refusal(machine, v)
         if why:
             reasons.append(f"{v.name}: refused, {why}")
+            refused.append(f"{v.name} {why}")
         else:
             fitting.append(v)
-    if not fitting:
-        reasons.append("no variant of this release runs on this machine")
+    if not fitting:  # the last line is the one the updater prints: it names the first refusal
+        more = f"; +{len(refused) - 1} more" if len(refused) > 1 else ""
+        first = f" ({refused[0]}{more})" if refused else ""
+        reasons.append(f"no variant of this release runs on this machine{first}")
         return None, reasons
     fitting.sort(key=lambda v: _rank(machine, v, FLAVOR_RANK), reverse=True)
     chosen = fitting[0]
