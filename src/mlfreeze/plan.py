@@ -52,6 +52,9 @@ class Plan:
     session: str
     host: str
     runner: str
+    container: str  # the image release.yml builds in ("" = the runner itself); Linux: a manylinux image
+    glibc_floor: str | None  # Linux: the newest glibc a bundle may need (the audit refuses more)
+    signing: str  # how the freeze signs the bundles ("unsigned", "authenticode", "codesign+notarize")
     accelerator: str
     python: str
     torch: str
@@ -164,7 +167,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                       command=("mlfreeze", "release", "dist")))
     return Plan(
         platform=p, description=profile.description, session=profile.session,
-        host=f"{profile.host_os}-{profile.host_arch}", runner=profile.runner, accelerator=profile.accelerator,
+        host=f"{profile.host_os}-{profile.host_arch}", runner=profile.runner, container=profile.container,
+        glibc_floor=profile.glibc_floor, signing=_signing(config, profile.host_os), accelerator=profile.accelerator,
         python=profile.python, torch=profile.torch.version, torchvision=profile.torch.torchvision,
         torch_index=profile.torch_index(env) or "PyPI", cuda=profile.torch.cuda or "none",
         onnxruntime=f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
@@ -177,10 +181,27 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
     )
 
 
+def _signing(config: ProjectConfig, host_os: str) -> str:
+    """What [tool.mlfreeze.signing] does to this OS's bundles, in a word or two."""
+    cfg = config.signing.for_os(host_os)
+    if cfg is None:
+        return "unsigned"
+    if host_os == "windows":
+        return "authenticode"
+    return "codesign+notarize" if getattr(cfg, "notarize", False) else "codesign"
+
+
 def render_text(plan: Plan) -> str:
+    where = f"GitHub runner {plan.runner}" + (f", container {plan.container}" if plan.container else "")
     lines = [
         f"mlfreeze plan for {plan.platform}: {plan.description}",
-        f"  build host      {plan.host} (GitHub runner {plan.runner}), nox -s {plan.session}",
+        f"  build host      {plan.host} ({where}), nox -s {plan.session}",
+        *([f"  glibc floor     {plan.glibc_floor} at most (mlfreeze audit refuses a bundle that needs a newer glibc)"]
+          if plan.glibc_floor else []),
+        f"  signing         {plan.signing}" + (" (before RECORD is written)" if plan.signing != "unsigned" else
+                                               " (Linux binaries are not code-signed; SHA256SUMS and the signed "
+                                               "update metadata cover them)" if plan.host.startswith("linux") else
+                                               " ([tool.mlfreeze.signing] has no table for this OS)"),
         (f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
          f" (CUDA {plan.cuda}, accelerator {plan.accelerator})" if not plan.lock_file.endswith("-slim.txt") else
          f"  torch           not installed: a slim-only build (CLIP as ONNX; accelerator {plan.accelerator})"),

@@ -264,3 +264,33 @@ def health(*, app: str, version: str, features: Mapping[str, Mapping[str, Any]] 
     }
     doc.update(extra or {})
     return doc
+
+
+DATA_DIR_ENV = "MLFREEZE_DATA_DIR"
+
+
+def app_name() -> str:
+    """The running app's name: its executable's (a frozen bundle's ``<app>``) or script's file stem."""
+    target = sys.executable if getattr(sys, "frozen", False) else (sys.argv[0] if sys.argv and sys.argv[0] else "")
+    stem = Path(target).stem
+    return stem or "mlfreeze-app"
+
+
+def data_dir(app: str | None = None) -> Path:
+    """Where the app keeps its own data (logs, indexes, settings): ``$MLFREEZE_DATA_DIR`` when set,
+    else the platform's user data directory for ``app`` (default :func:`app_name`), from
+    platformdirs: ``~/.local/share/<app>`` ($XDG_DATA_HOME) on Linux, ``~/Library/Application
+    Support/<app>`` on macOS, ``%LOCALAPPDATA%\\<app>`` on Windows. Never inside the bundle, so an
+    update (which replaces the bundle) keeps it. Not created here: the caller makes what it writes."""
+    import os
+
+    override = os.environ.get(DATA_DIR_ENV)
+    if override:
+        return Path(override).expanduser()
+    name = app or app_name()
+    try:
+        import platformdirs
+    except ImportError:  # a bundle built without platformdirs: the XDG default, which it also uses on Linux
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return Path(base) / name
+    return Path(platformdirs.user_data_dir(name, appauthor=False))

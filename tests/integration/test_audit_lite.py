@@ -30,6 +30,14 @@ if "--health" in sys.argv:
 '''
 
 
+@pytest.fixture(autouse=True)
+def _host_glibc_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle frozen here needs this machine's glibc (its libpython), newer than the profile's
+    floor: allowed as a local build (MLFREEZE_GLIBC_FLOOR=host); tests/integration/test_users_machines.py
+    tests the floor itself."""
+    monkeypatch.setenv("MLFREEZE_GLIBC_FLOOR", "host")
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("audit-lite")

@@ -48,7 +48,8 @@ def test_removing_or_adding_a_profile_changes_the_matrix(tmp_path: Path, capsys:
     text = (platforms / "linux-cpu.toml").read_text()
     (platforms / "linux-arm.toml").write_text(
         text.replace('"linux-cpu"', '"linux-arm"').replace('"build-linux"', '"build-linux-arm"')
-        .replace('host_arch = "x86_64"', 'host_arch = "arm64"').replace('"ubuntu-24.04"', '"ubuntu-24.04-arm"'))
+        .replace('host_arch = "x86_64"', 'host_arch = "arm64"').replace('"ubuntu-24.04"', '"ubuntu-24.04-arm"')
+        .replace("manylinux_2_28_x86_64", "manylinux_2_28_aarch64"))
     names = [e["platform"] for e in _printed(capsys, "--platforms-dir", str(platforms))["include"]]
     assert "win-cuda" not in names and "linux-arm" in names and len(names) == 7
 

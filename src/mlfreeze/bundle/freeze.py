@@ -28,13 +28,15 @@ import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
 from mlfreeze import _proc as proc
 from mlfreeze import hostinfo
-from mlfreeze.bundle import buildinfo, cuda_archs, incremental, prune, selftest
+from mlfreeze.bundle import buildinfo, cuda_archs, glibc, incremental, prune, selftest, signing
 from mlfreeze.errors import FreezeError, VerificationError
 from mlfreeze.models.cache import hash_file
 from mlfreeze.platforms.profiles import Profile
 from mlfreeze.project.config import bundle_name, find_root, load_config
+from mlfreeze.project.signing import Signing
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+from mlfreeze_runtime.processes import ENTRY_MODULE_FILE
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 # The runtime package every bundle ships (collected by src/mlfreeze/specs/hooks/hook-mlfreeze_runtime.py).
@@ -42,6 +44,23 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
                    Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+# Every bundle, first: multiprocessing.freeze_support() (a spawn/forkserver child runs its target and
+# exits before the app parses its arguments), then stdout/stderr for a windowed app (a log file).
+PROCESS_HOOKS = (HOOKS / "rthook_freeze_support.py", HOOKS / "rthook_stdio.py")
+# PyInstaller runs custom runtime hooks before its own, so its multiprocessing hook (which makes
+# freeze_support() recognise spawn, forkserver and resource-tracker children on every OS) goes first.
+PYINSTALLER_MULTIPROCESSING_HOOK = ("hooks", "rthooks", "pyi_rth_multiprocessing.py")
+
+
+def process_hooks() -> list[str]:
+    """The runtime hooks every app runs first: PyInstaller's multiprocessing hook (from the PyInstaller
+    that will freeze; found without importing it), then :data:`PROCESS_HOOKS`."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("PyInstaller")
+    found = [Path(p).joinpath(*PYINSTALLER_MULTIPROCESSING_HOOK) for p in (spec.submodule_search_locations or [])] \
+        if spec is not None else []
+    return [str(p) for p in found if p.is_file()][:1] + [str(h) for h in PROCESS_HOOKS]
 ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
@@ -74,6 +93,8 @@ class AppConfig:
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+    console: bool = True  # [tool.mlfreeze] console: false builds a windowed app (the spec's EXE console=...)
+    signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.bundle.signing)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +125,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens)
+                     unpinned_goldens=cfg.unpinned_goldens, console=cfg.console, signing=cfg.signing)
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -184,6 +205,20 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
                           "`pip install -e . --config-settings editable_mode=strict`; nothing was frozen")
 
 
+def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
+    """The import name of the entry script under the deepest ``pathex`` folder that holds it
+    (``src/app/__main__.py`` with ``src`` on pathex -> ``app.__main__``), None when it has none."""
+    for base in sorted(pathex, key=lambda p: len(Path(p).resolve().parts), reverse=True):
+        try:
+            rel = entry.resolve().relative_to(Path(base).resolve()).with_suffix("")
+        except ValueError:
+            continue
+        name = ".".join(rel.parts)
+        if rel.parts and all(p.isidentifier() for p in rel.parts) and name != "__main__":
+            return name
+    return None
+
+
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
                 hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (src/mlfreeze/specs/<flavor>.spec documents every key).
@@ -194,6 +229,8 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
     the ML stack); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
     hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    entry_module = entry_module_name(app.entry, app.pathex)  # a spawn child's __mp_main__ (mlfreeze_runtime.processes)
+    hiddenimports += [entry_module] if entry_module else []
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
@@ -201,11 +238,12 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [str(RUNTIME_HOOK)],
+        "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
-        "console": True,
+        "console": app.console,  # the app's EXE only; <app>-selftest and <app>-update keep a console
+        "entry_module": entry_module,  # written into the bundle by complete_bundle; the spec ignores it
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
@@ -446,6 +484,8 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     """Prune, strip, add the update root and the models to the staged onedir, then move it to dist/.
     Returns the removals, the update root's sha256 and the CUDA architectures it carries."""
     removals = prune.apply(staged / "_internal", plan.rules)
+    if plan.params.get("entry_module"):  # what a spawn child imports as __main__ (mlfreeze_runtime.processes)
+        (staged / "_internal" / ENTRY_MODULE_FILE).write_text(plan.params["entry_module"] + "\n", encoding="utf-8")
     if plan.params["strip_symbols"]:
         saved = strip_symbols(staged / "_internal")
         print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
@@ -461,9 +501,10 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
 
 
 def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Sequence[prune.Removal],
-                update_root: str | None, archs: Any) -> None:
-    """After the self-test passed: ship the verify report, write RECORD (every shipped byte),
-    BUILD-INFO.json and the incremental stamp."""
+                update_root: str | None, archs: Any, signed: Mapping[str, Any] | None = None) -> None:
+    """After the self-test passed: ship the verify report, write RECORD (every shipped byte, signed
+    ones included), BUILD-INFO.json (``signed``: :func:`mlfreeze.bundle.signing.sign_bundle`'s record)
+    and the incremental stamp."""
     bundle, app, models = plan.bundle, plan.app, plan.models
     verification = plan.verification
     if verification is not None and plan.verify_report is not None:
@@ -488,7 +529,9 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
         record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
         git_commit=buildinfo.git_commit(plan.root), inputs_sha256=plan.digest,
         lock_sha256=lock_digest(plan.root, plan.profile.name, plan.flavor), update_root=update_root,
-        cuda_archs=archs)
+        cuda_archs=archs, signing=signed,
+        glibc=glibc.freeze_record(bundle, profile_name=plan.profile.name, host_os=plan.profile.host_os,
+                                  profile_floor=plan.profile.glibc_floor))
     buildinfo.write(bundle, info)
     incremental.write_stamp(bundle, plan.digest)
 
@@ -545,10 +588,12 @@ def selftest_step(staged: StagedBundle) -> Path:
     if staged.reused:
         return plan.bundle
     try:
+        # signed first: the self-test then runs the signed binaries, and RECORD pins the signed bytes
+        signed = signing.sign_bundle(plan.bundle, host_os=plan.profile.host_os, signing=plan.app.signing)
         result = selftest.check_bundle(plan.bundle, app=plan.app.app, flavor=plan.flavor,
                                        exe_suffix=hostinfo.exe_suffix(plan.profile.host_os),
                                        keep_failed=plan.keep_failed)
-        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs)
+        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs, signed)
     except VerificationError:
         raise
     except BaseException as exc:

@@ -24,6 +24,7 @@ from typing import Any
 from mlfreeze.errors import ConfigError
 from mlfreeze.project.budgets import Budgets, load_budgets
 from mlfreeze.project.prune_rules import parse_rules
+from mlfreeze.project.signing import Signing, parse_signing
 from mlfreeze.schema import Table, read_toml
 from mlfreeze_runtime.buildinfo import FLAVORS
 
@@ -34,7 +35,7 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root")
+        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -63,6 +64,8 @@ class ProjectConfig:
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
     unproven_onnx: tuple[str, ...] = ()  # model ids whose ONNX towers may ship with no proof (slim gate, release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
+    console: bool = True  # false: a windowed app (no console window on Windows and macOS)
+    signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.project.signing)
 
     @property
     def pyproject(self) -> Path:
@@ -172,6 +175,8 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     unproven = t.strings("unproven_onnx", ())
     update_root_value = t.opt("update_root", str, None)
     update_root = (root / update_root_value) if update_root_value is not None else None
+    console = t.opt("console", bool, True)
+    signing = parse_signing(t.opt("signing", dict, {}), path, root)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
@@ -186,7 +191,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         unproven_onnx=unproven, update_root=update_root)
+                         unproven_onnx=unproven, update_root=update_root, console=console, signing=signing)
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:

@@ -174,9 +174,11 @@ def resolution_tables(pyproject: Path) -> bytes:
     return json.dumps(relevant, sort_keys=True).encode()
 
 
-# profile tables that cannot change a resolve: the shared-library closure the audit checks, and
-# what CI and the build session are called
-PROFILE_NON_RESOLUTION = ("closure", "description", "session", "runner", "archive_format")
+# profile tables that cannot change a resolve: the shared-library closure and glibc floor the audit
+# checks, where CI builds (runner, container; the resolve is for manylinux_2_28 whatever the
+# container, UV_PLATFORMS) and what the build session is called
+PROFILE_NON_RESOLUTION = ("closure", "description", "session", "runner", "archive_format", "glibc_floor",
+                          "container")
 
 
 def profile_resolution_tables(profile_toml: Path) -> bytes:

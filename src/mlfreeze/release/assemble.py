@@ -370,6 +370,12 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     messages = _Messages(log)
+    unsigned = [b.name for b in bundles if b.info.get("signing") is None]
+    if unsigned:  # once for the release, not once per bundle
+        messages.append(f"release: note: {len(unsigned)} of {len(bundles)} bundle(s) are unsigned "
+                        f"({', '.join(unsigned)}): no [tool.mlfreeze.signing] table for their OS, or its "
+                        "secrets were not set when they were frozen; Windows SmartScreen and macOS Gatekeeper "
+                        "warn about unsigned binaries")
     try:
         assets, sums = [], {}
         for bundle in bundles:

@@ -59,6 +59,7 @@ def entry(profile: Profile) -> dict[str, str]:
         "host_os": profile.host_os,
         "accelerator": profile.accelerator,
         "archive_format": profile.archive_format,
+        "container": profile.container,  # "" for macOS and Windows: the job runs on the runner itself
     }
 
 
@@ -109,6 +110,9 @@ def workflow_problems(workflow: Mapping[Any, Any], profiles: Mapping[str, Profil
         job = jobs[name]
         if str(job.get("runs-on", "")).replace(" ", "") != "${{matrix.runner}}":
             problems.append(f"job {name!r} must run on ${{{{ matrix.runner }}}} (the profile's runner)")
+        if str(job.get("container", "")).replace(" ", "") != "${{matrix.container}}":
+            problems.append(f"job {name!r} must run in ${{{{ matrix.container }}}} (the profile's build container: "
+                            "Linux bundles are built for its glibc)")
         env = {k: str(v).replace(" ", "") for k, v in (job.get("env") or {}).items()}
         if env.get("SESSION") != "${{matrix.session}}" or 'nox -s "$SESSION"' not in _runs(job):
             problems.append(f"job {name!r} must run `nox -s \"$SESSION\"` with SESSION: ${{{{ matrix.session }}}}")

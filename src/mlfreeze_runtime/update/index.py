@@ -149,7 +149,7 @@ def to_variant(entry: dict[str, Any]) -> Variant:
     return Variant(name=entry["name"], version=entry["version"], platform=entry["platform"],
                    flavor=entry["flavor"], os=entry["os"], arch=entry["arch"], accelerator=entry["accelerator"],
                    min_driver=entry.get("min_driver"), cuda_archs=tuple(entry.get("cuda_archs", ())),
-                   extra={"app": entry["app"]})
+                   glibc=entry.get("glibc"), extra={"app": entry["app"]})
 
 
 def files_of(entry: dict[str, Any]) -> list[FileRow]:
