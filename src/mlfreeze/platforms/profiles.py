@@ -27,6 +27,7 @@ KNOWN_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "CoreML
                    "DmlExecutionProvider", "ROCMExecutionProvider", "CPUExecutionProvider")
 TORCH_INDEX_ENV = "MLFREEZE_TORCH_INDEX"
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
+_PYTHON = re.compile(r"^3\.\d+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +130,7 @@ class Profile:
     host_os: str
     host_arch: str
     accelerator: str
-    python: str
+    python: str  # the default build interpreter ("3.11"); mlfreeze.project.pythons picks the project's
     runner: str
     archive_format: str
     constraints: tuple[str, ...]
@@ -137,6 +138,12 @@ class Profile:
     onnxruntime: OnnxRuntimeSpec
     path: Path
     closure: ClosureSpec = ClosureSpec()
+    pythons: tuple[str, ...] = ()  # every "3.N" the pinned torch and onnxruntime have wheels for, ascending
+
+    @property
+    def supported_pythons(self) -> tuple[str, ...]:
+        """``pythons``, or the default ``python`` alone when the profile lists none."""
+        return self.pythons or (self.python,)
 
     def torch_index(self, env: Mapping[str, str] | None = None) -> str:
         """The torch index actually used: ``MLFREEZE_TORCH_INDEX`` overrides the profile's."""
@@ -232,6 +239,7 @@ def load_profile_file(path: Path) -> Profile:
     host_arch = t.choice("host_arch", HOST_ARCHES)
     accelerator = t.choice("accelerator", ACCELERATORS)
     python = t.take("python", str)
+    pythons = _pythons(t, python)
     runner = t.take("runner", str)
     archive_format = t.choice("archive_format", ARCHIVE_FORMATS)
     constraints = t.strings("constraints")
@@ -260,7 +268,22 @@ def load_profile_file(path: Path) -> Profile:
     return Profile(name=name, session=session, description=description, host_os=host_os,
                    host_arch=host_arch, accelerator=accelerator, python=python, runner=runner,
                    archive_format=archive_format, constraints=constraints, torch=torch,
-                   onnxruntime=ort, path=path, closure=closure)
+                   onnxruntime=ort, path=path, closure=closure, pythons=pythons)
+
+
+def _pythons(t: Table, default: str) -> tuple[str, ...]:
+    """``pythons``: ascending ``3.N`` versions that hold the default ``python``."""
+    if not _PYTHON.match(default):
+        raise t.error("python", f"is {default!r}; expected a Python release like 3.11")
+    values = t.strings("pythons", (default,))
+    bad = [v for v in values if not _PYTHON.match(v)]
+    if bad:
+        raise t.error("pythons", f"names {bad[0]!r}; expected Python releases like 3.12")
+    if list(values) != sorted(dict.fromkeys(values), key=lambda v: int(v.split(".")[1])):
+        raise t.error("pythons", f"is {list(values)}; list each release once, in ascending order")
+    if default not in values:
+        raise t.error("pythons", f"is {list(values)} without the default python {default!r}")
+    return tuple(values)
 
 
 def _closure(ct: Table, *, accelerator: str, torch: TorchSpec, ort: OnnxRuntimeSpec) -> ClosureSpec:
