@@ -154,5 +154,6 @@ def find_entry(root: Path, module: str, pyproject: Mapping[str, Any], explicit: 
     for candidate in main_locations(module):
         if (root / candidate).is_file():
             return candidate, "found"
-    raise UsageError(f"no entry script found in {root}: no [project.scripts] and none of {', '.join(main_locations(module))}; "
+    raise UsageError(f"no entry script found in {root}: no [project.scripts] and none of "
+                     f"{', '.join(main_locations(module))}; "
                      "pass --entry with the app's script (src/main.py) or entry point (package.module:function)")

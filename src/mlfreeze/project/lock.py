@@ -247,10 +247,13 @@ def pip_index_options(pip_config: str) -> tuple[str, ...]:
 def compile_command(inputs: LockInputs, *, requirements: Path, overrides: Path, output: Path,
                     index_options: Sequence[str] = (), uv: str = "uv",
                     index_strategy: str = INDEX_STRATEGY) -> tuple[str, ...]:
-    """The ``uv pip compile`` command line (pure). ``index_options``: :func:`pip_index_options`."""
+    """The ``uv pip compile`` command line (pure). ``index_options``: :func:`pip_index_options`.
+    ``--no-python-downloads``: resolving for another Python needs no interpreter of it (uv would
+    otherwise try to download one, from outside the package indexes)."""
     cmd = [uv, "pip", "compile", str(requirements), "--override", str(overrides), "--generate-hashes",
            "--python-version", inputs.python, "--python-platform", inputs.python_platform,
-           "--index-strategy", index_strategy, "--no-header", "--quiet", "--output-file", str(output),
+           "--index-strategy", index_strategy, "--no-python-downloads", "--no-header", "--quiet",
+           "--output-file", str(output),
            *index_options]
     if inputs.torch_index:
         # the profile's torch index beside pip's: torch and torchvision's local builds (2.14.1+cpu) sort
@@ -264,21 +267,23 @@ _BOX = re.compile(r"^[\s│├╰─▶×]+")
 
 def resolver_reason(output: str) -> str:
     """uv's own reason for a failed resolve, as one line: the ``Because ...`` derivation (which
-    package, which constraint) when uv gives one, else its ``error:`` line with what caused it,
-    else its last line. ``output``: uv's stderr (and stdout)."""
+    package, which constraint) when uv gives one, else its ``error:`` line and the chain of causes
+    under it, else its last line. ``output``: uv's stderr (and stdout), plain or drawn with boxes."""
     lines = [_BOX.sub("", line).strip() for line in output.splitlines()]
-    lines = [re.sub(r"^(cause|Caused by):\s*", "", line) for line in lines]
-    start = next((i for i, line in enumerate(lines) if line.startswith("Because")), None)
+    start = next((i for i, line in enumerate(lines) if re.match(r"^(cause:\s*)?Because ", line)), None)
     if start is None:
         start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
     if start is None:
         rest = [line for line in lines if line]
         return rest[-1] if rest else "uv printed no reason"
-    picked = []
+    picked: list[str] = []
     for line in lines[start:]:
         if not line or line.startswith("hint:"):
             break
-        picked.append(line)
+        cause = re.match(r"^(cause|Caused by):\s*", line)
+        if cause and picked:
+            picked[-1] = picked[-1].rstrip(".:") + ":"
+        picked.append(line[cause.end():] if cause else line)
     return re.sub(r"\s+", " ", " ".join(picked)).removeprefix("error: ").strip()
 
 
@@ -303,6 +308,14 @@ def _uv() -> str:
     if not found:
         raise UsageError("uv is not installed: `pip install uv` (it resolves the lock)")
     return found
+
+
+def pip_config() -> str:
+    """``pip config list`` of this interpreter's pip: the indexes pip installs from (config files and
+    ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` / ``PIP_FIND_LINKS``), for :func:`pip_index_options`."""
+    from mlfreeze import _proc as proc
+
+    return proc.capture([sys.executable, "-m", "pip", "config", "list"]).stdout
 
 
 def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
@@ -330,15 +343,13 @@ def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
 def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", stack_path: Path | None = None) -> Path:
     """Resolve (:func:`resolve`) and write the lock atomically; FreezeError (exit 4) when the resolve fails,
     ConfigError (exit 2) before resolving when the project's requires-python leaves no Python of the profile."""
-    from mlfreeze import _proc as proc
     from mlfreeze.platforms.profiles import PROFILE_DIR
 
     stack_path = stack_path or PROFILE_DIR / "stack.toml"
     inputs = plan_lock(profile, load_stack(stack_path), config, variant=variant)
     digest = digest_for(inputs, config, profile, stack_path)
     out = lock_path(config.root, profile.name, variant)
-    pip_config = proc.capture([sys.executable, "-m", "pip", "config", "list"]).stdout
-    body = resolve(inputs, pip_config=pip_config, what=f"the {profile.name} lock")
+    body = resolve(inputs, pip_config=pip_config(), what=f"the {profile.name} lock")
     check_single_onnxruntime(body, profile)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.tmp")
