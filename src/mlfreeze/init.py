@@ -485,8 +485,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"mlfreeze init: builds on Python {found.python} (linux-cuda; requires-python and "
           "[tool.mlfreeze] python decide)")
     if found.subdir:
-        print(f"mlfreeze init: {directory.name} is the folder {found.subdir} of a git repository: the workflows "
-              f"go to its root ({found.workflows.as_posix()}), working in {found.subdir}")
+        print(f"mlfreeze init: this project is the folder {found.subdir}/ of a git repository; GitHub reads "
+              f"workflows only at its root, so they go to {found.workflows.as_posix()}/ and run in {found.subdir}/")
     for rel in written:
         print(f"  wrote {rel.as_posix()}")
     profile = host_profile()
