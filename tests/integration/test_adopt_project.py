@@ -75,7 +75,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend = top / "backend"
     _write(backend, {"pyproject.toml": PYPROJECT, "src/photosearch/__init__.py": "",
                      "src/photosearch/server.py": SERVER, "src/photosearch/db.py": "ROWS = 0\n",
-                     "src/photosearch/version.py": "VERSION = '0.3.0'\n", "tests/test_server.py": "import photosearch\n"})
+                     "src/photosearch/version.py": "VERSION = '0.3.0'\n",
+                     "tests/test_server.py": "import photosearch\n"})
     cwd = Path.cwd()
     os.chdir(backend)
     try:

@@ -106,3 +106,17 @@ def test_profile_pythons_are_validated(tmp_path, line, match):
     (tmp_path / "linux-cuda.toml").write_text(bad)
     with pytest.raises(ConfigError, match=match):
         load_profile_file(tmp_path / "linux-cuda.toml")
+
+
+def test_doctor_checks_the_interpreter_against_the_projects_python(tmp_path):
+    from mlfreeze.project.doctor import python_finding
+
+    profile = load_profile("linux-cuda")
+    cfg = load_config(_project(tmp_path, ">=3.12"))
+    assert python_finding(cfg, profile, "3.12").ok and not python_finding(cfg, profile, "3.12").note
+    other = python_finding(cfg, profile, "3.13")  # accepted, but the lock was resolved for 3.12
+    assert other.ok and other.note and "3.12" in other.detail
+    bad = python_finding(cfg, profile, "3.11")
+    assert not bad.ok and "excludes" in bad.detail and "nox -s build-linux-cuda" in bad.detail
+    pinned = load_config(_project(tmp_path, ">=3.11", "3.13"))
+    assert not python_finding(pinned, profile, "3.12").ok  # [tool.mlfreeze] python names one release

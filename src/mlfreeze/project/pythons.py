@@ -56,6 +56,14 @@ def _order(profile: Profile) -> list[str]:
     return [supported[i], *supported[i + 1:], *reversed(supported[:i])]
 
 
+def accepts(config: ProjectConfig, release: str) -> bool:
+    """Whether the project accepts Python ``release`` ("3.13"): its [tool.mlfreeze] python, else its requires-python."""
+    if config.python:
+        return release == config.python
+    spec = specifier(config.requires_python, f"{config.pyproject}: key 'project.requires-python'")
+    return admits(spec, release)
+
+
 def build_python(config: ProjectConfig, profile: Profile) -> BuildPython:
     """The Python a build of ``config`` for ``profile`` runs on (module docstring).
     ConfigError (exit 2) when the project's constraints leave none of the profile's releases."""
