@@ -146,7 +146,10 @@ def read_installed(venv: Path | None) -> Mapping[str, Any]:
 def install(session: Any, commands: Sequence[Sequence[str]], *, root: Path, always_project: bool = False) -> None:
     """Run the ``pip install`` commands in the session's venv, skipping those its record says were
     already installed from the same files; the record is rewritten after all of them succeeded."""
-    venv_location = getattr(getattr(session, "virtualenv", None), "location", None)
+    try:
+        venv_location = getattr(session.virtualenv, "location", None)  # none for a session without a venv
+    except ValueError:  # nox: "A virtualenv has not been created for this session"
+        venv_location = None
     venv = Path(venv_location) if venv_location else None
     before = read_installed(venv)
     done = {json.dumps(s, sort_keys=True) for s in before.get("steps", []) if None not in s["sha256"].values()}
