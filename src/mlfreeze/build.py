@@ -71,7 +71,7 @@ class Tested:
 def run_doctor(opts: BuildOptions) -> None:
     from mlfreeze.project.doctor import check_environment
 
-    check_environment(opts.profile, opts.config.uses, opts.flavors)
+    check_environment(opts.profile, opts.config.uses, opts.flavors, opts.config)
 
 
 def run_fetch(opts: BuildOptions) -> Fetched:

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="make this directory an mlfreeze project (scaffolds an app when empty)")
     p.add_argument("--app", default=None, metavar="NAME", help="the app's name (default: the directory's)")
+    p.add_argument("--entry", default=None, metavar="SCRIPT|MODULE:FUNCTION",
+                   help="the app's entry: a script (src/main.py), an entry point (package.module:function) or a "
+                        "[project.scripts] name (default: [project.scripts], else the usual __main__ places)")
     p.add_argument("--force", action="store_true", help="overwrite files init would write")
     p.add_argument("--no-lock", action="store_true", help="skip writing locks/ (resolving needs the index)")
 

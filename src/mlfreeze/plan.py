@@ -56,7 +56,8 @@ class Plan:
     glibc_floor: str | None  # Linux: the newest glibc a bundle may need (the audit refuses more)
     signing: str  # how the freeze signs the bundles ("unsigned", "authenticode", "codesign+notarize")
     accelerator: str
-    python: str
+    python: str  # the build interpreter (mlfreeze.project.pythons)
+    python_reason: str  # why that one: the profile's default, requires-python, [tool.mlfreeze] python
     torch: str
     torchvision: str
     torch_index: str
@@ -116,8 +117,11 @@ def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[
 def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None = None,
               flavors: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
               mlfreeze_source: str | None = None) -> Plan:
+    from mlfreeze.project.pythons import build_python
+
     model_set = model_set or config.model_set
     flavors = tuple(flavors or config.flavors)
+    python = build_python(config, profile)
     lock = plan_lock(profile, load_stack(), config, variant=variant_for(flavors), env=env)
     exe = exe_suffix(profile.host_os)
     p = profile.name
@@ -169,7 +173,8 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
         platform=p, description=profile.description, session=profile.session,
         host=f"{profile.host_os}-{profile.host_arch}", runner=profile.runner, container=profile.container,
         glibc_floor=profile.glibc_floor, signing=_signing(config, profile.host_os), accelerator=profile.accelerator,
-        python=profile.python, torch=profile.torch.version, torchvision=profile.torch.torchvision,
+        python=python.version, python_reason=python.reason, torch=profile.torch.version,
+        torchvision=profile.torch.torchvision,
         torch_index=profile.torch_index(env) or "PyPI", cuda=profile.torch.cuda or "none",
         onnxruntime=f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
         onnxruntime_used="faces" in config.uses or ("slim" in flavors and "clip" in config.uses),
@@ -202,6 +207,7 @@ def render_text(plan: Plan) -> str:
                                                " (Linux binaries are not code-signed; SHA256SUMS and the signed "
                                                "update metadata cover them)" if plan.host.startswith("linux") else
                                                " ([tool.mlfreeze.signing] has no table for this OS)"),
+        f"  python          {plan.python} ({plan.python_reason})",
         (f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
          f" (CUDA {plan.cuda}, accelerator {plan.accelerator})" if not plan.lock_file.endswith("-slim.txt") else
          f"  torch           not installed: a slim-only build (CLIP as ONNX; accelerator {plan.accelerator})"),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import mlfreeze
 import mlfreeze.specs  # noqa: E402
 import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
@@ -80,11 +81,12 @@ class AppConfig:
     """What to freeze: ``[tool.mlfreeze]`` and ``[project].version`` of pyproject.toml."""
 
     app: str
-    entry: Path
+    entry: Path  # the script PyInstaller freezes: the entry script, or the launcher of entry_point
     version: str
     model_set: str
-    sources: tuple[Path, ...]  # hashed for incremental builds
+    sources: tuple[Path, ...]  # hashed whole for incremental builds (mlfreeze's runtime package)
     pathex: tuple[Path, ...]
+    entry_point: str | None = None  # "package.module:function": entry is its launcher (write_launcher)
     # [tool.mlfreeze] uses / hiddenimports / excludes / datas / prune (mlfreeze.project.config)
     uses: tuple[str, ...] = ("clip", "faces", "faiss")
     hiddenimports: tuple[str, ...] = ()
@@ -115,17 +117,56 @@ class BundleModel:
 def load_app_config(root: Path | None = None) -> AppConfig:
     """What to freeze, from the project's ``[tool.mlfreeze]`` (mlfreeze.project.config validates it).
 
-    The project's own modules are found from its root and from the folder above the entry
-    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); mlfreeze's
-    runtime comes from wherever mlfreeze is installed.
+    The project's own modules are found from its root, its ``src/`` and the folder above the entry
+    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); an entry point's
+    module from the folder that holds its top-level package, and PyInstaller freezes its launcher
+    (``build/mlfreeze-entry/``, :func:`write_launcher`). mlfreeze's runtime comes from wherever
+    mlfreeze is installed.
     """
+    from mlfreeze.project.entry import LAUNCHER_NAME, module_root
+
     cfg = load_config(root)
-    sources = (cfg.entry.parent, *RUNTIME_SOURCES)
-    return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
-                     sources=tuple(p for p in sources if p.exists()),
-                     pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
-                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens, console=cfg.console, signing=cfg.signing)
+    entry, above = cfg.entry, cfg.entry.parent.parent
+    if cfg.entry_point:
+        entry, above = cfg.build_dir / "mlfreeze-entry" / LAUNCHER_NAME, module_root(cfg.entry,
+                                                                                   cfg.entry_point.split(":")[0])
+    src = cfg.root / "src"
+    return AppConfig(app=cfg.app, entry=entry, version=cfg.version, model_set=cfg.model_set,
+                     sources=tuple(p for p in RUNTIME_SOURCES if p.exists()), entry_point=cfg.entry_point,
+                     pathex=(cfg.root, above, *((src,) if src.is_dir() else ())), uses=cfg.uses,
+                     hiddenimports=cfg.hiddenimports, excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune,
+                     update_root=cfg.update_root, unpinned_goldens=cfg.unpinned_goldens, console=cfg.console,
+                     signing=cfg.signing)
+
+
+def write_launcher(app: AppConfig) -> None:
+    """For an entry point, the script PyInstaller freezes (mlfreeze.project.entry.launcher_text) at ``app.entry``."""
+    from mlfreeze.project.entry import launcher_text, parse_entry_point
+
+    point = parse_entry_point(app.entry_point or "")
+    if point is not None:
+        app.entry.parent.mkdir(parents=True, exist_ok=True)
+        app.entry.write_text(launcher_text(point), encoding="utf-8")
+
+
+def project_sources(app: AppConfig, root: Path) -> list[Path]:
+    """The project files the bundle holds (mlfreeze.bundle.modgraph): the entry script (not a
+    launcher, which is made from ``entry_point``), the project modules it, the entry point's module
+    and the hidden imports import, transitively, looked up in the pathex folders inside ``root``;
+    and every file ``[tool.mlfreeze] datas`` collects. Nothing else under ``root`` is read."""
+    from mlfreeze.bundle.modgraph import project_modules
+
+    top = root.resolve()
+    roots = [p.resolve() for p in dict.fromkeys([*app.pathex, app.entry.parent]) if p.resolve().is_relative_to(top)]
+    module = app.entry_point.split(":")[0] if app.entry_point else None
+    files = project_modules(roots=[r for r in roots if r.is_dir()],
+                            scripts=() if module else (app.entry.resolve(),),
+                            modules=(*((module,) if module else ()), *app.hiddenimports))
+    for source, _ in data_pairs(app.datas):
+        path = Path(source)
+        files += sorted(f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts) \
+            if path.is_dir() else [path]
+    return files
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -335,12 +376,15 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
                                                            "selftest_entry", "updater_entry")}
     entry, top = Path(params["entry"]).resolve(), root.resolve()
     stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
+    stable["entry_point"] = app.entry_point  # its launcher is made from it
     stable["python"] = _platform.python_version()
+    stable["mlfreeze"] = mlfreeze.__version__
     return incremental.FreezeInputs(
         platform=platform, flavor=flavor, app=app.app,
         distributions=distributions if distributions is not None else incremental.installed_distributions(),
         models={rel: sha for m in models for rel, sha in m.sha256.items()},
-        sources=incremental.source_files([*app.sources, *extra], root), params=stable)
+        sources=incremental.source_files([*app.sources, *extra, *project_sources(app, root)], root), params=stable,
+        lock=lock_digest(root, platform, flavor))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -460,6 +504,7 @@ def run_pyinstaller(plan: FreezePlan) -> Path:
     for old in (plan.bundle, plan.bundle.with_name(plan.name + selftest.FAILED_SUFFIX), plan.staging / plan.name):
         if old.exists():
             shutil.rmtree(old)
+    write_launcher(plan.app)
     check_hidden_imports(plan.params["hiddenimports"], plan.params["pathex"])
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     params_file = plan.work_dir / "params.json"

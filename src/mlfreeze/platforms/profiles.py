@@ -30,6 +30,7 @@ _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
 _GLIBC = re.compile(r"^2\.\d+$")
 # quay.io/pypa/manylinux_2_28_x86_64: the glibc a manylinux image builds for (PEP 600)
 _MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(x86_64|aarch64)(:|@|$)")
+_PYTHON = re.compile(r"^3\.\d+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -132,7 +133,7 @@ class Profile:
     host_os: str
     host_arch: str
     accelerator: str
-    python: str
+    python: str  # the default build interpreter ("3.11"); mlfreeze.project.pythons picks the project's
     runner: str
     archive_format: str
     constraints: tuple[str, ...]
@@ -146,6 +147,12 @@ class Profile:
     # machine's glibc is the floor); "" builds on the runner itself.
     glibc_floor: str | None = None
     container: str = ""
+    pythons: tuple[str, ...] = ()  # every "3.N" the pinned torch and onnxruntime have wheels for, ascending
+
+    @property
+    def supported_pythons(self) -> tuple[str, ...]:
+        """``pythons``, or the default ``python`` alone when the profile lists none."""
+        return self.pythons or (self.python,)
 
     def torch_index(self, env: Mapping[str, str] | None = None) -> str:
         """The torch index actually used: ``MLFREEZE_TORCH_INDEX`` overrides the profile's."""
@@ -241,6 +248,7 @@ def load_profile_file(path: Path) -> Profile:
     host_arch = t.choice("host_arch", HOST_ARCHES)
     accelerator = t.choice("accelerator", ACCELERATORS)
     python = t.take("python", str)
+    pythons = _pythons(t, python)
     runner = t.take("runner", str)
     archive_format = t.choice("archive_format", ARCHIVE_FORMATS)
     constraints = t.strings("constraints")
@@ -270,7 +278,8 @@ def load_profile_file(path: Path) -> Profile:
     return Profile(name=name, session=session, description=description, host_os=host_os,
                    host_arch=host_arch, accelerator=accelerator, python=python, runner=runner,
                    archive_format=archive_format, constraints=constraints, torch=torch,
-                   onnxruntime=ort, path=path, closure=closure, glibc_floor=glibc_floor, container=container)
+                   onnxruntime=ort, path=path, closure=closure, glibc_floor=glibc_floor, container=container,
+                   pythons=pythons)
 
 
 def _glibc(t: Table, *, host_os: str, host_arch: str) -> tuple[str | None, str]:
@@ -300,6 +309,21 @@ def _glibc(t: Table, *, host_os: str, host_arch: str) -> tuple[str | None, str]:
         if {"x86_64": "x86_64", "aarch64": "arm64"}[m.group(3)] != host_arch:
             raise t.error("container", f"is a {m.group(3)} image but host_arch is {host_arch!r}")
     return floor, container
+
+
+def _pythons(t: Table, default: str) -> tuple[str, ...]:
+    """``pythons``: ascending ``3.N`` versions that hold the default ``python``."""
+    if not _PYTHON.match(default):
+        raise t.error("python", f"is {default!r}; expected a Python release like 3.11")
+    values = t.strings("pythons", (default,))
+    bad = [v for v in values if not _PYTHON.match(v)]
+    if bad:
+        raise t.error("pythons", f"names {bad[0]!r}; expected Python releases like 3.12")
+    if list(values) != sorted(dict.fromkeys(values), key=lambda v: int(v.split(".")[1])):
+        raise t.error("pythons", f"is {list(values)}; list each release once, in ascending order")
+    if default not in values:
+        raise t.error("pythons", f"is {list(values)} without the default python {default!r}")
+    return tuple(values)
 
 
 def _closure(ct: Table, *, accelerator: str, torch: TorchSpec, ort: OnnxRuntimeSpec) -> ClosureSpec:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 
 from mlfreeze.errors import ConfigError
 from mlfreeze.project.budgets import Budgets, load_budgets
+from mlfreeze.project.entry import resolve as resolve_entry
 from mlfreeze.project.prune_rules import parse_rules
 from mlfreeze.project.signing import Signing, parse_signing
 from mlfreeze.schema import Table, read_toml
@@ -35,7 +37,7 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing")
+        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing", "python")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -51,7 +53,8 @@ class ProjectConfig:
     root: Path
     app: str
     version: str
-    entry: Path
+    entry: Path  # the entry script, or the source file of the entry point's module
+    entry_point: str | None = None  # "package.module:function" when entry names one (mlfreeze.project.entry)
     model_set: str = "default"
     manifest: Path | None = None  # None: mlfreeze's own src/mlfreeze/specs/models.toml
     uses: tuple[str, ...] = USES
@@ -66,6 +69,8 @@ class ProjectConfig:
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
     console: bool = True  # false: a windowed app (no console window on Windows and macOS)
     signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.project.signing)
+    python: str | None = None  # [tool.mlfreeze] python: the build interpreter (mlfreeze.project.pythons)
+    requires_python: str = ""  # [project] requires-python
 
     @property
     def pyproject(self) -> Path:
@@ -156,7 +161,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     app = t.take("app", str)
     if not app or "/" in app or "\\" in app or app.startswith("."):
         raise t.error("app", f"is {app!r}; it names the executable: letters, digits, '-', '_', '.'")
-    entry = root / t.take("entry", str)
+    entry_value = t.take("entry", str)
     model_set = t.opt("model_set", str, "default")
     manifest_value = t.opt("manifest", str, None)
     manifest = (root / manifest_value) if manifest_value is not None else None
@@ -177,13 +182,16 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     update_root = (root / update_root_value) if update_root_value is not None else None
     console = t.opt("console", bool, True)
     signing = parse_signing(t.opt("signing", dict, {}), path, root)
+    python = t.opt("python", str, None)
+    if python is not None and not re.match(r"^3\.\d+$", python):
+        raise t.error("python", f"is {python!r}; name a Python release such as \"3.12\"")
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
     _refuse_unknown(raw_budgets, BUDGET_KEYS, path, "tool.mlfreeze.budgets")
     budgets = load_budgets(path)
-    if not entry.is_file():
-        raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
+    entry, entry_point = resolve_entry(root, entry_value, f"{path}: key 'tool.mlfreeze.entry'")
+    requires_python = project.get("requires-python", "") if isinstance(project, dict) else ""
     if manifest is not None and not manifest.is_file():
         raise ConfigError(f"{path}: key 'tool.mlfreeze.models.manifest' points at {manifest}, which does not exist")
     if update_root is not None:
@@ -191,7 +199,9 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         unproven_onnx=unproven, update_root=update_root, console=console, signing=signing)
+                         unproven_onnx=unproven, update_root=update_root, console=console, signing=signing,
+                         entry_point=str(entry_point) if entry_point else None,
+                         python=python, requires_python=str(requires_python))
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:
