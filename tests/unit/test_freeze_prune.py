@@ -107,3 +107,21 @@ def test_bad_prune_files_name_the_file_and_key(tmp_path: Path, body: str, needle
 
 def test_project_prune_file_loads() -> None:
     assert load_prune(PRUNE_FILE).rules
+
+
+def test_a_link_into_what_a_rule_removed_goes_with_it(tmp_path: Path) -> None:
+    """PyInstaller links _internal/libtriton.so to triton/_C/libtriton.so; pruning triton/ must not leave
+    the link dangling (RECORD refuses a bundle that carries one). Other links, and a link that dangled
+    before, are not the rule's doing."""
+    (tmp_path / "triton" / "_C").mkdir(parents=True)
+    (tmp_path / "triton" / "_C" / "libtriton.so").write_bytes(b"x" * 10)
+    (tmp_path / "libtriton.so").symlink_to("triton/_C/libtriton.so")
+    (tmp_path / "keep.so").write_bytes(b"k")
+    (tmp_path / "libkeep.so").symlink_to("keep.so")
+    (tmp_path / "old.so").symlink_to("missing.so")
+    rule = Rule(name="triton", why="", globs=("triton",), flavors=(), accelerators=(), platforms=())
+    [removal] = apply(tmp_path, (rule,), log=False)
+    assert removal.paths == 2 and removal.bytes == 10
+    assert not (tmp_path / "libtriton.so").is_symlink()
+    assert (tmp_path / "libkeep.so").resolve() == (tmp_path / "keep.so").resolve()
+    assert (tmp_path / "old.so").is_symlink()  # dangled before: left for RECORD to refuse, naming it

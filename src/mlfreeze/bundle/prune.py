@@ -87,11 +87,17 @@ def matches(root: Path, rule: Rule) -> list[Path]:
     return found
 
 
+def dangling_links(root: Path) -> list[Path]:
+    """Symbolic links under ``root`` whose target does not exist (sorted)."""
+    return sorted(p for p in root.rglob("*") if p.is_symlink() and not p.exists())
+
+
 def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal]:
     """Remove what each rule matches under ``root`` (a bundle's _internal/); report bytes per rule."""
     removals = []
     for rule in rules:
         paths = matches(root, rule)
+        dangling_before = set(dangling_links(root)) if paths else set()
         size = 0
         for p in paths:
             if not (p.exists() or p.is_symlink()):
@@ -101,7 +107,12 @@ def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal
                 shutil.rmtree(p)
             else:
                 p.unlink()
-        removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths)))
+        # links whose target this rule removed (PyInstaller links _internal/libtriton.so into triton/_C/):
+        # a bundle never carries a dangling link (RECORD refuses one), so they go with their target
+        dangling = [link for link in dangling_links(root) if link not in dangling_before] if paths else []
+        for link in dangling:
+            link.unlink()
+        removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths) + len(dangling)))
         if log:
             print(f"prune: {rule.name:<24} removed {format_size(size):>10} ({len(paths)} paths)", flush=True)
     return removals
