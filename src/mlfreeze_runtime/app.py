@@ -56,10 +56,19 @@ An app mlfreeze builds (the example photo_search, the ``mlfreeze init`` scaffold
    ``embed_texts(list[str])`` and ``embed_images(list[Path])`` return an ``(N, D)`` array (or
    list of rows); ``embed_faces(list[Path])`` returns ``N`` rows or ``None`` each.
 
+   A server declares ``[tool.mlfreeze] serve`` instead (:mod:`mlfreeze_runtime.contract`): the
+   self-test starts it and sends the same inputs over HTTP; it needs no ``--mlfreeze-probe``.
+
+4. **writes only outside its bundle**: files the app keeps (a database, thumbnails, caches) go
+   under :func:`data_dir`, never beside the executable: a file written inside the bundle breaks
+   its RECORD (``mlfreeze audit`` and ``<app>-update`` refuse it), and the build's self-test fails
+   when a run of the app wrote there.
+
 ``<app>-selftest`` (:mod:`mlfreeze_runtime.verify.selftest`) writes such a request from the
 bundled probes, runs the sibling ``<app>`` executable with it and compares each row with its own
 reference embedding (cosine >= :data:`PROBE_MIN_COSINE`), so the app's own path, not a sibling of
-it, is what passes. Standard library only (the lite bundle imports this).
+it, is what passes. Standard library only (the lite bundle imports this), except
+:func:`data_dir`, which asks platformdirs.
 """
 
 from __future__ import annotations
@@ -74,6 +83,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 PROBE_FLAG = "--mlfreeze-probe"
+DATA_ENV = "MLFREEZE_DATA_DIR"
 PROBE_MIN_COSINE = 0.9999
 REQUEST_KEYS = {"texts": "text", "images": "image", "faces": "face"}
 
@@ -194,6 +204,30 @@ def handle_probe(argv: Sequence[str], *, embed_texts: EmbedFn | None = None, emb
     out.write(json.dumps(response) + "\n")
     out.flush()
     return 0
+
+
+def data_dir(app_name: str) -> Path:
+    """The folder where ``app_name`` keeps its files, created on first use (absolute).
+
+    ``$MLFREEZE_DATA_DIR`` when set (the self-test points it at a temporary folder; a server in a
+    container at its volume), else platformdirs' per-user data folder for the app
+    (``~/.local/share/<app>`` on Linux, ``~/Library/Application Support/<app>`` on macOS,
+    ``%LOCALAPPDATA%\\<app>`` on Windows). Never inside the bundle. OSError when it cannot be made;
+    ValueError for an empty or path-like ``app_name``."""
+    import os
+
+    if not app_name or any(sep in app_name for sep in ("/", "\\")) or app_name in (".", ".."):
+        raise ValueError(f"data_dir: app name {app_name!r} must be a plain name such as 'photo-search'")
+    chosen = os.environ.get(DATA_ENV, "").strip()
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_data_dir(app_name, appauthor=False))
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # ---- --health ----

@@ -35,6 +35,7 @@ from mlfreeze.platforms.profiles import Profile
 from mlfreeze.project.config import bundle_name, find_root, load_config
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+from mlfreeze_runtime.contract import AppContract, write_contract
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 # The runtime package every bundle ships (collected by src/mlfreeze/specs/hooks/hook-mlfreeze_runtime.py).
@@ -73,6 +74,7 @@ class AppConfig:
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+    contract: AppContract = field(default_factory=AppContract)  # [tool.mlfreeze] serve / smoke: app-contract.json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +105,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens)
+                     unpinned_goldens=cfg.unpinned_goldens, contract=cfg.contract)
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -189,10 +191,14 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
 
     ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
     their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
-    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's lite list,
-    the ML stack); the self-test's package is always among them."""
+    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's ``updater``
+    list: the ML stack and the app's libraries); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
-    hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    app_hidden = app.hiddenimports
+    if flavor == "lite":  # the app's own modules stay; none of the ML stack that lite leaves out comes back
+        kept_out = (*excludes, *part_excludes)
+        app_hidden = tuple(h for h in app_hidden if not any(h == e or h.startswith(e + ".") for e in kept_out))
+    hiddenimports = [*hiddenimports, *part_hidden, *app_hidden]
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
@@ -210,6 +216,8 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
                              if e not in UPDATER_NEEDS],
     }
+    # lite: hook-mlfreeze_runtime leaves the runtime's ML loaders to the app's own imports (specs/lite.spec)
+    params["hooksconfig"] = {"mlfreeze_runtime": {"ml": flavor != "lite"}}
     if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
@@ -373,8 +381,9 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
-                         updater_excludes=config.excludes.get("lite", ()))
+                         updater_excludes=config.excludes.get(prune.UPDATER, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    params["contract"] = app.contract.to_json()  # app-contract.json (complete_bundle); hashed, the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
@@ -444,6 +453,7 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
         saved = strip_symbols(staged / "_internal")
         print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
     update_root = freeze_update_root(staged, plan.app.update_root)
+    write_contract(staged, plan.app.contract)  # how the self-test runs the entry (serve / smoke); RECORD covers it
     archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
                                      internal=staged / "_internal")
     if plan.models:
@@ -463,7 +473,7 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
     if verification is not None and plan.verify_report is not None:
         shutil.copyfile(plan.verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
     elif not models:
-        verification = buildinfo.not_applicable(result.summary())
+        verification = buildinfo.not_applicable(result.summary(), check=result.entry_check)
     pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
     opted = set(app.unpinned_goldens)
     _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte

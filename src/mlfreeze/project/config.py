@@ -26,6 +26,7 @@ from mlfreeze.project.budgets import Budgets, load_budgets
 from mlfreeze.project.prune_rules import parse_rules
 from mlfreeze.schema import Table, read_toml
 from mlfreeze_runtime.buildinfo import FLAVORS
+from mlfreeze_runtime.contract import AppContract, ContractError, parse_contract
 
 SOURCE_ROOT = Path(__file__).resolve().parents[3]  # src/mlfreeze/project/config.py in a checkout
 PROJECT_ENV = "MLFREEZE_PROJECT"
@@ -34,7 +35,7 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "update_root")
+        "flavors", "budgets", "unpinned_goldens", "update_root", "serve", "smoke")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -62,6 +63,7 @@ class ProjectConfig:
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
+    contract: AppContract = field(default_factory=AppContract)  # serve / smoke: how the self-test runs the entry
 
     @property
     def pyproject(self) -> Path:
@@ -170,6 +172,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     unpinned = t.strings("unpinned_goldens", ())
     update_root_value = t.opt("update_root", str, None)
     update_root = (root / update_root_value) if update_root_value is not None else None
+    contract = _contract(t, path)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
@@ -184,7 +187,20 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         update_root=update_root)
+                         update_root=update_root, contract=contract)
+
+
+def _contract(t: Table, path: Path) -> AppContract:
+    """``serve`` and ``smoke`` (mlfreeze_runtime.contract validates them, the same code the frozen
+    self-test reads them with); ConfigError naming the file and the key."""
+    raw = {"serve": t.opt("serve", dict, None), "smoke": t.opt("smoke", (dict, list), None)}
+    try:
+        return parse_contract(raw)
+    except ContractError as exc:
+        hint = nearest(exc.key.rsplit(".", 1)[-1], exc.known) if exc.known else ""
+        known = f"; known keys: {', '.join(exc.known)}" if exc.known else ""
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.{exc.key}' {exc.problem}{hint}{known} "
+                          "(docs/your-app.md)") from None
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:
