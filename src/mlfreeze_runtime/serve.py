@@ -9,9 +9,10 @@ Four steps, each of which can fail by name (:class:`StepFailed`):
   most ``ready_timeout`` seconds (default 120);
 * **probe N**: one HTTP request per probe input (``request_timeout`` each, default 300 s); the
   answer must be JSON holding a vector of numbers where ``vector`` says;
-* **stop**: SIGTERM (``terminate()`` on Windows), then SIGKILL after ``stop_timeout`` seconds
-  (default 10); a server that had to be killed, or had already died, fails this step. On POSIX the
-  server runs in its own session and whatever is left of its process group is killed afterwards.
+* **stop**: SIGTERM (``terminate()``; TerminateProcess on Windows), then SIGKILL after
+  ``stop_timeout`` seconds (default 10); a server that had to be killed, or had already died,
+  fails this step. On POSIX the server runs in its own session and whatever is left of its
+  process group is killed afterwards.
 
 The build's lite check and the frozen self-test both run servers through :func:`run`; the caller
 passes the process starter (the builder's ``mlfreeze._proc.spawn``; by default
@@ -219,10 +220,7 @@ def stop(process: Process, serve: Serve, log: Path) -> None:
     if code is not None:
         problem = _with_log(f"the server had already exited (code {code}) before it was stopped", log)
     else:
-        if os.name == "posix":
-            os.kill(process.pid, signal.SIGTERM)
-        else:
-            process.terminate()
+        process.terminate()  # SIGTERM on POSIX
         try:
             process.wait(timeout=serve.stop_timeout)
         except subprocess.TimeoutExpired:
@@ -230,7 +228,7 @@ def stop(process: Process, serve: Serve, log: Path) -> None:
             process.wait(timeout=30)
             problem = f"the server did not exit within {serve.stop_timeout:g} s of SIGTERM and was killed " \
                       "(handle SIGTERM: finish the requests in flight, then exit)"
-    if os.name == "posix":
+    if os.name == "posix" and process.pid > 0:  # its own session: the group id is its pid
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)  # workers it left behind
     if problem is not None:
