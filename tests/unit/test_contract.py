@@ -116,7 +116,8 @@ def test_smoke_is_a_list_of_arguments_or_a_table(tmp_path: Path) -> None:
     smoke = load_config(_project(tmp_path, 'smoke = ["--version"]')).contract.smoke
     assert smoke is not None and (smoke.args, smoke.exit_code) == (("--version",), 0)
     (tmp_path / "pyproject.toml").unlink()
-    smoke = load_config(_project(tmp_path, 'smoke = { args = ["bad"], exit_code = 2, env = { X = "1" } }')).contract.smoke
+    table = 'smoke = { args = ["bad"], exit_code = 2, env = { X = "1" } }'
+    smoke = load_config(_project(tmp_path, table)).contract.smoke
     assert smoke is not None and (smoke.args, smoke.exit_code, dict(smoke.env)) == (("bad",), 2, {"X": "1"})
 
 
