@@ -98,6 +98,14 @@ def failures_of(report: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def app_results(report: Mapping[str, Any]) -> str:
+    """The app's own checks of a ``<app>-selftest --json`` report on one line
+    (``app_serve pass, app_serve.probe1.text pass, ...``), ``""`` when it has none."""
+    results = report.get("results")
+    return ", ".join(f"{r.get('check')} {r.get('status')}" for r in results if isinstance(r, dict)
+                     and str(r.get("check", "")).startswith("app_")) if isinstance(results, list) else ""
+
+
 def _summary_count(report: Mapping[str, Any], key: str, fallback: int) -> int:
     summary = report.get("summary")
     value = summary.get(key) if isinstance(summary, dict) else None
@@ -129,6 +137,9 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
                 failures.append(f"{exe.name} --json: {problem}")
             else:
                 listed = failures_of(report)
+                app_checks = app_results(report)
+                if app_checks:
+                    print(f"selftest: {exe.name}: {app_checks}", flush=True)
                 passed = report.get("passed") is True and not listed and problem is None
                 results = report.get("results")
                 checks = _summary_count(report, "checks", len(results) if isinstance(results, list) else 0)
