@@ -3,8 +3,8 @@
 Loaded through mlfreeze_runtime for now: the models folder is ``$MLFREEZE_MODELS_DIR`` (a frozen
 bundle's runtime hook points it at the bundle's ``models/``), ``models.json`` says which files are
 which, and the loaders are the ones the build's gate verified. Nothing else in the app touches a
-model file, so switching to by-name loads (``open_clip.create_model_and_transforms(...)``,
-``insightface.app.FaceAnalysis(name=...)``) changes only this module.
+model file, so switching to by-name loads (open_clip's ``create_model_and_transforms`` with a
+model name, insightface's ``FaceAnalysis`` with ``name="buffalo_l"``) changes only this module.
 """
 
 from __future__ import annotations
