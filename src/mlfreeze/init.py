@@ -78,7 +78,7 @@ uses = ["clip"]
 flavors = ["full", "lite"]
 
 [tool.mlfreeze.budgets]
-lite = "60 MB"
+lite = "105 MB"
 '''
 
 

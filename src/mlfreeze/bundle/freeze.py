@@ -47,7 +47,7 @@ ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
 # Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
-# extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
+# extension in every bundle, lite included). securesystemslib verifies the ed25519
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
 # What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
@@ -387,8 +387,9 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
-    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
-    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
+    # slim and lite on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the
+    # params. Lite keeps the app's numpy and Pillow, whose symbols alone are ~30 MB of an ordinary lite bundle.
+    params["strip_symbols"] = flavor in ("slim", "lite") and profile.host_os == "linux"
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
