@@ -144,10 +144,12 @@ SCHEMA: dict[str, Any] = {
         "not_applicable": {
             "type": "object", "additionalProperties": False,
             "required": ["applies", "reason", "check", "passed", "checks", "failed"],
-            "description": "A flavor that ships no models: its own check (`<app> --health` run from the frozen "
-                           "bundle) instead; audit accepts it only when RECORD holds no models/ file",
+            "description": "A flavor that ships no models: the check of its entry run from the frozen bundle "
+                           "instead (health: `<app> --health`; serve: its server started, answered its readiness "
+                           "URL and stopped; smoke: its smoke command); audit accepts it only when RECORD holds "
+                           "no models/ file",
             "properties": {
-                "applies": {"const": False}, "reason": _STR, "check": {"const": "health"},
+                "applies": {"const": False}, "reason": _STR, "check": {"enum": ["health", "serve", "smoke"]},
                 "passed": {"type": "boolean"}, "checks": _COUNT, "failed": _COUNT}},
     },
 }

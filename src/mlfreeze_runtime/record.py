@@ -164,6 +164,27 @@ def recorded_files(bundle: Path) -> Iterator[tuple[str, Path]]:
         yield rel, path
 
 
+Snapshot = dict[str, tuple[int, int]]  # relpath -> (size, mtime_ns)
+
+
+def snapshot(bundle: Path) -> Snapshot:
+    """Size and mtime of every file RECORD would cover (no hashing: cheap before and after a run)."""
+    out = {}
+    for rel, path in recorded_files(bundle):
+        st = path.stat()
+        out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def changes(before: Snapshot, after: Snapshot) -> list[str]:
+    """What a run did to a bundle, one ``"<relpath> (new|changed|deleted)"`` each, sorted by path:
+    a file written inside a bundle breaks its RECORD (and ``mlfreeze audit``)."""
+    out = [f"{rel} (new)" for rel in after if rel not in before]
+    out += [f"{rel} (changed)" for rel in after if rel in before and after[rel] != before[rel]]
+    out += [f"{rel} (deleted)" for rel in before if rel not in after]
+    return sorted(out)
+
+
 def scan(bundle: Path) -> list[Entry]:
     """A fresh RECORD of ``bundle`` (every file hashed), sorted by path."""
     out = []

@@ -1,427 +1,283 @@
-"""Liveness and readiness for a server bundle: ready means the models are the verified bytes.
+"""Run a server the way its contract says (:mod:`mlfreeze_runtime.contract`) and ask it the probes.
 
-A server built by mlfreeze (and the OCI image ``mlfreeze image`` makes of it) answers two probes:
+Four steps, each of which can fail by name (:class:`StepFailed`):
 
-``GET /livez``
-    200 ``{"status": "alive"}`` as soon as the port is bound, whatever the models' state (a
-    liveness probe restarts a process; a process waiting for, or refusing, its models must not be
-    restarted in a loop).
-``GET /readyz``
-    503 ``{"status": "checking" | "failed", "reason": "<one line>", "files": [...]}`` until
-    every file ``models.json`` lists matches its recorded sha256 and the bundle's self-test
-    (``<app>-selftest --json``) has passed; then 200 ``{"status": "ready", "models": [ids]}``.
-    A failure stays 503 with the reason naming the file (or the failing check): the process keeps
-    serving ``/livez``, so an orchestrator shows the reason instead of a crash loop. When a
-    model file changes after it was verified (size or mtime; checked at most once a second, when
-    ``/readyz`` is asked), readiness drops back to 503 and the check runs again.
+* **start**: the executable with the contract's ``args``/``env`` on 127.0.0.1 and a free port
+  (``{port}`` in args/env, and ``port_env`` set to it), its output to a log file; it fails when it
+  cannot be started or exits before it is ready;
+* **readiness**: ``GET http://127.0.0.1:<port><ready>`` every 0.2 s until it answers 2xx, for at
+  most ``ready_timeout`` seconds (default 120);
+* **probe N**: one HTTP request per probe input (``request_timeout`` each, default 300 s); the
+  answer must be JSON holding a vector of numbers where ``vector`` says;
+* **stop**: SIGTERM (``terminate()``; TerminateProcess on Windows), then SIGKILL after
+  ``stop_timeout`` seconds (default 10); a server that had to be killed, or had already died,
+  fails this step. On POSIX the server runs in its own session and whatever is left of its
+  process group is killed afterwards.
 
-Nothing here downloads anything: models are in the bundle's ``models/`` or in the folder
-``MLFREEZE_MODELS_DIR`` names (a volume filled by ``<app>-update models`` or an init container).
-
-Two ways to serve the probes, both standard library only (no web framework):
-
-* mount them in the app's own WSGI server: ``probes_middleware(app, readiness)`` answers the two
-  paths and passes every other request to ``app``; :func:`make_server` is a threading WSGI
-  server for apps that have none. An app on another framework calls
-  :meth:`Readiness.readyz` / :meth:`Readiness.livez` (``(status code, document)``) from its
-  own routes;
-* or, for apps that do not mount them, :func:`serve_probes` starts a small threading
-  ``http.server`` on its own port in a background thread.
-
-Typical use in an app's ``serve`` command::
-
-    readiness = Readiness().start()          # verification runs in a background thread
-    host, port = listen_address()            # HOST (default 127.0.0.1), PORT (default 8080)
-    serve_until_stopped(make_server(probes_middleware(my_wsgi_app, readiness), host, port))
-
-The environment decides what the operator decides: ``PORT``/``HOST`` the address,
-``MLFREEZE_MODELS_DIR`` the models, ``DEVICE``/``MODEL_DEVICE`` and ``ONNX_PROVIDERS`` the
-device (:mod:`mlfreeze_runtime.device`), ``MLFREEZE_SELFTEST_TIMEOUT`` the self-test's limit.
+The build's lite check and the frozen self-test both run servers through :func:`run`; the caller
+passes the process starter (the builder's ``mlfreeze._proc.spawn``; by default
+:class:`subprocess.Popen`). Standard library only.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import mimetypes
 import os
+import signal
+import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from typing import Any, Literal
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from typing import IO, Protocol
 
-from mlfreeze_runtime.modelindex import INDEX, ModelIndexError, file_sha256, find_models_dir, read_models_index
+from mlfreeze_runtime.contract import Probe, Serve, fill, locate
 
-LIVEZ = "/livez"
-READYZ = "/readyz"
-PORT_ENV = "PORT"
-HOST_ENV = "HOST"
-DEFAULT_PORT = 8080
-DEFAULT_HOST = "127.0.0.1"
-SELFTEST_TIMEOUT_ENV = "MLFREEZE_SELFTEST_TIMEOUT"
-DEFAULT_SELFTEST_TIMEOUT = 900.0
-RESTAT_SECONDS = 1.0
-
-CHECKING, READY, FAILED = "checking", "ready", "failed"
-
-#: A self-test: returns None when it passed, else the one line saying what failed.
-SelfTest = Callable[[], "str | None"]
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+HOST = "127.0.0.1"
+POLL_S = 0.2
+LOG_TAIL = 400  # characters of the server's log quoted in a failure
 
 
-class ServeConfigError(ValueError):
-    """PORT/HOST or a self-test setting is malformed (one line naming the variable)."""
+class Process(Protocol):
+    """What :func:`run` needs of a started process (:class:`subprocess.Popen` has it)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
 
 
-def listen_address(environ: dict[str, str] | None = None, *, port_env: str = PORT_ENV,
-                   default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``(host, port)`` from ``HOST`` (default 127.0.0.1; an image sets 0.0.0.0) and ``port_env``
-    (default ``PORT``, 8080). ServeConfigError for a port that is not 1..65535."""
-    env = os.environ if environ is None else environ
-    raw = env.get(port_env, "").strip()
-    if not raw:
-        return env.get(HOST_ENV, "").strip() or DEFAULT_HOST, default_port
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ServeConfigError(f"{port_env}={raw!r} is not a TCP port (1-65535)")
-    return env.get(HOST_ENV, "").strip() or DEFAULT_HOST, int(raw)
+Spawn = Callable[..., Process]  # spawn(cmd, *, env, cwd, stdout) -> Process
 
 
-def _child_environment() -> dict[str, str]:
-    """This process's environment for a child bundle executable: PyInstaller's bootloader put
-    ``_internal/`` first on LD_LIBRARY_PATH and kept the caller's value in LD_LIBRARY_PATH_ORIG."""
-    env = dict(os.environ)
-    if "LD_LIBRARY_PATH_ORIG" in env:
-        env["LD_LIBRARY_PATH"] = env.pop("LD_LIBRARY_PATH_ORIG")
-    elif getattr(sys, "frozen", False):
-        env.pop("LD_LIBRARY_PATH", None)
-    return env
+class StepFailed(Exception):
+    """``step`` (start, readiness, probe N, stop) did not work; ``detail`` says why."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"{step}: {detail}")
+        self.step = step
+        self.detail = detail
 
 
-def command_selftest(cmd: Sequence[str], *, timeout: float | None = None) -> SelfTest:
-    """A self-test that runs ``cmd`` (``<app>-selftest --json``) and reads its JSON report: passed
-    when it exits 0 and reports ``"passed": true``; else the first failing check (or the exit
-    status and the last line it printed). ``timeout`` (seconds): ``MLFREEZE_SELFTEST_TIMEOUT``,
-    default 900."""
-    if timeout is None:
-        raw = os.environ.get(SELFTEST_TIMEOUT_ENV, "").strip()
-        try:
-            timeout = float(raw) if raw else DEFAULT_SELFTEST_TIMEOUT
-        except ValueError:
-            raise ServeConfigError(f"{SELFTEST_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
-    limit = timeout
+@dataclass(kw_only=True)
+class Outcome:
+    """What a run of the contract gave: the failures by step, the vectors by probe, the timings.
 
-    def run() -> str | None:
-        name = Path(cmd[0]).name
-        try:
-            done = subprocess.run(list(cmd), capture_output=True, text=True, timeout=limit,
-                                  env=_child_environment(), stdin=subprocess.DEVNULL, check=False)
-        except subprocess.TimeoutExpired:
-            return f"self-test {name} did not finish in {limit:.0f} s ({SELFTEST_TIMEOUT_ENV})"
-        except OSError as exc:
-            return f"self-test {name} could not start: {exc}"
-        report = _last_json(done.stdout)
-        if done.returncode == 0 and report is not None and report.get("passed") is True:
-            return None
-        failing = [r for r in (report or {}).get("results") or []
-                   if isinstance(r, dict) and r.get("status") == "fail"]
-        if failing:
-            first = failing[0]
-            more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
-            return (f"self-test failed: {first.get('model', '?')}: {first.get('check', '?')}: "
-                    f"expected {first.get('expected', '?')}, got {first.get('got', '?')}{more}")
-        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
-        return f"self-test {name} failed (exit {done.returncode}): {tail[:300]}"
+    ``vectors[i]`` holds one row per input of probe ``i`` (a list of floats, or None where a face
+    probe's answer had no face); a probe that failed has no entry."""
 
-    return run
+    failures: list[StepFailed] = field(default_factory=list)
+    vectors: dict[int, list[list[float] | None]] = field(default_factory=dict)
+    port: int = 0
+    ready_s: float | None = None
+    log_tail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
 
 
-def _last_json(text: str) -> dict[str, Any] | None:
-    for line in [text.strip(), *reversed(text.strip().splitlines())]:
-        if line.strip().startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    return None
+def free_port(host: str = HOST) -> int:
+    """A TCP port nobody listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
-def bundle_selftest() -> SelfTest | None:
-    """The frozen bundle's own self-test, ``<app>-selftest --json`` beside this executable; None
-    in a checkout (not frozen), where readiness then rests on the sha256 check alone. In a frozen
-    process whose sibling is missing, a self-test that always fails (a bundle without one is
-    not verified)."""
-    if not getattr(sys, "frozen", False):
-        return None
-    exe = Path(sys.executable).resolve()
-    stem, suffix = (exe.stem, exe.suffix) if exe.suffix.lower() == ".exe" else (exe.name, "")
-    sibling = exe.with_name(f"{stem}-selftest{suffix}")
-    if not sibling.is_file():
-        return lambda: f"{sibling.name} is missing beside {exe.name}: this bundle cannot be verified (a lite bundle?)"
-    return command_selftest([str(sibling), "--json"])
+def popen(cmd: Sequence[str], *, env: Mapping[str, str], cwd: Path, stdout: IO[bytes]) -> Process:
+    """The default starter: its own session on POSIX (so the whole group can be killed)."""
+    return subprocess.Popen(list(cmd), env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=stdout,
+                            stderr=subprocess.STDOUT, start_new_session=os.name == "posix")
 
 
-@dataclass
-class _State:
-    status: str = CHECKING
-    reason: str = "verifying the models' sha256 and running the self-test"
-    files: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=list)
-    stats: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, mtime_ns) as verified
-    checked_at: float = 0.0
-
-
-class Readiness:
-    """Verification of one models folder, run in a background thread; thread-safe answers.
-
-    ``models_dir``: the folder holding models.json (default: :func:`find_models_dir`, i.e.
-    ``MLFREEZE_MODELS_DIR`` or the bundle's ``models/``). ``selftest``: a :data:`SelfTest`
-    (default: :func:`bundle_selftest`; ``None`` to rely on sha256 alone, e.g. in a checkout).
-    """
-
-    def __init__(self, models_dir: str | Path | None = None, *,
-                 selftest: SelfTest | None | Literal["bundle"] = "bundle",
-                 log: Callable[[str], None] | None = None) -> None:
-        self._explicit = models_dir
-        self._selftest: SelfTest | None = bundle_selftest() if isinstance(selftest, str) else selftest
-        self._lock = threading.Lock()
-        self._state = _State()
-        self._thread: threading.Thread | None = None
-        self._log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-
-    # ---- running the check ----
-    def start(self) -> Readiness:
-        """Start (or restart, when none is running) the check in a daemon thread; returns self."""
-        with self._lock:
-            if self._thread is not None and self._thread.is_alive():
-                return self
-            self._state = _State()
-            self._thread = threading.Thread(target=self.check, name="mlfreeze-readiness", daemon=True)
-            self._thread.start()
-        return self
-
-    def wait(self, timeout: float | None = None) -> str:
-        """Block until the running check ends (or ``timeout`` seconds); the status then."""
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-        return self._state.status
-
-    def check(self) -> str:
-        """Verify now, in this thread: sha256 of every listed file, then the self-test. The status."""
-        failure, files, models, stats = self._verify()
-        with self._lock:
-            state = _State(status=READY if failure is None else FAILED, reason=failure or "", files=files,
-                           models=models, stats=stats, checked_at=time.monotonic())
-            self._state = state
-        self._log(f"readiness: ready: models {', '.join(models)}" if failure is None else f"readiness: {failure}")
-        return state.status
-
-    def _verify(self) -> tuple[str | None, list[str], list[str], dict[str, tuple[int, int]]]:
-        directory, _ = find_models_dir(self._explicit)
-        if directory is None:
-            return ("no models folder: set MLFREEZE_MODELS_DIR to a folder holding models.json "
-                    "(a volume filled by `<app>-update models` or an init container)", [], [], {})
-        try:
-            index = read_models_index(directory)
-        except ModelIndexError as exc:
-            return str(exc), [], [], {}
-        stats = {str(directory / INDEX): _stat(directory / INDEX)}
-        bad: list[str] = []
-        first = ""
-        for entry in index.models:
-            for rel in sorted(set(entry.files.values())):
-                path = entry.path(rel)
-                members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-                for member in members:
-                    mrel = member.relative_to(directory).as_posix()
-                    want = entry.sha256.get(mrel)
-                    try:
-                        stats[str(member)] = _stat(member)
-                        got = file_sha256(member) if want else ""
-                    except OSError as exc:
-                        bad.append(mrel)
-                        first = first or f"{member}: unreadable ({exc.strerror or exc})"
-                        continue
-                    if not want:
-                        bad.append(mrel)
-                        first = first or (f"{member}: models.json records no sha256 for {mrel}, so it cannot be "
-                                          "verified; rebuild the bundle with `mlfreeze freeze`")
-                    elif got != want:
-                        bad.append(mrel)
-                        first = first or (f"{member}: sha256 {got} does not match models.json ({want}): the file "
-                                          "is damaged or not the verified one; restore it (`<app>-update models`, "
-                                          "or the image's own models)")
-        models = [m.id for m in index.models]
-        if bad:
-            more = f" (+{len(bad) - 1} more file(s))" if len(bad) > 1 else ""
-            return first + more, bad, models, stats
-        if not index.models:
-            return f"{directory / INDEX} lists no model", [], [], stats
-        if self._selftest is not None:
-            failure = self._selftest()
-            if failure is not None:
-                return failure, [], models, stats
-        return None, [], models, stats
-
-    def _changed(self, state: _State) -> str | None:
-        for path, seen in state.stats.items():
-            try:
-                now = _stat(Path(path))
-            except OSError:
-                return path
-            if now != seen:
-                return path
-        return None
-
-    # ---- the answers ----
-    def readyz(self) -> tuple[int, dict[str, Any]]:
-        """``(200, {"status": "ready", "models": [ids]})`` or ``(503, {"status", "reason", "files"})``."""
-        with self._lock:
-            state = self._state
-        if state.status == READY and time.monotonic() - state.checked_at >= RESTAT_SECONDS:
-            changed = self._changed(state)
-            with self._lock:
-                state.checked_at = time.monotonic()
-            if changed is not None:
-                self._log(f"readiness: {changed} changed since it was verified; verifying again")
-                self.start()
-                return 503, {"status": CHECKING, "reason": f"{changed} changed since it was verified; verifying "
-                                                           "again", "files": [changed]}
-        if state.status == READY:
-            return 200, {"status": READY, "models": list(state.models)}
-        return 503, {"status": state.status, "reason": state.reason, "files": list(state.files)}
-
-    def livez(self) -> tuple[int, dict[str, Any]]:
-        """``(200, {"status": "alive"})``: the process answers, whatever the models' state."""
-        return 200, {"status": "alive"}
-
-    def answer(self, path: str, *, livez: str = LIVEZ, readyz: str = READYZ) -> tuple[int, dict[str, Any]] | None:
-        """The probe answer for a request path (query string ignored), None for another path."""
-        path = path.split("?", 1)[0]
-        if path == livez:
-            return self.livez()
-        if path == readyz:
-            return self.readyz()
-        return None
-
-
-def _stat(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
-
-
-def _body(code: int, doc: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    body = (json.dumps(doc) + "\n").encode()
-    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-               ("Cache-Control", "no-store")]
-    if code == 503:
-        headers.append(("Retry-After", "5"))
-    return f"{code} {_REASONS.get(code, 'Status')}", headers, body
-
-
-# ---- WSGI: mount the probes in the app's own server ----
-def probes_middleware(app: WSGIApp | None, readiness: Readiness, *, livez: str = LIVEZ,
-                      readyz: str = READYZ) -> WSGIApp:
-    """A WSGI app answering ``livez`` and ``readyz`` (GET/HEAD) and passing every other request to
-    ``app`` (404 JSON when ``app`` is None)."""
-
-    def wsgi(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        answer = readiness.answer(environ.get("PATH_INFO", "") or "/", livez=livez, readyz=readyz)
-        if answer is None and app is not None:
-            return app(environ, start_response)
-        if answer is None:
-            answer = (404, {"error": f"not found; the probes are {livez} and {readyz}"})
-        elif environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
-            answer = (405, {"error": "use GET"})
-        status, headers, body = _body(*answer)
-        start_response(status, headers)
-        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
-
-    return wsgi
-
-
-class _QuietWSGIHandler(WSGIRequestHandler):
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if self.path.split("?", 1)[0] not in (LIVEZ, READYZ):  # probes every few seconds: not logged
-            super().log_request(code, size)
-
-
-class ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    """wsgiref's server, one thread per request (a slow request never blocks a probe)."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-def make_server(app: WSGIApp, host: str, port: int) -> ThreadingWSGIServer:
-    """A bound threading WSGI server for ``app`` (``serve_forever()`` to run it). The port is
-    bound when this returns, so ``/livez`` answers from the first request."""
-    server = ThreadingWSGIServer((host, port), _QuietWSGIHandler)
-    server.set_app(app)
-    return server
-
-
-def serve_until_stopped(server: ThreadingWSGIServer | ThreadingHTTPServer) -> int:
-    """Run ``server`` in this (main) thread until SIGTERM or SIGINT, then close it; exit code 0.
-    A container's process is PID 1, for which the kernel ignores a signal without a handler,
-    so without this ``podman stop`` waits its whole timeout and then kills."""
-    import signal
-
-    def stop(signum: int, _frame: Any) -> None:
-        raise SystemExit(0)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, stop)
+def tail(path: Path, limit: int = LOG_TAIL) -> str:
+    """The last ``limit`` characters of a log, on one line."""
     try:
-        server.serve_forever()
-    except SystemExit:
-        pass
-    finally:
-        server.server_close()
-    return 0
+        text = path.read_bytes()[-4 * limit:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines() if line.strip())[-limit:]
 
 
-# ---- a stand-alone probe endpoint for apps that do not mount them ----
-def serve_probes(readiness: Readiness, host: str, port: int, *, livez: str = LIVEZ,
-                 readyz: str = READYZ) -> ThreadingHTTPServer:
-    """Serve ``livez`` and ``readyz`` on ``host:port`` from a daemon thread (threading
-    ``http.server``); returns the server (``shutdown()`` stops it). OSError when the port is taken."""
+def _with_log(detail: str, log: Path) -> str:
+    last = tail(log)
+    return f"{detail}; its output ends: {last}" if last else f"{detail}; it printed nothing"
 
-    class Handler(BaseHTTPRequestHandler):
-        def _send(self, with_body: bool) -> None:
-            answer = readiness.answer(self.path, livez=livez, readyz=readyz)
-            if answer is None:
-                answer = (404, {"error": f"not found; the probes are {livez} and {readyz}"})
-            status, headers, body = _body(*answer)
-            self.send_response(int(status.split()[0]))
-            for key, value in headers:
-                self.send_header(key, value)
-            self.end_headers()
-            if with_body:
-                self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            self._send(True)
+def _http(url: str, *, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] | None = None,
+          timeout: float) -> tuple[int, bytes]:
+    """``(status, body)``; an HTTP error status is returned, a connection failure raises OSError."""
+    req = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
 
-        def do_HEAD(self) -> None:  # noqa: N802
-            self._send(False)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's signature)
-            pass
+def wait_ready(process: Process, serve: Serve, port: int, log: Path, *,
+               clock: Callable[[], float] = time.monotonic) -> float:
+    """Seconds until ``GET <ready>`` answered 2xx. StepFailed("start") when the process exits first,
+    StepFailed("readiness") after ``serve.ready_timeout`` seconds."""
+    started = clock()
+    url = f"http://{HOST}:{port}{serve.ready}"
+    last = "no answer yet"
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise StepFailed("start", _with_log(f"the server exited with code {code} before it was ready", log))
+        try:
+            status, _ = _http(url, timeout=min(5.0, serve.ready_timeout))
+            if 200 <= status < 300:
+                return clock() - started
+            last = f"HTTP {status}"
+        except (OSError, ValueError) as exc:  # refused while it starts; a reset; a timeout
+            reason = getattr(exc, "reason", exc)
+            last = f"{type(reason).__name__}: {reason}" if not isinstance(reason, str) else reason
+        if clock() - started > serve.ready_timeout:
+            raise StepFailed("readiness", _with_log(f"GET {serve.ready} answered no 2xx within "
+                                                    f"{serve.ready_timeout:g} s (last: {last})", log))
+        time.sleep(POLL_S)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="mlfreeze-probes", daemon=True).start()
-    return server
+
+def _multipart(field_name: str, path: Path) -> tuple[bytes, str]:
+    boundary = f"mlfreeze-{uuid.uuid4().hex}"
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field_name}\"; filename=\"{path.name}\"\r\n"
+            f"Content-Type: {kind}\r\n\r\n").encode()
+    return head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def request_values(probe: Probe, item: str | Path) -> dict[str, str]:
+    """The placeholder values for one input: ``{text}``, or ``{image_path}``/``{image_base64}``."""
+    if probe.input == "text":
+        return {"text": str(item)}
+    path = Path(item)
+    values = {"image_path": str(path)}
+    if "image_base64" in str(probe.json) + str(probe.query) + probe.path:
+        values["image_base64"] = base64.b64encode(path.read_bytes()).decode("ascii")
+    return values
+
+
+def ask(probe: Probe, item: str | Path, port: int, *, timeout: float) -> list[float] | None:
+    """Send ``probe`` for one input; the vector of the answer (None: a face probe found no face).
+    ValueError (one line) for an error status, an answer that is not JSON, or no vector of numbers."""
+    values = request_values(probe, item)
+    path = fill(probe.path, {k: urllib.parse.quote(v, safe="") for k, v in values.items()})
+    query = urllib.parse.urlencode(fill(dict(probe.query), values))
+    url = f"http://{HOST}:{port}{path}" + (("&" if "?" in path else "?") + query if query else "")
+    body, headers = None, {"Accept": "application/json"}
+    if probe.json is not None:
+        body, headers["Content-Type"] = json.dumps(fill(probe.json, values)).encode(), "application/json"
+    elif probe.upload is not None:
+        body, headers["Content-Type"] = _multipart(probe.upload, Path(item))
+    try:
+        status, raw = _http(url, method=probe.method, body=body, headers=headers, timeout=timeout)
+    except OSError as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ValueError(f"no answer ({type(reason).__name__}: {reason})") from None
+    text = raw.decode("utf-8", "replace")
+    if not 200 <= status < 300:
+        first = " ".join(text.split())[:200]
+        raise ValueError(f"HTTP {status}: {first or 'empty body'}")
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        raise ValueError(f"the answer is not JSON: {' '.join(text.split())[:120]!r}") from None
+    try:
+        vector = locate(doc, probe.vector)
+    except LookupError as exc:
+        if probe.input == "face":
+            return None  # no face: an empty list of faces has no first one
+        raise ValueError(str(exc)) from None
+    if vector is None and probe.input == "face":
+        return None
+    if not isinstance(vector, list) or not vector or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in vector):
+        raise ValueError(f"{probe.vector!r} in the answer is not a list of numbers ({type(vector).__name__})")
+    return [float(x) for x in vector]
+
+
+def stop(process: Process, serve: Serve, log: Path) -> None:
+    """SIGTERM, then SIGKILL after ``serve.stop_timeout``; StepFailed("stop") when the server had
+    already exited or had to be killed. On POSIX the rest of its process group is killed afterwards."""
+    problem = None
+    code = process.poll()
+    if code is not None:
+        problem = _with_log(f"the server had already exited (code {code}) before it was stopped", log)
+    else:
+        process.terminate()  # SIGTERM on POSIX
+        try:
+            process.wait(timeout=serve.stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+            problem = f"the server did not exit within {serve.stop_timeout:g} s of SIGTERM and was killed " \
+                      "(handle SIGTERM: finish the requests in flight, then exit)"
+    if os.name == "posix" and process.pid > 0:  # its own session: the group id is its pid
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers it left behind
+    if problem is not None:
+        raise StepFailed("stop", problem)
+
+
+def run(command: Sequence[str], serve: Serve, *, env: Mapping[str, str], workdir: Path,
+        inputs: Mapping[str, Sequence[str | Path]] | None = None, spawn: Spawn | None = None,
+        log_name: str = "server.log") -> Outcome:
+    """Start the server, wait until it is ready, send every probe for each of ``inputs[probe.input]``
+    (a kind without inputs is not probed: the lite check passes none), stop it. Never raises for a
+    server that misbehaves: every failure is in the outcome, by step. ``workdir`` is its working
+    directory and holds its log."""
+    spawn = spawn or popen
+    out = Outcome(port=free_port())
+    values = {"host": HOST, "port": str(out.port)}
+    cmd = [*command, *(fill(a, values) for a in serve.args)]
+    full_env = {**env, **fill(dict(serve.env), values)}
+    if serve.port_env:
+        full_env[serve.port_env] = str(out.port)
+    log = workdir / log_name
+    with open(log, "wb") as sink:
+        try:
+            process = spawn(cmd, env=full_env, cwd=workdir, stdout=sink)
+        except OSError as exc:
+            out.failures.append(StepFailed("start", f"cannot start {cmd[0]}: {exc.strerror or exc}"))
+            return out
+        try:
+            out.ready_s = wait_ready(process, serve, out.port, log)
+            for i, probe in enumerate(serve.probes, start=1):
+                items = list((inputs or {}).get(probe.input, ()))
+                rows: list[list[float] | None] = []
+                for item in items:
+                    shown = repr(item) if probe.input == "text" else Path(item).name
+                    try:
+                        rows.append(ask(probe, item, out.port, timeout=serve.request_timeout))
+                    except ValueError as exc:
+                        out.failures.append(StepFailed(f"probe {i}", f"{probe.describe()} for {shown}: {exc}"))
+                        break
+                else:
+                    if items:
+                        out.vectors[i] = rows
+        except StepFailed as exc:
+            out.failures.append(exc)
+        finally:
+            try:
+                stop(process, serve, log)
+            except StepFailed as exc:
+                if not any(f.step == "start" for f in out.failures):  # a crash is already the start's failure
+                    out.failures.append(exc)
+    out.log_tail = tail(log)
+    return out

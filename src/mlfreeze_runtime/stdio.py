@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from mlfreeze_runtime.app import app_name, data_dir
+from mlfreeze_runtime.app import data_dir, running_app_name
 
 LOG_DIR = "logs"
 
 
 def log_path(app: str | None = None) -> Path:
     """``<data_dir(app)>/logs/<app>.log`` (mlfreeze_runtime.app.data_dir)."""
-    name = app or app_name()
+    name = app or running_app_name()
     return data_dir(name) / LOG_DIR / f"{name}.log"
 
 

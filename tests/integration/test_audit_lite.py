@@ -76,7 +76,7 @@ def test_freeze_writes_record_and_build_info_names_it(project: dict) -> None:
     assert info["record"] == {"sha256": hashlib.sha256(text).hexdigest(), "files": len(lines),
                               "bytes": sum(int(ln.rsplit(",", 1)[1]) for ln in lines)}
     assert info["verification"] == {"applies": False, "reason": "this flavor ships no models", "check": "health",
-                                    "passed": True, "checks": 1, "failed": 0}
+                                    "passed": True, "checks": 2, "failed": 0}  # --health, nothing written inside
     assert info["unpinned_goldens"] == [] and info["models"] == []
 
 

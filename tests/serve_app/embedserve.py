@@ -5,7 +5,7 @@
     embedserve --mlfreeze-probe REQUEST.json # the frozen self-test's probe (mlfreeze's app contract)
 
 Models and device come from mlfreeze's runtime (models.json in $MLFREEZE_MODELS_DIR, the device
-from DEVICE/MODEL_DEVICE); /livez and /readyz from mlfreeze_runtime.serve, mounted in the app's
+from DEVICE/MODEL_DEVICE); /livez and /readyz from mlfreeze_runtime.readiness, mounted in the app's
 own WSGI server: /readyz is 200 only after every model file matched its sha256 and the
 bundle's self-test passed. Standard library plus the runtime: no web framework.
 """
@@ -65,7 +65,13 @@ def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 def serve() -> int:
-    from mlfreeze_runtime.serve import Readiness, listen_address, make_server, probes_middleware, serve_until_stopped
+    from mlfreeze_runtime.readiness import (
+        Readiness,
+        listen_address,
+        make_server,
+        probes_middleware,
+        serve_until_stopped,
+    )
 
     host, port = listen_address()
     readiness = Readiness()

@@ -94,6 +94,8 @@ def test_integrity_damage_is_exit_3_naming_the_file(tmp_path: Path, capsys: pyte
     assert cli.main(["audit", str(bundle)]) == 3
     captured = capsys.readouterr()
     assert subject in captured.out and subject in captured.err
+    # an extra file says why it is there and where an app writes instead; other damage does not
+    assert ("written inside the bundle" in captured.err and "data_dir()" in captured.err) == (damage == "extra")
 
 
 def test_a_resealed_record_does_not_hide_a_model_that_breaks_its_pin(tmp_path: Path) -> None:

@@ -35,9 +35,13 @@ def test_project_rules_never_prune_cuda_libraries_for_cuda_profiles() -> None:
 
 def test_lite_excludes_the_ml_stack_and_full_imports_it_by_name() -> None:
     config = load_prune()
-    for module in ("torch", "torchvision", "open_clip", "insightface", "onnxruntime", "faiss", "numpy"):
+    for module in ("torch", "torchvision", "open_clip", "insightface", "onnxruntime", "faiss", "nvidia", "cuda"):
         assert module in config.excludes["lite"]
         assert module not in config.excludes["full"]
+    # what an ordinary app imports at start stays in lite; the updater's own Analysis keeps all of it out
+    for module in ("numpy", "PIL", "requests", "jinja2", "urllib3", "yaml", "certifi"):
+        assert module not in config.excludes["lite"]
+        assert module in config.excludes["updater"] or module == "urllib3"
     assert {"mlfreeze_runtime", "mlfreeze_runtime.verify.selftest"} <= set(config.hiddenimports["full"])
     # the stack's modules come per part the app uses (src/mlfreeze/platforms/stack.toml), not for every app
     assert not {"torch", "open_clip", "insightface", "faiss"} & set(config.hiddenimports["full"])

@@ -201,7 +201,22 @@ def test_clip_only_app_collects_clip_and_excludes_the_rest(tmp_path: Path) -> No
     assert {"insightface", "onnxruntime", "onnx", "cv2", "faiss", "tkinter"} <= set(params["excludes"])
     assert not {"torch", "open_clip"} & set(params["excludes"])
     lite = spec_params(app=app, flavor="lite", name="x", excludes=["torch"], hiddenimports=[])
-    assert "myplugin" not in lite["hiddenimports"] and "torch" in lite["excludes"]
+    assert "myplugin" in lite["hiddenimports"] and "torch" in lite["excludes"]
+    assert lite["hooksconfig"] == {"mlfreeze_runtime": {"ml": False}}
+    assert params["hooksconfig"] == {"mlfreeze_runtime": {"ml": True}}
+
+
+def test_lite_keeps_the_apps_hidden_imports_but_never_the_ml_stack_it_leaves_out(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    app = replace(_app(tmp_path), uses=("clip", "faces"),
+                  hiddenimports=("uvicorn.logging", "torch.nn", "onnxruntime", "torchvision_extra"))
+    lite = spec_params(app=app, flavor="lite", name="x", excludes=["torch", "onnxruntime"], hiddenimports=[])
+    assert "uvicorn.logging" in lite["hiddenimports"] and "torchvision_extra" in lite["hiddenimports"]
+    assert not {"torch.nn", "onnxruntime"} & set(lite["hiddenimports"])
+    assert {"torch", "onnxruntime"} <= set(lite["excludes"])
+    full = spec_params(app=app, flavor="full", name="x", excludes=[], hiddenimports=[])
+    assert {"torch.nn", "onnxruntime", "uvicorn.logging"} <= set(full["hiddenimports"])
 
 
 def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 Four checks, each finding one line that names the file or library:
 
-* **record** (integrity): every file re-hashed against ``RECORD`` (differ / missing / extra),
+* **record** (integrity): every file re-hashed against ``RECORD`` (differ / missing / extra; an
+  extra file is named as written inside the bundle at run time, pointing at ``data_dir()``),
   RECORD is the one BUILD-INFO.json names, BUILD-INFO.json itself is valid;
 * **pins** (integrity): every model file matches its sha256 pin in ``models/models.json``,
   every model file has a pin, and BUILD-INFO's model hashes agree with those pins;
@@ -43,6 +44,10 @@ VERIFICATION = "verification"
 AREAS = {"record": INTEGRITY, "build-info": INTEGRITY, "pins": INTEGRITY, "closure": INTEGRITY,
          "glibc": INTEGRITY, "signature": INTEGRITY, "verification": VERIFICATION, "selftest": VERIFICATION}
 REPORT_IN_BUNDLE = "verify-report.json"
+# Why a file is there that RECORD does not list, almost always: the app wrote it beside its executable.
+WRITTEN_AT_RUN_TIME = ("; a file written inside the bundle after it was built (by the app at run time?): apps "
+                       "write to mlfreeze_runtime.app.data_dir() (docs/your-app.md \"Where an app writes\"); "
+                       "move it out, or reinstall the bundle")
 MODELS_INDEX = "models/models.json"
 
 
@@ -100,7 +105,7 @@ def _check_record(result: AuditResult) -> dict[str, _record.Entry] | None:
         result.add("record", _record.RECORD_NAME, str(exc).removeprefix(f"{bundle / _record.RECORD_NAME}: "))
         return None
     for f in _record.verify(bundle, full=True, record=entries, hashes=result.hashes):
-        result.add("record", f.path, f"{f.kind}: {f.detail}")
+        result.add("record", f.path, f"{f.kind}: {f.detail}{WRITTEN_AT_RUN_TIME if f.kind == 'extra' else ''}")
     result.record_sha256 = _record.digest_of(bundle)
     info = result.info
     if info is not None and info["record"]["sha256"] != result.record_sha256:

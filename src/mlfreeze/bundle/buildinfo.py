@@ -172,7 +172,9 @@ def verified(report: Path, *, set_name: str, flavor: str, platform: str) -> dict
             **{k: int(summary.get(k, 0)) for k in ("checks", "failed", "warnings", "skipped")}}
 
 
-def not_applicable(health: Mapping[str, Any]) -> dict[str, Any]:
-    """BUILD-INFO's ``verification`` for a flavor that ships no models: its ``--health`` check instead."""
-    return {"applies": False, "reason": "this flavor ships no models", "check": "health",
+def not_applicable(health: Mapping[str, Any], check: str = "health") -> dict[str, Any]:
+    """BUILD-INFO's ``verification`` for a flavor that ships no models: the check of its entry instead
+    (``health``: ``--health``; ``serve``: its server started and answered its readiness URL; ``smoke``:
+    its smoke command)."""
+    return {"applies": False, "reason": "this flavor ships no models", "check": check,
             "passed": health["passed"] is True, "checks": int(health["checks"]), "failed": int(health["failed"])}

@@ -37,6 +37,7 @@ from mlfreeze.project.config import bundle_name, find_root, load_config
 from mlfreeze.project.signing import Signing
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+from mlfreeze_runtime.contract import AppContract, write_contract
 from mlfreeze_runtime.processes import ENTRY_MODULE_FILE
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
@@ -66,7 +67,7 @@ ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
 # Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
-# extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
+# extension in every bundle, lite included). securesystemslib verifies the ed25519
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
 # What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
@@ -97,6 +98,7 @@ class AppConfig:
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
     console: bool = True  # [tool.mlfreeze] console: false builds a windowed app (the spec's EXE console=...)
     signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.bundle.signing)
+    contract: AppContract = field(default_factory=AppContract)  # [tool.mlfreeze] serve / smoke: app-contract.json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,7 +138,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      pathex=(cfg.root, above, *((src,) if src.is_dir() else ())), uses=cfg.uses,
                      hiddenimports=cfg.hiddenimports, excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune,
                      update_root=cfg.update_root, unpinned_goldens=cfg.unpinned_goldens, console=cfg.console,
-                     signing=cfg.signing)
+                     signing=cfg.signing, contract=cfg.contract)
 
 
 def write_launcher(app: AppConfig) -> None:
@@ -266,10 +268,14 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
 
     ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
     their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
-    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's lite list,
-    the ML stack); the self-test's package is always among them."""
+    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's ``updater``
+    list: the ML stack and the app's libraries); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
-    hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    app_hidden = app.hiddenimports
+    if flavor == "lite":  # the app's own modules stay; none of the ML stack that lite leaves out comes back
+        kept_out = (*excludes, *part_excludes)
+        app_hidden = tuple(h for h in app_hidden if not any(h == e or h.startswith(e + ".") for e in kept_out))
+    hiddenimports = [*hiddenimports, *part_hidden, *app_hidden]
     entry_module = entry_module_name(app.entry, app.pathex)  # a spawn child's __mp_main__ (mlfreeze_runtime.processes)
     hiddenimports += [entry_module] if entry_module else []
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
@@ -290,6 +296,8 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
                              if e not in UPDATER_NEEDS],
     }
+    # lite: hook-mlfreeze_runtime leaves the runtime's ML loaders to the app's own imports (specs/lite.spec)
+    params["hooksconfig"] = {"mlfreeze_runtime": {"ml": flavor != "lite"}}
     if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
@@ -461,13 +469,15 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
-                         updater_excludes=config.excludes.get("lite", ()))
+                         updater_excludes=config.excludes.get(prune.UPDATER, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    params["contract"] = app.contract.to_json()  # app-contract.json (complete_bundle); hashed, the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
-    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
-    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
+    # slim and lite on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the
+    # params. Lite keeps the app's numpy and Pillow, whose symbols alone are ~30 MB of an ordinary lite bundle.
+    params["strip_symbols"] = flavor in ("slim", "lite") and profile.host_os == "linux"
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
@@ -535,6 +545,7 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
         saved = strip_symbols(staged / "_internal")
         print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
     update_root = freeze_update_root(staged, plan.app.update_root)
+    write_contract(staged, plan.app.contract)  # how the self-test runs the entry (serve / smoke); RECORD covers it
     archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
                                      internal=staged / "_internal")
     if plan.models:
@@ -555,7 +566,7 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
     if verification is not None and plan.verify_report is not None:
         shutil.copyfile(plan.verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
     elif not models:
-        verification = buildinfo.not_applicable(result.summary())
+        verification = buildinfo.not_applicable(result.summary(), check=result.entry_check)
     pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
     opted = set(app.unpinned_goldens)
     try:

@@ -21,12 +21,13 @@ from mlfreeze.units import format_size
 from mlfreeze_runtime.buildinfo import FLAVORS
 
 PRUNE_FILE = Path(mlfreeze.specs.__file__).resolve().parent / "prune.toml"
+UPDATER = "updater"  # [excludes] updater: what <app>-update's own Analysis keeps out, in every flavor
 
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
     path: Path
-    excludes: dict[str, tuple[str, ...]]  # flavor -> modules kept out of the Analysis
+    excludes: dict[str, tuple[str, ...]]  # flavor (or "updater") -> modules kept out of the Analysis
     hiddenimports: dict[str, tuple[str, ...]]  # flavor -> modules imported by name at run time
     rules: tuple[Rule, ...]
 
@@ -45,9 +46,9 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
     t = Table(read_toml(path), path)
     excludes: dict[str, tuple[str, ...]] = {}
     hidden: dict[str, tuple[str, ...]] = {}
-    for key, out in (("excludes", excludes), ("hiddenimports", hidden)):
+    for key, out, names in (("excludes", excludes, (*FLAVORS, UPDATER)), ("hiddenimports", hidden, FLAVORS)):
         st = t.sub(key, required=False)
-        out.update({flavor: st.strings(flavor, ()) for flavor in FLAVORS})
+        out.update({name: st.strings(name, ()) for name in names})
         st.done()
     rules = parse_rules(t.opt("rule", list, []), path, "rule")
     t.done()

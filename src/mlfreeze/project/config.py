@@ -29,6 +29,7 @@ from mlfreeze.project.prune_rules import parse_rules
 from mlfreeze.project.signing import Signing, parse_signing
 from mlfreeze.schema import Table, read_toml
 from mlfreeze_runtime.buildinfo import FLAVORS
+from mlfreeze_runtime.contract import AppContract, ContractError, parse_contract
 
 SOURCE_ROOT = Path(__file__).resolve().parents[3]  # src/mlfreeze/project/config.py in a checkout
 PROJECT_ENV = "MLFREEZE_PROJECT"
@@ -37,7 +38,8 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing", "python")
+        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing", "python",
+        "serve", "smoke")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -71,6 +73,7 @@ class ProjectConfig:
     signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.project.signing)
     python: str | None = None  # [tool.mlfreeze] python: the build interpreter (mlfreeze.project.pythons)
     requires_python: str = ""  # [project] requires-python
+    contract: AppContract = field(default_factory=AppContract)  # serve / smoke: how the self-test runs the entry
 
     @property
     def pyproject(self) -> Path:
@@ -185,6 +188,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     python = t.opt("python", str, None)
     if python is not None and not re.match(r"^3\.\d+$", python):
         raise t.error("python", f"is {python!r}; name a Python release such as \"3.12\"")
+    contract = _contract(t, path)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
@@ -201,7 +205,21 @@ def load_config(root: Path | None = None) -> ProjectConfig:
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
                          unproven_onnx=unproven, update_root=update_root, console=console, signing=signing,
                          entry_point=str(entry_point) if entry_point else None,
-                         python=python, requires_python=str(requires_python))
+                         python=python, requires_python=str(requires_python), contract=contract)
+
+
+
+def _contract(t: Table, path: Path) -> AppContract:
+    """``serve`` and ``smoke`` (mlfreeze_runtime.contract validates them, the same code the frozen
+    self-test reads them with); ConfigError naming the file and the key."""
+    raw = {"serve": t.opt("serve", dict, None), "smoke": t.opt("smoke", (dict, list), None)}
+    try:
+        return parse_contract(raw)
+    except ContractError as exc:
+        hint = nearest(exc.key.rsplit(".", 1)[-1], exc.known) if exc.known else ""
+        known = f"; known keys: {', '.join(exc.known)}" if exc.known else ""
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.{exc.key}' {exc.problem}{hint}{known} "
+                          "(docs/your-app.md)") from None
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:

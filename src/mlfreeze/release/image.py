@@ -16,7 +16,7 @@ user, no shell: the image runs with ``--read-only --cap-drop=ALL``. Same bundle 
 
 How the container starts is explicit data (:class:`ServeSpec`), not guessed: the bundle's
 executable, the arguments that make it serve, the variable its port is read from, the
-readiness and liveness paths (mlfreeze_runtime.serve). ``--load`` copies the image into the local
+readiness and liveness paths (mlfreeze_runtime.readiness). ``--load`` copies the image into the local
 container storage (skopeo, as podman sees it), ``--push REF`` to a registry (skopeo
 ``--preserve-digests``: the registry's digest is the one recorded).
 """

@@ -1,4 +1,4 @@
-"""mlfreeze_runtime.serve: /livez at once; /readyz 503 with the reason until every model file matches
+"""mlfreeze_runtime.readiness: /livez at once; /readyz 503 with the reason until every model file matches
 its sha256 and the self-test passed, then 200 with the model ids; a damaged file keeps it 503 naming
 the file; a file changed after it was verified sends it back to checking."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlfreeze_runtime import serve
+from mlfreeze_runtime import readiness as serve
 from mlfreeze_runtime.modelindex import write_models_index
 
 
