@@ -33,7 +33,7 @@ if "--health" in sys.argv:
 @pytest.fixture(autouse=True)
 def _host_glibc_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bundle frozen here needs this machine's glibc (its libpython), newer than the profile's
-    floor: allowed as a local build (MLFREEZE_GLIBC_FLOOR=host); tests/integration/test_users_machines.py
+    floor: allowed as a local build (MLFREEZE_GLIBC_FLOOR=host); tests/integration/test_users_machines_frozen.py
     tests the floor itself."""
     monkeypatch.setenv("MLFREEZE_GLIBC_FLOOR", "host")
 

@@ -1,6 +1,6 @@
 """The pure parts of "bundles that run on the users' machines": the glibc floor, the profiles'
 floor and container, the updater's refusal, the signing plans and config, the stdio fallback and
-the spawn child's entry module (the real runs are tests/integration/test_users_machines.py and
+the spawn child's entry module (the real runs are tests/integration/test_users_machines_frozen.py and
 test_signing_pe.py)."""
 
 from __future__ import annotations
