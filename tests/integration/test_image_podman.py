@@ -85,6 +85,10 @@ def _until(port: int, path: str, done, timeout: float = 180.0) -> tuple[int, dic
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("image")
+    # a bundle frozen here needs this machine's glibc (its libpython and libstdc++), newer than the
+    # profile's floor: allowed as a local build (tests/integration/test_users_machines_frozen.py tests the floor)
+    floor = pytest.MonkeyPatch()
+    floor.setenv("MLFREEZE_GLIBC_FLOOR", "host")
     env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
     conf = root / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
@@ -104,6 +108,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     yield {"bundle": bundle, "first": first, "again": again, "ref": ref, "env": penv, "root": root}
     _podman("rmi", "-f", ref, env=penv, check=False)
     shutil.rmtree(root, ignore_errors=True)
+    floor.undo()
 
 
 @contextlib.contextmanager
