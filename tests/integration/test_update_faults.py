@@ -306,7 +306,7 @@ def test_a_one_byte_drip_on_a_blob_ends_within_the_policy_bound(world: dict, cas
     took = time.monotonic() - start
     err = refused(done, 3, case)
     assert "too slow" in err or "no data" in err, err
-    assert took < FAST.slow_bound() + 8, took  # + the updater's start and its metadata round trips
+    assert took < FAST.slow_bound() + 30, took  # + the frozen updater's start and metadata round trips, loaded host
     assert len(served.requests_for(path)) == 2  # the slow rule: one retry, not `retries`
 
 
@@ -321,7 +321,7 @@ def test_a_one_byte_drip_on_the_metadata_ends_within_the_policy_bound(world: dic
     took = time.monotonic() - start
     err = refused(done, 3, case)
     assert "timestamp.json" in err and "no signed metadata" not in err, err
-    assert took < FAST.slow_bound() + 6, took
+    assert took < FAST.slow_bound() + 30, took  # the drip itself would take minutes
 
 
 def test_a_416_to_a_resume_restarts_from_zero(world: dict, case: dict, served: FaultServer) -> None:
