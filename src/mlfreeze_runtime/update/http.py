@@ -236,15 +236,21 @@ def _get(url: str, headers: dict[str, str], pol: Policy, dog: Watchdog, url_end:
 
 
 def _read(resp: http.client.HTTPResponse, dog: Watchdog, pol: Policy, url_end: float, where: str) -> bytes:
-    """Whatever has arrived of the body (b"" at its end); Transient when the connection fails."""
+    """Whatever has arrived of the body (b"" at its end); Transient when the connection fails.
+
+    A watchdog that fires shuts the socket down, and a read blocked on it may return b"" (an
+    orderly end) instead of raising: that end is the watchdog's, not the server's."""
     try:
-        return resp.read1(CHUNK)
+        chunk = resp.read1(CHUNK)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         if dog.fired:
             raise dog.transient(pol, url_end, f"too slow: {where}") from None
         if "timed out" in str(exc).lower():
             raise Transient(f"no data for {pol.idle_timeout:g}s after {where}", slow=True) from None
         raise Transient(f"connection dropped after {where}") from None
+    if not chunk and dog.fired:
+        raise dog.transient(pol, url_end, f"too slow: {where}")
+    return chunk
 
 
 def _write(f: IO[bytes], chunk: bytes) -> None:
