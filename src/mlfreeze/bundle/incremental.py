@@ -142,23 +142,24 @@ def stamped_app_files(bundle: Path) -> list[str]:
     return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
-def import_change(old: Iterable[str], new: Iterable[str],
-                  distributions: Mapping[str, Sequence[str]] | None = None) -> str:
-    """What changed in the app's outside imports, as a phrase: ``+numpy (numpy), -json``.
-    ``distributions``: top-level name -> the distributions that provide it (importlib.metadata's
-    packages_distributions(); read here when not given)."""
+def import_change(old: Iterable[str], new: Iterable[str], versions: Mapping[str, str] | None = None,
+                  owners: Mapping[str, Sequence[str]] | None = None) -> str:
+    """What changed in the app's outside imports, as a phrase: ``+numpy (numpy 2.4.6), -json``;
+    a new top-level name is followed by the distributions that provide it and their ``versions``
+    (normalised name -> version; this environment's when not given). ``owners``: top-level name ->
+    distributions (importlib.metadata's packages_distributions(), read here when not given)."""
     from importlib.metadata import packages_distributions
 
     old_set, new_set = set(old), set(new)
-    dists = packages_distributions() if distributions is None else distributions
+    owners = packages_distributions() if owners is None else owners
+    versions = installed_distributions() if versions is None else versions
 
     def named(n: str) -> str:
-        by = dists.get(n.split(".")[0], [])
-        return f"{n} ({', '.join(sorted(set(by)))})" if by else n
+        dists = sorted({d.lower().replace("_", "-") for d in owners.get(n, [])}) if "." not in n else []
+        return f"{n} ({', '.join(f'{d} {versions[d]}' if d in versions else d for d in dists)})" if dists else n
 
-    added = [named(n) for n in sorted(new_set - old_set)]
-    gone = [n for n in sorted(old_set - new_set)]
-    return ", ".join([*(f"+{a}" for a in added), *(f"-{g}" for g in gone)])
+    added = [f"+{named(n)}" for n in sorted(new_set - old_set)]
+    return ", ".join([*added, *(f"-{n}" for n in sorted(old_set - new_set))])
 
 
 def update_refusal(bundle: Path, inputs: FreezeInputs, *, full: bool = False) -> str | None:
@@ -175,8 +176,8 @@ def update_refusal(bundle: Path, inputs: FreezeInputs, *, full: bool = False) ->
     if "imports" in changed:
         recorded = doc.get("imports")
         old_imports = [str(n) for n in recorded] if isinstance(recorded, list) else []
-        return ("the app's imports reach beyond it: " + import_change(old_imports, inputs.imports)
-                + " (PyInstaller analyses them)")
+        return (f"the app's imports of outside modules changed: "
+                f"{import_change(old_imports, inputs.imports, inputs.distributions)}; PyInstaller must analyse them")
     if changed:
         return "; ".join(PART_CHANGES.get(k, f"{k} changed") for k in changed)
     return stale_reason(bundle, str(doc["inputs_sha256"]), full=full)

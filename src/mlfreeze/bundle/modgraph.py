@@ -71,15 +71,19 @@ class _Resolver:
         return self.specs[name]
 
     def is_own(self, top: str) -> bool:
-        """The top-level name resolves to a source file or namespace folder inside the search path."""
+        """The top-level name resolves to a source file, package or namespace folder that lies
+        directly in a folder of the search path (not merely below one: ``src/x`` under the root)."""
         spec = self.spec(top)
         if spec is None:
             return False
         if spec.origin and spec.has_location:
-            places = [Path(spec.origin)] if spec.origin.endswith((".py", ".pyw")) else []
+            if not spec.origin.endswith((".py", ".pyw")):
+                return False
+            origin = Path(spec.origin).resolve()
+            places = [origin.parent if origin.stem == "__init__" else origin]
         else:
-            places = [Path(p) for p in spec.submodule_search_locations or []]
-        return bool(places) and all(any(p.resolve().is_relative_to(d) for d in self.own_dirs) for p in places)
+            places = [Path(p).resolve() for p in spec.submodule_search_locations or []]
+        return bool(places) and all(p.parent in self.own_dirs for p in places)
 
     def file(self, name: str) -> Path | None:
         spec = self.spec(name)
