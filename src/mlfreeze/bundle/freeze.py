@@ -451,8 +451,10 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
-    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
-    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
+    # full and slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols), but not the
+    # CUDA libraries (CUDA_UNSTRIPPED: only a GPU run proves their stripped copies); hashed with the params
+    params["strip_symbols"] = flavor in ("full", "slim") and profile.host_os == "linux"
+    params["strip_keep"] = list(CUDA_UNSTRIPPED)
     distributions = incremental.installed_distributions()
     inputs = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
@@ -520,8 +522,9 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     Returns the removals, the update root's sha256 and the CUDA architectures it carries."""
     removals = prune.apply(staged / "_internal", plan.rules)
     if plan.params["strip_symbols"]:
-        saved = strip_symbols(staged / "_internal")
-        print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
+        saved = strip_symbols(staged / "_internal", keep=plan.params["strip_keep"])
+        print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB (CUDA libraries left "
+              "unstripped until a GPU run proves them)", flush=True)
     update_root = freeze_update_root(staged, plan.app.update_root)
     archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
                                      internal=staged / "_internal")
@@ -704,22 +707,35 @@ def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
 
 # auditwheel's grafted copies: "<name>-<8 hex>[-<8 hex>].so[.N]" (patchelf rewrote them; strip corrupts them)
 AUDITWHEEL_GRAFTED = re.compile(r"-[0-9a-f]{8}(-[0-9a-f]{8})?\.so(\.|$)")
+# The CUDA libraries (globs relative to _internal/): NVIDIA's wheels, torch's CUDA kernels and
+# onnxruntime's CUDA and TensorRT providers. Only a frozen self-test on a CUDA GPU loads them, so a
+# CPU host cannot prove their stripped copies: strip_symbols leaves them, and the size report's
+# unstripped-symbols row says how much they hold (mlfreeze.sizes.waste).
+CUDA_UNSTRIPPED = ("nvidia/**", "**/libcuda*", "**/libcudnn*", "**/libcublas*", "**/libcufft*", "**/libcufile*",
+                   "**/libcurand*", "**/libcusparse*", "**/libcusolver*", "**/libcupti*", "**/libcutensor*",
+                   "**/libnv*", "**/libnccl*", "**/libtorch_cuda*", "**/libc10_cuda*", "**/libcaffe2_nvrtc*",
+                   "onnxruntime/capi/*providers_cuda*", "onnxruntime/capi/*providers_tensorrt*")
 
 
-def strip_symbols(root: Path, batch: int = 200) -> int:
+def strip_symbols(root: Path, batch: int = 200, keep: Sequence[str] = ()) -> int:
     """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
     sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
     ``strip`` on PATH. auditwheel's patchelf-rewritten copies (under a ``*.libs`` folder, or
     collected beside the others with their hashed names, :data:`AUDITWHEEL_GRAFTED`), which strip
-    corrupts (numpy then fails to import), are left alone; the frozen self-test
-    afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
+    corrupts (numpy then fails to import), and the files matching a ``keep`` glob (POSIX, relative
+    to ``root``: :data:`CUDA_UNSTRIPPED`) are left alone; the frozen self-test afterwards proves the
+    rest still loads. FreezeError (exit 4) when strip fails."""
+    from mlfreeze.globs import compile_glob
+
     tool = shutil.which("strip")
     if tool is None:
         return 0
+    kept = [compile_glob(g) for g in keep]
     files = []
     for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts) \
-                or AUDITWHEEL_GRAFTED.search(path.name):
+        rel = path.relative_to(root)
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in rel.parts) \
+                or AUDITWHEEL_GRAFTED.search(path.name) or any(k.match(rel.as_posix()) for k in kept):
             continue
         with path.open("rb") as f:
             if f.read(4) == b"\x7fELF":
