@@ -207,3 +207,39 @@ def test_relink_links_drops_and_adds_without_writing_through(tmp_path: Path) -> 
     assert payload.stat().st_ino == (old / "_internal" / "libpayload.so").stat().st_ino
     assert "_internal/libpayload.so" in linked and "_internal/app/cli.py" not in linked
     assert (staged / "photo-search").stat().st_mode & 0o111, "links keep the executable bit"
+
+
+def test_inputs_for_keeps_the_apps_files_apart_from_everything_else(tmp_path: Path) -> None:
+    """An edit of an own module or a datas file moves only the app part; a new outside import, the base."""
+    from mlfreeze.bundle.freeze import AppConfig, app_layout, inputs_for, spec_params
+    from mlfreeze.bundle.modgraph import app_graph
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "main.py").write_text("import pkg.core\n")
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "core.py").write_text("import json\n")
+    (tmp_path / "data.txt").write_text("v1\n")
+    prune_file = tmp_path / "prune.toml"
+    prune_file.write_text("")
+    app = AppConfig(app="x", entry=tmp_path / "main.py", version="1", model_set="s", sources=(tmp_path / "main.py",),
+                    pathex=(tmp_path,), datas=((tmp_path / "data.txt", "."),))
+
+    def inputs() -> FreezeInputs:
+        graph = app_graph(["main"], [tmp_path])
+        params = spec_params(app=app, flavor="lite", name="x-1-p-lite", excludes=(), entry_module="main",
+                             own_packages=graph.top_level())
+        params["datas"] = [[str(tmp_path / "data.txt"), "."]]
+        assert set(app_layout(graph, params["datas"])) == {"_internal/main.py", "_internal/pkg/__init__.py",
+                                                           "_internal/pkg/core.py", "_internal/data.txt"}
+        return inputs_for(app=app, platform="p", flavor="lite", params=params, models=[], prune_file=prune_file,
+                          root=tmp_path, distributions={}, graph=graph)
+
+    first = inputs()
+    (tmp_path / "pkg" / "core.py").write_text("import json  # a comment\n")
+    edited = inputs()
+    (tmp_path / "data.txt").write_text("v2\n")
+    data = inputs()
+    assert len({first.digest(), edited.digest(), data.digest()}) == 3
+    assert first.base_digest() == edited.base_digest() == data.base_digest()
+    (tmp_path / "pkg" / "core.py").write_text("import json\nimport csv\n")
+    assert inputs().base_digest() != first.base_digest() and "csv" in inputs().imports
