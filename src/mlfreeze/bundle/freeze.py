@@ -409,8 +409,8 @@ class FreezePlan:
 
 
 def app_modules(app: AppConfig, flavor: str) -> tuple[str | None, modgraph.ModuleGraph | None, str | None]:
-    """(the entry's module name, the app's own module graph, why there is none). FreezeError (exit 4)
-    when one of the project's own files does not parse."""
+    """(the entry's module name, the app's own module graph, why there is none: the entry does not
+    import as a module, or one of the app's files does not parse, which PyInstaller then reports)."""
     name = modgraph.entry_module(app.entry, app.pathex)
     if name is None:
         return None, None, (f"the entry {app.entry.name} is not importable as a module from "
@@ -418,7 +418,7 @@ def app_modules(app: AppConfig, flavor: str) -> tuple[str | None, modgraph.Modul
     try:
         graph = modgraph.app_graph([name, *(app.hiddenimports if flavor != "lite" else ())], app.pathex)
     except (SyntaxError, ValueError, OSError) as exc:
-        raise FreezeError(f"cannot read the app's modules: {exc}; fix it, nothing was frozen") from None
+        return None, None, f"the app's modules cannot be read ({exc})"
     return name, graph, None
 
 
