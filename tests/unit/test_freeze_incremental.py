@@ -179,9 +179,13 @@ def test_update_refusal_says_why_in_one_line(tmp_path: Path) -> None:
     assert update_refusal(bundle, replace(base, app_sources={"app/cli.py": "bb" * 32})) is None
     why = update_refusal(bundle, replace(base, imports=("json", "pytest")))
     assert why is not None and why.startswith("the app's imports of outside modules changed: +pytest (pytest")
-    assert update_refusal(bundle, replace(base, distributions={"torch": "2.14.2", "numpy": "2.4.6"})) == \
-        PART_CHANGES["distributions"]
-    assert update_refusal(bundle, replace(base, models={})) == PART_CHANGES["models"]
+    assert update_refusal(bundle, replace(base, distributions={"torch": "2.14.2", "numpy": "2.4.6", "idna": "3.2"})) \
+        == PART_CHANGES["distributions"] + ": +idna 3.2, ~torch 2.14.1 -> 2.14.2"
+    assert update_refusal(bundle, replace(base, models={})) == PART_CHANGES["models"] + ": -m/a.bin"
+    lock = replace(base, sources={"app.py": "cd" * 32, "locks/linux-cuda.txt": "ef" * 32})
+    assert update_refusal(bundle, lock) == PART_CHANGES["sources"] + ": +locks/linux-cuda.txt"
+    both = update_refusal(bundle, replace(lock, params={"excludes": ["tkinter", "numpy"], "datas": []}))
+    assert both == f"{PART_CHANGES['sources']}: +locks/linux-cuda.txt; {PART_CHANGES['params']}: +datas, ~excludes"
     old = make_bundle(tmp_path / "old")  # a stamp of before updates in place: the digest alone
     assert update_refusal(tmp_path / "nothing", base) == "no bundle yet"
     assert "records no parts" in str(update_refusal(old, base))

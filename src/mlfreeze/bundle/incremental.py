@@ -132,8 +132,25 @@ def write_stamp(bundle: Path, digest: str, inputs: FreezeInputs | None = None,
     paths of the project's own files, which the next update replaces)."""
     doc: dict[str, object] = {"inputs_sha256": digest}
     if inputs is not None:
-        doc.update(parts=inputs.parts(), imports=sorted(inputs.imports), app_files=sorted(app_files))
+        doc.update(parts=inputs.parts(), imports=sorted(inputs.imports), app_files=sorted(app_files),
+                   detail=_detail(inputs))
     (bundle / STAMP_NAME).write_text(json.dumps(doc, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _detail(inputs: FreezeInputs) -> dict[str, dict[str, str]]:
+    """The parts a changed-line names entries of, as plain ``{name: value}`` (params as JSON text)."""
+    return {"distributions": dict(inputs.distributions), "models": dict(inputs.models),
+            "sources": dict(inputs.sources),
+            "params": {k: json.dumps(v, sort_keys=True, default=str) for k, v in inputs.params.items()}}
+
+
+def _entries_changed(old: Mapping[str, str], new: Mapping[str, str], *, versions: bool = False, most: int = 3) -> str:
+    """``+added, -removed, ~changed`` names (``~torch 2.14.1 -> 2.14.2`` with ``versions``), at most ``most``."""
+    items = [*(f"+{k} {new[k]}" if versions else f"+{k}" for k in sorted(set(new) - set(old))),
+             *(f"-{k}" for k in sorted(set(old) - set(new))),
+             *(f"~{k} {old[k]} -> {new[k]}" if versions else f"~{k}"
+               for k in sorted(set(old) & set(new)) if old[k] != new[k])]
+    return ", ".join(items[:most]) + (f" (+{len(items) - most} more)" if len(items) > most else "")
 
 
 def stamped_app_files(bundle: Path) -> list[str]:
@@ -179,7 +196,17 @@ def update_refusal(bundle: Path, inputs: FreezeInputs, *, full: bool = False) ->
         return (f"the app's imports of outside modules changed: "
                 f"{import_change(old_imports, inputs.imports, inputs.distributions)}; PyInstaller must analyse them")
     if changed:
-        return "; ".join(PART_CHANGES.get(k, f"{k} changed") for k in changed)
+        recorded_detail = doc.get("detail")
+        old_detail = recorded_detail if isinstance(recorded_detail, dict) else {}
+        new_detail = _detail(inputs)
+        lines = []
+        for k in changed:
+            line = PART_CHANGES.get(k, f"{k} changed")
+            old_entries = old_detail.get(k)
+            if k in new_detail and isinstance(old_entries, dict):
+                line += ": " + _entries_changed(old_entries, new_detail[k], versions=k == "distributions")
+            lines.append(line)
+        return "; ".join(lines)
     return stale_reason(bundle, str(doc["inputs_sha256"]), full=full)
 
 
