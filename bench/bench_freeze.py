@@ -1,8 +1,10 @@
-"""Freeze benchmarks: bundle sizes, frozen vs unfrozen time to first embedding, warm vs cold rebuild.
+"""Freeze benchmarks: bundle sizes, frozen vs unfrozen time to first embedding, warm vs cold rebuild,
+cold freeze vs app-only update.
 
     python bench/bench_freeze.py sizes dist/<bundle>... [--compressed]
     python bench/bench_freeze.py ttfe --bundle dist/<bundle> --exe photo-search --entry ENTRY [--runs 3] -- ARGS...
     python bench/bench_freeze.py rebuild [--flavor lite]
+    python bench/bench_freeze.py update [--platform linux-cuda] [--flavor full] [--set demo] [--keep]
 
 Each prints one line per figure (and a ratio where the issue sets a target).
 """
@@ -92,6 +94,45 @@ def rebuild(flavor: str) -> None:
     print(f"warm rebuild / cold build: {warm / cold:.3f} (target <= 0.10)")
 
 
+def update(platform: str, flavor: str, model_set: str, keep: bool) -> None:
+    """This checkout's app (examples/photo_search), side by side in one run: a cold freeze (forced),
+    then an app-only change (a comment appended to the entry package's cli.py, restored afterwards),
+    which updates the bundle in place. Both include the frozen self-test and RECORD. Works under
+    build/bench-update/ (deleted afterwards unless ``keep``: a full bundle is ~5 GB)."""
+    import shutil
+
+    from mlfreeze.bundle.freeze import FreezeRequest, freeze_bundle, load_app_config
+    from mlfreeze.models.fetch import fetch_set
+    from mlfreeze.models.manifest import load_manifest
+    from mlfreeze.models.verification import goldens_dir_for
+    from mlfreeze.platforms.profiles import load_profile
+
+    app = load_app_config(ROOT)
+    manifest = load_manifest(None)
+    out = ROOT / "build" / "bench-update"
+    kw = dict(profile=load_profile(platform), flavor=flavor, root=ROOT, app=app, model_set=model_set,
+              fetched=fetch_set(manifest, model_set, None) if flavor != "lite" else None,
+              goldens_dir=goldens_dir_for(manifest.path), dist_dir=out / "dist", work_dir=out / "work")
+    changed = app.entry.parent / "cli.py"
+    original = changed.read_bytes()
+    try:
+        t0 = time.monotonic()
+        bundle = freeze_bundle(FreezeRequest(**kw, force=True))
+        cold = time.monotonic() - t0
+        size = tree_bytes(bundle)
+        changed.write_bytes(original + b"\n# bench_freeze.py update: an app-only change\n")
+        t0 = time.monotonic()
+        freeze_bundle(FreezeRequest(**kw))
+        updated = time.monotonic() - t0
+    finally:
+        changed.write_bytes(original)
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
+    print(json.dumps({"platform": platform, "flavor": flavor, "set": model_set, "bundle_bytes": size,
+                      "cold_s": round(cold, 1), "update_s": round(updated, 1)}))
+    print(f"app-only update / cold freeze: {updated / cold:.3f} (target <= 0.10)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -106,11 +147,18 @@ def main() -> None:
     p.add_argument("args", nargs="*")
     p = sub.add_parser("rebuild")
     p.add_argument("--flavor", default="lite", choices=("lite",))
+    p = sub.add_parser("update")
+    p.add_argument("--platform", default="linux-cuda")
+    p.add_argument("--flavor", default="full", choices=("full", "lite"))
+    p.add_argument("--set", dest="model_set", default="demo")
+    p.add_argument("--keep", action="store_true", help="keep build/bench-update/ (the bundles) afterwards")
     a = ap.parse_args()
     if a.cmd == "sizes":
         sizes(a.bundles, a.compressed)
     elif a.cmd == "ttfe":
         ttfe(a.bundle, a.exe, a.entry, a.runs, a.args)
+    elif a.cmd == "update":
+        update(a.platform, a.flavor, a.model_set, a.keep)
     else:
         rebuild(a.flavor)
 

@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_platform(p)
     p.add_argument("--flavor", choices=FLAVORS, required=True)
     _add_models(p)
-    p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--force", action="store_true",
+                   help="run PyInstaller even when nothing or only the app's own files changed")
     p.add_argument("--verify-report", default=None, metavar="F.json",
                    help="this flavor's verify report (mlfreeze verify --report), recorded in BUILD-INFO")
     p.add_argument("--verify", action="store_true",
@@ -148,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_platform(p)
     p.add_argument("--flavors", default=None, metavar="full,lite,slim")
     _add_models(p)
-    p.add_argument("--force", action="store_true", help="freeze even when nothing changed")
+    p.add_argument("--force", action="store_true",
+                   help="run PyInstaller even when nothing or only the app's own files changed")
     p.add_argument("--plan", action="store_true", help="print the plan instead of building (any host)")
     p.add_argument("--verify", action="store_true",
                    help="before skipping an unchanged bundle, re-hash every file against its RECORD")

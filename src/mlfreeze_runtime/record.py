@@ -185,10 +185,18 @@ def changes(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(out)
 
 
-def scan(bundle: Path) -> list[Entry]:
-    """A fresh RECORD of ``bundle`` (every file hashed), sorted by path."""
+def scan(bundle: Path, known: Mapping[str, tuple[Entry, int, int]] | None = None) -> list[Entry]:
+    """A fresh RECORD of ``bundle`` (every file hashed), sorted by path. ``known``: rows already
+    hashed, as ``{path: (row, inode, mtime_ns)}``, taken as they are while the file is still that
+    inode with that mtime and size (a file written since is hashed again)."""
     out = []
     for rel, path in recorded_files(bundle):
+        row = (known or {}).get(rel)
+        if row is not None:
+            st = path.stat()
+            if (st.st_ino, st.st_mtime_ns, st.st_size) == (row[1], row[2], row[0].size) and stat.S_ISREG(st.st_mode):
+                out.append(row[0])
+                continue
         digest, size = hash_file(path)
         out.append(Entry(path=rel, sha256=digest, size=size))
     return sorted(out, key=lambda e: e.path)
@@ -203,9 +211,10 @@ def render(entries: list[Entry]) -> str:
     return buf.getvalue()
 
 
-def write(bundle: Path) -> tuple[Path, str]:
-    """Hash every file of ``bundle`` and write ``bundle/RECORD``; return (path, RECORD's sha256 hex)."""
-    text = render(scan(bundle)).encode("utf-8")
+def write(bundle: Path, known: Mapping[str, tuple[Entry, int, int]] | None = None) -> tuple[Path, str]:
+    """Hash every file of ``bundle`` (but those ``known`` holds, :func:`scan`) and write ``bundle/RECORD``;
+    return (path, RECORD's sha256 hex)."""
+    text = render(scan(bundle, known)).encode("utf-8")
     path = bundle / RECORD_NAME
     tmp = bundle / f".{RECORD_NAME}.tmp"
     tmp.write_bytes(text)

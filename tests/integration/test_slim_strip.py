@@ -37,3 +37,22 @@ def test_strip_symbols_shrinks_elf_keeps_it_loadable_and_skips_libs_folders(tmp_
             "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.__file__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == str(target), done.stderr
+
+
+def test_cuda_libraries_are_left_unstripped(tmp_path: Path) -> None:
+    """A CPU host cannot prove a stripped CUDA library: those matching CUDA_UNSTRIPPED keep their symbols."""
+    import _bisect
+
+    from mlfreeze.bundle.freeze import CUDA_UNSTRIPPED
+
+    ext = Path(_bisect.__file__)
+    cuda = ["nvidia/cu13/lib/libcublas.so.13", "torch/lib/libtorch_cuda.so", "torch/lib/libc10_cuda.so",
+            "libcudart.so.13", "onnxruntime/capi/libonnxruntime_providers_cuda.so", "libnvrtc-builtins.so.13.0"]
+    other = ["torch/lib/libtorch_cpu.so", "libcurl.so.4", "libnumpy_helper.so"]
+    for rel in cuda + other:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ext, tmp_path / rel)
+    saved = strip_symbols(tmp_path, keep=CUDA_UNSTRIPPED)
+    assert saved > 0
+    assert [r for r in cuda if (tmp_path / r).read_bytes() != ext.read_bytes()] == []
+    assert [r for r in other if (tmp_path / r).read_bytes() == ext.read_bytes()] == []

@@ -9,12 +9,17 @@ from pathlib import Path
 from release_bundles import make_bundle
 
 from mlfreeze.bundle.incremental import (
+    PART_CHANGES,
     FreezeInputs,
+    import_change,
     installed_distributions,
     is_fresh,
     read_stamp,
+    relink,
     source_files,
     stale_reason,
+    stamped_app_files,
+    update_refusal,
     write_stamp,
 )
 
@@ -140,3 +145,105 @@ def test_inputs_for_collects_goldens_entry_and_python(tmp_path: Path) -> None:
     assert digest("other.py") != first, "another entry script is another app"
     golden.write_text('{"v": [2.0]}\n')
     assert digest("main.py") != first, "re-pinned goldens are copied into models/: the bundle changes"
+
+
+def test_only_the_app_part_leaves_the_base_digest_alone() -> None:
+    base = _inputs(app_sources={"app/cli.py": "aa" * 32}, imports=("json", "numpy"))
+    edited = replace(base, app_sources={"app/cli.py": "bb" * 32, "app/new.py": "cc" * 32})
+    assert edited.digest() != base.digest() and edited.base_digest() == base.base_digest()
+    changed = [k for k, v in edited.parts().items() if base.parts()[k] != v]
+    assert changed == ["app"]
+    for other in (replace(base, imports=("json", "numpy", "numpy.linalg")), replace(base, models={}),
+                  replace(base, distributions={"torch": "2.14.1"}), replace(base, sources={"lock.txt": "00" * 32}),
+                  replace(base, params={"excludes": []}), replace(base, flavor="slim")):
+        assert other.base_digest() != base.base_digest()
+
+
+def test_import_change_names_the_distribution_and_version() -> None:
+    line = import_change(["json", "os"], ["json", "numpy", "numpy.linalg"], versions={"numpy": "2.4.6"},
+                         owners={"numpy": ["numpy"], "json": []})
+    assert line == "+numpy (numpy 2.4.6), +numpy.linalg, -os"
+    assert import_change([], ["pytest"]).startswith("+pytest (pytest ")  # read from this environment
+
+
+def _stamped(tmp_path: Path, inputs: FreezeInputs) -> Path:
+    bundle = make_bundle(tmp_path, "linux-cpu", "lite")
+    write_stamp(bundle, inputs.digest(), inputs, ["_internal/app/cli.py"])
+    return bundle
+
+
+def test_update_refusal_says_why_in_one_line(tmp_path: Path) -> None:
+    base = _inputs(app_sources={"app/cli.py": "aa" * 32}, imports=("json",))
+    bundle = _stamped(tmp_path, base)
+    assert stamped_app_files(bundle) == ["_internal/app/cli.py"]
+    assert update_refusal(bundle, replace(base, app_sources={"app/cli.py": "bb" * 32})) is None
+    why = update_refusal(bundle, replace(base, imports=("json", "pytest")))
+    assert why is not None and why.startswith("the app's imports of outside modules changed: +pytest (pytest")
+    assert update_refusal(bundle, replace(base, distributions={"torch": "2.14.2", "numpy": "2.4.6", "idna": "3.2"})) \
+        == PART_CHANGES["distributions"] + ": +idna 3.2, ~torch 2.14.1 -> 2.14.2"
+    assert update_refusal(bundle, replace(base, models={})) == PART_CHANGES["models"] + ": -m/a.bin"
+    lock = replace(base, sources={"app.py": "cd" * 32, "locks/linux-cuda.txt": "ef" * 32})
+    assert update_refusal(bundle, lock) == PART_CHANGES["sources"] + ": +locks/linux-cuda.txt"
+    both = update_refusal(bundle, replace(lock, params={"excludes": ["tkinter", "numpy"], "datas": []}))
+    assert both == f"{PART_CHANGES['sources']}: +locks/linux-cuda.txt; {PART_CHANGES['params']}: +datas, ~excludes"
+    old = make_bundle(tmp_path / "old")  # a stamp of before updates in place: the digest alone
+    assert update_refusal(tmp_path / "nothing", base) == "no bundle yet"
+    assert "records no parts" in str(update_refusal(old, base))
+    (bundle / "_internal" / "libpayload.so").write_bytes(b"damaged")
+    assert "libpayload.so: differ: size" in str(update_refusal(bundle, replace(base, app_sources={})))
+
+
+def test_relink_links_drops_and_adds_without_writing_through(tmp_path: Path) -> None:
+    old = make_bundle(tmp_path / "dist", "linux-cpu", "lite")
+    (old / "_internal" / "app" / "gone").mkdir(parents=True)
+    (old / "_internal" / "app" / "gone" / "mod.py").write_text("old = 1\n")
+    (old / "_internal" / "app" / "cli.py").write_text("old = 1\n")
+    new_cli = tmp_path / "cli.py"
+    new_cli.write_text("new = 2\n")
+    staged = tmp_path / "staging" / old.name
+    linked = relink(old, staged, drop=["_internal/app/gone/mod.py", "_internal/app/cli.py"],
+                    add={"_internal/app/cli.py": new_cli})
+    assert (staged / "_internal" / "app" / "cli.py").read_text() == "new = 2\n"
+    assert (old / "_internal" / "app" / "cli.py").read_text() == "old = 1\n", "the old bundle's file was written"
+    assert not (staged / "_internal" / "app" / "gone").exists(), "a folder the drop emptied stays behind"
+    assert not any((staged / n).exists() for n in ("RECORD", "BUILD-INFO.json", ".mlfreeze-stamp"))
+    payload = staged / "_internal" / "libpayload.so"
+    assert payload.stat().st_ino == (old / "_internal" / "libpayload.so").stat().st_ino
+    assert "_internal/libpayload.so" in linked and "_internal/app/cli.py" not in linked
+    assert (staged / "photo-search").stat().st_mode & 0o111, "links keep the executable bit"
+
+
+def test_inputs_for_keeps_the_apps_files_apart_from_everything_else(tmp_path: Path) -> None:
+    """An edit of an own module or a datas file moves only the app part; a new outside import, the base."""
+    from mlfreeze.bundle.freeze import AppConfig, app_layout, inputs_for, spec_params
+    from mlfreeze.bundle.modgraph import app_graph
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "main.py").write_text("import pkg.core\n")
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "core.py").write_text("import json\n")
+    (tmp_path / "data.txt").write_text("v1\n")
+    prune_file = tmp_path / "prune.toml"
+    prune_file.write_text("")
+    app = AppConfig(app="x", entry=tmp_path / "main.py", version="1", model_set="s", sources=(tmp_path / "main.py",),
+                    pathex=(tmp_path,), datas=((tmp_path / "data.txt", "."),))
+
+    def inputs() -> FreezeInputs:
+        graph = app_graph(["main"], [tmp_path])
+        params = spec_params(app=app, flavor="lite", name="x-1-p-lite", excludes=(), entry_module="main",
+                             own_packages=graph.top_level())
+        params["datas"] = [[str(tmp_path / "data.txt"), "."]]
+        assert set(app_layout(graph, params["datas"])) == {"_internal/main.py", "_internal/pkg/__init__.py",
+                                                           "_internal/pkg/core.py", "_internal/data.txt"}
+        return inputs_for(app=app, platform="p", flavor="lite", params=params, models=[], prune_file=prune_file,
+                          root=tmp_path, distributions={}, graph=graph)
+
+    first = inputs()
+    (tmp_path / "pkg" / "core.py").write_text("import json  # a comment\n")
+    edited = inputs()
+    (tmp_path / "data.txt").write_text("v2\n")
+    data = inputs()
+    assert len({first.digest(), edited.digest(), data.digest()}) == 3
+    assert first.base_digest() == edited.base_digest() == data.base_digest()
+    (tmp_path / "pkg" / "core.py").write_text("import json\nimport csv\n")
+    assert inputs().base_digest() != first.base_digest() and "csv" in inputs().imports

@@ -105,6 +105,28 @@ def assert_own_updater(calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
     assert sum(1 for a in collect[1] if getattr(a, "kind", "") == "EXE") == len([c for c in calls if c[0] == "EXE"])
 
 
+def test_own_packages_are_collected_as_source_behind_a_launcher(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """With an entry module, the app's packages go into _internal/ as .py files (outside the PYZ) and
+    the Analysis runs the launcher, which plan_freeze points ``script`` at; without one, the entry."""
+    from mlfreeze.bundle.freeze import launcher_source
+
+    plain = spec_params(app=_app(tmp_path), flavor="lite", name="n-lite", excludes=[])
+    assert plain["script"] == plain["entry"] and plain["module_collection_mode"] == {}
+    params = spec_params(app=_app(tmp_path), flavor="lite", name="n-lite", excludes=[], entry_module="app.__main__",
+                         own_packages=["app", "helpers"])
+    assert params["module_collection_mode"] == {"app": "py", "helpers": "py"}
+    assert "app.__main__" in params["hiddenimports"]
+    for flavor in ("full", "lite", "slim"):
+        analysis = _run_spec(flavor, {**params, "selftest": "s", "selftest_entry": "s.py", "script": "launcher.py"},
+                             tmp_path, monkeypatch)[0]
+        assert analysis[1][0] == ["launcher.py"]
+        assert analysis[2]["module_collection_mode"] == {"app": "py", "helpers": "py"}
+    source = launcher_source("app.__main__")
+    assert "runpy.run_module('app.__main__', run_name=\"__main__\", alter_sys=True)" in source
+    compile(source, "launcher.py", "exec")
+
+
 def test_lite_spec_reads_params_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = spec_params(app=_app(tmp_path), flavor="lite", name="n-lite", excludes=["torch", "numpy"])
     assert "selftest" not in params

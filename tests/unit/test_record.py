@@ -104,3 +104,15 @@ def test_links_inside_are_recorded_through_the_link_and_links_out_are_refused(tm
         assert [(f.kind, f.path) for f in found] == [("link", f"_internal/{name}")], found
         link.unlink()
     assert record.verify(b, full=True) == []
+
+
+def test_known_rows_are_reused_only_while_the_file_is_the_same_inode_and_mtime(tmp_path: Path) -> None:
+    (tmp_path / "a.bin").write_bytes(b"aaaa")
+    (tmp_path / "b.bin").write_bytes(b"bbbb")
+    st = (tmp_path / "a.bin").stat()
+    wrong = record.Entry(path="a.bin", sha256="00" * 32, size=4)  # a row that would show if reused
+    rows = {e.path: e for e in record.scan(tmp_path, {"a.bin": (wrong, st.st_ino, st.st_mtime_ns)})}
+    assert rows["a.bin"] is wrong and rows["b.bin"].sha256 == hashlib.sha256(b"bbbb").hexdigest()
+    os.utime(tmp_path / "a.bin", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # written since: hashed again
+    rows = {e.path: e for e in record.scan(tmp_path, {"a.bin": (wrong, st.st_ino, st.st_mtime_ns)})}
+    assert rows["a.bin"].sha256 == hashlib.sha256(b"aaaa").hexdigest()

@@ -59,6 +59,22 @@ def test_findings_name_the_bytes_they_would_save(tmp_path: Path) -> None:
     assert waste.total == 700_000 + 200_000 + 50_000 + 5096
 
 
+def test_unstripped_symbols_row_says_what_the_cuda_libraries_hold(tmp_path: Path) -> None:
+    """The freeze strips everything but the CUDA libraries (and auditwheel's copies): the row names both."""
+    bundle = make_bundle(tmp_path)
+    (bundle / "_internal/torch/lib/libtorch_cuda.so").write_bytes(elf64({".text": 9000, ".symtab": 300_000}))
+    (bundle / "_internal/nvidia/nccl/lib").mkdir(parents=True, exist_ok=True)
+    (bundle / "_internal/nvidia/nccl/lib/libnccl.so.2").write_bytes(elf64({".text": 9000, ".symtab": 200_000}))
+    (bundle / "_internal/numpy.libs").mkdir(exist_ok=True)
+    (bundle / "_internal/numpy.libs/libgfortran-040039e1.so.5").write_bytes(elf64({".text": 9000, ".symtab": 5000}))
+    (bundle / "_internal/torch/lib/libsym.so").write_bytes(elf64({".text": 9000, ".symtab": 4096, ".strtab": 1000}))
+    row = {f.rule: f for f in find_waste(scan(bundle)).findings}["unstripped-symbols"]
+    assert row.bytes == 300_000 + 200_000 + 5000 + 5096
+    assert "488.3 KiB in CUDA libraries, left unstripped by the freeze until a frozen self-test on a CUDA GPU" \
+        in row.why, row.why
+    assert "4.9 KiB in auditwheel's patched copies" in row.why
+
+
 def test_cuda_libraries_in_a_cpu_build_are_waste(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, accelerator="cpu")
     by_rule = {f.rule: f for f in find_waste(scan(bundle)).findings}

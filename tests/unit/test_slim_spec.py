@@ -33,7 +33,8 @@ def _run(params: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 def test_slim_spec_always_excludes_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = {"name": "app-0.1.0-linux-cpu-slim", "app": "app", "selftest": "app-selftest", "entry": "main.py",
-              "selftest_entry": "selftest.py", "pathex": [], "hookspath": [],
+              "script": "main.py", "module_collection_mode": {}, "selftest_entry": "selftest.py", "pathex": [],
+              "hookspath": [],
               "runtime_hooks": [], "hiddenimports": ["mlfreeze_runtime"], "excludes": ["tkinter", "torch"],
               "datas": [], "console": True, "updater": "app-update", "updater_entry": "update.py",
               "updater_excludes": ["torch"]}

@@ -188,7 +188,7 @@ def test_the_freeze_signs_before_the_selftest_and_seals_after(monkeypatch: pytes
     order: list[str] = []
     monkeypatch.setattr(signing, "sign_bundle", lambda *a, **k: order.append("sign") or {"kind": "authenticode"})
     monkeypatch.setattr(freeze.selftest, "check_bundle", lambda *a, **k: order.append("selftest") or "result")
-    monkeypatch.setattr(freeze, "seal_bundle", lambda plan, result, *a: order.append(f"seal {a[-1]}"))
+    monkeypatch.setattr(freeze, "seal_bundle", lambda plan, result, *a, **_: order.append(f"seal {a[-1]}"))
     monkeypatch.setattr(freeze.prune, "tree_bytes", lambda _p: 0)
     app = freeze.AppConfig(app="t", entry=tmp_path / "t.py", version="1", model_set="demo", sources=(), pathex=())
     plan: Any = type("P", (), {"bundle": tmp_path, "app": app,

@@ -2,7 +2,9 @@
 
 Plan (pure): the bundle's name, the spec parameters, the prune rules that apply, the models
 it will hold and the hash of every input. Do (effectful): skip when an existing bundle was
-built from the same inputs; else run PyInstaller on src/mlfreeze/specs/<flavor>.spec in a staging
+built from the same inputs; update it in place when only the project's own files changed
+(:func:`update_in_place`: hard links to the last bundle, the app's source files replaced, no
+PyInstaller); else run PyInstaller on src/mlfreeze/specs/<flavor>.spec in a staging
 directory, prune, copy the models, move the bundle into dist/, self-test it from a clean
 environment (src/mlfreeze/bundle/selftest.py), then ship the flavor's verify report, write RECORD
 (mlfreeze_runtime.record), BUILD-INFO.json and the incremental stamp.
@@ -29,7 +31,7 @@ import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
 from mlfreeze import _proc as proc
 from mlfreeze import hostinfo
-from mlfreeze.bundle import buildinfo, cuda_archs, glibc, incremental, prune, selftest, signing
+from mlfreeze.bundle import buildinfo, cuda_archs, glibc, incremental, modgraph, prune, selftest, signing
 from mlfreeze.errors import FreezeError, VerificationError
 from mlfreeze.models.cache import hash_file
 from mlfreeze.platforms.profiles import Profile
@@ -263,26 +265,37 @@ def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
 
 
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
-                hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
+                hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = (),
+                entry_module: str | None = None, own_packages: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (src/mlfreeze/specs/<flavor>.spec documents every key).
 
     ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
     their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
     ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's ``updater``
-    list: the ML stack and the app's libraries); the self-test's package is always among them."""
+    list: the ML stack and the app's libraries); the self-test's package is always among them.
+    ``entry_module``: the entry's dotted name (modgraph.entry_module); with it the app's top-level
+    ``own_packages`` are collected as source files into ``_internal/`` (``module_collection_mode``
+    ``"py"``, outside the PYZ) and the entry module is a hidden import, which a launcher script
+    (:func:`launcher_source`, ``script`` once :func:`plan_freeze` writes it) runs. Without it
+    ``script`` is the entry itself, and the entry's name under ``pathex`` (:func:`entry_module_name`,
+    when it has one) is still a hidden import: a spawn child imports it as ``__mp_main__``
+    (mlfreeze_runtime.processes)."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
     app_hidden = app.hiddenimports
     if flavor == "lite":  # the app's own modules stay; none of the ML stack that lite leaves out comes back
         kept_out = (*excludes, *part_excludes)
         app_hidden = tuple(h for h in app_hidden if not any(h == e or h.startswith(e + ".") for e in kept_out))
     hiddenimports = [*hiddenimports, *part_hidden, *app_hidden]
-    entry_module = entry_module_name(app.entry, app.pathex)  # a spawn child's __mp_main__ (mlfreeze_runtime.processes)
+    entry_module = entry_module or entry_module_name(app.entry, app.pathex)
     hiddenimports += [entry_module] if entry_module else []
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
         "app": app.app,
         "entry": str(app.entry),
+        "script": str(app.entry),  # what the Analysis runs: the entry, or the launcher plan_freeze writes
+        "entry_module": entry_module,  # the launcher runs it; complete_bundle writes it for a spawn child
+        "module_collection_mode": {n: "py" for n in own_packages} if entry_module else {},
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
         "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK)],
@@ -290,7 +303,6 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
         "console": app.console,  # the app's EXE only; <app>-selftest and <app>-update keep a console
-        "entry_module": entry_module,  # written into the bundle by complete_bundle; the spec ignores it
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
@@ -303,6 +315,34 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         params["selftest_entry"] = str(SELFTEST_ENTRY)
         params["runtime_hooks"].append(str(ENTRY_HOOK))  # last: MLFREEZE_ENTRY=selftest runs the self-test
     return params
+
+
+def launcher_source(entry_module: str) -> str:
+    """The app executable's script when its own modules are collected as source: it runs the
+    entry module as ``__main__``, so the executable and the PYZ never change with the app's files."""
+    return ("# Written by mlfreeze (mlfreeze.bundle.freeze.launcher_source): the frozen app's script. It runs\n"
+            "# the app's entry module, collected as source into _internal/ beside the app's other modules.\n"
+            "import runpy\n\n"
+            f"runpy.run_module({entry_module!r}, run_name=\"__main__\", alter_sys=True)\n")
+
+
+def data_layout(pairs: Sequence[Sequence[str]]) -> dict[str, Path]:
+    """Where PyInstaller puts each file of the spec's ``datas`` pairs (:func:`data_pairs`):
+    ``_internal/<dest>/<name>`` for a file, the folder's tree under ``_internal/<dest>/`` for a folder."""
+    out: dict[str, Path] = {}
+    for src, dest in pairs:
+        source = Path(src)
+        files = [(source, source.name)] if source.is_file() else [
+            (f, f.relative_to(source).as_posix()) for f in sorted(source.rglob("*")) if f.is_file()]
+        for f, rel in files:
+            out["_internal/" + Path(os.path.normpath(os.path.join(dest, rel))).as_posix()] = f
+    return out
+
+
+def app_layout(graph: modgraph.ModuleGraph, datas: Sequence[Sequence[str]]) -> dict[str, Path]:
+    """The project's own files in a bundle (bundle-relative path -> source): its modules as source
+    under ``_internal/`` and its ``datas``; what an update in place replaces."""
+    return {**{f"_internal/{rel}": src for rel, src in graph.bundle_paths().items()}, **data_layout(datas)}
 
 
 TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
@@ -372,7 +412,11 @@ BUILDER_SOURCES = tuple(Path(__file__).with_name(n) for n in ("freeze.py", "prun
 def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[str, Any],
                models: Sequence[BundleModel], prune_file: Path, root: Path | None = None,
                goldens_dir: Path | None = None,
-               distributions: Mapping[str, str] | None = None) -> incremental.FreezeInputs:
+               distributions: Mapping[str, str] | None = None,
+               graph: modgraph.ModuleGraph | None = None) -> incremental.FreezeInputs:
+    """What a freeze reads, in the parts an update in place tells apart: the project's own files
+    (the app's sources, the modules of ``graph`` and the ``datas`` files) and the outside modules
+    they import, apart from everything else (mlfreeze's specs and hooks, the lock, the models)."""
     spec = SPECS / f"{flavor}.spec"
     root = root or find_root()
     goldens_dir = goldens_dir or SPECS / "goldens"
@@ -380,8 +424,11 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
     extra += [SELFTEST_ENTRY] if flavor in MODEL_FLAVORS else []
     extra += [goldens_dir / f"{m.id}.json" for m in models]  # copied into models/<id>/
     extra += [app.update_root] if app.update_root is not None else []  # frozen in as update-root.json
+    lock = lock_file(root, platform, flavor)
+    extra += [lock] if lock is not None else []
     stable = {k: v for k, v in params.items() if k not in ("pathex", "hookspath", "runtime_hooks", "entry",
-                                                           "selftest_entry", "updater_entry")}
+                                                           "selftest_entry", "updater_entry", "script",
+                                                           "module_collection_mode")}
     entry, top = Path(params["entry"]).resolve(), root.resolve()
     stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
     stable["entry_point"] = app.entry_point  # its launcher is made from it
@@ -391,8 +438,14 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
         platform=platform, flavor=flavor, app=app.app,
         distributions=distributions if distributions is not None else incremental.installed_distributions(),
         models={rel: sha for m in models for rel, sha in m.sha256.items()},
-        sources=incremental.source_files([*app.sources, *extra, *project_sources(app, root)], root), params=stable,
-        lock=lock_digest(root, platform, flavor))
+        sources=incremental.source_files([*(s for s in app.sources if s in RUNTIME_SOURCES), *extra], root),
+        params=stable,
+        app_sources={**incremental.source_files([*(s for s in app.sources if s not in RUNTIME_SOURCES),
+                                                 *project_sources(app, root)], root),
+                     **{rel: hash_file(src)[1] for rel, src in (app_layout(graph, params.get("datas", ())) if graph
+                                                                else data_layout(params.get("datas", ()))).items()}},
+        imports=graph.external if graph else (),
+        app_params={"module_collection_mode": params.get("module_collection_mode", {})})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -447,6 +500,23 @@ class FreezePlan:
     verify_report: Path | None
     goldens_dir: Path
     keep_failed: bool
+    inputs: incremental.FreezeInputs | None = None  # the parts of ``digest`` (an update in place compares them)
+    app_files: Mapping[str, Path] = field(default_factory=dict)  # the project's own files: bundle path -> source
+    update_blocked: str | None = None  # why this project's bundles are never updated in place
+
+
+def app_modules(app: AppConfig, flavor: str) -> tuple[str | None, modgraph.ModuleGraph | None, str | None]:
+    """(the entry's module name, the app's own module graph, why there is none: the entry does not
+    import as a module, or one of the app's files does not parse, which PyInstaller then reports)."""
+    name = modgraph.entry_module(app.entry, app.pathex)
+    if name is None:
+        return None, None, (f"the entry {app.entry.name} is not importable as a module from "
+                            f"{', '.join(str(p) for p in app.pathex)}, so the app goes into the PYZ")
+    try:
+        graph = modgraph.app_graph([name, *app.hiddenimports], app.pathex)
+    except (SyntaxError, ValueError, OSError) as exc:
+        return None, None, f"the app's modules cannot be read ({exc})"
+    return name, graph, None
 
 
 def plan_freeze(request: FreezeRequest) -> FreezePlan:
@@ -467,21 +537,28 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     if flavor in MODEL_FLAVORS and request.fetched is None:
         raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
     models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
+    entry_module, graph, update_blocked = app_modules(app, flavor)
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
-                         updater_excludes=config.excludes.get(prune.UPDATER, ()))
+                         updater_excludes=config.excludes.get(prune.UPDATER, ()), entry_module=entry_module,
+                         own_packages=graph.top_level() if graph else ())
+    if entry_module:  # written by run_pyinstaller (launcher_source)
+        params["script"] = str(work_dir / "launcher.py")
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
     params["contract"] = app.contract.to_json()  # app-contract.json (complete_bundle); hashed, the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
-    # slim and lite on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the
-    # params. Lite keeps the app's numpy and Pillow, whose symbols alone are ~30 MB of an ordinary lite bundle.
-    params["strip_symbols"] = flavor in ("slim", "lite") and profile.host_os == "linux"
+    # every flavor on Linux: strip .symtab/debug sections after the freeze (strip_symbols), but not the CUDA
+    # libraries (CUDA_UNSTRIPPED: only a GPU run proves their stripped copies); hashed with the params. Lite
+    # keeps the app's numpy and Pillow, whose symbols alone are ~30 MB of an ordinary lite bundle.
+    params["strip_symbols"] = profile.host_os == "linux"
+    params["strip_keep"] = list(CUDA_UNSTRIPPED)
     distributions = incremental.installed_distributions()
-    digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
+    inputs = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
-                        distributions=distributions).digest()
+                        distributions=distributions, graph=graph)
+    digest = inputs.digest()
     verification = None
     if models and request.verify_report is not None:
         verification = buildinfo.verified(request.verify_report, set_name=model_set, flavor=flavor,
@@ -493,7 +570,8 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
                       bundle=(request.dist_dir or root / "dist") / name, staging=work_dir / "dist", work_dir=work_dir,
                       model_set=model_set, models=tuple(models), rules=rules, params=params, digest=digest,
                       distributions=distributions, verification=verification, verify_report=request.verify_report,
-                      goldens_dir=goldens_dir, keep_failed=request.keep_failed)
+                      goldens_dir=goldens_dir, keep_failed=request.keep_failed, inputs=inputs,
+                      app_files=app_layout(graph, params["datas"]) if graph else {}, update_blocked=update_blocked)
 
 
 def rebuild_reason(plan: FreezePlan, *, verify: bool = False) -> str | None:
@@ -519,11 +597,15 @@ def run_pyinstaller(plan: FreezePlan) -> Path:
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     params_file = plan.work_dir / "params.json"
     params_file.write_text(json.dumps(plan.params, indent=2) + "\n", encoding="utf-8")
+    if plan.params["entry_module"]:
+        Path(plan.params["script"]).write_text(launcher_source(plan.params["entry_module"]), encoding="utf-8")
     cmd: list[str | Path] = [sys.executable, "-m", "PyInstaller", SPECS / f"{plan.flavor}.spec", "--noconfirm",
                              "--log-level", os.environ.get(LOG_LEVEL_ENV, "WARN"),
                              "--distpath", plan.staging, "--workpath", plan.work_dir / "work", "--", params_file]
     # The project's modules come from pathex, ahead of anything an outer PYTHONPATH would shadow them with.
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(plan.params["pathex"])}
+    # A fixed hash seed: PyInstaller orders base_library.zip's members by iterating a set of names, so
+    # without it two freezes of the same inputs write that archive differently.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(plan.params["pathex"]), "PYTHONHASHSEED": "0"}
     started = time.monotonic()
     status = proc.run(cmd, cwd=plan.root, env=env, check=False)
     staged = plan.staging / plan.name
@@ -542,8 +624,9 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     if plan.params.get("entry_module"):  # what a spawn child imports as __main__ (mlfreeze_runtime.processes)
         (staged / "_internal" / ENTRY_MODULE_FILE).write_text(plan.params["entry_module"] + "\n", encoding="utf-8")
     if plan.params["strip_symbols"]:
-        saved = strip_symbols(staged / "_internal")
-        print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
+        saved = strip_symbols(staged / "_internal", keep=plan.params["strip_keep"])
+        print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB (CUDA libraries left "
+              "unstripped until a GPU run proves them)", flush=True)
     update_root = freeze_update_root(staged, plan.app.update_root)
     write_contract(staged, plan.app.contract)  # how the self-test runs the entry (serve / smoke); RECORD covers it
     archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
@@ -556,11 +639,48 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     return removals, update_root, archs
 
 
+def update_in_place(plan: FreezePlan) -> tuple[Path, dict[str, tuple[_record.Entry, int, int]]]:
+    """The app-only rebuild: stage hard links to the bundle in dist/ with the project's own files
+    replaced (:func:`incremental.relink`), then prune them; no PyInstaller. Returns the staged onedir
+    and the RECORD rows of the linked files (path -> (row, inode, mtime)), which RECORD reuses while
+    a file is still that inode with that mtime. OSError when the disk fails."""
+    staged = plan.staging / plan.name
+    old_record = _record.read(plan.bundle)
+    drop = [*incremental.stamped_app_files(plan.bundle), buildinfo.REPORT_IN_BUNDLE]  # the report: copied anew
+    linked = incremental.relink(plan.bundle, staged, drop=drop, add=plan.app_files)
+    known: dict[str, tuple[_record.Entry, int, int]] = {}
+    for rel, path in linked.items():
+        st = path.stat()
+        row = old_record.get(rel)
+        if row is not None and st.st_size == row.size:
+            known[rel] = (row, st.st_ino, st.st_mtime_ns)
+    prune.apply(staged / "_internal", plan.rules, log=False)  # only the app's new files can match
+    return staged, known
+
+
+def complete_update(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal], str | None, Any]:
+    """Move an updated staging folder into dist/ in place of the bundle it links to; the prune
+    figures and CUDA architectures are the last freeze's (the libraries are the same files)."""
+    from mlfreeze_runtime.update.trust import ROOT_FILE
+
+    info = buildinfo.read(plan.bundle)
+    removals = [prune.Removal(rule=r["rule"], bytes=r["bytes"], paths=0) for r in info.get("prune", [])]
+    root_file = staged / ROOT_FILE
+    update_root = hash_file(root_file)[1] if plan.app.update_root is not None and root_file.is_file() else None
+    shutil.rmtree(plan.bundle)
+    failed = plan.bundle.with_name(plan.name + selftest.FAILED_SUFFIX)
+    if failed.exists():
+        shutil.rmtree(failed)
+    staged.rename(plan.bundle)
+    return removals, update_root, info.get("cuda_archs", [])
+
+
 def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Sequence[prune.Removal],
-                update_root: str | None, archs: Any, signed: Mapping[str, Any] | None = None) -> None:
+                update_root: str | None, archs: Any, signed: Mapping[str, Any] | None = None,
+                known: Mapping[str, tuple[_record.Entry, int, int]] | None = None) -> None:
     """After the self-test passed: ship the verify report, write RECORD (every shipped byte, signed
     ones included), BUILD-INFO.json (``signed``: :func:`mlfreeze.bundle.signing.sign_bundle`'s record)
-    and the incremental stamp."""
+    and the incremental stamp. ``known``: RECORD rows :func:`update_in_place` linked."""
     bundle, app, models = plan.bundle, plan.app, plan.models
     verification = plan.verification
     if verification is not None and plan.verify_report is not None:
@@ -570,7 +690,7 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
     pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
     opted = set(app.unpinned_goldens)
     try:
-        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+        _, record_sha = _record.write(bundle, known=known)  # after prune, models and self-test: every shipped byte
     except _record.RecordError as exc:  # a symlink leaving the bundle (the link rule of RECORD)
         raise FreezeError(str(exc)) from None
     rows = _record.read(bundle).values()
@@ -589,7 +709,7 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
         glibc=glibc.freeze_record(bundle, profile_name=plan.profile.name, host_os=plan.profile.host_os,
                                   profile_floor=plan.profile.glibc_floor))
     buildinfo.write(bundle, info)
-    incremental.write_stamp(bundle, plan.digest)
+    incremental.write_stamp(bundle, plan.digest, plan.inputs, [r for r in plan.app_files if (bundle / r).is_file()])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -603,6 +723,7 @@ class StagedBundle:
     removals: tuple[prune.Removal, ...] = ()
     update_root: str | None = None
     archs: Any = None
+    known: Mapping[str, tuple[_record.Entry, int, int]] | None = None  # RECORD rows reused (update in place)
 
 
 def _discard(plan: FreezePlan, staged: Path, exc: BaseException) -> NoReturn:
@@ -627,6 +748,23 @@ def freeze_step(request: FreezeRequest) -> StagedBundle:
     if stale is not None and plan.bundle.exists():
         print(f"freeze: {plan.name}: rebuilding: {stale}", flush=True)
     started = time.monotonic()
+    refused = "--force" if request.force else plan.update_blocked
+    if refused is None and plan.inputs is not None:
+        refused = incremental.update_refusal(plan.bundle, plan.inputs, full=request.verify)
+    if refused is None:
+        print(f"freeze: {plan.name}: only the app's own files changed: updating the bundle in place "
+              "(no PyInstaller)", flush=True)
+        staged = plan.staging / plan.name
+        known: dict[str, tuple[_record.Entry, int, int]] = {}
+        try:
+            staged, known = update_in_place(plan)
+            removals, update_root, archs = complete_update(plan, staged)
+        except BaseException as exc:
+            _discard(plan, staged, exc)
+        return StagedBundle(plan=plan, reused=False, started=started, removals=tuple(removals),
+                            update_root=update_root, archs=archs, known=known)
+    if plan.bundle.exists():
+        print(f"freeze: {plan.name}: full freeze: {refused}", flush=True)
     staged = run_pyinstaller(plan)
     try:
         removals, update_root, archs = complete_bundle(plan, staged)
@@ -649,7 +787,7 @@ def selftest_step(staged: StagedBundle) -> Path:
         result = selftest.check_bundle(plan.bundle, app=plan.app.app, flavor=plan.flavor,
                                        exe_suffix=hostinfo.exe_suffix(plan.profile.host_os),
                                        keep_failed=plan.keep_failed)
-        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs, signed)
+        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs, signed, known=staged.known)
     except VerificationError:
         raise
     except BaseException as exc:
@@ -680,22 +818,35 @@ def freeze_update_root(bundle: Path, source: Path | None) -> str | None:
 
 # auditwheel's grafted copies: "<name>-<8 hex>[-<8 hex>].so[.N]" (patchelf rewrote them; strip corrupts them)
 AUDITWHEEL_GRAFTED = re.compile(r"-[0-9a-f]{8}(-[0-9a-f]{8})?\.so(\.|$)")
+# The CUDA libraries (globs relative to _internal/): NVIDIA's wheels, torch's CUDA kernels and
+# onnxruntime's CUDA and TensorRT providers. Only a frozen self-test on a CUDA GPU loads them, so a
+# CPU host cannot prove their stripped copies: strip_symbols leaves them, and the size report's
+# unstripped-symbols row says how much they hold (mlfreeze.sizes.waste).
+CUDA_UNSTRIPPED = ("nvidia/**", "**/libcuda*", "**/libcudnn*", "**/libcublas*", "**/libcufft*", "**/libcufile*",
+                   "**/libcurand*", "**/libcusparse*", "**/libcusolver*", "**/libcupti*", "**/libcutensor*",
+                   "**/libnv*", "**/libnccl*", "**/libtorch_cuda*", "**/libc10_cuda*", "**/libcaffe2_nvrtc*",
+                   "onnxruntime/capi/*providers_cuda*", "onnxruntime/capi/*providers_tensorrt*")
 
 
-def strip_symbols(root: Path, batch: int = 200) -> int:
+def strip_symbols(root: Path, batch: int = 200, keep: Sequence[str] = ()) -> int:
     """``strip --strip-unneeded`` every ELF file under ``root`` (the static symbol tables and debug
     sections; the dynamic symbols the loader resolves stay); returns the bytes saved, 0 without a
     ``strip`` on PATH. auditwheel's patchelf-rewritten copies (under a ``*.libs`` folder, or
     collected beside the others with their hashed names, :data:`AUDITWHEEL_GRAFTED`), which strip
-    corrupts (numpy then fails to import), are left alone; the frozen self-test
-    afterwards proves the rest still loads. FreezeError (exit 4) when strip fails."""
+    corrupts (numpy then fails to import), and the files matching a ``keep`` glob (POSIX, relative
+    to ``root``: :data:`CUDA_UNSTRIPPED`) are left alone; the frozen self-test afterwards proves the
+    rest still loads. FreezeError (exit 4) when strip fails."""
+    from mlfreeze.globs import compile_glob
+
     tool = shutil.which("strip")
     if tool is None:
         return 0
+    kept = [compile_glob(g) for g in keep]
     files = []
     for path in sorted(root.rglob("*")):
-        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in path.relative_to(root).parts) \
-                or AUDITWHEEL_GRAFTED.search(path.name):
+        rel = path.relative_to(root)
+        if path.is_symlink() or not path.is_file() or any(p.endswith(".libs") for p in rel.parts) \
+                or AUDITWHEEL_GRAFTED.search(path.name) or any(k.match(rel.as_posix()) for k in kept):
             continue
         with path.open("rb") as f:
             if f.read(4) == b"\x7fELF":
@@ -708,12 +859,18 @@ def strip_symbols(root: Path, batch: int = 200) -> int:
     return before - sum(p.stat().st_size for p in files)
 
 
-def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
-    """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
+def lock_file(root: Path, platform: str, flavor: str) -> Path | None:
+    """The project's lock for this build (locks/<platform>[-slim].txt), None without one."""
     from mlfreeze.project.lock import lock_path, variant_for
 
     path = lock_path(root, platform, variant_for((flavor,)))
-    return hash_file(path)[1] if path.is_file() else None
+    return path if path.is_file() else None
+
+
+def lock_digest(root: Path, platform: str, flavor: str) -> str | None:
+    """sha256 of the project's lock for this build (locks/<platform>[-slim].txt), None without one."""
+    path = lock_file(root, platform, flavor)
+    return hash_file(path)[1] if path is not None else None
 
 
 def install_models(models_dir: Path, models: Sequence[BundleModel], model_set: str, *,

@@ -218,6 +218,31 @@ def elf_strippable(path: Path) -> int:
     return total if has_symtab or total else 0
 
 
+def unstripped_why(inv: Inventory, symbols: dict[str, int]) -> str:
+    """The unstripped-symbols row's reason, saying how much of it the freeze leaves on purpose: the
+    CUDA libraries (mlfreeze.bundle.freeze.CUDA_UNSTRIPPED), until a frozen self-test on a CUDA GPU
+    proves their stripped copies, and auditwheel's patched copies, which strip corrupts."""
+    from mlfreeze.bundle.freeze import AUDITWHEEL_GRAFTED, CUDA_UNSTRIPPED
+    from mlfreeze.globs import compile_glob
+    from mlfreeze.units import format_size
+
+    cuda_globs = [compile_glob(g) for g in CUDA_UNSTRIPPED]
+    cuda = grafted = 0
+    for path, size in symbols.items():
+        pkg = _package_path(inv, path) or path
+        if any(g.match(pkg) for g in cuda_globs):
+            cuda += size
+        elif AUDITWHEEL_GRAFTED.search(pkg.rsplit("/", 1)[-1]) or any(p.endswith(".libs") for p in pkg.split("/")):
+            grafted += size
+    why = "ELF .symtab/.strtab/.debug_* sections (strip --strip-unneeded)"
+    if cuda:
+        why += (f"; {format_size(cuda)} in CUDA libraries, left unstripped by the freeze until a frozen "
+                "self-test on a CUDA GPU proves them stripped")
+    if grafted:
+        why += f"; {format_size(grafted)} in auditwheel's patched copies (*.libs), which strip corrupts"
+    return why
+
+
 def find_waste(inv: Inventory, *, check_duplicates: bool = True, workers: int | None = None) -> Waste:
     per_file: dict[str, int] = defaultdict(int)
     findings: list[Finding] = []
@@ -245,7 +270,7 @@ def find_waste(inv: Inventory, *, check_duplicates: bool = True, workers: int | 
     with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         found = pool.map(lambda f: elf_strippable(inv.root / f.path), shared)
         stripped = dict(zip((f.path for f in shared), found, strict=True))
-    add("unstripped-symbols", "ELF .symtab/.strtab/.debug_* sections (strip --strip-unneeded)", stripped)
+    add("unstripped-symbols", unstripped_why(inv, stripped), stripped)
     findings = _merge_duplicates(findings)
     return Waste(findings=tuple(sorted(findings, key=lambda x: (-x.bytes, x.rule))), total=sum(per_file.values()),
                  hashed_bytes=hashed)
