@@ -13,6 +13,7 @@ import pytest
 from mlfreeze.bundle.freeze import (
     ENTRY_HOOK,
     HOOKS,
+    NAMES_HOOK,
     RUNTIME_HOOK,
     SELFTEST_ENTRY,
     SPECS,
@@ -69,7 +70,7 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     assert analysis[2]["hiddenimports"][:2] == ["mlfreeze_runtime", "torch"]
     assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
     # the app's runtime hooks end with the one that turns MLFREEZE_ENTRY=selftest into the self-test
-    assert analysis[2]["runtime_hooks"] == [str(RUNTIME_HOOK), str(ENTRY_HOOK)]
+    assert analysis[2]["runtime_hooks"] == [str(RUNTIME_HOOK), str(NAMES_HOOK), str(ENTRY_HOOK)]
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search-selftest", "photo-search-update", "photo-search"]
     # <app>-selftest is a launcher from its own Analysis (no app PYZ, no runtime hooks, ML stack out)

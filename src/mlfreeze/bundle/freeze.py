@@ -42,6 +42,7 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
                    Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+NAMES_HOOK = HOOKS / "rthook_models_by_name.py"  # by-name loads resolve to models/ (mlfreeze_runtime.names)
 ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
@@ -73,6 +74,7 @@ class AppConfig:
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+    module_collection_mode: tuple[tuple[str, str], ...] = ()  # [tool.mlfreeze] module_collection_mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +90,8 @@ class BundleModel:
     roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
     verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
     derived_from: Mapping[str, str] = field(default_factory=dict)  # file name -> "<id>@<weights sha256>" (exports)
+    provides: tuple[str, ...] = ()  # by-name loads it answers (mlfreeze_runtime.names)
+    revision: str = ""  # pinned hub revision (hf-hub models)
 
 
 def load_app_config(root: Path | None = None) -> AppConfig:
@@ -103,7 +107,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      sources=tuple(p for p in sources if p.exists()),
                      pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
                      excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens)
+                     unpinned_goldens=cfg.unpinned_goldens, module_collection_mode=cfg.module_collection_mode)
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -200,10 +204,11 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [str(RUNTIME_HOOK)],
+        "runtime_hooks": [str(RUNTIME_HOOK), str(NAMES_HOOK)],  # models dir first: the names hook reads it
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
+        "module_collection_mode": dict(app.module_collection_mode),  # [tool.mlfreeze]: e.g. sources for TorchScript
         "console": True,
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
@@ -259,7 +264,9 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
                                sha256={rel: hash_file(p)[1] for rel, p in files.items()},
                                roles={n: r for n, r in roles.items() if n in chosen},
                                verify=dict(spec.verify or {}),
-                               derived_from={n: d for n, d in derived.items() if n in chosen}))
+                               derived_from={n: d for n, d in derived.items() if n in chosen},
+                               provides=tuple(getattr(spec, "provides", ()) or ()),
+                               revision=str(getattr(spec, "revision", "") or "")))
     return out
 
 
@@ -269,7 +276,8 @@ def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
     return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
              "files": {rel.split("/", 1)[1]: rel for rel in m.files},
              "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify),
-             "derived_from": dict(m.derived_from)} for m in models]
+             "derived_from": dict(m.derived_from), "provides": list(m.provides), "revision": m.revision}
+            for m in models]
 
 
 # The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).

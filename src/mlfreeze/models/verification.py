@@ -71,7 +71,9 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
         refs.append(ModelRef(id=mid, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
                              files=files, verify=dict(spec.verify or {}),
                              golden=goldens_dir / f"{mid}.json", roles=roles,
-                             onnx_agreement=dict(getattr(spec, "onnx_agreement", {}) or {})))
+                             onnx_agreement=dict(getattr(spec, "onnx_agreement", {}) or {}),
+                             provides=tuple(getattr(spec, "provides", ()) or ()),
+                             revision=str(getattr(spec, "revision", "") or "")))
     return refs
 
 

@@ -15,6 +15,7 @@ docs/your-app.md.
 from __future__ import annotations
 
 import difflib
+import re
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,12 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "update_root")
+        "flavors", "budgets", "unpinned_goldens", "update_root", "module_collection_mode")
+# PyInstaller's module collection modes: "pyz" (byte-code in the archive, the default), "pyc" (byte-code
+# files), "py" (source only), "pyz+py"/"py+pyz" (byte-code and the source beside it: what
+# torch.jit.script, inspect.getsource and anything else that reads a function's source need)
+COLLECTION_MODES = ("pyz", "pyc", "py", "pyz+py", "py+pyz")
+_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -62,6 +68,7 @@ class ProjectConfig:
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
+    module_collection_mode: tuple[tuple[str, str], ...] = ()  # (package, PyInstaller collection mode)
 
     @property
     def pyproject(self) -> Path:
@@ -170,6 +177,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     unpinned = t.strings("unpinned_goldens", ())
     update_root_value = t.opt("update_root", str, None)
     update_root = (root / update_root_value) if update_root_value is not None else None
+    collection = _collection_modes(t)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
@@ -184,7 +192,22 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         update_root=update_root)
+                         update_root=update_root, module_collection_mode=collection)
+
+
+def _collection_modes(t: Table) -> tuple[tuple[str, str], ...]:
+    """``module_collection_mode = { mypkg = "pyz+py" }``: PyInstaller's collection mode per package of
+    the app (e.g. sources kept for ``torch.jit.script``); one ConfigError line per bad entry."""
+    raw = t.opt("module_collection_mode", dict, {})
+    out = []
+    for package, mode in raw.items():
+        key = f"module_collection_mode.{package}"
+        if not _PACKAGE.match(str(package)):
+            raise t.error(key, "is not a module or package name (dotted identifiers)")
+        if mode not in COLLECTION_MODES:
+            raise t.error(key, f"is {mode!r}; allowed: {', '.join(COLLECTION_MODES)}")
+        out.append((str(package), str(mode)))
+    return tuple(out)
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:
