@@ -144,7 +144,17 @@ def from_entry(entry: Any) -> Model:
     """A :class:`Model` from a :class:`mlfreeze_runtime.modelindex.ModelEntry` (or anything with
     ``id, kind, arch, roles, verify, provides, revision`` and ``file_paths()``)."""
     files = entry.file_paths() if hasattr(entry, "file_paths") else dict(entry.files)
-    return Model(id=entry.id, kind=entry.kind, arch=entry.arch or "", files=files, roles=dict(entry.roles or {}),
+    roles = dict(entry.roles or {})
+    if entry.kind == "clip" and hasattr(entry, "config_path"):  # a models.json's own rules for these roles
+        with _suppress():
+            cfg = entry.config_path()
+            if cfg is not None and "config" not in roles.values():
+                files[cfg.name], roles[cfg.name] = cfg, "config"
+        with _suppress():
+            weights = entry.weights_path()
+            if "weights" not in roles.values():
+                files[weights.name], roles[weights.name] = weights, "weights"
+    return Model(id=entry.id, kind=entry.kind, arch=entry.arch or "", files=files, roles=roles,
                  verify=dict(entry.verify or {}), provides=tuple(getattr(entry, "provides", ()) or ()),
                  revision=str(getattr(entry, "revision", "") or ""))
 
@@ -196,9 +206,7 @@ def model_config(m: Model) -> dict[str, Any]:
     if cfg_path is not None:
         data = rclip.read_config(cfg_path)
     else:
-        import open_clip
-
-        base = open_clip.get_model_config(m.arch) if ":" not in m.arch else None
+        base = _builtin_config(m.arch) if ":" not in m.arch else None
         if base is None:
             raise rclip.ClipLoadError(f"model {m.id!r}: arch {m.arch!r} is no open_clip built-in and no config "
                                       "artifact declares it")
@@ -208,6 +216,26 @@ def model_config(m: Model) -> dict[str, Any]:
         if key not in pp and key in m.verify:
             pp[key] = m.verify[key]
     return {"model_cfg": data["model_cfg"], "preprocess_cfg": pp}
+
+
+def _builtin_config(arch: str) -> dict[str, Any] | None:
+    """open_clip's built-in config of ``arch``, read from its ``model_configs/`` folder without
+    importing open_clip (which imports torch: the runtime hook must stay light)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        spec = None
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(folder) / "model_configs" / f"{arch}.json"
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data if isinstance(data, dict) else None
+    if "open_clip" in sys.modules:  # a config registered in this process
+        got = sys.modules["open_clip"].get_model_config(arch)
+        return dict(got) if got else None
+    return None
 
 
 def revision_of(m: Model) -> str:

@@ -176,7 +176,7 @@ DEMO_FACES = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" 
 
 def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatch, capsys) -> None:
     """No stand-in: insightface's FaceAnalysis runs the demo SCRFD/ArcFace-layout models, which
-    "detect" bright 96-px tiles (boxes 160 px around each tile) and give 128-d embeddings."""
+    "detect" bright 96-px tiles (boxes 160 px around each tile) and give 512-d embeddings."""
     from PIL import ImageDraw
 
     models = tmp_path / "models"
@@ -186,7 +186,8 @@ def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatc
         (models / "demo-faces" / name).write_bytes((DEMO_FACES / name).read_bytes())
         files[name] = f"demo-faces/{name}"
     (models / "models.json").write_text(json.dumps({"schema_version": 1, "set": "demo", "models": [
-        {"id": "demo-faces", "kind": "insightface", "arch": "", "embed_dim": 128, "files": files}]}))
+        {"id": "demo-faces", "kind": "insightface", "arch": "", "embed_dim": 512, "files": files,
+         "provides": ["insightface:buffalo_l"]}]}))  # the app loads FaceAnalysis(name="buffalo_l")
     monkeypatch.setenv(MODELS_ENV, str(models))
     monkeypatch.setenv("ONNX_PROVIDERS", "CPUExecutionProvider")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a download would land here

@@ -165,11 +165,11 @@ def test_gate_fails_on_wrong_normalisation(workdir: Path) -> None:
 def test_gate_fails_on_wrong_declared_embed_size(workdir: Path) -> None:
     toml = workdir / "models.toml"
     text = toml.read_text()
-    toml.write_text(re.sub(r'(arch = "mlfreeze-demo-clip".*\n)embed_dim = 64', r"\1embed_dim = 96", text))
+    toml.write_text(re.sub(r'(arch = "mlfreeze-demo-clip".*\n)embed_dim = 512', r"\1embed_dim = 96", text))
     rc, doc, _ = gate(workdir)
     assert rc == 1
     bad = [r for r in doc["results"] if r["check"] == "shape_dtype.image"]
-    assert bad and bad[0]["status"] == "fail" and "96" in bad[0]["expected"] and "64" in bad[0]["got"]
+    assert bad and bad[0]["status"] == "fail" and "96" in bad[0]["expected"] and "512" in bad[0]["got"]
 
 
 def test_gate_fails_when_detector_finds_no_faces(workdir: Path) -> None:

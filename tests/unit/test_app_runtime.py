@@ -347,7 +347,8 @@ def test_assemble_folder_names_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_each_model_library_is_loaded_in_one_runtime_module() -> None:
-    """App, gate and self-test share the loaders of files; by-name loads are the apps' (and the gate's check of them)."""
+    """App, gate and self-test share the loaders of files; by-name loads are the apps' (and the gate's
+    check of them)."""
     calls = {"FaceAnalysis(": set(), "open_clip.create_model": set()}
     skip = ("tests", "bench", "build", "dist", ".git", ".nox")
     for path in ROOT.rglob("*.py"):

@@ -15,8 +15,8 @@ docs/your-app.md.
 from __future__ import annotations
 
 import difflib
-import re
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -92,15 +92,12 @@ def clip_names(ref: ModelRef, spec: ClipSpec, *, probes_dir: Path | None) -> lis
                     "with the verified files")
         scheme, ident, tag = names.parse(name)
         if scheme == "clip":
-            import importlib.util
-
             try:
-                present = importlib.util.find_spec("clip") is not None
-            except (ImportError, ValueError):
-                present = False
-            if not present:
+                import clip  # noqa: F401
+            except Exception as exc:  # absent, or an old package that imports what is gone (pkg_resources)
                 out.append(CheckResult(model=ref.id, check=check, status=SKIP, expected=expected,
-                                       got="OpenAI's clip package is not installed here"))
+                                       got=f"OpenAI's clip package cannot be imported here ({type(exc).__name__}: "
+                                           f"{exc})".splitlines()[0]))
                 continue
         try:
             model, preprocess, tokenize = _clip_load(scheme, ident, tag)
