@@ -182,7 +182,7 @@ def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatc
     models = tmp_path / "models"
     (models / "demo-faces").mkdir(parents=True)
     files = {}
-    for name in ("det_demo.onnx", "rec_demo.onnx"):
+    for name in ("det_10g.onnx", "w600k_r50.onnx"):
         (models / "demo-faces" / name).write_bytes((DEMO_FACES / name).read_bytes())
         files[name] = f"demo-faces/{name}"
     (models / "models.json").write_text(json.dumps({"schema_version": 1, "set": "demo", "models": [

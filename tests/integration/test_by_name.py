@@ -126,6 +126,8 @@ mine = rfaces.load_entry(index.first("insightface"), providers=["CPUExecutionPro
 want = sorted(mine.app.get(load_bgr("synthetic:faces/3")), key=lambda f: f.bbox[0])
 out["insightface"] = {"faces": len(got), "dim": int(got[0].normed_embedding.shape[-1]),
                       "cos": float(min((a.normed_embedding * b.normed_embedding).sum() for a, b in zip(got, want)))}
+from insightface import model_zoo
+out["get_model"] = model_zoo.get_model("buffalo_l/w600k_r50.onnx", providers=["CPUExecutionProvider"]).taskname
 print(json.dumps(out))
 """
 
@@ -136,6 +138,7 @@ def test_by_name_loads_resolve_offline_to_the_verified_files(models_dir: Path, s
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     expected = {"open_clip", "hf-hub", "insightface"} | ({"clip"} if importlib.util.find_spec("clip") else set())
+    assert out.pop("get_model") == "recognition"  # buffalo_l's member names, on the demo pack too
     assert set(out) == expected
     for label in expected - {"insightface"}:
         assert out[label]["dim"] == 512, out  # ViT-B/32's interface

@@ -177,13 +177,13 @@ def test_gate_fails_when_detector_finds_no_faces(workdir: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    path = workdir / "demo" / "faces" / "det_demo.onnx"
+    path = workdir / "demo" / "faces" / "det_10g.onnx"
     model = onnx.load(str(path))
     for i, init in enumerate(model.graph.initializer):
         if init.name == "t":  # brightness threshold above anything an image can reach
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.array(5.0, np.float32), "t"))
     onnx.save(model, str(path))
-    repin(workdir, "faces/det_demo.onnx")
+    repin(workdir, "faces/det_10g.onnx")
     rc, doc, msg = gate(workdir)
     assert rc == 1
     assert "faces_found[synthetic:faces/3]" in failed(doc)

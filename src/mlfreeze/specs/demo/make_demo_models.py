@@ -6,7 +6,7 @@ Reproducible: fixed seeds, single thread, CPU. Run from the repository root:
 
 Writes ``demo_clip.safetensors`` (fp16 weights), ``demo_clip_config.json`` (open_clip's
 ``{"model_cfg", "preprocess_cfg"}`` layout, registered under :data:`ARCH`), and
-``faces/det_demo.onnx`` + ``faces/rec_demo.onnx`` (insightface's SCRFD and ArcFace layouts, so
+``faces/det_10g.onnx`` + ``faces/w600k_r50.onnx`` (insightface's SCRFD and ArcFace layouts, so
 ``FaceAnalysis`` loads them from a folder). It then prints each file's sha256 and size for
 src/mlfreeze/specs/models.toml. The CLIP is trained on coloured shapes until it passes its declared probes
 (zero-shot top-1 = 1.0 on the canonical renders); the same architecture at random init fails.
@@ -50,13 +50,12 @@ def demo_config() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------- CLIP
 
-def _dataset(n: int, seed: int) -> Any:
-    """``n`` random 64-px renders (position, size, background jitter, noise) with their class index."""
+def _renders(rng: Any, n: int) -> tuple[list[Any], list[int], list[tuple[str, str]]]:
+    """``n`` fresh random 64-px renders (position, size, background jitter, noise) with their class index."""
     import numpy as np
 
     from mlfreeze_runtime.verify.probes import COLOURS, SHAPES, render_shape
 
-    rng = np.random.default_rng(seed)
     classes = [(c, s) for c in COLOURS for s in SHAPES]
     images, labels = [], []
     for _ in range(n):
@@ -73,7 +72,7 @@ def _dataset(n: int, seed: int) -> Any:
 
 def _upscaled(images: list[Any], size: int) -> Any:
     """uint8 (N, 3, size, size): each 64-px render resized as the probes are (PIL bicubic, the
-    shortest side to ``size``), kept as bytes; normalised per batch by :func:`_batch`."""
+    shortest side to ``size``); normalised by :func:`_batch`."""
     import numpy as np
     import torch
     from PIL import Image
@@ -109,9 +108,10 @@ def train_clip(out: Path, *, steps: int = 1200, seed: int = 0) -> None:
     preprocess = vclip.preprocess_for(demo_config()["preprocess_cfg"], size)
     tokenizer = open_clip.get_tokenizer(ARCH)
 
-    images, labels, classes = _dataset(2400, seed)
-    x = _upscaled(images, size)  # 2400 x 150 KB: small enough to hold, large enough not to memorise
-    y = torch.tensor(labels)
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = _renders(rng, 0)[2]
     captions = [[t.format(c=c, s=s) for t in TEMPLATES] for c, s in classes]
     tokens = torch.stack([tokenizer(cs) for cs in captions])  # (classes, templates, ctx)
 
@@ -120,10 +120,10 @@ def train_clip(out: Path, *, steps: int = 1200, seed: int = 0) -> None:
     model.train()
     step, limit = 0, steps
     while step < limit:
-        idx = torch.randint(0, len(x), (64,), generator=g)
-        cls = y[idx]
+        images, labels, _ = _renders(rng, 64)  # fresh renders every step: nothing to memorise
+        cls = torch.tensor(labels)
         tmpl = torch.randint(0, len(TEMPLATES), (len(classes),), generator=g)
-        img_f = torch.nn.functional.normalize(model.encode_image(_batch(x[idx])), dim=-1)
+        img_f = torch.nn.functional.normalize(model.encode_image(_batch(_upscaled(images, size))), dim=-1)
         txt_f = torch.nn.functional.normalize(model.encode_text(tokens[torch.arange(len(classes)), tmpl]), dim=-1)
         logits = model.logit_scale.exp() * img_f @ txt_f.T  # (batch, classes)
         loss = torch.nn.functional.cross_entropy(logits, cls)
@@ -304,9 +304,9 @@ def _identity_profiles(detector: Path) -> tuple[Any, Any]:
     from mlfreeze_runtime.verify.probes import render_faces
 
     with tempfile.TemporaryDirectory(prefix="mlfreeze-demo-rec-") as tmp:
-        shutil.copyfile(detector, Path(tmp) / "det_demo.onnx")
+        shutil.copyfile(detector, Path(tmp) / "det_10g.onnx")
         eye = np.eye(3 * 112, dtype=np.float32)
-        onnx.save(_recognizer_graph(eye, np.zeros(3 * 112, np.float32)), str(Path(tmp) / "rec_demo.onnx"))
+        onnx.save(_recognizer_graph(eye, np.zeros(3 * 112, np.float32)), str(Path(tmp) / "w600k_r50.onnx"))
         app = FaceAnalysis(name=tmp, allowed_modules=["detection", "recognition"], providers=["CPUExecutionProvider"])
         app.prepare(ctx_id=-1, det_size=(640, 640), det_thresh=0.5)
         rgb = render_faces(IDENTITIES)
@@ -332,11 +332,11 @@ def make_recognizer(path: Path, *, dim: int = EMBED_FACES, seed: int = 0, detect
     centres are nearly equally far apart, rotated into ``dim`` dimensions at random; the bias removes
     the mean. A recognizer with random weights of the same graph keeps the profiles' large common
     part, so distinct tiles come out nearly parallel: that is what the gate's discrimination check
-    sees. Needs the detector (``detector``, default ``det_demo.onnx`` beside ``path``) to crop the faces.
+    sees. Needs the detector (``detector``, default ``det_10g.onnx`` beside ``path``) to crop the faces.
     """
     import numpy as np
 
-    z, labels = _identity_profiles(detector or path.parent / "det_demo.onnx")
+    z, labels = _identity_profiles(detector or path.parent / "det_10g.onnx")
     classes = sorted(set(labels.tolist()))
     mean = z.mean(axis=0)
     centres = np.stack([z[labels == c].mean(axis=0) for c in classes])
@@ -376,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.only in (None, "faces"):
-        make_detector(out / "faces" / "det_demo.onnx")
-        make_recognizer(out / "faces" / "rec_demo.onnx")
+        make_detector(out / "faces" / "det_10g.onnx")
+        make_recognizer(out / "faces" / "w600k_r50.onnx")
     if args.only in (None, "clip"):
         train_clip(out, steps=args.steps)
     for p in sorted(out.rglob("*")):
