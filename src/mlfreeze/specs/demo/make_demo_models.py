@@ -51,7 +51,8 @@ def demo_config() -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- CLIP
 
 def _renders(rng: Any, n: int) -> tuple[list[Any], list[int], list[tuple[str, str]]]:
-    """``n`` fresh random 64-px renders (position, size, background jitter, noise) with their class index."""
+    """``n`` random 64-px renders (position, size, background jitter, noise of a random amplitude)
+    with their class index."""
     import numpy as np
 
     from mlfreeze_runtime.verify.probes import COLOURS, SHAPES, render_shape
@@ -64,7 +65,8 @@ def _renders(rng: Any, n: int) -> tuple[list[Any], list[int], list[tuple[str, st
         bg = tuple(int(v) for v in rng.integers(0, 70, size=3))
         img = render_shape(c, s, cx=float(rng.uniform(0.35, 0.65)), cy=float(rng.uniform(0.35, 0.65)),
                            radius=float(rng.uniform(0.18, 0.34)), background=bg)  # type: ignore[arg-type]
-        noise = rng.integers(-12, 13, size=img.shape)
+        amp = int(rng.integers(0, 13))  # some renders are clean, as the probes are: noise is no cue
+        noise = rng.integers(-amp, amp + 1, size=img.shape)
         images.append(np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8))
         labels.append(k)
     return images, labels, classes
@@ -93,7 +95,8 @@ def _batch(x: Any) -> Any:
     return (x.float() / 255.0 - mean) / std
 
 
-def train_clip(out: Path, *, steps: int = 1200, seed: int = 0) -> None:
+def train_clip(out: Path, *, steps: int = 1500, seed: int = 0, renders: int = 6000) -> None:
+    """Train the demo CLIP on ``renders`` random renders (upscaled once) until it passes its probes."""
     import open_clip
     import torch
     from safetensors.torch import save_file
@@ -111,7 +114,10 @@ def train_clip(out: Path, *, steps: int = 1200, seed: int = 0) -> None:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    classes = _renders(rng, 0)[2]
+    images, labels, classes = _renders(rng, renders)
+    x = _upscaled(images, size)  # renders x 150 KB, held as bytes
+    y = torch.tensor(labels)
+    del images
     captions = [[t.format(c=c, s=s) for t in TEMPLATES] for c, s in classes]
     tokens = torch.stack([tokenizer(cs) for cs in captions])  # (classes, templates, ctx)
 
@@ -120,10 +126,10 @@ def train_clip(out: Path, *, steps: int = 1200, seed: int = 0) -> None:
     model.train()
     step, limit = 0, steps
     while step < limit:
-        images, labels, _ = _renders(rng, 64)  # fresh renders every step: nothing to memorise
-        cls = torch.tensor(labels)
+        idx = torch.randint(0, len(x), (64,), generator=g)
+        cls = y[idx]
         tmpl = torch.randint(0, len(TEMPLATES), (len(classes),), generator=g)
-        img_f = torch.nn.functional.normalize(model.encode_image(_batch(_upscaled(images, size))), dim=-1)
+        img_f = torch.nn.functional.normalize(model.encode_image(_batch(x[idx])), dim=-1)
         txt_f = torch.nn.functional.normalize(model.encode_text(tokens[torch.arange(len(classes)), tmpl]), dim=-1)
         logits = model.logit_scale.exp() * img_f @ txt_f.T  # (batch, classes)
         loss = torch.nn.functional.cross_entropy(logits, cls)
@@ -371,15 +377,17 @@ def _describe(path: Path, root: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--renders", type=int, default=6000, help="training renders (64 px, upscaled once)")
     ap.add_argument("--only", choices=("clip", "faces"), default=None)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.only in (None, "faces"):
         make_detector(out / "faces" / "det_10g.onnx")
         make_recognizer(out / "faces" / "w600k_r50.onnx")
     if args.only in (None, "clip"):
-        train_clip(out, steps=args.steps)
+        train_clip(out, steps=args.steps, renders=args.renders, seed=args.seed)
     for p in sorted(out.rglob("*")):
         if p.suffix in (".onnx", ".safetensors", ".json"):
             print(_describe(p, out))
