@@ -147,9 +147,10 @@ class ClipEmbedder:
                 self.embedder = clip.embedder_for(entry, device=self.device, providers=onnx_providers())
         except clip.ClipLoadError as exc:
             raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} ({entry.arch}): {exc}") from None
-        except RuntimeError as exc:  # open_clip's own errors, and a name the bundle does not provide
+        except Exception as exc:  # open_clip's own errors (a bad file), a name the bundle does not provide
             why = (str(exc).splitlines() or [""])[0]
-            raise ModelRuntimeError(f"cannot load CLIP {CLIP_MODEL}/{CLIP_PRETRAINED}: {why}") from None
+            raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} as {CLIP_MODEL}/{CLIP_PRETRAINED}: "
+                                    f"{type(exc).__name__}: {why}") from None
         if self.embedder.embed_dim != entry.embed_dim:
             raise ModelsError(f"model {entry.id!r} gives {self.embedder.embed_dim}-d embeddings; models.json says "
                               f"embed_dim {entry.embed_dim}")
@@ -206,7 +207,10 @@ class FaceEmbedder:
             from insightface.app import FaceAnalysis
 
             det_size, det_thresh = faces.detector_params(entry.verify)
-            app = FaceAnalysis(name=FACE_PACK, allowed_modules=["detection", "recognition"], providers=providers)
+            try:
+                app = FaceAnalysis(name=FACE_PACK, allowed_modules=["detection", "recognition"], providers=providers)
+            except AssertionError:  # insightface asserts that the pack holds a detector
+                raise faces.FaceLoadError(f"no face detection model among the .onnx files in {FACE_PACK}") from None
             app.prepare(ctx_id=faces.ctx_id_for(providers), det_size=det_size, det_thresh=det_thresh)
             self.embedder = faces.FaceEmbedder(app, embed_dim=entry.embed_dim, model_id=entry.id)
         except (faces.FaceLoadError, ValueError) as exc:

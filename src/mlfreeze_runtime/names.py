@@ -472,10 +472,22 @@ def _register_open_clip_architectures(resolver: Resolver) -> None:
             open_clip.add_model_config(folder)
 
 
+def checked_config(m: Model) -> dict[str, Any]:
+    """:func:`model_config`, refused (:class:`mlfreeze_runtime.clip.ClipLoadError`, one line) the way
+    the runtime's own loader refuses it: a hub tokenizer or vocabulary file nothing pins, a
+    preprocessing value open_clip does not support."""
+    from mlfreeze_runtime import clip as rclip
+
+    cfg = model_config(m)
+    rclip.refuse_unpinned_inputs(m.arch, cfg["model_cfg"], tokenizer_files=bool(m.with_role("tokenizer")))
+    pp = rclip.check_preprocess_cfg(cfg["preprocess_cfg"], where=f"model {m.id!r}: preprocess_cfg")
+    return {"model_cfg": cfg["model_cfg"], "preprocess_cfg": pp}
+
+
 def _pretrained_cfg(m: Model) -> dict[str, Any]:
     """open_clip's pretrained config for a provided tag: the local file (its own ``file`` key),
     QuickGELU and the preprocessing of the model."""
-    cfg = model_config(m)
+    cfg = checked_config(m)
     out: dict[str, Any] = {"file": str(m.role("weights")), "quick_gelu": bool(cfg["model_cfg"].get("quick_gelu"))}
     out.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in cfg["preprocess_cfg"].items()})
     return out
@@ -510,10 +522,19 @@ def _patch_open_clip(module: ModuleType) -> None:
         raise resolver().refusal(f"url:{url}")
 
     def check_hub(model_name: Any) -> None:
-        if isinstance(model_name, str) and model_name.startswith("hf-hub:"):
+        if not isinstance(model_name, str):
+            return
+        if model_name.startswith("hf-hub:"):
             repo = model_name[len("hf-hub:"):]
-            if resolver().lookup("hf-hub", repo) is None:
+            m = resolver().lookup("hf-hub", repo)
+            if m is None:
                 raise resolver().refusal(model_name)
+            checked_config(m)
+            return
+        for name, _tag, m in resolver().by_scheme("open_clip"):  # a provided name: its inputs must be pinned
+            if name == model_name.replace("/", "-"):
+                checked_config(m)
+                return
 
     def front(fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(model_name: Any = "", *args: Any, **kwargs: Any) -> Any:

@@ -60,7 +60,9 @@ def _export(loaded, model, out: Path) -> OnnxClipEmbedder:
 
 
 def _checks(loaded, onnx_emb, probe_set, tol=None):
+    """The agreement checks at the demo's declared tolerances (its [models.demo-clip.onnx_agreement])."""
     names, images, captions = probe_set
+    tol = tol or onnx_checks.tolerances(_DEMO_CLIP.onnx_agreement)
     res = onnx_checks.agreement("demo-clip", ClipEmbedder(loaded, "cpu"), onnx_emb, images, names, captions, tol)
     return {r.check: r for r in res}
 

@@ -38,7 +38,7 @@ def test_demo_towers_embed(tmp_path: Path) -> None:
     sims = img @ txt.T
     assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]
     assert emb.images([]).shape == (0, 512)
-    assert emb.image_size == 32 and emb.context_length == 16 and emb.preprocess_cfg["interpolation"] == "bicubic"
+    assert emb.image_size == 224 and emb.context_length == 77 and emb.preprocess_cfg["interpolation"] == "bicubic"
 
 
 def test_towers_of_different_models_are_refused(tmp_path: Path) -> None:
