@@ -32,7 +32,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 from mlfreeze import hostinfo  # noqa: E402
-from mlfreeze.bundle.freeze import AppConfig, freeze_bundle  # noqa: E402
+from mlfreeze.bundle.freeze import AppConfig, FreezeRequest, freeze_bundle  # noqa: E402
 from mlfreeze.platforms.profiles import all_profiles  # noqa: E402
 from mlfreeze.release import publish  # noqa: E402
 from mlfreeze_runtime import record  # noqa: E402
@@ -82,8 +82,8 @@ def freeze(work: Path, version: str) -> Path:
     (proj / "tiny.py").write_text(APP.replace('"V"', json.dumps(version)))
     app = AppConfig(app="tiny", entry=proj / "tiny.py", version=version, model_set="demo",
                     sources=(proj / "tiny.py",), pathex=(proj,))
-    return freeze_bundle(profile=profile, flavor="lite", root=proj, app=app, dist_dir=work / "dist",
-                         work_dir=proj / "build")
+    return freeze_bundle(FreezeRequest(profile=profile, flavor="lite", root=proj, app=app, dist_dir=work / "dist",
+                                       work_dir=proj / "build"))
 
 
 def updater(*args: str) -> tuple[subprocess.CompletedProcess[str], float]:

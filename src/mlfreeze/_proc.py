@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 Command = Sequence[str | os.PathLike[str]]
 
@@ -53,6 +54,14 @@ def capture(
         _echo(cmd, cwd)
     return subprocess.run([str(c) for c in cmd], cwd=cwd, env=dict(env) if env is not None else None,
                           check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def spawn(cmd: Command, *, env: Mapping[str, str], cwd: Path, stdout: IO[bytes]) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` without waiting (a server under test), echoed; its output goes to ``stdout``
+    (a file). On POSIX it gets its own session, so its whole process group can be killed."""
+    _echo(cmd, cwd)
+    return subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
+                            stderr=subprocess.STDOUT, start_new_session=os.name == "posix")
 
 
 CalledProcessError = subprocess.CalledProcessError

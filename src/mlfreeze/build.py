@@ -71,7 +71,7 @@ class Tested:
 def run_doctor(opts: BuildOptions) -> None:
     from mlfreeze.project.doctor import check_environment
 
-    check_environment(opts.profile, opts.config.uses, opts.flavors)
+    check_environment(opts.profile, opts.config.uses, opts.flavors, opts.config)
 
 
 def run_fetch(opts: BuildOptions) -> Fetched:
@@ -104,7 +104,8 @@ def run_verify(opts: BuildOptions, fetched: Fetched, exported: Exported) -> Veri
         report.unlink(missing_ok=True)  # never hand a previous run's report to freeze
         # slim: CLIP is verified on the ONNX path it ships (+ onnx_agreement when torch is here)
         run_gate(refs, platform=opts.profile.name, report=str(report), junit=str(report.with_suffix(".xml")),
-                 set_name=opts.model_set, flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")
+                 set_name=opts.model_set, flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch",
+                 unproven_ok=opts.config.unproven_onnx)
         reports[flavor] = report
     return Verified(reports=reports)
 

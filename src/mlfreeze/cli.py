@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "release": "mlfreeze.release.assemble:main",
     "publish": "mlfreeze.release.publish:main",
     "audit": "mlfreeze.bundle.audit:main",
+    "image": "mlfreeze.release.image:main",
 }
 
 
@@ -48,6 +49,24 @@ def _add_platform(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="platform profile (see src/mlfreeze/platforms/*.toml)")
 
 
+def _add_image(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", metavar="BUNDLE_DIR", help="a Linux full or slim bundle: dist/<app>-<ver>-<plat>-<flavor>")
+    p.add_argument("--load", action="store_true", help="also copy it into local container storage (podman)")
+    p.add_argument("--push", metavar="REF", help="also push it to REF, e.g. ghcr.io/OWNER/APP:TAG (skopeo)")
+    p.add_argument("--command", dest="serve_command", default="", metavar="ARGS",
+                   help="the arguments after the executable that make it serve, e.g. 'serve' (default: none)")
+    p.add_argument("--port", type=int, default=8080, help="the container port (default 8080)")
+    p.add_argument("--port-env", default="PORT", metavar="VAR", help="the variable the app reads it from (PORT)")
+    p.add_argument("--readiness", default="/readyz", metavar="PATH", help="readiness path (default /readyz)")
+    p.add_argument("--liveness", default="/livez", metavar="PATH", help="liveness path (default /livez)")
+    p.add_argument("--uid", type=int, default=65532, help="the app's numeric non-root user (default 65532)")
+    p.add_argument("--suite", default=None, help="Debian release of the base (default: the oldest supported one "
+                                                 "with the glibc the bundle needs)")
+    p.add_argument("--package", action="append", default=[], metavar="PKG", help="an extra Debian package (repeatable)")
+    p.add_argument("--base-tar", default=None, metavar="TAR", help="a prepared root file system tar (offline hosts)")
+    p.add_argument("--out", default=None, metavar="DIR", help="where image folders go (default: <dist>/image)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     epilog = "exit codes:\n" + "\n".join(f"  {k} {v}" for k, v in EXIT_CODES.items())
     parser = argparse.ArgumentParser(
@@ -61,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("init", help="make this directory an mlfreeze project (scaffolds an app when empty)")
     p.add_argument("--app", default=None, metavar="NAME", help="the app's name (default: the directory's)")
+    p.add_argument("--entry", default=None, metavar="SCRIPT|MODULE:FUNCTION",
+                   help="the app's entry: a script (src/main.py), an entry point (package.module:function) or a "
+                        "[project.scripts] name (default: [project.scripts], else the usual __main__ places)")
     p.add_argument("--force", action="store_true", help="overwrite files init would write")
     p.add_argument("--no-lock", action="store_true", help="skip writing locks/ (resolving needs the index)")
 
@@ -168,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", dest="pack_app", metavar="NAME")
     p.add_argument("--set", dest="pack_set", metavar="SET")
     p.add_argument("--pack-version", metavar="V")
+    _add_image(sub.add_parser("image", help="OCI image of a verified Linux full/slim bundle: ready only after its "
+                                            "models' sha256 and self-test pass (--load: podman, --push REF)"))
     return parser
 
 

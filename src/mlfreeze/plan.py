@@ -52,8 +52,12 @@ class Plan:
     session: str
     host: str
     runner: str
+    container: str  # the image release.yml builds in ("" = the runner itself); Linux: a manylinux image
+    glibc_floor: str | None  # Linux: the newest glibc a bundle may need (the audit refuses more)
+    signing: str  # how the freeze signs the bundles ("unsigned", "authenticode", "codesign+notarize")
     accelerator: str
-    python: str
+    python: str  # the build interpreter (mlfreeze.project.pythons)
+    python_reason: str  # why that one: the profile's default, requires-python, [tool.mlfreeze] python
     torch: str
     torchvision: str
     torch_index: str
@@ -113,8 +117,11 @@ def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[
 def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None = None,
               flavors: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
               mlfreeze_source: str | None = None) -> Plan:
+    from mlfreeze.project.pythons import build_python
+
     model_set = model_set or config.model_set
     flavors = tuple(flavors or config.flavors)
+    python = build_python(config, profile)
     lock = plan_lock(profile, load_stack(), config, variant=variant_for(flavors), env=env)
     exe = exe_suffix(profile.host_os)
     p = profile.name
@@ -164,8 +171,10 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                       command=("mlfreeze", "release", "dist")))
     return Plan(
         platform=p, description=profile.description, session=profile.session,
-        host=f"{profile.host_os}-{profile.host_arch}", runner=profile.runner, accelerator=profile.accelerator,
-        python=profile.python, torch=profile.torch.version, torchvision=profile.torch.torchvision,
+        host=f"{profile.host_os}-{profile.host_arch}", runner=profile.runner, container=profile.container,
+        glibc_floor=profile.glibc_floor, signing=_signing(config, profile.host_os), accelerator=profile.accelerator,
+        python=python.version, python_reason=python.reason, torch=profile.torch.version,
+        torchvision=profile.torch.torchvision,
         torch_index=profile.torch_index(env) or "PyPI", cuda=profile.torch.cuda or "none",
         onnxruntime=f"{profile.onnxruntime.package}=={profile.onnxruntime.version}",
         onnxruntime_used="faces" in config.uses or ("slim" in flavors and "clip" in config.uses),
@@ -177,10 +186,28 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
     )
 
 
+def _signing(config: ProjectConfig, host_os: str) -> str:
+    """What [tool.mlfreeze.signing] does to this OS's bundles, in a word or two."""
+    cfg = config.signing.for_os(host_os)
+    if cfg is None:
+        return "unsigned"
+    if host_os == "windows":
+        return "authenticode"
+    return "codesign+notarize" if getattr(cfg, "notarize", False) else "codesign"
+
+
 def render_text(plan: Plan) -> str:
+    where = f"GitHub runner {plan.runner}" + (f", container {plan.container}" if plan.container else "")
     lines = [
         f"mlfreeze plan for {plan.platform}: {plan.description}",
-        f"  build host      {plan.host} (GitHub runner {plan.runner}), nox -s {plan.session}",
+        f"  build host      {plan.host} ({where}), nox -s {plan.session}",
+        *([f"  glibc floor     {plan.glibc_floor} at most (mlfreeze audit refuses a bundle that needs a newer glibc)"]
+          if plan.glibc_floor else []),
+        f"  signing         {plan.signing}" + (" (before RECORD is written)" if plan.signing != "unsigned" else
+                                               " (Linux binaries are not code-signed; SHA256SUMS and the signed "
+                                               "update metadata cover them)" if plan.host.startswith("linux") else
+                                               " ([tool.mlfreeze.signing] has no table for this OS)"),
+        f"  python          {plan.python} ({plan.python_reason})",
         (f"  torch           {plan.torch} + torchvision {plan.torchvision} from {plan.torch_index}"
          f" (CUDA {plan.cuda}, accelerator {plan.accelerator})" if not plan.lock_file.endswith("-slim.txt") else
          f"  torch           not installed: a slim-only build (CLIP as ONNX; accelerator {plan.accelerator})"),

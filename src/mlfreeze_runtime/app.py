@@ -61,10 +61,19 @@ An app mlfreeze builds (the example photo_search, the ``mlfreeze init`` scaffold
    insightface's face analysis by pack name) resolve to the probed models folder, offline, also
    when the app runs unfrozen.
 
+   A server declares ``[tool.mlfreeze] serve`` instead (:mod:`mlfreeze_runtime.contract`): the
+   self-test starts it and sends the same inputs over HTTP; it needs no ``--mlfreeze-probe``.
+
+4. **writes only outside its bundle**: files the app keeps (a database, thumbnails, caches) go
+   under :func:`data_dir`, never beside the executable: a file written inside the bundle breaks
+   its RECORD (``mlfreeze audit`` and ``<app>-update`` refuse it), and the build's self-test fails
+   when a run of the app wrote there.
+
 ``<app>-selftest`` (:mod:`mlfreeze_runtime.verify.selftest`) writes such a request from the
 bundled probes, runs the sibling ``<app>`` executable with it and compares each row with its own
 reference embedding (cosine >= :data:`PROBE_MIN_COSINE`), so the app's own path, not a sibling of
-it, is what passes. Standard library only (the lite bundle imports this).
+it, is what passes. Standard library only (the lite bundle imports this), except
+:func:`data_dir`, which asks platformdirs.
 """
 
 from __future__ import annotations
@@ -79,6 +88,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 PROBE_FLAG = "--mlfreeze-probe"
+DATA_ENV = "MLFREEZE_DATA_DIR"
 PROBE_MIN_COSINE = 0.9999
 REQUEST_KEYS = {"texts": "text", "images": "image", "faces": "face"}
 
@@ -204,6 +214,36 @@ def handle_probe(argv: Sequence[str], *, embed_texts: EmbedFn | None = None, emb
     return 0
 
 
+def data_dir(app_name: str | None = None) -> Path:
+    """The folder where the app keeps its files (databases, indexes, thumbnails, logs), created on
+    first use (absolute). ``app_name`` defaults to the running app's (:func:`running_app_name`).
+
+    ``$MLFREEZE_DATA_DIR`` when set (the self-test points it at a temporary folder; a server in a
+    container at its volume), else platformdirs' per-user data folder for the app
+    (``~/.local/share/<app>`` on Linux, ``~/Library/Application Support/<app>`` on macOS,
+    ``%LOCALAPPDATA%\\<app>`` on Windows; the XDG default where platformdirs is missing). Never
+    inside the bundle, so an update (which replaces the bundle) keeps it. OSError when it cannot be
+    made; ValueError for an empty or path-like ``app_name``."""
+    import os
+
+    name = app_name if app_name is not None else running_app_name()
+    if not name or any(sep in name for sep in ("/", "\\")) or name in (".", ".."):
+        raise ValueError(f"data_dir: app name {name!r} must be a plain name such as 'photo-search'")
+    chosen = os.environ.get(DATA_ENV, "").strip()
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        try:
+            import platformdirs
+        except ImportError:  # a bundle built without platformdirs: the XDG default, which it also uses on Linux
+            path = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / name
+        else:
+            path = Path(platformdirs.user_data_dir(name, appauthor=False))
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 # ---- --health ----
 def device_info() -> dict[str, Any]:
     """:func:`mlfreeze_runtime.device.get_device_info`, or a CPU note where it cannot run."""
@@ -272,3 +312,13 @@ def health(*, app: str, version: str, features: Mapping[str, Mapping[str, Any]] 
     }
     doc.update(extra or {})
     return doc
+
+
+DATA_DIR_ENV = DATA_ENV  # the name the windowed-app log hook uses
+
+
+def running_app_name() -> str:
+    """The running app's name: its executable's (a frozen bundle's ``<app>``) or script's file stem."""
+    target = sys.executable if getattr(sys, "frozen", False) else (sys.argv[0] if sys.argv and sys.argv[0] else "")
+    stem = Path(target).stem
+    return stem or "mlfreeze-app"

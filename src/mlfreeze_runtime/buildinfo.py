@@ -84,6 +84,12 @@ SCHEMA: dict[str, Any] = {
                        "description": "CUDA compute capabilities the variant's runtime has kernels for "
                                       "(full: torch.cuda.get_arch_list(); slim: the profile's declared list); "
                                       "empty for a CPU variant"},
+        "glibc": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/glibc"}],
+                  "description": "Linux: the newest glibc the bundle's ELF files need (its floor: it runs on glibc >= "
+                                 "floor) and the floor its profile allowed; null for macOS and Windows bundles"},
+        "signing": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/signing"}],
+                    "description": "How the freeze signed the bundle's binaries, before RECORD was written; null: "
+                                   "unsigned"},
         "built_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"},
     },
     "$defs": {
@@ -95,6 +101,33 @@ SCHEMA: dict[str, Any] = {
                 "files": {"type": "object", "additionalProperties": {"$ref": "#/$defs/sha256"},
                           "description": "path inside models/ (\"<id>/<file>\") -> sha256 at freeze time"},
                 "golden": {"type": "boolean", "description": "pinned golden outputs ship in models/<id>/"}}},
+        "glibc": {
+            "type": "object", "additionalProperties": False,
+            "required": ["floor", "file", "glibcxx", "glibcxx_file", "libstdcxx", "allowed", "allowed_by"],
+            "properties": {
+                "floor": {"type": ["string", "null"], "pattern": r"^2\.\d+$",
+                          "description": "the newest GLIBC_ symbol version any ELF file needs"},
+                "file": {"type": ["string", "null"], "description": "the bundle-relative file that needs it"},
+                "glibcxx": {"type": ["string", "null"], "pattern": r"^3\.\d+(\.\d+)*$",
+                            "description": "the newest GLIBCXX_ (libstdc++) symbol version any ELF file needs"},
+                "glibcxx_file": _NSTR,
+                "libstdcxx": {"enum": ["bundle", "host"],
+                              "description": "whether libstdc++.so.6 ships in the bundle or comes from the machine"},
+                "allowed": {"type": ["string", "null"], "pattern": r"^2\.\d+$",
+                            "description": "the newest floor the build allowed (the profile's glibc_floor, or "
+                                           "MLFREEZE_GLIBC_FLOOR for a local build)"},
+                "allowed_by": {"type": ["string", "null"], "description": "\"profile <name>\" or "
+                                                                         "\"MLFREEZE_GLIBC_FLOOR=<value>\""}}},
+        "signing": {
+            "type": "object", "additionalProperties": False, "required": ["kind", "tool", "files", "notarized"],
+            "properties": {
+                "kind": {"enum": ["authenticode", "codesign"]},
+                "tool": {"enum": ["signtool", "osslsigncode", "codesign"]},
+                "certificate_sha256": {"$ref": "#/$defs/sha256",
+                                       "description": "Authenticode: SHA-256 of the signing certificate (DER)"},
+                "identity": {"type": "string", "minLength": 1, "description": "codesign: the signing identity"},
+                "files": {"type": "array", "items": _STR, "description": "bundle-relative paths this build signed"},
+                "notarized": {"type": "boolean"}}},
         "result": {
             "type": "object", "additionalProperties": False, "required": ["passed", "checks", "failed"],
             "properties": {"passed": {"type": "boolean"}, "checks": _COUNT, "failed": _COUNT}},
@@ -111,10 +144,12 @@ SCHEMA: dict[str, Any] = {
         "not_applicable": {
             "type": "object", "additionalProperties": False,
             "required": ["applies", "reason", "check", "passed", "checks", "failed"],
-            "description": "A flavor that ships no models: its own check (`<app> --health` run from the frozen "
-                           "bundle) instead; audit accepts it only when RECORD holds no models/ file",
+            "description": "A flavor that ships no models: the check of its entry run from the frozen bundle "
+                           "instead (health: `<app> --health`; serve: its server started, answered its readiness "
+                           "URL and stopped; smoke: its smoke command); audit accepts it only when RECORD holds "
+                           "no models/ file",
             "properties": {
-                "applies": {"const": False}, "reason": _STR, "check": {"const": "health"},
+                "applies": {"const": False}, "reason": _STR, "check": {"enum": ["health", "serve", "smoke"]},
                 "passed": {"type": "boolean"}, "checks": _COUNT, "failed": _COUNT}},
     },
 }

@@ -350,7 +350,8 @@ def embedder_for(entry: ModelEntry, *, device: str = "cpu", providers: Sequence[
     from mlfreeze_runtime.onnx_clip import OnnxClipEmbedder, OnnxClipError
 
     try:
-        return OnnxClipEmbedder(towers["image_onnx"], towers["text_onnx"], providers=providers)
+        return OnnxClipEmbedder(towers["image_onnx"], towers["text_onnx"], providers=providers,
+                                expected_source=entry.source or None)
     except OnnxClipError as exc:
         raise ClipLoadError(f"model {entry.id!r}: {exc}") from None
 

@@ -1,6 +1,7 @@
 """Runtime device selection, frozen into every bundle.
 
-``get_device()``: ``DEVICE`` (auto|cpu|cuda|cuda:N|mps) > ``FORCE_CPU=1`` > CUDA > MPS > CPU.
+``get_device()``: ``DEVICE`` (auto|cpu|cuda|cuda:N|mps; ``MODEL_DEVICE`` is read when ``DEVICE`` is
+unset, the name server deployments use) > ``FORCE_CPU=1`` > CUDA > MPS > CPU.
 ``get_onnx_providers()``: ``ONNX_PROVIDERS`` (comma list) or CUDA > CoreML > CPU, filtered by
 what onnxruntime reports. ``onnx_provider_options(providers, device)``: the options that make
 onnxruntime use the same GPU as torch (``DEVICE=cuda:N`` -> ``CUDAExecutionProvider`` with
@@ -104,6 +105,11 @@ def _mps_available(torch: Any | None) -> bool:
         return False
 
 
+def requested_device() -> str:
+    """The raw device request: ``DEVICE``, else ``MODEL_DEVICE``, else ``auto``."""
+    return os.environ.get("DEVICE") or os.environ.get("MODEL_DEVICE") or "auto"
+
+
 def _parse_requested(value: str) -> str:
     """Normalise a DEVICE value or raise ValueError naming the allowed forms."""
     v = value.strip().lower()
@@ -117,7 +123,7 @@ def _parse_requested(value: str) -> str:
 @lru_cache(maxsize=1)
 def get_device() -> str:
     """The torch device string this process should use."""
-    requested = _parse_requested(os.environ.get("DEVICE", "auto"))
+    requested = _parse_requested(requested_device())
     if _forced_cpu(requested):
         return "cpu"
     torch = _torch()
@@ -176,7 +182,7 @@ def _onnx_providers() -> tuple[str, ...]:
             preload_cuda_libraries()
         return tuple(wanted)
     device = get_device()
-    forced_cpu = _forced_cpu(_parse_requested(os.environ.get("DEVICE", "auto")))
+    forced_cpu = _forced_cpu(_parse_requested(requested_device()))
     chosen = []
     for provider in PROVIDER_PREFERENCE:
         if provider not in available:

@@ -80,7 +80,7 @@ def assemble_folder(files: Mapping[str, Path], tmp: Path | None = None) -> Path:
         if (tmp / name).is_symlink() or (tmp / name).exists():  # a folder made before (same name, maybe other file)
             (tmp / name).unlink()
         try:
-            os.symlink(path, tmp / name)
+            os.symlink(path.absolute(), tmp / name)  # a relative target would resolve inside tmp
         except OSError:
             shutil.copyfile(path, tmp / name)
     return tmp

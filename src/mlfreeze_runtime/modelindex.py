@@ -190,6 +190,12 @@ class ModelEntry:
     golden: str | None = None
     provides: tuple[str, ...] = ()  # by-name loads it answers (mlfreeze_runtime.names)
     revision: str = ""  # the pinned hub revision of an hf-hub model
+    derived_from: dict[str, str] = field(default_factory=dict)  # artifact name -> "<id>@<weights sha256>"
+
+    @property
+    def source(self) -> str:
+        """The pinned source of the model's ONNX towers (``"<id>@<weights sha256>"``), "" when none."""
+        return next(iter(sorted(set(self.derived_from.values()))), "")
 
     def path(self, relpath: str) -> Path:
         return self.root / relpath
@@ -327,7 +333,8 @@ def parse_index(doc: Any, directory: Path, *, check_files: bool = True, source: 
                            sha256={str(k): str(v).lower() for k, v in raw.get("sha256", {}).items()},
                            roles=dict(raw.get("roles", {})), verify=dict(raw.get("verify", {})),
                            arch=raw.get("arch") or None, config=config, golden=golden,
-                           provides=tuple(raw.get("provides", ())), revision=str(raw.get("revision", "")))
+                           provides=tuple(raw.get("provides", ())), revision=str(raw.get("revision", "")),
+                           derived_from={str(k): str(v) for k, v in raw.get("derived_from", {}).items()})
         if check_files:
             missing = entry.missing_files()
             if config is not None and not (directory / config).is_file():

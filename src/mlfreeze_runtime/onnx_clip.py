@@ -15,6 +15,10 @@ model's ``encode_image`` / ``encode_text``). Each file describes itself in its O
 length, embedding size and the source model, so an embedder needs nothing but the two files.
 Execution providers: ``providers`` if given, else ``mlfreeze_runtime.device.get_onnx_session_config()``
 (the providers and their options, e.g. the CUDA ``device_id`` of ``DEVICE=cuda:N``).
+
+Provenance: ``expected_source`` (the manifest's ``derived_from``, ``"<model id>@<weights sha256>"``)
+is compared with the source each tower records; towers exported from other weights (another
+training, another checkpoint) are refused at load, before anything is embedded.
 """
 
 from __future__ import annotations
@@ -70,13 +74,15 @@ def _l2(x: Any) -> Any:
 class OnnxClipEmbedder:
     """Unit-normalised CLIP image and text embeddings from the two exported towers.
 
-    Raises :class:`OnnxClipError` if a file is missing, does not load, or is not the tower its
-    argument says; ``mlfreeze_runtime.tokenizer.TokenizerError`` if the vocabulary is not the
+    Raises :class:`OnnxClipError` if a file is missing, does not load, is not the tower its
+    argument says, or (``expected_source`` given) records another source than the manifest pins;
+    ``mlfreeze_runtime.tokenizer.TokenizerError`` if the vocabulary is not the
     pinned one; ``mlfreeze_runtime.preprocess_np.PreprocessError`` for an unsupported transform.
     """
 
     def __init__(self, image_onnx: Path, text_onnx: Path, *, providers: Sequence[str] | None = None,
-                 vocab: Path | None = None, batch_size: int = DEFAULT_BATCH) -> None:
+                 vocab: Path | None = None, batch_size: int = DEFAULT_BATCH,
+                 expected_source: str | None = None) -> None:
         from mlfreeze_runtime.preprocess_np import ImageTransform
         from mlfreeze_runtime.tokenizer import ClipTokenizer
 
@@ -85,6 +91,10 @@ class OnnxClipEmbedder:
         if image_meta.get(META_SOURCE) != text_meta.get(META_SOURCE):
             raise OnnxClipError(f"the towers come from different models: image {image_meta.get(META_SOURCE)!r}, "
                                 f"text {text_meta.get(META_SOURCE)!r}")
+        if expected_source and image_meta.get(META_SOURCE) != expected_source:
+            raise OnnxClipError(f"the ONNX towers were exported from {image_meta.get(META_SOURCE)!r}, not from the "
+                                f"pinned weights ({expected_source}): towers of another model or training; "
+                                "re-export them from the pinned weights (`mlfreeze export`)")
         try:
             self.image_size = int(image_meta[META_IMAGE_SIZE])
             self.preprocess_cfg: Mapping[str, Any] = json.loads(image_meta[META_PREPROCESS])

@@ -10,6 +10,14 @@ Paths are POSIX, relative to the bundle root, sorted. RECORD lists every regular
 every symlink to a file, hashed through the link) except itself, ``BUILD-INFO.json`` (it holds
 RECORD's own sha256, so it cannot be inside) and the incremental stamp ``.mlfreeze-stamp``.
 
+The link rule (RECORD, the release archives, ``mlfreeze publish`` and the updater): a symlink is
+allowed only when its target is relative and, resolved, lies inside the bundle and exists. It is
+recorded by its target's bytes (a link to a folder is not a row: the folder's files are), listed
+by :func:`links` (the update index carries them, and the updater installs them as links). A link
+that is absolute, leaves the bundle or dangles is refused: :func:`write` raises RecordError and
+:func:`verify` reports it (kind ``link``), so neither freeze, audit nor publish lets a bundle
+carry the bytes of a file outside it.
+
 Two ways to check a bundle against its RECORD:
 
 * quick (:func:`verify` with ``full=False``): every recorded file exists with its recorded
@@ -28,6 +36,7 @@ import csv
 import hashlib
 import io
 import os
+import posixpath
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -60,7 +69,8 @@ class Entry:
 
 @dataclass(frozen=True, kw_only=True)
 class Finding:
-    """One difference between a bundle and its RECORD: ``kind`` is differ, missing or extra."""
+    """One difference between a bundle and its RECORD: ``kind`` is differ, missing, extra or link
+    (a symlink that breaks the link rule)."""
 
     kind: str
     path: str
@@ -85,21 +95,94 @@ def hash_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def recorded_files(bundle: Path) -> Iterator[tuple[str, Path]]:
-    """``(posix relpath, path)`` of every file RECORD covers, in no particular order.
+def link_problem(bundle: Path, rel: str, target: str) -> str | None:
+    """Why the symlink ``rel`` -> ``target`` of ``bundle`` breaks the link rule (None when it is allowed)."""
+    if not target or "\x00" in target or "\\" in target or posixpath.isabs(target) or os.path.isabs(target):
+        return f"symlink to {target!r} points outside the bundle (absolute, or not a POSIX path)"
+    lexical = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
+    if lexical == ".." or lexical.startswith("../"):
+        return f"symlink to {target!r} points outside the bundle"
+    base = os.path.realpath(bundle)
+    real = os.path.realpath(bundle / rel)
+    if not real.startswith(base + os.sep):
+        return f"symlink to {target!r} resolves to {real}, outside the bundle"
+    if not os.path.exists(real):
+        return f"symlink to {target!r} dangles"
+    return None
 
-    Symlinked folders are not followed (an archive keeps them as links); a symlink to a file
-    is recorded by its target's bytes.
-    """
+
+def links(bundle: Path) -> list[tuple[str, str]]:
+    """``(posix relpath, target)`` of every symlink in ``bundle`` (to files and to folders), sorted;
+    RecordError naming the first one that breaks the link rule (:func:`link_problem`)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(bundle):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(bundle).as_posix()
+        for name in filenames + dirnames:
+            path = here / name
+            if not path.is_symlink():
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            target = os.readlink(path)
+            why = link_problem(bundle, rel, target)
+            if why is not None:
+                raise RecordError(f"{path}: {why}; a bundle must not carry it (copy the file in or remove the link)")
+            out.append((rel, target))
+    return sorted(out)
+
+
+def _walk(bundle: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """``(relpath, path, why)`` of every file RECORD covers; ``why`` is the link-rule problem of a
+    symlink that breaks it (its target is then never read)."""
     for dirpath, dirnames, filenames in os.walk(bundle):
         here = Path(dirpath)
         rel_dir = here.relative_to(bundle).as_posix()
         for name in filenames + [d for d in dirnames if (here / d).is_symlink()]:
             path = here / name
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in NOT_RECORDED or not path.is_file():
+            if rel in NOT_RECORDED:
                 continue
-            yield rel, path
+            if path.is_symlink():
+                why = link_problem(bundle, rel, os.readlink(path))
+                if why is not None:
+                    yield rel, path, why
+                    continue
+            if path.is_file():
+                yield rel, path, None
+
+
+def recorded_files(bundle: Path) -> Iterator[tuple[str, Path]]:
+    """``(posix relpath, path)`` of every file RECORD covers, in no particular order.
+
+    Symlinked folders are not followed (an archive keeps them as links); a symlink to a file
+    inside the bundle is recorded by its target's bytes; RecordError for a symlink that breaks
+    the link rule (absolute, outside the bundle, dangling).
+    """
+    for rel, path, why in _walk(bundle):
+        if why is not None:
+            raise RecordError(f"{path}: {why}; a bundle must not carry it (copy the file in or remove the link)")
+        yield rel, path
+
+
+Snapshot = dict[str, tuple[int, int]]  # relpath -> (size, mtime_ns)
+
+
+def snapshot(bundle: Path) -> Snapshot:
+    """Size and mtime of every file RECORD would cover (no hashing: cheap before and after a run)."""
+    out = {}
+    for rel, path in recorded_files(bundle):
+        st = path.stat()
+        out[rel] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def changes(before: Snapshot, after: Snapshot) -> list[str]:
+    """What a run did to a bundle, one ``"<relpath> (new|changed|deleted)"`` each, sorted by path:
+    a file written inside a bundle breaks its RECORD (and ``mlfreeze audit``)."""
+    out = [f"{rel} (new)" for rel in after if rel not in before]
+    out += [f"{rel} (changed)" for rel in after if rel in before and after[rel] != before[rel]]
+    out += [f"{rel} (deleted)" for rel in before if rel not in after]
+    return sorted(out)
 
 
 def scan(bundle: Path) -> list[Entry]:
@@ -184,18 +267,24 @@ def verify(bundle: Path, *, full: bool, record: Mapping[str, Entry] | None = Non
     record = read(bundle) if record is None else record
     since = (bundle / RECORD_NAME).stat().st_mtime_ns
     found: list[Finding] = []
-    present = dict(recorded_files(bundle))
+    present: dict[str, Path] = {}
+    for rel, path, why in _walk(bundle):
+        if why is None:
+            present[rel] = path
+        else:
+            found.append(Finding(kind="link", path=rel, detail=f"{why}; refused"))
+            record = {k: v for k, v in record.items() if k != rel}
     for rel, entry in record.items():
-        path = present.pop(rel, None)
-        if path is None:
+        found_path = present.pop(rel, None)
+        if found_path is None:
             found.append(Finding(kind="missing", path=rel, detail=f"recorded ({entry.size} bytes), not in the bundle"))
             continue
-        st = path.stat()
+        st = found_path.stat()
         if st.st_size != entry.size:
             found.append(Finding(kind="differ", path=rel, detail=f"size {st.st_size} bytes, recorded {entry.size}"))
             continue
         if full or st.st_mtime_ns > since or not stat.S_ISREG(st.st_mode):
-            digest, _ = hash_file(path)
+            digest, _ = hash_file(found_path)
             if hashes is not None:
                 hashes[rel] = digest
             if digest != entry.sha256:

@@ -26,7 +26,7 @@ class _Lite:
             raise ModuleNotFoundError(f"No module named {{name!r}} (not in the lite bundle)")
         return None
 sys.meta_path.insert(0, _Lite())
-sys.path[:0] = [{str(ROOT / "examples")!r}]
+sys.path[:0] = [{str(ROOT / "examples")!r}, {str(ROOT / "src")!r}]  # the app and the runtime the bundle collects
 runpy.run_module("photo_search", run_name="__main__", alter_sys=True)
 """
 
@@ -47,7 +47,7 @@ def test_base_python_really_has_no_torch() -> None:
 
 def test_package_imports_only_the_standard_library() -> None:
     code = (
-        f"import sys; sys.path[:0] = [{str(ROOT / 'examples')!r}]\n"
+        f"import sys; sys.path[:0] = [{str(ROOT / 'examples')!r}, {str(ROOT / 'src')!r}]\n"
         "before = set(sys.modules)\n"
         "import photo_search.cli, photo_search.embed, photo_search.health, photo_search.index, photo_search.models\n"
         "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
@@ -129,12 +129,12 @@ def test_default_index_is_per_user_data_dir(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("how", ["script", "module"])
 def test_entry_points_start(how: str, tmp_path: Path) -> None:
+    # the app and the runtime on the path, as the build's pathex and the runtime hook provide them
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'examples'}{os.pathsep}{ROOT / 'src'}"}
     if how == "script":  # how PyInstaller runs examples/photo_search/__main__.py
-        cmd = [BASE_PYTHON, "-I", str(ROOT / "examples" / "photo_search" / "__main__.py"), "--version"]
-        env = None
+        cmd = [BASE_PYTHON, "-s", str(ROOT / "examples" / "photo_search" / "__main__.py"), "--version"]
     else:
-        cmd = [BASE_PYTHON, "-m", "photo_search", "--version"]
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'examples'}"}
+        cmd = [BASE_PYTHON, "-s", "-m", "photo_search", "--version"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "photo-search 0.1.0"

@@ -58,7 +58,7 @@ def test_lite_bundle_answers_health_from_an_empty_environment(project: dict, tmp
 def test_build_info_records_the_build(project: dict) -> None:
     info = json.loads((project["bundle"] / "BUILD-INFO.json").read_text())
     assert info["flavor"] == "lite" and info["app"] == "tiny" and info["version"] == "0.0.1"
-    assert info["selftest"] == {"passed": True, "checks": 1, "failed": 0}
+    assert info["selftest"] == {"passed": True, "checks": 2, "failed": 0}  # --health; nothing written inside
     assert info["torch"] is None and info["models"] == []
     assert info["prune"] == []  # no project rule applies to lite
     assert info["inputs_sha256"] == read_stamp(project["bundle"])

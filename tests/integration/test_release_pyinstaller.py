@@ -20,6 +20,14 @@ NAME = "photo-search-0.1.0-linux-cpu-lite"
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("PyInstaller") is None, reason="PyInstaller not installed")
 
 
+@pytest.fixture(autouse=True)
+def _host_glibc_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bundle frozen here needs this machine's glibc (its libpython), newer than the profile's
+    floor: allowed as a local build (MLFREEZE_GLIBC_FLOOR=host); tests/integration/test_users_machines_frozen.py
+    tests the floor itself."""
+    monkeypatch.setenv("MLFREEZE_GLIBC_FLOOR", "host")
+
+
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("pyi")

@@ -65,7 +65,8 @@ def test_full_and_slim_models_return_the_same_top5(tmp_path: Path, monkeypatch, 
     for flavor in ("full", "slim"):
         models = _models(tmp_path, flavor)
         files = set(json.loads((models / "models.json").read_text())["models"][0]["roles"].values())
-        assert files == ({"weights", "config"} if flavor == "full" else {"image_onnx", "text_onnx"})
+        # slim: the towers and their agreement record with torch (checked by the frozen self-test)
+        assert files == ({"weights", "config"} if flavor == "full" else {"image_onnx", "text_onnx", "agreement"})
         monkeypatch.setenv(MODELS_ENV, str(models))
         # a slim bundle has no torch: the runtime's loader then serves the ONNX towers
         monkeypatch.setattr(rclip, "torch_clip_available", lambda f=flavor: f == "full")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -34,7 +35,9 @@ def _manifest(tmp_path: Path, config: Path = DEMO / "demo_clip_config.json") -> 
 
     text = ('[sets]\nx = ["demo-clip"]\n\n[models.demo-clip]\nkind = "clip"\narch = "mlfreeze-demo-clip"\n'
             'embed_dim = 512\nlicense = "MIT"\n\n' + art(DEMO / "demo_clip.safetensors", "weights") + "\n"
-            + art(config, "config") + '\n[models.demo-clip.verify]\nquick_gelu = true\n')
+            + art(config, "config") + '\n[models.demo-clip.verify]\nquick_gelu = true\n'
+            'zero_shot = [{ image = "synthetic:shape/red/circle", caption = "a red circle" },\n'
+            '  { image = "synthetic:shape/blue/square", caption = "a blue square" }]\n')
     path = tmp_path / "models.toml"
     path.write_text(text)
     return path
@@ -54,7 +57,12 @@ def test_export_then_cache_then_repair(tmp_path: Path, capfd) -> None:
     record = json.loads((entry / "export.json").read_text())
     weights_sha = hashlib.sha256((DEMO / "demo_clip.safetensors").read_bytes()).hexdigest()
     assert record["options"]["opset"] == 17 and record["derived_from"] == f"demo-clip@{weights_sha}"
-    assert record["files"]["image"]["sha256"] == hashlib.sha256((entry / "image.onnx").read_bytes()).hexdigest()
+    assert record["files"]["image.onnx"]["sha256"] == hashlib.sha256((entry / "image.onnx").read_bytes()).hexdigest()
+    # the export's proof beside it: measured against torch in the same child
+    agreement = json.loads((entry / "agreement.json").read_text())
+    assert agreement["towers"]["image"]["sha256"] == record["files"]["image.onnx"]["sha256"]
+    assert agreement["agreement"]["text"]["min_cosine"] >= 0.999999
+    assert agreement["versions"]["torch"] != "absent" and agreement["options"]["opset"] == 17
     assert not [p for p in (cache / "tmp").iterdir() if p.name.startswith("export-")]
     before = (entry / "text.onnx").stat().st_mtime_ns
 
@@ -67,7 +75,7 @@ def test_export_then_cache_then_repair(tmp_path: Path, capfd) -> None:
         f.write(b"\0" * 16)
     rc, out, err = _export(manifest, cache, capfd)
     assert rc == 0 and "ok demo-clip: exported ONNX towers" in out and "is damaged" in err
-    assert record["files"]["image"]["sha256"] == hashlib.sha256((entry / "image.onnx").read_bytes()).hexdigest()
+    assert record["files"]["image.onnx"]["sha256"] == hashlib.sha256((entry / "image.onnx").read_bytes()).hexdigest()
 
 
 def test_exporter_failure_is_exit_4_and_leaves_nothing(tmp_path: Path, capfd) -> None:
@@ -87,8 +95,24 @@ def test_exporter_failure_is_exit_4_and_leaves_nothing(tmp_path: Path, capfd) ->
 
 def test_pinned_exports_need_no_export(tmp_path: Path, capfd) -> None:
     rc, out, err = _export(ROOT / "src" / "mlfreeze" / "specs" / "models.toml", tmp_path / "cache", capfd, "demo")
-    assert rc == 0 and "ok demo-clip: pinned ONNX towers" in out
+    assert rc == 0 and "ok demo-clip: pinned ONNX towers" in out  # with their pinned agreement record
     assert "child process" not in err and not (tmp_path / "cache" / "derived").exists()
+
+
+def test_pinned_towers_without_a_record_get_one_measured(tmp_path: Path, capfd) -> None:
+    text = (ROOT / "src" / "mlfreeze" / "specs" / "models.toml").read_text()
+    start = text.index('[[models.demo-clip.artifacts]]\nfile = "demo_clip_agreement.json"')
+    end = text.index("[models.demo-faces]")
+    (tmp_path / "models.toml").write_text(text[:start] + text[end:])
+    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    rc, out, err = _export(tmp_path / "models.toml", tmp_path / "cache", capfd, "demo")
+    assert rc == 0 and "measuring the pinned ONNX towers against torch" in err
+    assert 'role = "agreement"' in out and "to pin it" in out
+    (record,) = (tmp_path / "cache" / "derived").glob("*/agreement.json")
+    doc = json.loads(record.read_text())
+    pinned = (DEMO / "demo_clip_image.onnx").read_bytes()
+    assert doc["towers"]["image"]["sha256"] == hashlib.sha256(pinned).hexdigest()
+    assert doc["options"]["image_opsets"] == {"ai.onnx": 17}
 
 
 def _kill_export_child(stop: threading.Event) -> None:

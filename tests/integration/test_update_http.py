@@ -60,7 +60,7 @@ def server() -> Iterator[str]:
     srv.shutdown()
 
 
-FAST = http.Policy(timeout=5, retries=2, backoff=0.01)
+FAST = http.Policy(read_timeout=5, retries=2, backoff=0.01, backoff_max=0.05)
 
 
 def test_a_cut_download_resumes_with_a_range_request(server: str, tmp_path: Path) -> None:

@@ -191,7 +191,7 @@ def test_the_frozen_updater_installs_from_packs(world: dict, tmp_path: Path) -> 
 # --- the range fetch alone, against the same server ------------------------------------------------
 
 PACK = bytes(range(256)) * 64  # 16 KiB
-FAST = http.Policy(timeout=5, retries=2, backoff=0.01)
+FAST = http.Policy(read_timeout=5, retries=2, backoff=0.01, backoff_max=0.05)
 
 
 def test_a_redirected_range_request_keeps_its_range(server: FaultServer, tmp_path: Path) -> None:

@@ -94,6 +94,8 @@ def test_integrity_damage_is_exit_3_naming_the_file(tmp_path: Path, capsys: pyte
     assert cli.main(["audit", str(bundle)]) == 3
     captured = capsys.readouterr()
     assert subject in captured.out and subject in captured.err
+    # an extra file says why it is there and where an app writes instead; other damage does not
+    assert ("written inside the bundle" in captured.err and "data_dir()" in captured.err) == (damage == "extra")
 
 
 def test_a_resealed_record_does_not_hide_a_model_that_breaks_its_pin(tmp_path: Path) -> None:
@@ -227,3 +229,66 @@ def test_a_closure_reader_that_is_not_installed_is_one_line_exit_2(tmp_path: Pat
     assert cli.main(["audit", str(full)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "needs elftools" in err and "pip install" in err
+
+
+def _slim_towers(bundle: Path, *, record: dict | None = None, report_opt_out: list[str] | None = None) -> None:
+    """Give the hand-made bundle's CLIP two ONNX towers (and maybe an agreement record), re-sealed."""
+    from release_bundles import seal, verify_report
+
+    models = bundle / "models"
+    doc = json.loads((models / "models.json").read_text())
+    entry = doc["models"][0]
+    towers = {"image": b"image tower", "text": b"text tower"}
+    for tower, data in towers.items():
+        (models / "demo-clip" / f"{tower}.onnx").write_bytes(data)
+        entry["files"][f"{tower}.onnx"] = f"demo-clip/{tower}.onnx"
+        entry["sha256"][f"demo-clip/{tower}.onnx"] = hashlib.sha256(data).hexdigest()
+        entry["roles"][f"{tower}.onnx"] = f"{tower}_onnx"
+    if record is not None:
+        data = json.dumps(record).encode()
+        (models / "demo-clip" / "agreement.json").write_bytes(data)
+        entry["files"]["agreement.json"] = "demo-clip/agreement.json"
+        entry["sha256"]["demo-clip/agreement.json"] = hashlib.sha256(data).hexdigest()
+        entry["roles"]["agreement.json"] = "agreement"
+    (models / "models.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    report = json.loads(verify_report("linux-cuda"))
+    report["context"]["unproven_onnx"] = report_opt_out or []
+    text = (json.dumps(report, indent=2) + "\n").encode()
+    (bundle / "verify-report.json").write_bytes(text)
+    info = json.loads((bundle / "BUILD-INFO.json").read_text())
+    info["models"][0]["files"] = dict(entry["sha256"])
+    info["verification"]["report_sha256"] = hashlib.sha256(text).hexdigest()
+    seal(bundle, "linux-cuda", "full", models=info["models"], verification=info["verification"],
+         unpinned_goldens=["demo-clip"])
+
+
+def _record_of(image: bytes, text: bytes) -> dict:
+    return {"schema_version": 1, "model": "demo-clip", "derived_from": "demo-clip@" + "a" * 64,
+            "towers": {"image": {"sha256": hashlib.sha256(image).hexdigest()},
+                       "text": {"sha256": hashlib.sha256(text).hexdigest()}},
+            "agreement": {"image": {}, "text": {}}}
+
+
+def test_release_refuses_unproven_onnx_towers_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dist = tmp_path / "dist"
+    bundle = make_bundle(dist, "linux-cuda", "full", golden=False)
+    _slim_towers(bundle)
+    assert cli.main(["audit", str(bundle)]) == 0  # the bytes are what was recorded
+    assert cli.main(["release", str(dist)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "demo-clip: its ONNX towers are unproven" in err
+    assert "agreement record" in err and "pin-goldens" in err and "unproven_onnx" in err
+
+
+@pytest.mark.parametrize(("record", "opt_out", "refused"), [
+    (_record_of(b"image tower", b"text tower"), None, False),  # a record naming exactly these towers
+    (_record_of(b"image tower", b"another text tower"), None, True),  # a record of other towers
+    (None, ["demo-clip"], False),  # opted out, recorded by the verification that shipped
+])
+def test_release_accepts_towers_backed_by_their_record_or_an_opt_out(tmp_path: Path, record: dict | None,
+                                                                     opt_out: list[str] | None, refused: bool) -> None:
+    bundle = make_bundle(tmp_path / "dist", "linux-cuda", "full", golden=False)
+    _slim_towers(bundle, record=record, report_opt_out=opt_out)
+    result = audit.audit_bundle(bundle)
+    assert not result.findings, result.lines()
+    assert audit.unproven_onnx_models(result) == (["demo-clip"] if refused else [])

@@ -21,7 +21,7 @@ from mlfreeze.errors import (
 
 def test_every_design_command_is_wired():
     assert set(cli.COMMANDS) == {"init", "lock", "plan", "doctor", "fetch", "export", "verify", "freeze", "sizes",
-                                 "build", "release", "audit", "publish"}
+                                 "build", "release", "audit", "publish", "image"}
     parser = cli.build_parser()
     for name in cli.COMMANDS:
         with pytest.raises(SystemExit) as info:

@@ -12,7 +12,7 @@ from mlfreeze.project.config import (
     default_model_set,
     find_root,
     find_root_or_none,
-    is_checkout,
+    is_source_tree,
     load_config,
 )
 
@@ -114,12 +114,13 @@ def test_all_keys_load(tmp_path):
     tool = ('app = "a"\nentry = "app.py"\nmodel_set = "demo"\nmanifest = "models.toml"\nuses = ["clip", "faiss"]\n'
             'hiddenimports = ["json"]\nexcludes = ["tkinter"]\ndatas = [["assets/*.png", "assets"]]\n'
             'prune = [{name = "docs", globs = ["**/*.md"], flavors = ["full"]}]\nflavors = ["lite"]\n'
-            'unpinned_goldens = ["m"]\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
+            'unpinned_goldens = ["m"]\nunproven_onnx = ["c"]\n[tool.mlfreeze.budgets]\nlite = "60 MB"\n')
     cfg = load_config(_project(tmp_path, tool))
     assert cfg.uses == ("clip", "faiss") and cfg.manifest == tmp_path / "models.toml"
     assert cfg.datas == ((tmp_path / "assets/*.png", "assets"),) and cfg.prune[0].globs == ("**/*.md",)
     assert cfg.budgets.totals == {"lite": 60_000_000} and cfg.flavors == ("lite",)
     assert default_model_set(tmp_path) == "demo" and cfg.unpinned_goldens == ("m",)
+    assert cfg.unproven_onnx == ("c",)
 
 
 def test_default_model_set_fails_loudly(tmp_path):
@@ -136,10 +137,10 @@ def test_this_repository_builds_the_example_app():
     assert cfg.app == "photo-search" and cfg.entry.name == "__main__.py"
 
 
-def test_source_root_is_a_checkout_only_when_mlfreeze_runs_from_one():
-    assert is_checkout(CHECKOUT) and not is_checkout(CHECKOUT / "src")
+def test_source_root_is_a_source_tree_only_when_mlfreeze_runs_from_one():
+    assert is_source_tree(CHECKOUT) and not is_source_tree(CHECKOUT / "src")
     # installed (not editable), the package's parent is site-packages: never taken for a checkout
-    assert is_checkout(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
+    assert is_source_tree(SOURCE_ROOT) == (SOURCE_ROOT / "src" / "mlfreeze" / "project" / "config.py").is_file()
 
 
 def test_update_root_names_signed_tuf_root_metadata(tmp_path):

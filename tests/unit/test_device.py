@@ -30,7 +30,7 @@ def fake_ort(*providers: str) -> SimpleNamespace:
 
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch):
-    for var in ("DEVICE", "FORCE_CPU", "ONNX_PROVIDERS"):
+    for var in ("DEVICE", "MODEL_DEVICE", "FORCE_CPU", "ONNX_PROVIDERS"):
         monkeypatch.delenv(var, raising=False)
     device.reset()
 
@@ -57,6 +57,18 @@ def test_auto_prefers_cuda_then_mps_then_cpu(env):
     assert device.get_device() == "mps"
     env(torch=fake_torch(cuda=0, mps=False))
     assert device.get_device() == "cpu"
+
+
+def test_model_device_is_read_when_device_is_unset(env):
+    env(torch=fake_torch(cuda=1), MODEL_DEVICE="cpu")
+    assert device.get_device() == "cpu"
+    env(torch=fake_torch(cuda=1), MODEL_DEVICE="cpu", DEVICE="auto")  # DEVICE wins
+    assert device.get_device() == "cuda"
+    env(torch=fake_torch(cuda=2), DEVICE="cuda:1", MODEL_DEVICE="cpu")
+    assert device.get_device() == "cuda:1"
+    env(torch=fake_torch(cuda=0), DEVICE="", MODEL_DEVICE="gpu")
+    with pytest.raises(ValueError, match="DEVICE='gpu' is not a device"):
+        device.get_device()
 
 
 def test_force_cpu_beats_cuda(env):

@@ -16,7 +16,7 @@ from mlfreeze import cli
 from mlfreeze.errors import DownloadError, IntegrityError
 from mlfreeze.models.cache import TREE_INDEX, Cache
 from mlfreeze.models.download import Policy, check_url
-from mlfreeze.models.download.retry import UrlFailed
+from mlfreeze.models.download.retry import UrlFailed, policy_from_env
 from mlfreeze.models.extract import extract
 from mlfreeze.models.fetch import FetchedModel, fetch_set, main
 from mlfreeze.models.manifest import ArtifactSpec, MemberSpec, load_manifest
@@ -381,7 +381,7 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFREEZE_FETCH_RATE_WINDOW", "7")
     monkeypatch.setenv("MLFREEZE_FETCH_ATTEMPT_DEADLINE", "90")
     monkeypatch.setenv("MLFREEZE_FETCH_URL_DEADLINE", "120")
-    p = Policy.from_env()
+    p = policy_from_env()
     assert (p.retries, p.read_timeout, p.fsync, p.connect_timeout) == (2, 0.5, False, 10.0)
     assert (p.min_rate, p.rate_window, p.attempt_deadline, p.url_deadline) == (4096.0, 7.0, 90.0, 120.0)
     assert p.idle_timeout == 0.5 and Policy(read_timeout=60, rate_window=30).idle_timeout == 30
@@ -389,7 +389,7 @@ def test_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
                for n in range(1, 8))
     monkeypatch.setenv("MLFREEZE_FETCH_BACKOFF", "fast")
     with pytest.raises(ConfigError, match="MLFREEZE_FETCH_BACKOFF='fast' is not a number"):
-        Policy.from_env()
+        policy_from_env()
 
 
 def test_unreadable_tree_index_is_corrupt(project: Path, capsys: pytest.CaptureFixture) -> None:

@@ -35,9 +35,13 @@ def test_project_rules_never_prune_cuda_libraries_for_cuda_profiles() -> None:
 
 def test_lite_excludes_the_ml_stack_and_full_imports_it_by_name() -> None:
     config = load_prune()
-    for module in ("torch", "torchvision", "open_clip", "insightface", "onnxruntime", "faiss", "numpy"):
+    for module in ("torch", "torchvision", "open_clip", "insightface", "onnxruntime", "faiss", "nvidia", "cuda"):
         assert module in config.excludes["lite"]
         assert module not in config.excludes["full"]
+    # what an ordinary app imports at start stays in lite; the updater's own Analysis keeps all of it out
+    for module in ("numpy", "PIL", "requests", "jinja2", "urllib3", "yaml", "certifi"):
+        assert module not in config.excludes["lite"]
+        assert module in config.excludes["updater"] or module == "urllib3"
     assert {"mlfreeze_runtime", "mlfreeze_runtime.verify.selftest"} <= set(config.hiddenimports["full"])
     # the stack's modules come per part the app uses (src/mlfreeze/platforms/stack.toml), not for every app
     assert not {"torch", "open_clip", "insightface", "faiss"} & set(config.hiddenimports["full"])
@@ -107,3 +111,21 @@ def test_bad_prune_files_name_the_file_and_key(tmp_path: Path, body: str, needle
 
 def test_project_prune_file_loads() -> None:
     assert load_prune(PRUNE_FILE).rules
+
+
+def test_a_link_into_what_a_rule_removed_goes_with_it(tmp_path: Path) -> None:
+    """PyInstaller links _internal/libtriton.so to triton/_C/libtriton.so; pruning triton/ must not leave
+    the link dangling (RECORD refuses a bundle that carries one). Other links, and a link that dangled
+    before, are not the rule's doing."""
+    (tmp_path / "triton" / "_C").mkdir(parents=True)
+    (tmp_path / "triton" / "_C" / "libtriton.so").write_bytes(b"x" * 10)
+    (tmp_path / "libtriton.so").symlink_to("triton/_C/libtriton.so")
+    (tmp_path / "keep.so").write_bytes(b"k")
+    (tmp_path / "libkeep.so").symlink_to("keep.so")
+    (tmp_path / "old.so").symlink_to("missing.so")
+    rule = Rule(name="triton", why="", globs=("triton",), flavors=(), accelerators=(), platforms=())
+    [removal] = apply(tmp_path, (rule,), log=False)
+    assert removal.paths == 2 and removal.bytes == 10
+    assert not (tmp_path / "libtriton.so").is_symlink()
+    assert (tmp_path / "libkeep.so").resolve() == (tmp_path / "keep.so").resolve()
+    assert (tmp_path / "old.so").is_symlink()  # dangled before: left for RECORD to refuse, naming it

@@ -71,3 +71,14 @@ def test_fail_bundle_can_remove(tmp_path: Path) -> None:
     bundle.mkdir()
     err = fail_bundle(bundle, SelftestResult(passed=False, checks=1, failed=1, failures=("x",)), keep=False)
     assert not bundle.exists() and not (tmp_path / "b.FAILED").exists() and "removed" in err.message
+
+
+def test_app_results_lists_the_apps_own_checks_on_one_line() -> None:
+    from mlfreeze.bundle.selftest import app_results
+
+    report = {"results": [{"model": "demo-clip", "check": "golden", "status": "pass"},
+                          {"model": "app x", "check": "app_serve", "status": "pass"},
+                          {"model": "app x", "check": "app_serve.probe1.text", "status": "fail"},
+                          {"model": "app x", "check": "app_writes", "status": "pass"}, "junk"]}
+    assert app_results(report) == "app_serve pass, app_serve.probe1.text fail, app_writes pass"
+    assert app_results({"results": 3}) == "" and app_results({}) == ""

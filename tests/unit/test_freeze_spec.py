@@ -14,6 +14,7 @@ from mlfreeze.bundle.freeze import (
     ENTRY_HOOK,
     HOOKS,
     NAMES_HOOK,
+    PROCESS_HOOKS,
     RUNTIME_HOOK,
     SELFTEST_ENTRY,
     SPECS,
@@ -69,8 +70,14 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     # the runtime always first; then prune.toml's, then the modules of every stack part the app uses
     assert analysis[2]["hiddenimports"][:2] == ["mlfreeze_runtime", "torch"]
     assert {"open_clip", "insightface", "onnxruntime", "faiss"} <= set(analysis[2]["hiddenimports"])
-    # the app's runtime hooks end with the one that turns MLFREEZE_ENTRY=selftest into the self-test
-    assert analysis[2]["runtime_hooks"] == [str(RUNTIME_HOOK), str(NAMES_HOOK), str(ENTRY_HOOK)]
+    # freeze_support() and the windowed app's streams first (a spawn child must exit before anything
+    # else runs); the app's runtime hooks end with the one that turns MLFREEZE_ENTRY=selftest into the self-test
+    # (PyInstaller's own multiprocessing hook first: it runs custom hooks before its own)
+    hooks = analysis[2]["runtime_hooks"]
+    assert [Path(h).name for h in hooks] == ["pyi_rth_multiprocessing.py", "rthook_freeze_support.py",
+                                             "rthook_stdio.py", RUNTIME_HOOK.name, NAMES_HOOK.name,
+                                             ENTRY_HOOK.name]
+    assert hooks[1:] == [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK), str(NAMES_HOOK), str(ENTRY_HOOK)]
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search-selftest", "photo-search-update", "photo-search"]
     # <app>-selftest is a launcher from its own Analysis (no app PYZ, no runtime hooks, ML stack out)
@@ -120,6 +127,36 @@ def test_slim_spec_builds_the_updater_too(tmp_path: Path, monkeypatch: pytest.Mo
     assert_own_updater(calls, updater)
 
 
+@pytest.mark.parametrize("flavor", ["full", "lite", "slim"])
+@pytest.mark.parametrize("console", [True, False])
+def test_console_reaches_the_apps_exe_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flavor: str,
+                                           console: bool) -> None:
+    """[tool.mlfreeze] console = false makes the app's EXE windowed; <app>-selftest and <app>-update keep
+    their console (the self-test reports on stdout); every flavor's app gets the process hooks."""
+    from dataclasses import replace
+
+    params = spec_params(app=replace(_app(tmp_path), console=console), flavor=flavor, name=f"n-{flavor}",
+                         excludes=[])
+    calls = _run_spec(flavor, params, tmp_path, monkeypatch)
+    exes = {c[2]["name"]: c[2]["console"] for c in calls if c[0] == "EXE"}
+    assert exes.pop("photo-search") is console
+    assert exes and all(v is True for v in exes.values()), exes
+    app_analysis = [c for c in calls if c[0] == "Analysis"][0]
+    assert app_analysis[2]["runtime_hooks"][1:3] == [str(h) for h in PROCESS_HOOKS]
+
+
+def test_console_key_is_a_boolean(tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("")
+    base = '[project]\nversion = "1"\n[tool.mlfreeze]\napp = "x"\nentry = "main.py"\n'
+    (tmp_path / "pyproject.toml").write_text(base + "console = false\n")
+    assert load_app_config(tmp_path).console is False
+    (tmp_path / "pyproject.toml").write_text(base)
+    assert load_app_config(tmp_path).console is True
+    (tmp_path / "pyproject.toml").write_text(base + 'console = "no"\n')
+    with pytest.raises(ConfigError, match="console. must be true or false"):
+        load_app_config(tmp_path)
+
+
 def test_spec_without_params_says_how_to_pass_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["lite.spec"])
     monkeypatch.delenv("MLFREEZE_SPEC_PARAMS", raising=False)
@@ -166,7 +203,22 @@ def test_clip_only_app_collects_clip_and_excludes_the_rest(tmp_path: Path) -> No
     assert {"insightface", "onnxruntime", "onnx", "cv2", "faiss", "tkinter"} <= set(params["excludes"])
     assert not {"torch", "open_clip"} & set(params["excludes"])
     lite = spec_params(app=app, flavor="lite", name="x", excludes=["torch"], hiddenimports=[])
-    assert "myplugin" not in lite["hiddenimports"] and "torch" in lite["excludes"]
+    assert "myplugin" in lite["hiddenimports"] and "torch" in lite["excludes"]
+    assert lite["hooksconfig"] == {"mlfreeze_runtime": {"ml": False}}
+    assert params["hooksconfig"] == {"mlfreeze_runtime": {"ml": True}}
+
+
+def test_lite_keeps_the_apps_hidden_imports_but_never_the_ml_stack_it_leaves_out(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    app = replace(_app(tmp_path), uses=("clip", "faces"),
+                  hiddenimports=("uvicorn.logging", "torch.nn", "onnxruntime", "torchvision_extra"))
+    lite = spec_params(app=app, flavor="lite", name="x", excludes=["torch", "onnxruntime"], hiddenimports=[])
+    assert "uvicorn.logging" in lite["hiddenimports"] and "torchvision_extra" in lite["hiddenimports"]
+    assert not {"torch.nn", "onnxruntime"} & set(lite["hiddenimports"])
+    assert {"torch", "onnxruntime"} <= set(lite["excludes"])
+    full = spec_params(app=app, flavor="full", name="x", excludes=[], hiddenimports=[])
+    assert {"torch.nn", "onnxruntime", "uvicorn.logging"} <= set(full["hiddenimports"])
 
 
 def test_datas_expand_globs_and_refuse_a_missing_source(tmp_path: Path) -> None:

@@ -97,3 +97,106 @@ def test_app_name_defaults_to_the_projects_name(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "tiny-tool"\nversion = "1"\n')
     assert init.names_for(None, tmp_path) == init.Names(app="tiny-tool", module="tiny_tool")
     assert init.names_for("other", tmp_path).app == "other"
+
+
+@pytest.mark.parametrize(("deps", "uses", "notes"), [
+    (["open-clip-torch>=2.24", "insightface>=0.7", "faiss-cpu>=1.8", "onnxruntime", "fastapi"],
+     ("clip", "faces", "faiss"), ["open-clip-torch -> clip", "insightface -> faces", "faiss-cpu -> faiss"]),
+    (["Open_Clip_Torch", "numpy"], ("clip",), ["open-clip-torch -> clip"]),
+    (["faiss-gpu-cu12==1.8.0; sys_platform == 'linux'", "insightface"], ("faces", "faiss"),
+     ["insightface -> faces", "faiss-gpu-cu12 -> faiss"]),
+    (["clip @ git+https://example.invalid/openai/CLIP"], ("clip",), ["clip -> clip"]),
+    (["fastapi", "uvicorn"], ("clip",), []),  # none named: the demo set's CLIP, and nothing claimed
+])
+def test_uses_is_inferred_from_the_dependencies(deps, uses, notes):
+    assert init.infer_uses(deps) == (uses, notes)
+
+
+def test_the_table_has_no_budget_an_ordinary_app_fails(tmp_path):
+    names = init.Names(app="svc", module="svc")
+    (tmp_path / "svc.py").write_text("")
+    (tmp_path / "mlfreeze-models").mkdir()
+    (tmp_path / "mlfreeze-models" / "models.toml").write_text("[sets]\n[models]\n")
+    (tmp_path / "pyproject.toml").write_text(init.pyproject_text(names, "svc.py", ("clip", "faces")))
+    cfg = load_config(tmp_path)
+    assert cfg.uses == ("clip", "faces")
+    assert not cfg.budgets.totals and not cfg.budgets.components and not cfg.budgets.accelerators
+    assert '# lite = "150 MB"' in init.tool_table(names, "svc.py")  # written commented, as an example
+
+
+def _repo(tmp_path: Path) -> Path:
+    """A git repository whose backend/ folder is an existing src-layout project with one script."""
+    (tmp_path / ".git").mkdir()
+    project = tmp_path / "backend"
+    (project / "src" / "svc").mkdir(parents=True)
+    (project / "src" / "svc" / "__init__.py").write_text("")
+    (project / "src" / "svc" / "server.py").write_text("def main():\n    return 0\n")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "svc"\nversion = "1"\nrequires-python = ">=3.12"\n'
+        'dependencies = ["open-clip-torch", "insightface", "faiss-cpu"]\n[project.scripts]\nsvc = "svc.server:main"\n')
+    return project
+
+
+def test_workflows_of_a_project_in_a_repository_folder_go_to_the_repository_root(tmp_path):
+    import yaml
+
+    project = _repo(tmp_path)
+    assert init.workflows_home(project) == (Path("../.github/workflows"), "backend")
+    assert init.workflows_home(tmp_path) == (Path(".github/workflows"), "")
+    files, entry, action = init.plan_files(project, init.names_for(None, project))
+    assert (entry, action) == ("svc.server:main", "append")
+    assert set(files) >= {Path("../.github/workflows/build.yml"), Path("../.github/workflows/lock.yml")}
+    assert not [p for p in files if p.parts[0] == ".github"]
+    build = yaml.safe_load(files[Path("../.github/workflows/build.yml")])
+    job = build["jobs"]["build"]
+    assert job["defaults"] == {"run": {"working-directory": "backend"}}
+    setup = next(s for s in job["steps"] if "setup-python" in str(s.get("uses")))
+    assert setup["with"]["python-version"] == "3.12"  # the project's Python, not the profile's default
+    on = build.get("on", build.get(True))
+    assert "backend/**" in on["push"]["paths"] and "backend/**" in on["pull_request"]["paths"]
+    lock_wf = yaml.safe_load(files[Path("../.github/workflows/lock.yml")])
+    upload = next(s for s in lock_wf["jobs"]["lock"]["steps"] if "upload-artifact" in str(s.get("uses")))
+    assert upload["with"]["path"] == "backend/locks/${{ matrix.platform }}*.txt"
+    assert lock_wf["jobs"]["lock"]["defaults"] == {"run": {"working-directory": "backend"}}
+
+
+def test_an_existing_workflow_of_the_repository_is_not_overwritten(tmp_path, monkeypatch, capsys):
+    from mlfreeze import cli
+
+    project = _repo(tmp_path)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "build.yml").write_text("name: theirs\n")
+    before = (project / "pyproject.toml").read_text()
+    monkeypatch.chdir(project)
+    assert cli.main(["init", "--no-lock"]) == 2  # refused before anything is built or written
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "../.github/workflows/build.yml" in err and "--force" in err
+    assert (tmp_path / ".github" / "workflows" / "build.yml").read_text() == "name: theirs\n"
+    assert (project / "pyproject.toml").read_text() == before and not (project / "noxfile.py").exists()
+
+
+def test_init_refuses_a_project_whose_python_the_build_profile_lacks(tmp_path, monkeypatch, capsys):
+    from mlfreeze import cli
+
+    project = _repo(tmp_path)
+    text = (project / "pyproject.toml").read_text().replace(">=3.12", ">=3.15")
+    (project / "pyproject.toml").write_text(text)
+    monkeypatch.chdir(project)
+    assert cli.main(["init", "--no-lock"]) == 2
+    err = capsys.readouterr().err
+    assert "'>=3.15'" in err and "linux-cuda" in err and (project / "pyproject.toml").read_text() == text
+
+
+def test_several_scripts_are_a_one_line_question(tmp_path, monkeypatch, capsys):
+    from mlfreeze import cli
+
+    project = _repo(tmp_path)
+    (project / "src" / "svc" / "worker.py").write_text("def run():\n    return 0\n")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'svc-worker = "svc.worker:run"\n')
+    monkeypatch.chdir(project)
+    assert cli.main(["init", "--no-lock"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "svc = svc.server:main" in err and "svc-worker = svc.worker:run" in err
+    files, entry, _ = init.plan_files(project, init.names_for(None, project), entry="svc-worker")
+    assert entry == "svc.worker:run"

@@ -157,3 +157,47 @@ def test_slim_lock_inputs_have_no_torch_and_no_torch_index() -> None:
     assert cpu.torch_index == "" and plan_lock(load_profile("linux-cpu"), load_stack(), load_config()).torch_index
     cuda = plan_lock(load_profile("linux-cuda"), load_stack(), load_config(), variant="slim")
     assert "onnxruntime-gpu[cuda,cudnn]==1.31.1" in cuda.requirements
+
+
+def test_uv_searches_every_index_as_pip_does_and_never_downloads_a_python(tmp_path):
+    inputs = lock.plan_lock(load_profile("linux-cpu"), load_stack(), load_config(_project(tmp_path)))
+    cmd = lock.compile_command(inputs, requirements=Path("r.in"), overrides=Path("o.txt"), output=Path("l.txt"),
+                               index_options=("--extra-index-url", "file:///mirror/simple"))
+    assert cmd[cmd.index("--index-strategy") + 1] == "unsafe-best-match" and "--no-python-downloads" in cmd
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--extra-index-url"] == [
+        "file:///mirror/simple", "https://download.pytorch.org/whl/cpu"]  # pip's indexes and the torch index
+    other = lock.compile_command(inputs, requirements=Path("r.in"), overrides=Path("o.txt"), output=Path("l.txt"),
+                                 index_strategy="first-index")
+    assert other[other.index("--index-strategy") + 1] == "first-index"
+
+
+# uv's own output (0.13, not a terminal), as mlfreeze captures it
+UNSATISFIABLE = """error: No solution found when resolving dependencies
+  cause: Because torch==2.14.1 has no wheels with a matching Python implementation tag (e.g., `cp39`) and you \
+require torch==2.14.1, we can conclude that your requirements are unsatisfiable.
+
+hint: You require CPython 3.9 (`cp39`), but we only found wheels for `torch` (v2.14.1) with the following Python \
+implementation tags: `cp310`, `cp311`
+"""
+UNREACHABLE = """error: Request failed after 3 retries in 10.2s
+  cause: Failed to fetch: http://127.0.0.1:9/simple/foo/
+  cause: error sending request for url (http://127.0.0.1:9/simple/foo/)
+  cause: Connection refused (os error 111)
+"""
+DRAWN = """  × No solution found when resolving dependencies:
+  ╰─▶ Because only foo<2 is available and you require foo>=2, we can
+      conclude that your requirements are unsatisfiable.
+"""
+
+
+@pytest.mark.parametrize(("output", "want"), [
+    (UNSATISFIABLE, "Because torch==2.14.1 has no wheels with a matching Python implementation tag (e.g., `cp39`) "
+                    "and you require torch==2.14.1, we can conclude that your requirements are unsatisfiable."),
+    (UNREACHABLE, "Request failed after 3 retries in 10.2s: Failed to fetch: http://127.0.0.1:9/simple/foo/: error "
+                  "sending request for url (http://127.0.0.1:9/simple/foo/): Connection refused (os error 111)"),
+    (DRAWN, "Because only foo<2 is available and you require foo>=2, we can conclude that your requirements are "
+            "unsatisfiable."),
+    ("something odd\nlast words\n", "last words"), ("", "uv printed no reason"),
+])
+def test_resolver_reason_is_uvs_own_in_one_line(output, want):
+    assert lock.resolver_reason(output) == want

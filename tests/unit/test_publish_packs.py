@@ -209,7 +209,9 @@ def test_a_damaged_pack_in_a_release_directory_is_refused(tmp_path: Path, signer
 def _doc(**changes: object) -> dict:
     sha = "a" * 64
     doc = {"format": index.FORMAT, "schema_version": 2, "app": "x", "version": "1",
-           "variants": [{"name": "x", "files": [["f", sha, 10, 420], ["empty", index.EMPTY_SHA256, 0, 420]]}],
+           "variants": [{"name": "x", "app": "x", "version": "1", "platform": "linux-cpu", "flavor": "lite",
+                         "os": "linux", "arch": "x86_64", "accelerator": "cpu", "record_sha256": "c" * 64,
+                         "files": [["f", sha, 10, 420], ["empty", index.EMPTY_SHA256, 0, 420]]}],
            "packs": {f"{'b' * 64}.pack": {"sha256": "b" * 64, "size": 100}},
            "blobs": {sha: [f"{'b' * 64}.pack", 90, 10]}}
     doc.update(changes)

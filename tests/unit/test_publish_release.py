@@ -105,3 +105,16 @@ def test_publish_without_the_update_extra_is_one_line(monkeypatch: pytest.Monkey
         publish.main(cli.build_parser().parse_args(["publish", "--repo", str(tmp_path),
                                                 "--generate-keys", str(tmp_path / "keys")]))
     assert not (tmp_path / "keys").exists()
+
+
+def test_publish_refuses_a_symlink_that_leaves_the_bundle(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"do not publish me")
+    b = make_bundle(tmp_path / "dist")
+    (b / "_internal" / "leak.txt").symlink_to(secret)
+    keys = tmp_path / "keys"
+    publish.generate_keys(keys)
+    with pytest.raises(IntegrityError, match="leak.txt.*outside the bundle"):
+        publish.publish([b], tmp_path / "repo", publish.load_signers(keys, env={}), source_date_epoch=1_700_000_000)
+    blobs = list((tmp_path / "repo").rglob("blobs/*/*")) if (tmp_path / "repo").exists() else []
+    assert all(p.read_bytes() != secret.read_bytes() for p in blobs)

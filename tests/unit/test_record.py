@@ -79,3 +79,28 @@ def test_quick_check_trusts_size_and_old_mtime_full_check_does_not(tmp_path: Pat
     assert hashes["app"] == hashlib.sha256(b"HELLO\n").hexdigest() and len(hashes) == 3
     os.utime(app, ns=(st.st_atime_ns, (bundle / "RECORD").stat().st_mtime_ns + 10**9))
     assert [(f.path, f.kind) for f in record.verify(bundle, full=False)] == [("app", "differ")]
+
+
+def test_links_inside_are_recorded_through_the_link_and_links_out_are_refused(tmp_path: Path) -> None:
+    b = _bundle(tmp_path / "b")
+    (b / "_internal" / "libx.so.1").symlink_to("sub/a,b.txt")  # inside: recorded by the target's bytes
+    (b / "lib").symlink_to("_internal")  # a folder link: not a row, listed by links()
+    record.write(b)
+    rows = record.read(b)
+    assert rows["_internal/libx.so.1"].sha256 == rows["_internal/sub/a,b.txt"].sha256 and "lib" not in rows
+    assert record.links(b) == [("_internal/libx.so.1", "sub/a,b.txt"), ("lib", "_internal")]
+    assert record.verify(b, full=True) == []
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"outside")
+    for name, target in (("leak.txt", str(secret)), ("rel-leak", "../../secret"), ("dangling", "nope"),
+                         ("dir-leak", "..")):
+        link = b / "_internal" / name
+        link.symlink_to(target)
+        with pytest.raises(record.RecordError, match=f"{name}: symlink to .* (outside the bundle|dangles)"):
+            record.write(b)
+        with pytest.raises(record.RecordError, match="symlink"):
+            record.links(b)
+        found = record.verify(b, full=True)
+        assert [(f.kind, f.path) for f in found] == [("link", f"_internal/{name}")], found
+        link.unlink()
+    assert record.verify(b, full=True) == []

@@ -240,9 +240,10 @@ def test_unrelated_folders_are_ignored(tmp_path: Path) -> None:
     assert len(release.release(dist, env=ENV).manifest["assets"]) == 3
 
 
-def test_a_symlink_out_of_the_bundle_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_symlink_out_of_the_bundle_is_exit_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The audit that release runs first refuses it (RECORD's link rule: an integrity finding)."""
     dist = tmp_path / "dist"
     bundle = make_bundle(dist)
     (bundle / "_internal" / "host-lib").symlink_to("/usr/lib")
     code, err = _fails(dist, capsys)
-    assert code == 2 and "host-lib" in err and "outside the bundle" in err
+    assert code == 3 and "host-lib" in err and "outside the bundle" in err

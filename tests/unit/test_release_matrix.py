@@ -48,7 +48,8 @@ def test_removing_or_adding_a_profile_changes_the_matrix(tmp_path: Path, capsys:
     text = (platforms / "linux-cpu.toml").read_text()
     (platforms / "linux-arm.toml").write_text(
         text.replace('"linux-cpu"', '"linux-arm"').replace('"build-linux"', '"build-linux-arm"')
-        .replace('host_arch = "x86_64"', 'host_arch = "arm64"').replace('"ubuntu-24.04"', '"ubuntu-24.04-arm"'))
+        .replace('host_arch = "x86_64"', 'host_arch = "arm64"').replace('"ubuntu-24.04"', '"ubuntu-24.04-arm"')
+        .replace("manylinux_2_28_x86_64", "manylinux_2_28_aarch64"))
     names = [e["platform"] for e in _printed(capsys, "--platforms-dir", str(platforms))["include"]]
     assert "win-cuda" not in names and "linux-arm" in names and len(names) == 7
 
@@ -85,3 +86,17 @@ def test_github_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: 
 def test_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert matrix.main(["--names"]) == 0
     assert capsys.readouterr().out.split() == sorted(all_profiles())
+
+
+@pytest.mark.parametrize(("platform", "want"), [("all", ["linux-cpu", "linux-cu118", "linux-cuda"]),
+                                                ("linux-cuda", ["linux-cuda"]), ("win-cpu", [])])
+def test_the_image_matrix_is_the_linux_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str,
+                                                want: list[str]) -> None:
+    out = tmp_path / "github_output"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    assert matrix.main(["--github-output", "--platform", platform]) == 0
+    values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    linux = sorted(n for n, p in all_profiles().items() if p.host_os == "linux")
+    assert sorted(e["platform"] for e in json.loads(values["images"])["include"]) == sorted(want)
+    assert set(want) <= set(linux)
+    assert values["has_images"] == ("true" if want else "false")

@@ -76,7 +76,8 @@ def test_least_privilege_timeouts_concurrency_and_no_persisted_credentials(name:
         perms = job.get("permissions", {})
         assert set(perms.values()) <= {"read", "write"}
         writes = [k for k, v in perms.items() if v == "write"]
-        assert writes == (["contents"] if (name, job_name) == ("release.yml", "release") else []), job_name
+        allowed = {("release.yml", "release"): ["contents"], ("release.yml", "image"): ["packages"]}
+        assert writes == allowed.get((name, job_name), []), job_name
         for step in job.get("steps", []):
             if str(step.get("uses", "")).startswith("actions/checkout@"):
                 assert step["with"]["persist-credentials"] is False, job_name
@@ -140,3 +141,59 @@ def test_the_merge_job_signs_and_a_schedule_resigns_with_keys_from_secrets() -> 
     step = next(s for s in job["steps"] if "--resign" in str(s.get("run", "")))
     assert set(k for k in step["env"] if k.startswith("MLFREEZE_TUF")) == {"MLFREEZE_TUF_KEY_SNAPSHOT",
                                                                           "MLFREEZE_TUF_KEY_TIMESTAMP"}
+
+
+def test_an_image_job_per_linux_profile_smoke_tests_pushes_and_hands_its_digest_to_the_release() -> None:
+    workflow = _load("release.yml")
+    job = workflow["jobs"]["image"]
+    assert job["needs"] == ["matrix", "build"]
+    assert str(job["strategy"]["matrix"]).replace(" ", "") == "${{fromJSON(needs.matrix.outputs.images)}}"
+    assert job["runs-on"].replace(" ", "") == "${{matrix.runner}}"
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    assert "has_images" in job["if"] and "vars.MLFREEZE_IMAGES == 'on'" in job["if"]
+    runs = "\n".join(str(s.get("run", "")) for s in job["steps"])
+    for needed in ("mlfreeze image", "--load", "podman run", "--read-only", "--cap-drop=ALL", "curl -fsS",
+                   "${READINESS}", "--push \"ghcr.io/${OWNER,,}/${app}:${tag}\"", "skopeo login ghcr.io"):
+        assert needed in runs, needed
+    assert runs.index("podman run") < runs.index("--push"), "smoke-tested before it is pushed"
+    assert 'if [ "$GITHUB_REF_TYPE" = tag ]' in runs  # only a tag build pushes
+    upload = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert upload["with"]["path"] == "dist/image/*/image.json"
+    release = workflow["jobs"]["release"]
+    assert "image" in release["needs"] and "needs.image.result == 'skipped'" in release["if"]
+    download = [s for s in release["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert any(s["with"].get("pattern") == "image-*" and s["with"].get("path") == "dist/image" for s in download)
+    outputs = workflow["jobs"]["matrix"]["outputs"]
+    assert "steps.matrix.outputs.images" in outputs["images"] and "has_images" in outputs["has_images"]
+
+
+def test_linux_builds_run_in_the_manylinux_container_and_sign_with_environment_secrets() -> None:
+    from mlfreeze.release.matrix import build_matrix
+
+    workflow = _load("release.yml")
+    build = workflow["jobs"]["build"]
+    assert build["container"] == "${{ matrix.container }}" and build["environment"] == "release-signing"
+    entries = {e["platform"]: e for e in build_matrix(all_profiles())["include"]}
+    assert {p: e["container"] for p, e in entries.items() if e["host_os"] == "linux"} == \
+        dict.fromkeys(("linux-cpu", "linux-cu118", "linux-cuda"), "quay.io/pypa/manylinux_2_28_x86_64")
+    assert all(e["container"] == "" for e in entries.values() if e["host_os"] != "linux")
+    steps = build["steps"]
+    names = [s.get("name", "") for s in steps]
+    # setup-python only outside the container; inside it, the distribution's Python with a shared libpython
+    setup = next(s for s in steps if str(s.get("uses", "")).startswith("actions/setup-python"))
+    assert setup["if"] == "matrix.container == ''"
+    inside = [s for s in steps if s.get("if") == "matrix.container != ''"]
+    assert any("python${PYTHON_VERSION}-devel" in s.get("run", "") for s in inside)
+    # signing material before the build (which signs before RECORD), from secrets, then removed
+    nox = names.index("nox -s ${{ matrix.session }}")
+    windows = next(i for i, s in enumerate(steps) if s.get("if") == "matrix.host_os == 'windows'")
+    macos = next(i for i, s in enumerate(steps) if s.get("if") == "matrix.host_os == 'macos'")
+    assert windows < nox and macos < nox
+    assert "secrets.WINDOWS_SIGNING_PFX_BASE64" in str(steps[windows]["env"])
+    assert "security import" in steps[macos]["run"]
+    assert set(steps[nox]["env"]) == {"MLFREEZE_SIGN_PFX_PASSWORD", "MLFREEZE_NOTARY_APPLE_ID",
+                                      "MLFREEZE_NOTARY_TEAM_ID", "MLFREEZE_NOTARY_PASSWORD"}
+    assert "always()" in steps[-1]["if"] and "delete-keychain" in steps[-1]["run"]
+    assert workflow_problems(workflow, all_profiles()) == []
+    del build["container"]
+    assert any("matrix.container" in p for p in workflow_problems(workflow, all_profiles()))

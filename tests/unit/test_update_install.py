@@ -154,8 +154,10 @@ def test_prune_keeps_current_and_n_previous(two: dict, tmp_path: Path) -> None:
 
 
 def test_index_paths_that_escape_are_refused() -> None:
-    doc = {"format": index.FORMAT, "schema_version": 1,
-           "variants": [{"name": "x", "files": [["../evil", "0", 1, 420]]}]}
+    doc = {"format": index.FORMAT, "schema_version": 1, "app": "x", "version": "1",
+           "variants": [{"name": "x", "app": "x", "version": "1", "platform": "p", "flavor": "lite", "os": "linux",
+                         "arch": "x86_64", "accelerator": "cpu", "record_sha256": "0" * 64,
+                         "files": [["../evil", "0" * 64, 1, 420]]}]}
     with pytest.raises(FetchError, match="escapes"):
         index.parse(json.dumps(doc).encode(), "index.json")
     with pytest.raises(FetchError, match="not an mlfreeze update index"):

@@ -169,3 +169,54 @@ def test_the_publish_command_signs_a_release_and_a_model_pack(repo: dict, tmp_pa
     assert version_of(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])) == "2.0"
     monkeypatch.delenv("SOURCE_DATE_EPOCH")
     assert cli.main(["publish", str(b), "--repo", str(repo["repo"]), "--keys", str(repo["keys"])]) == 2
+
+
+def test_a_trust_file_that_is_not_a_root_is_refused_before_it_is_saved(repo: dict) -> None:
+    client = repo["tmp"] / "client"
+    meta = repo["repo"] / "metadata"
+    bad = repo["tmp"] / "bad.json"
+    bad.write_text("not json")
+    for path, match in ((meta / "timestamp.json", "it is 'timestamp' metadata, not root"),
+                        (bad, "not JSON TUF metadata"), (repo["tmp"] / "missing.json", "cannot read")):
+        with pytest.raises(UsageError, match=match):
+            trust.refresh_index(str(repo["repo"]), client, trust_root=path)
+        assert not (client / ".tuf" / "root.json").exists()
+    forged = json.loads((meta / "1.root.json").read_text())
+    forged["signed"]["expires"] = "2099-01-01T00:00:00Z"  # the signatures no longer match
+    (repo["tmp"] / "forged.json").write_text(json.dumps(forged))
+    with pytest.raises(UsageError, match="not signed by a threshold of its own root keys"):
+        trust.load_root(repo["tmp"] / "forged.json")
+    unsigned = json.loads((meta / "1.root.json").read_text())
+    unsigned["signatures"] = []
+    (repo["tmp"] / "unsigned.json").write_text(json.dumps(unsigned))
+    with pytest.raises(UsageError, match="threshold"):
+        trust.load_root(repo["tmp"] / "unsigned.json")
+    assert trust.load_root(meta / "1.root.json").version == 1
+
+
+def test_a_differing_trust_is_refused_naming_the_saved_root_and_reset_replaces_it(repo: dict) -> None:
+    client = repo["tmp"] / "client"
+    trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])
+    other_keys = repo["tmp"] / "other-keys"
+    publish.generate_keys(other_keys)
+    other = publish.init_root(repo["tmp"] / "other-repo", publish.load_signers(other_keys, env={}),
+                              source_date_epoch=SDE)
+    with pytest.raises(UsageError) as exc:
+        trust.refresh_index(str(repo["repo"]), client, trust_root=other)
+    assert str(client / ".tuf" / "root.json") in exc.value.message and trust.RESET_FLAG in exc.value.message
+    saved = (client / ".tuf" / "root.json").read_bytes()
+    assert saved == repo["trusted"].read_bytes()  # nothing replaced
+    # the same root again is fine; a reset to another root is checked, saved, and then fails on this repo
+    trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])
+    with pytest.raises(FetchError, match="refused"):
+        trust.refresh_index(str(repo["repo"]), client, trust_root=other, reset=True)
+    assert (client / ".tuf" / "root.json").read_bytes() == other.read_bytes()
+    assert version_of(trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"], reset=True)) == "1.0"
+
+
+def test_a_damaged_saved_root_is_one_line_naming_the_reset(repo: dict) -> None:
+    client = repo["tmp"] / "client"
+    trust.refresh_index(str(repo["repo"]), client, trust_root=repo["trusted"])
+    (client / ".tuf" / "root.json").write_text("{not json")
+    with pytest.raises(UsageError, match="saved root of trust is damaged.*--reset-trust"):
+        trust.refresh_index(str(repo["repo"]), client, trust_root=None)

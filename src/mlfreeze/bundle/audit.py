@@ -2,11 +2,19 @@
 
 Four checks, each finding one line that names the file or library:
 
-* **record** (integrity): every file re-hashed against ``RECORD`` (differ / missing / extra),
+* **record** (integrity): every file re-hashed against ``RECORD`` (differ / missing / extra; an
+  extra file is named as written inside the bundle at run time, pointing at ``data_dir()``),
   RECORD is the one BUILD-INFO.json names, BUILD-INFO.json itself is valid;
 * **pins** (integrity): every model file matches its sha256 pin in ``models/models.json``,
   every model file has a pin, and BUILD-INFO's model hashes agree with those pins;
 * **closure** (integrity): the shared-library closure (``mlfreeze.bundle.closure.closure_findings``);
+* **glibc** (integrity): a Linux bundle's glibc floor (the newest ``GLIBC_`` symbol version any ELF
+  file needs, mlfreeze.bundle.glibc) is at most its profile's ``glibc_floor`` (or what
+  ``MLFREEZE_GLIBC_FLOOR`` raises it to for a local build), naming the file that sets it, and is
+  the floor BUILD-INFO records. Like a missing library, a floor above it means the bundle does
+  not start on machines the profile promises to run on, hence exit 3;
+* **signatures** (integrity): signed binaries verify where this host can check them
+  (mlfreeze.bundle.signing: ``osslsigncode verify`` for PE files, ``codesign --verify`` on macOS);
 * **verification**: BUILD-INFO records the verification of exactly this bundle: present and
   passed, for this bundle's set, flavor and platform, and the shipped report
   (``verify-report.json``, inside RECORD) has the digest BUILD-INFO names. A flavor that ships
@@ -34,8 +42,12 @@ from mlfreeze_runtime.modelindex import read_models_index
 INTEGRITY = "integrity"
 VERIFICATION = "verification"
 AREAS = {"record": INTEGRITY, "build-info": INTEGRITY, "pins": INTEGRITY, "closure": INTEGRITY,
-         "verification": VERIFICATION, "selftest": VERIFICATION}
+         "glibc": INTEGRITY, "signature": INTEGRITY, "verification": VERIFICATION, "selftest": VERIFICATION}
 REPORT_IN_BUNDLE = "verify-report.json"
+# Why a file is there that RECORD does not list, almost always: the app wrote it beside its executable.
+WRITTEN_AT_RUN_TIME = ("; a file written inside the bundle after it was built (by the app at run time?): apps "
+                       "write to mlfreeze_runtime.app.data_dir() (docs/your-app.md \"Where an app writes\"); "
+                       "move it out, or reinstall the bundle")
 MODELS_INDEX = "models/models.json"
 
 
@@ -93,7 +105,7 @@ def _check_record(result: AuditResult) -> dict[str, _record.Entry] | None:
         result.add("record", _record.RECORD_NAME, str(exc).removeprefix(f"{bundle / _record.RECORD_NAME}: "))
         return None
     for f in _record.verify(bundle, full=True, record=entries, hashes=result.hashes):
-        result.add("record", f.path, f"{f.kind}: {f.detail}")
+        result.add("record", f.path, f"{f.kind}: {f.detail}{WRITTEN_AT_RUN_TIME if f.kind == 'extra' else ''}")
     result.record_sha256 = _record.digest_of(bundle)
     info = result.info
     if info is not None and info["record"]["sha256"] != result.record_sha256:
@@ -193,11 +205,13 @@ def _check_verification(result: AuditResult, entries: Mapping[str, _record.Entry
         result.add("verification", report, "the report says the verification failed")
 
 
-def _check_closure(result: AuditResult, platform: str | None) -> None:
+def _check_closure(result: AuditResult, platform: str | None) -> Any:
+    """The closure findings; returns the scanned tree (closure.Tree) for the glibc check."""
     try:
-        from mlfreeze.bundle.closure import closure_findings  # pyelftools, macholib, pefile
+        from mlfreeze.bundle.closure import closure_findings, scan  # pyelftools, macholib, pefile
 
-        lines = closure_findings(result.bundle, platform)
+        tree = scan(result.bundle)
+        lines = closure_findings(result.bundle, platform, tree)
     except ModuleNotFoundError as exc:  # a bare checkout without mlfreeze's requirements
         raise UsageError(f"the shared-library closure check needs {exc.name} (one of mlfreeze's requirements: "
                          "pyelftools, macholib, pefile); install mlfreeze with pip (`pip install .` in a "
@@ -205,6 +219,45 @@ def _check_closure(result: AuditResult, platform: str | None) -> None:
     for line in lines:
         subject, _, detail = line.partition(": ")
         result.add("closure", subject, detail or "unresolved")
+    return tree
+
+
+def _check_glibc(result: AuditResult, platform: str | None, tree: Any) -> None:
+    """The floor the files need against the profile's (or MLFREEZE_GLIBC_FLOOR's) and BUILD-INFO's."""
+    from mlfreeze.bundle import glibc
+    from mlfreeze.platforms.profiles import load_profile
+
+    if platform is None:
+        return
+    profile = load_profile(platform)
+    if profile.host_os != "linux" or profile.glibc_floor is None:
+        return
+    floor = glibc.floor_of(tree.binaries, tree.files)
+    allowed = glibc.allowed_floor(profile.name, profile.glibc_floor)
+    if allowed.raised:
+        result.notices.append(f"{result.bundle.name}: glibc floor raised to {allowed.version} by {allowed.by} "
+                              "(a local build: it does not run on older distributions)")
+    problem = glibc.above(floor, allowed)
+    if problem is not None:
+        result.add("glibc", floor.glibc_file or "?", problem)
+    recorded = (result.info or {}).get("glibc")
+    if recorded is not None and recorded.get("floor") != floor.glibc:
+        result.add("glibc", _buildinfo.FILE_NAME, f"records glibc floor {recorded.get('floor')}, the files need "
+                                                  f"{floor.glibc} ({floor.glibc_file})")
+
+
+def _check_signatures(result: AuditResult, tree: Any) -> None:
+    """Signed binaries verify where this host can check them (mlfreeze.bundle.signing)."""
+    from mlfreeze import hostinfo
+    from mlfreeze.bundle import signing
+
+    if result.info is None or (result.info.get("signing") is None
+                               and not any(b.format == "pe" for b in tree.binaries.values())):
+        return
+    findings, notes = signing.verify_findings(result.bundle, result.info, hostinfo.current().os)
+    for subject, detail in findings:
+        result.add("signature", subject, detail)
+    result.notices += notes
 
 
 def audit_bundle(bundle: Path) -> AuditResult:
@@ -219,7 +272,10 @@ def audit_bundle(bundle: Path) -> AuditResult:
         _check_pins(result, entries)
     if result.info is not None:
         _check_verification(result, entries)
-    _check_closure(result, result.info["platform"] if result.info else None)
+    platform = result.info["platform"] if result.info else None
+    tree = _check_closure(result, platform)
+    _check_glibc(result, platform, tree)
+    _check_signatures(result, tree)
     return result
 
 
@@ -230,6 +286,38 @@ def unpinned_models(result: AuditResult) -> list[str]:
     for m in (result.models_index or {}).get("models", []):
         golden = m.get("golden")
         if not (golden and f"models/{golden}" in result.hashes) and m.get("id") not in opted:
+            out.append(str(m.get("id")))
+    return out
+
+
+def unproven_onnx_models(result: AuditResult) -> list[str]:
+    """CLIP models whose ONNX towers the bundle ships with no proof that catches a faulty export
+    without torch (an agreement record naming exactly these towers, pinned goldens, or
+    ``reference_sims`` in their verify table), and that the bundle's verification does not record
+    as opted out (``[tool.mlfreeze] unproven_onnx``, in the shipped report's context): for release."""
+    from mlfreeze_runtime.verify import agreement_record
+
+    try:
+        report = json.loads((result.bundle / REPORT_IN_BUNDLE).read_text(encoding="utf-8"))
+        opted = set(report.get("context", {}).get("unproven_onnx", []))
+    except (OSError, ValueError, AttributeError):
+        opted = set()
+    out = []
+    for m in (result.models_index or {}).get("models", []):
+        roles, files, pins = m.get("roles", {}), m.get("files", {}), m.get("sha256", {})
+        towers = {r.split("_")[0]: pins.get(files.get(n, ""), "") for n, r in roles.items()
+                  if r in ("image_onnx", "text_onnx")}
+        if m.get("kind") != "clip" or len(towers) != 2 or m.get("id") in opted:
+            continue
+        golden = m.get("golden")
+        proven = bool(golden and f"models/{golden}" in result.hashes) or bool(m.get("verify", {}).get("reference_sims"))
+        for name in (n for n, r in roles.items() if r == agreement_record.ROLE and n in files):
+            try:
+                doc = agreement_record.read(result.bundle / "models" / files[name])
+            except agreement_record.RecordError:
+                continue
+            proven = proven or agreement_record.backs_towers(doc, towers)
+        if not proven:
             out.append(str(m.get("id")))
     return out
 

@@ -84,7 +84,8 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
                prune: Sequence[Mapping[str, Any]], git_commit: str | None, inputs_sha256: str,
                record: Mapping[str, Any], unpinned_goldens: Sequence[str] = (),
                built_at: datetime | None = None, lock_sha256: str | None = None,
-               update_root: str | None = None, cuda_archs: Sequence[str] = ()) -> dict[str, Any]:
+               update_root: str | None = None, cuda_archs: Sequence[str] = (),
+               glibc: Mapping[str, Any] | None = None, signing: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The BUILD-INFO document (pure: every fact is passed in; docs/build-info.schema.json).
 
     ``models``: ``{"id", "kind", "files": {relpath: sha256}, "golden": bool}`` each;
@@ -92,7 +93,9 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
     ``unpinned_goldens``: the opted-out ids (``[tool.mlfreeze] unpinned_goldens``) this bundle holds unpinned;
     ``lock_sha256``: sha256 of the locks/<profile>.txt the build environment was installed from;
     ``update_root``: sha256 of the frozen-in root of trust (update-root.json), None without one;
-    ``cuda_archs``: the variant's CUDA compute capabilities (``sm_80``, ...), empty for CPU.
+    ``cuda_archs``: the variant's CUDA compute capabilities (``sm_80``, ...), empty for CPU;
+    ``glibc``: mlfreeze.bundle.glibc.record() of a Linux bundle, None elsewhere;
+    ``signing``: mlfreeze.bundle.signing.sign_bundle()'s record, None for an unsigned bundle.
     """
     torch, cuda = torch_facts(distributions) if flavor == "full" else (None, None)
     return {
@@ -121,6 +124,8 @@ def build_info(*, app: str, version: str, platform: str, accelerator: str, flavo
         "lock_sha256": lock_sha256,  # sha256 of the locks/<profile>.txt the environment was installed from
         "update_root": update_root,
         "cuda_archs": list(cuda_archs),
+        "glibc": dict(glibc) if glibc is not None else None,
+        "signing": dict(signing) if signing is not None else None,
         "built_at": (built_at or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
     }
 
@@ -167,7 +172,9 @@ def verified(report: Path, *, set_name: str, flavor: str, platform: str) -> dict
             **{k: int(summary.get(k, 0)) for k in ("checks", "failed", "warnings", "skipped")}}
 
 
-def not_applicable(health: Mapping[str, Any]) -> dict[str, Any]:
-    """BUILD-INFO's ``verification`` for a flavor that ships no models: its ``--health`` check instead."""
-    return {"applies": False, "reason": "this flavor ships no models", "check": "health",
+def not_applicable(health: Mapping[str, Any], check: str = "health") -> dict[str, Any]:
+    """BUILD-INFO's ``verification`` for a flavor that ships no models: the check of its entry instead
+    (``health``: ``--health``; ``serve``: its server started and answered its readiness URL; ``smoke``:
+    its smoke command)."""
+    return {"applies": False, "reason": "this flavor ships no models", "check": check,
             "passed": health["passed"] is True, "checks": int(health["checks"]), "failed": int(health["failed"])}

@@ -98,6 +98,8 @@ class Binary:
     soname: str = ""
     weak: tuple[str, ...] = ()  # Mach-O LC_LOAD_WEAK_DYLIB: optional at load time
     executable: bool = False
+    # ELF .gnu.version_r: (library, version node) pairs, e.g. ("libc.so.6", "GLIBC_2.34")
+    versions: tuple[tuple[str, str], ...] = ()
 
 
 # ---------------------------------------------------------------------------- readers
@@ -124,10 +126,12 @@ def _split_paths(values: Iterable[str]) -> tuple[str, ...]:
 
 
 def read_elf(path: Path) -> Binary | None:
-    """DT_NEEDED, DT_RPATH, DT_RUNPATH and DT_SONAME (pyelftools); None for objects without them."""
+    """DT_NEEDED, DT_RPATH, DT_RUNPATH, DT_SONAME and the symbol versions needed from each library
+    (``.gnu.version_r``) (pyelftools); None for objects without them."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.dynamic import DynamicSection
     from elftools.elf.elffile import ELFFile
+    from elftools.elf.gnuversions import GNUVerNeedSection
 
     try:
         with open(path, "rb") as f:
@@ -138,7 +142,11 @@ def read_elf(path: Path) -> Binary | None:
             rpath: list[str] = []
             runpath: list[str] = []
             soname = ""
+            versions: list[tuple[str, str]] = []
             for section in elf.iter_sections():
+                if isinstance(section, GNUVerNeedSection):
+                    for verneed, auxes in section.iter_versions():
+                        versions += [(str(verneed.name), str(aux.name)) for aux in auxes]
                 if not isinstance(section, DynamicSection):
                     continue
                 for tag in section.iter_tags():
@@ -152,7 +160,8 @@ def read_elf(path: Path) -> Binary | None:
                     elif kind == "DT_SONAME":
                         soname = tag.soname  # type: ignore[attr-defined]
             return Binary(format="elf", needed=tuple(needed), rpath=_split_paths(rpath),
-                          runpath=_split_paths(runpath), soname=soname, executable=elf["e_type"] == "ET_EXEC")
+                          runpath=_split_paths(runpath), soname=soname, executable=elf["e_type"] == "ET_EXEC",
+                          versions=tuple(dict.fromkeys(versions)))
     except (ELFError, ValueError, OSError):
         return None
 
@@ -442,13 +451,14 @@ def tree_findings(tree: Tree, *, dlopen: Sequence[Any] = (), optional: Sequence[
     return sorted(dict.fromkeys(findings))
 
 
-def closure_findings(bundle_dir: Path, platform: str | None) -> list[str]:
+def closure_findings(bundle_dir: Path, platform: str | None, tree: Tree | None = None) -> list[str]:
     """Shared-library closure findings of the bundle at ``bundle_dir``; [] when it is complete.
 
     ``platform``: the profile name (src/mlfreeze/platforms/<platform>.toml) whose ``[closure]`` table adds the
     dlopen'd libraries and optional plug-ins; None checks only the links in the files. Each
     finding is one line naming the file and the library. Raises UsageError for an unknown
-    platform (mlfreeze.platforms.profiles.load_profile).
+    platform (mlfreeze.platforms.profiles.load_profile). ``tree``: the bundle already read with
+    :func:`scan` (the audit reuses one scan for the glibc floor, mlfreeze.bundle.glibc).
     """
     dlopen: Sequence[Any] = ()
     optional: Sequence[str] = ()
@@ -457,4 +467,4 @@ def closure_findings(bundle_dir: Path, platform: str | None) -> list[str]:
 
         spec = load_profile(platform).closure
         dlopen, optional = spec.dlopen, spec.optional
-    return tree_findings(scan(bundle_dir), dlopen=dlopen, optional=optional)
+    return tree_findings(tree or scan(bundle_dir), dlopen=dlopen, optional=optional)

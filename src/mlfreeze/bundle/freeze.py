@@ -23,18 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+import mlfreeze
 import mlfreeze.specs  # noqa: E402
 import mlfreeze_runtime  # noqa: E402  (light: imports no ML library)
 import mlfreeze_runtime.verify  # noqa: E402
 from mlfreeze import _proc as proc
 from mlfreeze import hostinfo
-from mlfreeze.bundle import buildinfo, cuda_archs, incremental, prune, selftest
+from mlfreeze.bundle import buildinfo, cuda_archs, glibc, incremental, prune, selftest, signing
 from mlfreeze.errors import FreezeError, VerificationError
 from mlfreeze.models.cache import hash_file
 from mlfreeze.platforms.profiles import Profile
 from mlfreeze.project.config import bundle_name, find_root, load_config
+from mlfreeze.project.signing import Signing
 from mlfreeze_runtime import record as _record
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS  # noqa: E402  (data: spec files, hooks, the self-test's entry script)
+from mlfreeze_runtime.contract import AppContract, write_contract
+from mlfreeze_runtime.processes import ENTRY_MODULE_FILE
 
 SPECS = Path(mlfreeze.specs.__file__).resolve().parent
 # The runtime package every bundle ships (collected by src/mlfreeze/specs/hooks/hook-mlfreeze_runtime.py).
@@ -43,16 +47,34 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
 NAMES_HOOK = HOOKS / "rthook_models_by_name.py"  # by-name loads resolve to models/ (mlfreeze_runtime.names)
+# Every bundle, first: multiprocessing.freeze_support() (a spawn/forkserver child runs its target and
+# exits before the app parses its arguments), then stdout/stderr for a windowed app (a log file).
+PROCESS_HOOKS = (HOOKS / "rthook_freeze_support.py", HOOKS / "rthook_stdio.py")
+# PyInstaller runs custom runtime hooks before its own, so its multiprocessing hook (which makes
+# freeze_support() recognise spawn, forkserver and resource-tracker children on every OS) goes first.
+PYINSTALLER_MULTIPROCESSING_HOOK = ("hooks", "rthooks", "pyi_rth_multiprocessing.py")
+
+
+def process_hooks() -> list[str]:
+    """The runtime hooks every app runs first: PyInstaller's multiprocessing hook (from the PyInstaller
+    that will freeze; found without importing it), then :data:`PROCESS_HOOKS`."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("PyInstaller")
+    found = [Path(p).joinpath(*PYINSTALLER_MULTIPROCESSING_HOOK) for p in (spec.submodule_search_locations or [])] \
+        if spec is not None else []
+    return [str(p) for p in found if p.is_file()][:1] + [str(h) for h in PROCESS_HOOKS]
 ENTRY_HOOK = HOOKS / "rthook_entry.py"
 SELFTEST_ENTRY = SPECS / "selftest_entry.py"
 UPDATE_ENTRY = SPECS / "update_entry.py"  # <app>-update, frozen from its own Analysis in every flavor
 # Always kept out of <app>-update's Analysis: the self-test, and pyca/cryptography (a 14 MB Rust
-# extension that would push lite past its 60 MB budget). securesystemslib verifies the ed25519
+# extension in every bundle, lite included). securesystemslib verifies the ed25519
 # signatures `mlfreeze publish` makes with its own pure-Python code when cryptography is absent.
 UPDATER_EXCLUDES = ("mlfreeze_runtime.verify", "cryptography", "cffi", "_cffi_backend")
 # What the updater imports although the lite app excludes it: tuf.ngclient imports urllib3 (its
-# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http.
-UPDATER_NEEDS = ("urllib3",)
+# default fetcher) at import time; the updater's own fetcher goes through mlfreeze_runtime's http,
+# whose TLS trusts the machine's store (truststore) with certifi's bundle as the fallback.
+UPDATER_NEEDS = ("urllib3", "certifi", "truststore")
 LOG_LEVEL_ENV = "MLFREEZE_PYINSTALLER_LOG"
 
 
@@ -61,11 +83,12 @@ class AppConfig:
     """What to freeze: ``[tool.mlfreeze]`` and ``[project].version`` of pyproject.toml."""
 
     app: str
-    entry: Path
+    entry: Path  # the script PyInstaller freezes: the entry script, or the launcher of entry_point
     version: str
     model_set: str
-    sources: tuple[Path, ...]  # hashed for incremental builds
+    sources: tuple[Path, ...]  # hashed whole for incremental builds (mlfreeze's runtime package)
     pathex: tuple[Path, ...]
+    entry_point: str | None = None  # "package.module:function": entry is its launcher (write_launcher)
     # [tool.mlfreeze] uses / hiddenimports / excludes / datas / prune (mlfreeze.project.config)
     uses: tuple[str, ...] = ("clip", "faces", "faiss")
     hiddenimports: tuple[str, ...] = ()
@@ -75,6 +98,9 @@ class AppConfig:
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
     module_collection_mode: tuple[tuple[str, str], ...] = ()  # [tool.mlfreeze] module_collection_mode
+    console: bool = True  # [tool.mlfreeze] console: false builds a windowed app (the spec's EXE console=...)
+    signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.bundle.signing)
+    contract: AppContract = field(default_factory=AppContract)  # [tool.mlfreeze] serve / smoke: app-contract.json
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,17 +123,56 @@ class BundleModel:
 def load_app_config(root: Path | None = None) -> AppConfig:
     """What to freeze, from the project's ``[tool.mlfreeze]`` (mlfreeze.project.config validates it).
 
-    The project's own modules are found from its root and from the folder above the entry
-    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); mlfreeze's
-    runtime comes from wherever mlfreeze is installed.
+    The project's own modules are found from its root, its ``src/`` and the folder above the entry
+    script (an entry inside a package, ``src/app/__main__.py``, imports ``app``); an entry point's
+    module from the folder that holds its top-level package, and PyInstaller freezes its launcher
+    (``build/mlfreeze-entry/``, :func:`write_launcher`). mlfreeze's runtime comes from wherever
+    mlfreeze is installed.
     """
+    from mlfreeze.project.entry import LAUNCHER_NAME, module_root
+
     cfg = load_config(root)
-    sources = (cfg.entry.parent, *RUNTIME_SOURCES)
-    return AppConfig(app=cfg.app, entry=cfg.entry, version=cfg.version, model_set=cfg.model_set,
-                     sources=tuple(p for p in sources if p.exists()),
-                     pathex=(cfg.root, cfg.entry.parent.parent), uses=cfg.uses, hiddenimports=cfg.hiddenimports,
-                     excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune, update_root=cfg.update_root,
-                     unpinned_goldens=cfg.unpinned_goldens, module_collection_mode=cfg.module_collection_mode)
+    entry, above = cfg.entry, cfg.entry.parent.parent
+    if cfg.entry_point:
+        entry, above = cfg.build_dir / "mlfreeze-entry" / LAUNCHER_NAME, module_root(cfg.entry,
+                                                                                   cfg.entry_point.split(":")[0])
+    src = cfg.root / "src"
+    return AppConfig(app=cfg.app, entry=entry, version=cfg.version, model_set=cfg.model_set,
+                     sources=tuple(p for p in RUNTIME_SOURCES if p.exists()), entry_point=cfg.entry_point,
+                     pathex=(cfg.root, above, *((src,) if src.is_dir() else ())), uses=cfg.uses,
+                     hiddenimports=cfg.hiddenimports, excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune,
+                     update_root=cfg.update_root, unpinned_goldens=cfg.unpinned_goldens, console=cfg.console,
+                     signing=cfg.signing, contract=cfg.contract, module_collection_mode=cfg.module_collection_mode)
+
+
+def write_launcher(app: AppConfig) -> None:
+    """For an entry point, the script PyInstaller freezes (mlfreeze.project.entry.launcher_text) at ``app.entry``."""
+    from mlfreeze.project.entry import launcher_text, parse_entry_point
+
+    point = parse_entry_point(app.entry_point or "")
+    if point is not None:
+        app.entry.parent.mkdir(parents=True, exist_ok=True)
+        app.entry.write_text(launcher_text(point), encoding="utf-8")
+
+
+def project_sources(app: AppConfig, root: Path) -> list[Path]:
+    """The project files the bundle holds (mlfreeze.bundle.modgraph): the entry script (not a
+    launcher, which is made from ``entry_point``), the project modules it, the entry point's module
+    and the hidden imports import, transitively, looked up in the pathex folders inside ``root``;
+    and every file ``[tool.mlfreeze] datas`` collects. Nothing else under ``root`` is read."""
+    from mlfreeze.bundle.modgraph import project_modules
+
+    top = root.resolve()
+    roots = [p.resolve() for p in dict.fromkeys([*app.pathex, app.entry.parent]) if p.resolve().is_relative_to(top)]
+    module = app.entry_point.split(":")[0] if app.entry_point else None
+    files = project_modules(roots=[r for r in roots if r.is_dir()],
+                            scripts=() if module else (app.entry.resolve(),),
+                            modules=(*((module,) if module else ()), *app.hiddenimports))
+    for source, _ in data_pairs(app.datas):
+        path = Path(source)
+        files += sorted(f for f in path.rglob("*") if f.is_file() and "__pycache__" not in f.parts) \
+            if path.is_dir() else [path]
+    return files
 
 
 # What a slim bundle's CLIP imports instead of the clip part's torch modules (mlfreeze_runtime.onnx_clip).
@@ -187,16 +252,36 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
                           "`pip install -e . --config-settings editable_mode=strict`; nothing was frozen")
 
 
+def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
+    """The import name of the entry script under the deepest ``pathex`` folder that holds it
+    (``src/app/__main__.py`` with ``src`` on pathex -> ``app.__main__``), None when it has none."""
+    for base in sorted(pathex, key=lambda p: len(Path(p).resolve().parts), reverse=True):
+        try:
+            rel = entry.resolve().relative_to(Path(base).resolve()).with_suffix("")
+        except ValueError:
+            continue
+        name = ".".join(rel.parts)
+        if rel.parts and all(p.isidentifier() for p in rel.parts) and name != "__main__":
+            return name
+    return None
+
+
 def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[str],
                 hiddenimports: Sequence[str] = (), updater_excludes: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON the spec reads (src/mlfreeze/specs/<flavor>.spec documents every key).
 
     ``hiddenimports``/``excludes``: prune.toml's for the flavor; the stack parts the app uses add
     their modules, the parts it does not use are excluded, and [tool.mlfreeze] adds its own.
-    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's lite list,
-    the ML stack); the self-test's package is always among them."""
+    ``updater_excludes``: what ``<app>-update``'s own Analysis keeps out (prune.toml's ``updater``
+    list: the ML stack and the app's libraries); the self-test's package is always among them."""
     part_hidden, part_excludes = stack_modules(app.uses, flavor)
-    hiddenimports = [*hiddenimports, *part_hidden, *(app.hiddenimports if flavor != "lite" else ())]
+    app_hidden = app.hiddenimports
+    if flavor == "lite":  # the app's own modules stay; none of the ML stack that lite leaves out comes back
+        kept_out = (*excludes, *part_excludes)
+        app_hidden = tuple(h for h in app_hidden if not any(h == e or h.startswith(e + ".") for e in kept_out))
+    hiddenimports = [*hiddenimports, *part_hidden, *app_hidden]
+    entry_module = entry_module_name(app.entry, app.pathex)  # a spawn child's __mp_main__ (mlfreeze_runtime.processes)
+    hiddenimports += [entry_module] if entry_module else []
     excludes = [e for e in dict.fromkeys([*excludes, *part_excludes, *app.excludes]) if e not in hiddenimports]
     params: dict[str, Any] = {
         "name": name,
@@ -204,17 +289,21 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [str(RUNTIME_HOOK), str(NAMES_HOOK)],  # models dir first: the names hook reads it
+        # models dir before the names hook, which reads it (by-name loads: mlfreeze_runtime.names)
+        "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK), str(NAMES_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
         "module_collection_mode": dict(app.module_collection_mode),  # [tool.mlfreeze]: e.g. sources for TorchScript
-        "console": True,
+        "console": app.console,  # the app's EXE only; <app>-selftest and <app>-update keep a console
+        "entry_module": entry_module,  # written into the bundle by complete_bundle; the spec ignores it
         "updater": f"{app.app}-update",
         "updater_entry": str(UPDATE_ENTRY),
         "updater_excludes": [e for e in dict.fromkeys([*updater_excludes, *UPDATER_EXCLUDES])
                              if e not in UPDATER_NEEDS],
     }
+    # lite: hook-mlfreeze_runtime leaves the runtime's ML loaders to the app's own imports (specs/lite.spec)
+    params["hooksconfig"] = {"mlfreeze_runtime": {"ml": flavor != "lite"}}
     if flavor in MODEL_FLAVORS:
         params["selftest"] = f"{app.app}-selftest"
         params["selftest_entry"] = str(SELFTEST_ENTRY)
@@ -224,6 +313,7 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
 
 TORCH_ROLES = ("weights", "config")  # what open_clip loads; never in a slim bundle
 ONNX_ROLES = ("image_onnx", "text_onnx")  # the exported towers; only in a slim bundle
+SLIM_ONLY_ROLES = (*ONNX_ROLES, "agreement")  # the towers and their agreement record with torch
 
 
 def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str], kind: str = "clip",
@@ -234,7 +324,7 @@ def flavor_files(flavor: str, files: Mapping[str, Path], roles: Mapping[str, str
     "weights") go into both whole."""
     if kind != "clip":
         return dict(files)
-    drop = ONNX_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
+    drop = SLIM_ONLY_ROLES if flavor == "full" else TORCH_ROLES if flavor == "slim" else ()
     return {name: src for name, src in files.items() if roles.get(name, "") not in drop}
 
 
@@ -254,6 +344,10 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
             for tower, path in (("image", ex.image), ("text", ex.text)):
                 name = f"{model_id}_{tower}.onnx"
                 chosen[name], roles[name], derived[name] = Path(path), f"{tower}_onnx", ex.derived_from
+        record = getattr(ex, "agreement", None)
+        if flavor == "slim" and ex is not None and record is not None and "agreement" not in roles.values():
+            name = f"{model_id}_agreement.json"
+            chosen[name], roles[name], derived[name] = Path(record), "agreement", ex.derived_from
         if flavor == "slim" and spec.kind == "clip" and not any(r in ONNX_ROLES for r in roles.values()):
             raise FreezeError(f"model {model_id}: a slim bundle needs its ONNX towers; run `mlfreeze export` "
                               "(mlfreeze build runs it when the slim flavor is built)")
@@ -299,12 +393,15 @@ def inputs_for(*, app: AppConfig, platform: str, flavor: str, params: Mapping[st
                                                            "selftest_entry", "updater_entry")}
     entry, top = Path(params["entry"]).resolve(), root.resolve()
     stable["entry"] = entry.relative_to(top).as_posix() if entry.is_relative_to(top) else entry.name
+    stable["entry_point"] = app.entry_point  # its launcher is made from it
     stable["python"] = _platform.python_version()
+    stable["mlfreeze"] = mlfreeze.__version__
     return incremental.FreezeInputs(
         platform=platform, flavor=flavor, app=app.app,
         distributions=distributions if distributions is not None else incremental.installed_distributions(),
         models={rel: sha for m in models for rel, sha in m.sha256.items()},
-        sources=incremental.source_files([*app.sources, *extra], root), params=stable)
+        sources=incremental.source_files([*app.sources, *extra, *project_sources(app, root)], root), params=stable,
+        lock=lock_digest(root, platform, flavor))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -381,13 +478,15 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
     models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
-                         updater_excludes=config.excludes.get("lite", ()))
+                         updater_excludes=config.excludes.get(prune.UPDATER, ()))
     params["prune_rules"] = [r.name for r in rules]  # hashed with the params; the spec ignores it
+    params["contract"] = app.contract.to_json()  # app-contract.json (complete_bundle); hashed, the spec ignores it
     # Libraries loaded with dlopen (profile [closure] dlopen), for specs/hooks/hook-mlfreeze_runtime.device.py.
     params["dlopen"] = [{"lib": d.lib, "by": d.by, "at": d.at, "preload": d.preload} for d in profile.closure.dlopen
                         if not all(m in params["excludes"] for m in d.modules)]
-    # slim on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the params
-    params["strip_symbols"] = flavor == "slim" and profile.host_os == "linux"
+    # slim and lite on Linux: strip .symtab/debug sections after the freeze (strip_symbols); hashed with the
+    # params. Lite keeps the app's numpy and Pillow, whose symbols alone are ~30 MB of an ordinary lite bundle.
+    params["strip_symbols"] = flavor in ("slim", "lite") and profile.host_os == "linux"
     distributions = incremental.installed_distributions()
     digest = inputs_for(app=app, platform=profile.name, flavor=flavor, params=params, models=models,
                         prune_file=request.prune_file, root=root, goldens_dir=goldens_dir,
@@ -424,6 +523,7 @@ def run_pyinstaller(plan: FreezePlan) -> Path:
     for old in (plan.bundle, plan.bundle.with_name(plan.name + selftest.FAILED_SUFFIX), plan.staging / plan.name):
         if old.exists():
             shutil.rmtree(old)
+    write_launcher(plan.app)
     check_hidden_imports(plan.params["hiddenimports"], plan.params["pathex"])
     plan.work_dir.mkdir(parents=True, exist_ok=True)
     params_file = plan.work_dir / "params.json"
@@ -448,10 +548,13 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
     """Prune, strip, add the update root and the models to the staged onedir, then move it to dist/.
     Returns the removals, the update root's sha256 and the CUDA architectures it carries."""
     removals = prune.apply(staged / "_internal", plan.rules)
+    if plan.params.get("entry_module"):  # what a spawn child imports as __main__ (mlfreeze_runtime.processes)
+        (staged / "_internal" / ENTRY_MODULE_FILE).write_text(plan.params["entry_module"] + "\n", encoding="utf-8")
     if plan.params["strip_symbols"]:
         saved = strip_symbols(staged / "_internal")
         print(f"freeze: {plan.name}: strip --strip-unneeded saved {saved / 1e6:.1f} MB", flush=True)
     update_root = freeze_update_root(staged, plan.app.update_root)
+    write_contract(staged, plan.app.contract)  # how the self-test runs the entry (serve / smoke); RECORD covers it
     archs = cuda_archs.variant_archs(flavor=plan.flavor, accelerator=plan.profile.accelerator,
                                      internal=staged / "_internal")
     if plan.models:
@@ -463,18 +566,22 @@ def complete_bundle(plan: FreezePlan, staged: Path) -> tuple[list[prune.Removal]
 
 
 def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Sequence[prune.Removal],
-                update_root: str | None, archs: Any) -> None:
-    """After the self-test passed: ship the verify report, write RECORD (every shipped byte),
-    BUILD-INFO.json and the incremental stamp."""
+                update_root: str | None, archs: Any, signed: Mapping[str, Any] | None = None) -> None:
+    """After the self-test passed: ship the verify report, write RECORD (every shipped byte, signed
+    ones included), BUILD-INFO.json (``signed``: :func:`mlfreeze.bundle.signing.sign_bundle`'s record)
+    and the incremental stamp."""
     bundle, app, models = plan.bundle, plan.app, plan.models
     verification = plan.verification
     if verification is not None and plan.verify_report is not None:
         shutil.copyfile(plan.verify_report, bundle / buildinfo.REPORT_IN_BUNDLE)
     elif not models:
-        verification = buildinfo.not_applicable(result.summary())
+        verification = buildinfo.not_applicable(result.summary(), check=result.entry_check)
     pinned = {m.id: (plan.goldens_dir / f"{m.id}.json").is_file() for m in models}
     opted = set(app.unpinned_goldens)
-    _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+    try:
+        _, record_sha = _record.write(bundle)  # after prune, models and self-test: every shipped byte
+    except _record.RecordError as exc:  # a symlink leaving the bundle (the link rule of RECORD)
+        raise FreezeError(str(exc)) from None
     rows = _record.read(bundle).values()
     info = buildinfo.build_info(
         app=app.app, version=app.version, platform=plan.profile.name, accelerator=plan.profile.accelerator,
@@ -487,7 +594,9 @@ def seal_bundle(plan: FreezePlan, result: selftest.SelftestResult, removals: Seq
         record={"sha256": record_sha, "files": len(rows), "bytes": sum(e.size for e in rows)},
         git_commit=buildinfo.git_commit(plan.root), inputs_sha256=plan.digest,
         lock_sha256=lock_digest(plan.root, plan.profile.name, plan.flavor), update_root=update_root,
-        cuda_archs=archs)
+        cuda_archs=archs, signing=signed,
+        glibc=glibc.freeze_record(bundle, profile_name=plan.profile.name, host_os=plan.profile.host_os,
+                                  profile_floor=plan.profile.glibc_floor))
     buildinfo.write(bundle, info)
     incremental.write_stamp(bundle, plan.digest)
 
@@ -544,10 +653,12 @@ def selftest_step(staged: StagedBundle) -> Path:
     if staged.reused:
         return plan.bundle
     try:
+        # signed first: the self-test then runs the signed binaries, and RECORD pins the signed bytes
+        signed = signing.sign_bundle(plan.bundle, host_os=plan.profile.host_os, signing=plan.app.signing)
         result = selftest.check_bundle(plan.bundle, app=plan.app.app, flavor=plan.flavor,
                                        exe_suffix=hostinfo.exe_suffix(plan.profile.host_os),
                                        keep_failed=plan.keep_failed)
-        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs)
+        seal_bundle(plan, result, staged.removals, staged.update_root, staged.archs, signed)
     except VerificationError:
         raise
     except BaseException as exc:

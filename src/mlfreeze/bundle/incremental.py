@@ -1,11 +1,15 @@
 """Incremental freezes: one hash over everything a freeze reads.
 
-The inputs: installed distributions and their versions (importlib.metadata), the sha256 of
-every model file the bundle will hold, the app's sources, the spec and hooks, the prune rules,
-and the platform / flavor / app name. The hash is stored in the bundle as ``.mlfreeze-stamp``;
-a later freeze whose inputs hash the same skips PyInstaller and says so, but only after the
-bundle still matches its RECORD (sizes and mtimes; every hash with ``--verify``) and
-BUILD-INFO still names that RECORD: a damaged bundle is rebuilt, and the reason is printed.
+The inputs: installed distributions and their versions (importlib.metadata), the sha256 of the
+lock they were installed from, the sha256 of every model file the bundle will hold, the project's
+files the bundle holds (the entry's import graph inside the project and ``[tool.mlfreeze] datas``:
+mlfreeze.bundle.freeze.project_sources, never a walk of the project folder, so ``.nox/``,
+``dist/``, ``build/`` and ``.git/`` are never read), mlfreeze's runtime package, the spec and
+hooks, the prune rules, mlfreeze's version and the platform / flavor / app name. The hash is
+stored in the bundle as ``.mlfreeze-stamp``; a later freeze whose inputs hash the same skips
+PyInstaller and says so, but only after the bundle still matches its RECORD (sizes and mtimes;
+every hash with ``--verify``) and BUILD-INFO still names that RECORD: a damaged bundle is
+rebuilt, and the reason is printed.
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ class FreezeInputs:
     models: Mapping[str, str]  # bundle-relative path -> sha256
     sources: Mapping[str, str]  # label -> sha256 of the file's bytes
     params: Mapping[str, object]  # the spec parameters, minus absolute build paths
+    lock: str | None = None  # sha256 of locks/<platform>[-slim].txt, None without one
 
     def digest(self) -> str:
-        doc = {"platform": self.platform, "flavor": self.flavor, "app": self.app,
+        doc = {"platform": self.platform, "flavor": self.flavor, "app": self.app, "lock": self.lock,
                "distributions": dict(sorted(self.distributions.items())),
                "models": dict(sorted(self.models.items())),
                "sources": dict(sorted(self.sources.items())), "params": self.params}

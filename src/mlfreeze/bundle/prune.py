@@ -21,12 +21,13 @@ from mlfreeze.units import format_size
 from mlfreeze_runtime.buildinfo import FLAVORS
 
 PRUNE_FILE = Path(mlfreeze.specs.__file__).resolve().parent / "prune.toml"
+UPDATER = "updater"  # [excludes] updater: what <app>-update's own Analysis keeps out, in every flavor
 
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
     path: Path
-    excludes: dict[str, tuple[str, ...]]  # flavor -> modules kept out of the Analysis
+    excludes: dict[str, tuple[str, ...]]  # flavor (or "updater") -> modules kept out of the Analysis
     hiddenimports: dict[str, tuple[str, ...]]  # flavor -> modules imported by name at run time
     rules: tuple[Rule, ...]
 
@@ -45,9 +46,9 @@ def load_prune(path: Path = PRUNE_FILE) -> PruneConfig:
     t = Table(read_toml(path), path)
     excludes: dict[str, tuple[str, ...]] = {}
     hidden: dict[str, tuple[str, ...]] = {}
-    for key, out in (("excludes", excludes), ("hiddenimports", hidden)):
+    for key, out, names in (("excludes", excludes, (*FLAVORS, UPDATER)), ("hiddenimports", hidden, FLAVORS)):
         st = t.sub(key, required=False)
-        out.update({flavor: st.strings(flavor, ()) for flavor in FLAVORS})
+        out.update({name: st.strings(name, ()) for name in names})
         st.done()
     rules = parse_rules(t.opt("rule", list, []), path, "rule")
     t.done()
@@ -87,11 +88,17 @@ def matches(root: Path, rule: Rule) -> list[Path]:
     return found
 
 
+def dangling_links(root: Path) -> list[Path]:
+    """Symbolic links under ``root`` whose target does not exist (sorted)."""
+    return sorted(p for p in root.rglob("*") if p.is_symlink() and not p.exists())
+
+
 def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal]:
     """Remove what each rule matches under ``root`` (a bundle's _internal/); report bytes per rule."""
     removals = []
     for rule in rules:
         paths = matches(root, rule)
+        dangling_before = set(dangling_links(root)) if paths else set()
         size = 0
         for p in paths:
             if not (p.exists() or p.is_symlink()):
@@ -101,7 +108,12 @@ def apply(root: Path, rules: tuple[Rule, ...], log: bool = True) -> list[Removal
                 shutil.rmtree(p)
             else:
                 p.unlink()
-        removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths)))
+        # links whose target this rule removed (PyInstaller links _internal/libtriton.so into triton/_C/):
+        # a bundle never carries a dangling link (RECORD refuses one), so they go with their target
+        dangling = [link for link in dangling_links(root) if link not in dangling_before] if paths else []
+        for link in dangling:
+            link.unlink()
+        removals.append(Removal(rule=rule.name, bytes=size, paths=len(paths) + len(dangling)))
         if log:
             print(f"prune: {rule.name:<24} removed {format_size(size):>10} ({len(paths)} paths)", flush=True)
     return removals

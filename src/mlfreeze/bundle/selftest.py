@@ -1,10 +1,23 @@
 """Self-test a frozen bundle the way a user would run it.
 
-Runs ``<app>-selftest --json`` (full bundles) and ``<app> --health`` from the bundle with a
-clean environment (no PYTHONPATH, no PYTHONHOME, no virtualenv or conda variables, no
-MLFREEZE_MODELS_DIR, so the bundle's runtime hook must find its own models/) and a working
-directory outside the bundle and the source tree. Any failure renames the bundle to
-``<name>.FAILED`` so it cannot be mistaken for a good build, and raises VerificationError.
+Runs ``<app>-selftest --json`` (full and slim bundles: the gate, then the app's probe, over HTTP
+for a server) and the app's real entry, from the bundle with a clean environment (no PYTHONPATH,
+no PYTHONHOME, no virtualenv or conda variables, no MLFREEZE_MODELS_DIR, so the bundle's runtime
+hook must find its own models/), ``$MLFREEZE_DATA_DIR`` at a temporary folder and a working
+directory outside the bundle and the source tree. The entry check follows the bundle's
+``app-contract.json`` (:mod:`mlfreeze_runtime.contract`):
+
+* a ``serve`` contract: in a flavor without ``<app>-selftest`` (lite) the server is started,
+  must answer its readiness URL and stop on SIGTERM (:mod:`mlfreeze_runtime.serve`; the probes
+  need models, which lite lacks); full and slim start it inside ``<app>-selftest``;
+* a ``smoke`` command: ``<app> ARGS...`` must exit with the declared code (every flavor);
+* neither: ``<app> --health`` must print JSON with ``ml_available`` true exactly for the flavors
+  that ship models.
+
+Every flavor then fails when the runs left a file inside the bundle (new, changed or deleted:
+RECORD would not describe it), naming the files and the data directory the app should use.
+Any failure renames the bundle to ``<name>.FAILED`` so it cannot be mistaken for a good build,
+and raises VerificationError.
 """
 
 from __future__ import annotations
@@ -20,6 +33,10 @@ from typing import Any
 
 from mlfreeze import _proc as proc
 from mlfreeze.errors import VerificationError
+from mlfreeze_runtime import record as _record
+from mlfreeze_runtime import serve as _serve
+from mlfreeze_runtime.app import DATA_ENV
+from mlfreeze_runtime.contract import AppContract, ContractError, Smoke, read_contract
 
 FAILED_SUFFIX = ".FAILED"
 # Variables a clean run keeps: where programs and the user's home are, the locale, the temp dir.
@@ -33,6 +50,7 @@ class SelftestResult:
     checks: int
     failed: int
     failures: tuple[str, ...] = ()
+    entry_check: str = "health"  # how the app's own entry was run: health, serve or smoke
 
     def summary(self) -> dict[str, Any]:
         return {"passed": self.passed, "checks": self.checks, "failed": self.failed}
@@ -80,6 +98,14 @@ def failures_of(report: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def app_results(report: Mapping[str, Any]) -> str:
+    """The app's own checks of a ``<app>-selftest --json`` report on one line
+    (``app_serve pass, app_serve.probe1.text pass, ...``), ``""`` when it has none."""
+    results = report.get("results")
+    return ", ".join(f"{r.get('check')} {r.get('status')}" for r in results if isinstance(r, dict)
+                     and str(r.get("check", "")).startswith("app_")) if isinstance(results, list) else ""
+
+
 def _summary_count(report: Mapping[str, Any], key: str, fallback: int) -> int:
     summary = report.get("summary")
     value = summary.get(key) if isinstance(summary, dict) else None
@@ -88,18 +114,32 @@ def _summary_count(report: Mapping[str, Any], key: str, fallback: int) -> int:
 
 def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
                  timeout: float = 900.0, environ: Mapping[str, str] | None = None) -> SelftestResult:
-    """Run the bundle's checks; return the result (never raises for a failing bundle)."""
+    """Run the bundle's checks (module docstring); return the result (never raises for a failing bundle)."""
     env = clean_env(environ)
     failures: list[str] = []
     checks = failed = 0
-    with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-") as cwd:
+    try:
+        contract = read_contract(bundle)
+    except ContractError as exc:
+        contract = AppContract()
+        failures.append(f"{exc}: rebuild the bundle")
+        checks += 1
+        failed += 1
+    before = _record.snapshot(bundle)
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-") as tmp:
+        cwd = Path(tmp) / "cwd"
+        cwd.mkdir()
+        env[DATA_ENV] = str(Path(tmp) / "data")
         if flavor in ("full", "slim"):  # the flavors that ship models and <app>-selftest
             exe = bundle / f"{app}-selftest{exe_suffix}"
-            report, problem = _run_json([exe, "--json"], cwd=Path(cwd), env=env, timeout=timeout)
+            report, problem = _run_json([exe, "--json"], cwd=cwd, env=env, timeout=timeout)
             if report is None:
                 failures.append(f"{exe.name} --json: {problem}")
             else:
                 listed = failures_of(report)
+                app_checks = app_results(report)
+                if app_checks:
+                    print(f"selftest: {exe.name}: {app_checks}", flush=True)
                 passed = report.get("passed") is True and not listed and problem is None
                 results = report.get("results")
                 checks = _summary_count(report, "checks", len(results) if isinstance(results, list) else 0)
@@ -108,18 +148,72 @@ def run_selftest(bundle: Path, *, app: str, flavor: str, exe_suffix: str = "",
                     failures += listed or [f"{exe.name}: {problem or 'reported passed=false'}"]
                     failed = max(failed, 1)
         exe = bundle / f"{app}{exe_suffix}"
-        health, problem = _run_json([exe, "--health"], cwd=Path(cwd), env=env, timeout=timeout)
+        entry_checks: list[list[str]] = []
+        if contract.serve is not None and flavor not in ("full", "slim"):
+            entry_checks.append(serve_check(exe, contract, env=env, workdir=Path(tmp)))
+        if contract.smoke is not None:
+            entry_checks.append(smoke_check(exe, contract.smoke, cwd=cwd, env=env))
+        if contract.empty:
+            entry_checks.append(health_check(exe, flavor, cwd=cwd, env=env, timeout=timeout))
+        for found in entry_checks:
+            checks += 1
+            failed += bool(found)
+            failures += found
+        written = _record.changes(before, _record.snapshot(bundle))
         checks += 1
-        if health is None or problem is not None:
-            failures.append(f"{exe.name} --health: {problem or 'printed no JSON'}")
+        if written:
+            more = f" (+{len(written) - 5} more)" if len(written) > 5 else ""
+            failures.append(f"the app wrote inside the bundle during its run: {', '.join(written[:5])}{more}; an "
+                            "app writes to mlfreeze_runtime.app.data_dir() (this run's data directory was "
+                            f"{env[DATA_ENV]}), never beside its executable: the bundle's RECORD would not "
+                            "match it and `mlfreeze audit` would refuse it")
             failed += 1
-        else:
-            want = flavor in ("full", "slim")
-            if health.get("ml_available") is not want:
-                failures.append(f"{exe.name} --health: ml_available is {health.get('ml_available')!r}, "
-                                f"expected {want} for a {flavor} bundle")
-                failed += 1
-    return SelftestResult(passed=not failures, checks=checks, failed=failed, failures=tuple(failures))
+    entry = "serve" if contract.serve is not None else "smoke" if contract.smoke is not None else "health"
+    return SelftestResult(passed=not failures, checks=checks, failed=failed, failures=tuple(failures),
+                          entry_check=entry)
+
+
+def health_check(exe: Path, flavor: str, *, cwd: Path, env: dict[str, str], timeout: float) -> list[str]:
+    """``<app> --health`` prints JSON whose ``ml_available`` is true exactly for a flavor with models."""
+    health, problem = _run_json([exe, "--health"], cwd=cwd, env=env, timeout=timeout)
+    if health is None or problem is not None:
+        return [f"{exe.name} --health: {problem or 'printed no JSON'}"]
+    want = flavor in ("full", "slim")
+    if health.get("ml_available") is not want:
+        return [f"{exe.name} --health: ml_available is {health.get('ml_available')!r}, "
+                f"expected {want} for a {flavor} bundle"]
+    return []
+
+
+def serve_check(exe: Path, contract: AppContract, *, env: dict[str, str], workdir: Path) -> list[str]:
+    """Start the server as its contract says, wait for readiness, stop it (no probes: no models).
+    One failure line per step that failed, naming it."""
+    assert contract.serve is not None
+    if not exe.is_file():
+        return [f"{exe.name}: start: executable missing from the bundle"]
+    run_dir = workdir / "serve"
+    run_dir.mkdir(exist_ok=True)
+    outcome = _serve.run([str(exe)], contract.serve, env=env, workdir=run_dir, spawn=proc.spawn)
+    if outcome.passed:
+        print(f"selftest: {exe.name}: server on 127.0.0.1:{outcome.port} ready in {outcome.ready_s or 0:.1f} s "
+              f"(GET {contract.serve.ready}), stopped on SIGTERM", flush=True)
+    return [f"{exe.name} (serve): {f.step}: {f.detail}" for f in outcome.failures]
+
+
+def smoke_check(exe: Path, smoke: Smoke, *, cwd: Path, env: dict[str, str]) -> list[str]:
+    """``<app> ARGS...`` exits with the declared code within its timeout."""
+    cmd: list[str | Path] = [exe, *smoke.args]
+    shown = " ".join([exe.name, *smoke.args])
+    if not exe.is_file():
+        return [f"{shown} (smoke): executable missing from the bundle"]
+    try:
+        done = proc.capture(cmd, cwd=cwd, env={**env, **smoke.env}, timeout=smoke.timeout, echo=True)
+    except proc.TimeoutExpired:
+        return [f"{shown} (smoke): no exit within {smoke.timeout:g} s"]
+    if done.returncode != smoke.exit_code:
+        tail = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["no output"])[-1]
+        return [f"{shown} (smoke): exit {done.returncode}, expected {smoke.exit_code}: {tail[:300]}"]
+    return []
 
 
 def _run_json(cmd: list[Path | str], *, cwd: Path, env: dict[str, str],

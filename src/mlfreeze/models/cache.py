@@ -78,7 +78,7 @@ def _fsync_dir(path: Path) -> None:
 
 class Cache:
     def __init__(self, root: Path, log: Callable[[str], None] | None = None) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # a relative --cache must not leak into links and records
         self.blobs = self.root / "blobs"
         self.trees = self.root / "trees"
         self.tmp = self.root / "tmp"

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlparse
 
 from mlfreeze.errors import DownloadError, IntegrityError
 from mlfreeze.models.cache import Cache, default_cache_dir
-from mlfreeze.models.download import AllUrlsFailed, Policy, download, is_local
+from mlfreeze.models.download import AllUrlsFailed, Policy, download, is_local, policy_from_env
 from mlfreeze.models.extract import check_free_space, extract
 from mlfreeze.models.manifest import ArtifactSpec, Manifest, ModelSpec, check_set, load_manifest
 from mlfreeze.project.config import default_model_set, project_manifest
@@ -143,7 +143,7 @@ def fetch_set(manifest: Manifest, set_name: str, cache_dir: Path | None = None, 
     except OSError as exc:
         raise DownloadError(f"cannot use the model cache {root}: {exc.strerror}; "
                             "point --cache or MLFREEZE_CACHE at a writable directory") from None
-    policy = policy or Policy.from_env()
+    policy = policy or policy_from_env()
     result: dict[str, FetchedModel] = {}
     missing: list[str] = []
     unreachable: list[tuple[ArtifactSpec, AllUrlsFailed]] = []

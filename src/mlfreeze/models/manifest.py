@@ -22,9 +22,11 @@ sha256 = "<64 hex>"
 size = 605143284
 urls = ["https://...", "file:///...", "demo/x.bin"]   # tried in order; no scheme = relative to this file
 extract = false               # true: a .zip whose members are listed below
-role = "weights"              # optional, passed through ("weights", "config", "image_onnx", "text_onnx", ...)
+role = "weights"              # optional, passed through ("weights", "config", "image_onnx", "text_onnx",
+                              # "agreement", ...)
 derived_from = "<id>@<sha256>"  # required for roles image_onnx/text_onnx (an ONNX export of that
-                              # model's weights, src/mlfreeze/models/export.py), refused elsewhere
+                              # model's weights, src/mlfreeze/models/export.py) and agreement (the
+                              # towers' agreement record with torch), refused elsewhere
 bundle = true                 # optional (non-archives): goes into a bundle's models/<id>/
 max_unpacked = 1000000        # optional (archives): bound on the extracted total; default: the sum
                               # of member sizes when all are declared, else max(4 x size, 64 MiB)
@@ -66,7 +68,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # Names whose tokenizer is a Hugging Face tokenizer (SigLIP's, multilingual ones): its files must be pinned.
 _HUB_TOKENIZER_HINTS = ("siglip", "i18n", "multilingual", "xlm", "mt5", "roberta", "nllb", "t5")
 OPEN_CLIP_MODELS = Path(__file__).with_name("open_clip_models.txt")  # open_clip 3.3.0's built-ins, pinned
-DERIVED_ROLES = ("image_onnx", "text_onnx")  # exports of a model's weights (src/mlfreeze/models/export.py)
+# exports of a model's weights and their agreement record with torch (src/mlfreeze/models/export.py)
+DERIVED_ROLES = ("image_onnx", "text_onnx", "agreement")
 DEFAULT_UNPACK_RATIO = 4
 DEFAULT_UNPACK_FLOOR = 64 << 20  # small demo archives of compressible models
 

@@ -56,7 +56,8 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
     """Turn the fetch stage's result into the plain :class:`verify.result.ModelRef` the gate takes.
 
     ``exports`` (the export stage's ``{id: ExportedClip}``) adds a model's ONNX towers, with roles
-    ``image_onnx`` / ``text_onnx``, when the manifest does not pin them."""
+    ``image_onnx`` / ``text_onnx``, when the manifest does not pin them, and their agreement record
+    (role ``agreement``) when the manifest pins none. ``derived_from`` is the towers' pinned source."""
     from mlfreeze_runtime.verify.result import ModelRef
 
     refs = []
@@ -68,12 +69,17 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
         if ex is not None and "image_onnx" not in roles.values():
             files |= {f"{mid}_image.onnx": Path(ex.image), f"{mid}_text.onnx": Path(ex.text)}
             roles |= {f"{mid}_image.onnx": "image_onnx", f"{mid}_text.onnx": "text_onnx"}
+        record = getattr(ex, "agreement", None)
+        if record is not None and "agreement" not in roles.values():
+            files[f"{mid}_agreement.json"], roles[f"{mid}_agreement.json"] = Path(record), "agreement"
+        source = next((a.derived_from for a in spec.artifacts if getattr(a, "derived_from", "")), "")
         refs.append(ModelRef(id=mid, kind=spec.kind, arch=spec.arch, embed_dim=spec.embed_dim,
                              files=files, verify=dict(spec.verify or {}),
                              golden=goldens_dir / f"{mid}.json", roles=roles,
                              onnx_agreement=dict(getattr(spec, "onnx_agreement", {}) or {}),
                              provides=tuple(getattr(spec, "provides", ()) or ()),
-                             revision=str(getattr(spec, "revision", "") or "")))
+                             revision=str(getattr(spec, "revision", "") or ""),
+                             derived_from=source or (ex.derived_from if ex is not None else "")))
     return refs
 
 
@@ -90,34 +96,95 @@ def check_specs(manifest: Any, set_name: str) -> None:
             raise ConfigError(f"{manifest.path}: {exc}") from None
 
 
-def reference_sims_lines(refs: Sequence[Any], values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
-    """For each CLIP model, the ``reference_sims`` line measured in this run (cosine of each
-    zero-shot image with its own caption, in declared order), to paste into its verify table."""
-    lines = []
+def measured_reference_sims(refs: Sequence[Any], values: Mapping[str, Mapping[str, Sequence[float]]],
+                            ) -> dict[str, list[float]]:
+    """For each CLIP model, the ``reference_sims`` measured in this run: the cosine of each
+    zero-shot image with its own caption, in declared order (from the golden values)."""
+    out = {}
     for ref in refs:
         vals = values.get(ref.id)
         shots = (ref.verify or {}).get("zero_shot") or []
         if ref.kind != "clip" or not vals or not shots:
             continue
         try:
-            sims = [float(vals[f"sims/{z['image']}"][i]) for i, z in enumerate(shots)]
+            out[ref.id] = [float(vals[f"sims/{z['image']}"][i]) for i, z in enumerate(shots)]
         except (KeyError, IndexError, TypeError):
             continue
-        lines.append(f"[models.{ref.id}.verify] reference_sims = [{', '.join(f'{v:.4f}' for v in sims)}]")
-    return lines
+    return out
+
+
+def _sims_text(sims: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.6f}" for v in sims) + "]"
+
+
+def reference_sims_lines(refs: Sequence[Any], values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+    """For each CLIP model, the ``reference_sims`` line measured in this run (6 decimals), to paste
+    into its verify table."""
+    return [f"[models.{mid}.verify] reference_sims = {_sims_text(sims)}"
+            for mid, sims in measured_reference_sims(refs, values).items()]
+
+
+def write_reference_sims(manifest_path: Path, sims: Mapping[str, Sequence[float]]) -> list[str]:
+    """Add ``reference_sims = [...]`` to the ``[models.<id>.verify]`` table of every model in ``sims``
+    that declares none, in ``manifest_path`` (the text is edited in place: comments and order stay;
+    written atomically, then read back). Returns the ids written; ConfigError when a table cannot
+    be found as a plain ``[models.<id>.verify]`` header (the caller prints the line to paste)."""
+    import re
+
+    from mlfreeze.schema import read_toml
+
+    path = Path(manifest_path)
+    text = path.read_text(encoding="utf-8")
+    models = read_toml(path).get("models", {})
+    written = []
+    for mid, values in sims.items():
+        table = (models.get(mid) or {}).get("verify") or {}
+        if "reference_sims" in table:
+            continue
+        header = re.compile(r'^\[\s*models\s*\.\s*"?' + re.escape(mid) + r'"?\s*\.\s*verify\s*\][ \t]*(#.*)?$',
+                            re.MULTILINE)
+        found = list(header.finditer(text))
+        if len(found) != 1:
+            raise ConfigError(f"{path}: found no single [models.{mid}.verify] header to add reference_sims to; "
+                              "paste the reference_sims line printed above into it")
+        at = found[0].end()
+        line = (f"\n# cos(image, its caption) per zero_shot probe, measured on the CPU by --pin-goldens\n"
+                f"reference_sims = {_sims_text(values)}")
+        text = text[:at] + line + text[at:]
+        written.append(mid)
+    if not written:
+        return []
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        import tomllib
+
+        check = tomllib.loads(text)["models"]
+        if any(len(check[m]["verify"]["reference_sims"]) != len(sims[m]) for m in written):
+            raise ValueError("reference_sims did not read back")
+    except (ValueError, KeyError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: adding reference_sims would break it ({exc}); paste the lines printed "
+                          "above by hand") from None
+    tmp.replace(path)
+    return written
 
 
 def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | None = None,
              report: str | None = None, junit: str | None = None, strict: bool = False,
              pin_goldens: Path | None = None, set_name: str = "", flavor: str | None = None,
-             out: Any = None, clip_path: str = "torch") -> int:
+             out: Any = None, clip_path: str = "torch", unproven_ok: Sequence[str] = (),
+             manifest: Path | None = None) -> int:
     """Run the gate on ``refs``, print the table, write reports; raise VerificationError on failure.
 
     ``clip_path``: ``torch`` (full), ``onnx`` (slim: every CLIP check on the ONNX towers, plus
-    ``onnx_agreement.*`` against torch when torch is installed) or ``auto`` (see verify.gate.run)."""
+    ``onnx_agreement.*`` against torch when torch is installed, the agreement record, and
+    ``onnx_proof``, which refuses towers backed by no record, goldens or reference_sims unless
+    their model is in ``unproven_ok``) or ``auto`` (see verify.gate.run). With ``pin_goldens``,
+    the reference_sims measured are also written into ``manifest`` for models that declare none."""
     from mlfreeze_runtime.verify import gate
     from mlfreeze_runtime.verify import report as vreport
-    from mlfreeze_runtime.verify.result import summarize
+    from mlfreeze_runtime.verify.result import FAIL, summarize
 
     out = out or sys.stdout
     try:
@@ -126,17 +193,23 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
     except ValueError as exc:  # DEVICE / ONNX_PROVIDERS name something this machine does not have
         raise UsageError(str(exc)) from None
     expected = expected_providers(platform)
-    run = gate.run(refs, device=dev, providers=providers, expected_providers=expected, clip_path=clip_path)
+    run = gate.run(refs, device=dev, providers=providers, expected_providers=expected, clip_path=clip_path,
+                   unproven_ok=unproven_ok)
     if pin_goldens is not None:
         # the golden results are re-judged against the files just written; the models run once
         for path in gate.pin(run, pin_goldens, device=dev, models=refs):
             print(f"pinned {path}", file=out)
         for line in reference_sims_lines(refs, run.values):
             print(line, file=out)
+        if manifest is not None:
+            sims = measured_reference_sims(refs, run.values)
+            for mid in write_reference_sims(manifest, sims):
+                print(f"pinned reference_sims of {mid} into [models.{mid}.verify] of {manifest}", file=out)
     results = run.results
     print(vreport.table(results), file=out)
     context = {"set": set_name, "device": dev, "providers": providers, "expected_providers": expected,
-               "platform": platform, "flavor": flavor, "seconds": run.seconds, "clip_path": clip_path}
+               "platform": platform, "flavor": flavor, "seconds": run.seconds, "clip_path": clip_path,
+               "unproven_onnx": sorted(set(unproven_ok))}
     if report:
         vreport.write_json(Path(report), results, strict=strict, context=context)
     if junit:
@@ -148,6 +221,10 @@ def run_gate(refs: Sequence[Any], *, device: str | None = None, platform: str | 
         lines = vreport.failure_lines(results, strict=strict)
         for line in lines:
             print(f"FAILED {line}", file=sys.stderr)
+        unproven = [r for r in results if r.check == gate.PROOF_CHECK and r.status == FAIL]
+        if unproven:  # the one line that says which proof to add
+            others = len(lines) - len(unproven)
+            raise VerificationError(unproven[0].got + (f" ({others} other check(s) failed too)" if others else ""))
         raise VerificationError(f"{len(lines)} check(s) failed, first: {lines[0]}; "
                                 "fix the model or its declared thresholds in the models manifest "
                                 "([models.<id>.verify])")
@@ -180,4 +257,15 @@ def main(args: argparse.Namespace) -> int:
     return run_gate(refs, device=args.device, platform=args.platform,
                     report=args.report, junit=args.junit, strict=args.strict,
                     pin_goldens=goldens_dir if args.pin_goldens else None, set_name=set_name,
-                    flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch")
+                    flavor=flavor, clip_path="onnx" if flavor == "slim" else "torch",
+                    unproven_ok=project_unproven_onnx(), manifest=manifest.path)
+
+
+def project_unproven_onnx() -> tuple[str, ...]:
+    """``[tool.mlfreeze] unproven_onnx`` of the project, () outside a project (``--manifest`` runs)."""
+    from mlfreeze.project.config import load_config
+
+    try:
+        return load_config().unproven_onnx
+    except ConfigError:
+        return ()

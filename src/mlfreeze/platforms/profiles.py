@@ -27,6 +27,10 @@ KNOWN_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "CoreML
                    "DmlExecutionProvider", "ROCMExecutionProvider", "CPUExecutionProvider")
 TORCH_INDEX_ENV = "MLFREEZE_TORCH_INDEX"
 _VERSION = re.compile(r"^\d+(\.\d+){1,2}$")
+_GLIBC = re.compile(r"^2\.\d+$")
+# quay.io/pypa/manylinux_2_28_x86_64: the glibc a manylinux image builds for (PEP 600)
+_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(x86_64|aarch64)(:|@|$)")
+_PYTHON = re.compile(r"^3\.\d+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,7 +133,7 @@ class Profile:
     host_os: str
     host_arch: str
     accelerator: str
-    python: str
+    python: str  # the default build interpreter ("3.11"); mlfreeze.project.pythons picks the project's
     runner: str
     archive_format: str
     constraints: tuple[str, ...]
@@ -137,6 +141,18 @@ class Profile:
     onnxruntime: OnnxRuntimeSpec
     path: Path
     closure: ClosureSpec = ClosureSpec()
+    # Linux only. glibc_floor: the newest glibc a bundle of this profile may need ("2.28"); the audit
+    # refuses a bundle whose ELF files need a newer GLIBC_ symbol version (mlfreeze.bundle.glibc).
+    # container: the image release.yml builds the profile in (a manylinux image, so the build
+    # machine's glibc is the floor); "" builds on the runner itself.
+    glibc_floor: str | None = None
+    container: str = ""
+    pythons: tuple[str, ...] = ()  # every "3.N" the pinned torch and onnxruntime have wheels for, ascending
+
+    @property
+    def supported_pythons(self) -> tuple[str, ...]:
+        """``pythons``, or the default ``python`` alone when the profile lists none."""
+        return self.pythons or (self.python,)
 
     def torch_index(self, env: Mapping[str, str] | None = None) -> str:
         """The torch index actually used: ``MLFREEZE_TORCH_INDEX`` overrides the profile's."""
@@ -232,6 +248,7 @@ def load_profile_file(path: Path) -> Profile:
     host_arch = t.choice("host_arch", HOST_ARCHES)
     accelerator = t.choice("accelerator", ACCELERATORS)
     python = t.take("python", str)
+    pythons = _pythons(t, python)
     runner = t.take("runner", str)
     archive_format = t.choice("archive_format", ARCHIVE_FORMATS)
     constraints = t.strings("constraints")
@@ -256,11 +273,57 @@ def load_profile_file(path: Path) -> Profile:
         raise ot.error("providers", "must end with CPUExecutionProvider (the fallback every build has)")
     ot.done()
     closure = _closure(t.sub("closure"), accelerator=accelerator, torch=torch, ort=ort)
+    glibc_floor, container = _glibc(t, host_os=host_os, host_arch=host_arch)
     t.done()
     return Profile(name=name, session=session, description=description, host_os=host_os,
                    host_arch=host_arch, accelerator=accelerator, python=python, runner=runner,
                    archive_format=archive_format, constraints=constraints, torch=torch,
-                   onnxruntime=ort, path=path, closure=closure)
+                   onnxruntime=ort, path=path, closure=closure, glibc_floor=glibc_floor, container=container,
+                   pythons=pythons)
+
+
+def _glibc(t: Table, *, host_os: str, host_arch: str) -> tuple[str | None, str]:
+    """``glibc_floor`` and ``container``: required on Linux profiles, refused elsewhere; a manylinux
+    container must build for the floor (its glibc at most the floor) and the profile's arch."""
+    floor = t.opt("glibc_floor", str, None)
+    container = t.opt("container", str, "")
+    if host_os != "linux":
+        for key, value in (("glibc_floor", floor), ("container", container)):
+            if value:
+                raise t.error(key, f"is set but host_os is {host_os!r}; only Linux profiles have a glibc floor "
+                                   "and a build container")
+        return None, ""
+    if floor is None:
+        raise t.error("glibc_floor", "is missing; a Linux profile declares the newest glibc its bundles may "
+                                     "need, e.g. \"2.28\" (torch's manylinux_2_28 wheels)")
+    if not _GLIBC.match(floor):
+        raise t.error("glibc_floor", f"is {floor!r}; expected a glibc version like \"2.28\"")
+    if container and (" " in container or container != container.strip()):
+        raise t.error("container", f"is {container!r}; expected an image reference")
+    m = _MANYLINUX.search(container)
+    if m is not None:
+        built_for = (int(m.group(1)), int(m.group(2)))
+        if built_for > _release(floor):
+            raise t.error("container", f"builds for glibc {built_for[0]}.{built_for[1]}, above glibc_floor "
+                                       f"{floor}: its bundles could not meet the floor")
+        if {"x86_64": "x86_64", "aarch64": "arm64"}[m.group(3)] != host_arch:
+            raise t.error("container", f"is a {m.group(3)} image but host_arch is {host_arch!r}")
+    return floor, container
+
+
+def _pythons(t: Table, default: str) -> tuple[str, ...]:
+    """``pythons``: ascending ``3.N`` versions that hold the default ``python``."""
+    if not _PYTHON.match(default):
+        raise t.error("python", f"is {default!r}; expected a Python release like 3.11")
+    values = t.strings("pythons", (default,))
+    bad = [v for v in values if not _PYTHON.match(v)]
+    if bad:
+        raise t.error("pythons", f"names {bad[0]!r}; expected Python releases like 3.12")
+    if list(values) != sorted(dict.fromkeys(values), key=lambda v: int(v.split(".")[1])):
+        raise t.error("pythons", f"is {list(values)}; list each release once, in ascending order")
+    if default not in values:
+        raise t.error("pythons", f"is {list(values)} without the default python {default!r}")
+    return tuple(values)
 
 
 def _closure(ct: Table, *, accelerator: str, torch: TorchSpec, ort: OnnxRuntimeSpec) -> ClosureSpec:

@@ -24,9 +24,12 @@ from typing import Any
 
 from mlfreeze.errors import ConfigError
 from mlfreeze.project.budgets import Budgets, load_budgets
+from mlfreeze.project.entry import resolve as resolve_entry
 from mlfreeze.project.prune_rules import parse_rules
+from mlfreeze.project.signing import Signing, parse_signing
 from mlfreeze.schema import Table, read_toml
 from mlfreeze_runtime.buildinfo import FLAVORS
+from mlfreeze_runtime.contract import AppContract, ContractError, parse_contract
 
 SOURCE_ROOT = Path(__file__).resolve().parents[3]  # src/mlfreeze/project/config.py in a checkout
 PROJECT_ENV = "MLFREEZE_PROJECT"
@@ -35,7 +38,8 @@ DEFAULT_FLAVORS = ("full", "lite")
 # collected into the bundle and self-tested.
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
-        "flavors", "budgets", "unpinned_goldens", "update_root", "module_collection_mode")
+        "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing", "python",
+        "serve", "smoke", "module_collection_mode")
 # PyInstaller's module collection modes: "pyz" (byte-code in the archive, the default), "pyc" (byte-code
 # files), "py" (source only), "pyz+py"/"py+pyz" (byte-code and the source beside it: what
 # torch.jit.script, inspect.getsource and anything else that reads a function's source need)
@@ -56,7 +60,8 @@ class ProjectConfig:
     root: Path
     app: str
     version: str
-    entry: Path
+    entry: Path  # the entry script, or the source file of the entry point's module
+    entry_point: str | None = None  # "package.module:function" when entry names one (mlfreeze.project.entry)
     model_set: str = "default"
     manifest: Path | None = None  # None: mlfreeze's own src/mlfreeze/specs/models.toml
     uses: tuple[str, ...] = USES
@@ -67,7 +72,13 @@ class ProjectConfig:
     flavors: tuple[str, ...] = DEFAULT_FLAVORS
     budgets: Budgets = field(default_factory=Budgets)
     unpinned_goldens: tuple[str, ...] = ()  # model ids allowed to ship without pinned goldens (release)
+    unproven_onnx: tuple[str, ...] = ()  # model ids whose ONNX towers may ship with no proof (slim gate, release)
     update_root: Path | None = None  # TUF root.json frozen into every bundle as update-root.json
+    console: bool = True  # false: a windowed app (no console window on Windows and macOS)
+    signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.project.signing)
+    python: str | None = None  # [tool.mlfreeze] python: the build interpreter (mlfreeze.project.pythons)
+    requires_python: str = ""  # [project] requires-python
+    contract: AppContract = field(default_factory=AppContract)  # serve / smoke: how the self-test runs the entry
     module_collection_mode: tuple[tuple[str, str], ...] = ()  # (package, PyInstaller collection mode)
 
     @property
@@ -86,7 +97,7 @@ class ProjectConfig:
         return bundle_name(self.app, self.version, platform, flavor)
 
 
-def is_checkout(root: Path = SOURCE_ROOT) -> bool:
+def is_source_tree(root: Path = SOURCE_ROOT) -> bool:
     """True when ``root`` is the mlfreeze source checkout (not an installed copy in site-packages)."""
     return (root / "src" / "mlfreeze" / "project" / "config.py").is_file() \
         and (root / "pyproject.toml").is_file()
@@ -159,7 +170,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     app = t.take("app", str)
     if not app or "/" in app or "\\" in app or app.startswith("."):
         raise t.error("app", f"is {app!r}; it names the executable: letters, digits, '-', '_', '.'")
-    entry = root / t.take("entry", str)
+    entry_value = t.take("entry", str)
     model_set = t.opt("model_set", str, "default")
     manifest_value = t.opt("manifest", str, None)
     manifest = (root / manifest_value) if manifest_value is not None else None
@@ -175,16 +186,23 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     raw_prune = t.opt("prune", list, [])
     raw_budgets = t.opt("budgets", dict, {})
     unpinned = t.strings("unpinned_goldens", ())
+    unproven = t.strings("unproven_onnx", ())
     update_root_value = t.opt("update_root", str, None)
     update_root = (root / update_root_value) if update_root_value is not None else None
+    console = t.opt("console", bool, True)
+    signing = parse_signing(t.opt("signing", dict, {}), path, root)
+    python = t.opt("python", str, None)
+    if python is not None and not re.match(r"^3\.\d+$", python):
+        raise t.error("python", f"is {python!r}; name a Python release such as \"3.12\"")
+    contract = _contract(t, path)
     collection = _collection_modes(t)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
     _refuse_unknown(raw_budgets, BUDGET_KEYS, path, "tool.mlfreeze.budgets")
     budgets = load_budgets(path)
-    if not entry.is_file():
-        raise ConfigError(f"{path}: key 'tool.mlfreeze.entry' points at {entry}, which does not exist")
+    entry, entry_point = resolve_entry(root, entry_value, f"{path}: key 'tool.mlfreeze.entry'")
+    requires_python = project.get("requires-python", "") if isinstance(project, dict) else ""
     if manifest is not None and not manifest.is_file():
         raise ConfigError(f"{path}: key 'tool.mlfreeze.models.manifest' points at {manifest}, which does not exist")
     if update_root is not None:
@@ -192,7 +210,10 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
                          uses=uses, hiddenimports=hiddenimports, datas=datas, excludes=excludes, prune=prune,
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
-                         update_root=update_root, module_collection_mode=collection)
+                         unproven_onnx=unproven, update_root=update_root, console=console, signing=signing,
+                         entry_point=str(entry_point) if entry_point else None,
+                         python=python, requires_python=str(requires_python), contract=contract,
+                         module_collection_mode=collection)
 
 
 def _collection_modes(t: Table) -> tuple[tuple[str, str], ...]:
@@ -208,6 +229,19 @@ def _collection_modes(t: Table) -> tuple[tuple[str, str], ...]:
             raise t.error(key, f"is {mode!r}; allowed: {', '.join(COLLECTION_MODES)}")
         out.append((str(package), str(mode)))
     return tuple(out)
+
+
+def _contract(t: Table, path: Path) -> AppContract:
+    """``serve`` and ``smoke`` (mlfreeze_runtime.contract validates them, the same code the frozen
+    self-test reads them with); ConfigError naming the file and the key."""
+    raw = {"serve": t.opt("serve", dict, None), "smoke": t.opt("smoke", (dict, list), None)}
+    try:
+        return parse_contract(raw)
+    except ContractError as exc:
+        hint = nearest(exc.key.rsplit(".", 1)[-1], exc.known) if exc.known else ""
+        known = f"; known keys: {', '.join(exc.known)}" if exc.known else ""
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.{exc.key}' {exc.problem}{hint}{known} "
+                          "(docs/your-app.md)") from None
 
 
 def _check_update_root(path: Path, root_file: Path) -> None:

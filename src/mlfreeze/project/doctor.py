@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 from mlfreeze.errors import EnvironmentMismatch
 from mlfreeze.hostinfo import cpu_flags, require_host
 from mlfreeze.platforms.profiles import Profile, Stack, canonical_name, load_profile, load_stack, requirement_name
+from mlfreeze.project.config import ProjectConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -379,11 +380,31 @@ def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: 
     return findings
 
 
-def check_environment(profile: Profile, uses: Sequence[str], flavors: Sequence[str] = ()) -> None:
+def python_finding(config: ProjectConfig, profile: Profile, running: str | None = None) -> Finding:
+    """Whether this interpreter is the project's build Python (mlfreeze.project.pythons): the lock was
+    resolved for it and PyInstaller freezes the interpreter it runs on. Another release the project
+    accepts is a note; one its requires-python or [tool.mlfreeze] python excludes is a mismatch."""
+    from mlfreeze.project.pythons import accepts, build_python
+
+    want = build_python(config, profile).version
+    running = running or f"{sys.version_info.major}.{sys.version_info.minor}"
+    if running == want:
+        return Finding(ok=True, check="python", detail=f"{running} (the project's build Python)")
+    if accepts(config, running):
+        return Finding(ok=True, note=True, check="python",
+                       detail=f"this is Python {running}; the project's lock was resolved for {want}")
+    return Finding(ok=False, check="python", detail=f"this is Python {running}, which the project excludes; it builds "
+                                                     f"on {want} (`nox -s {profile.session}` makes that venv)")
+
+
+def check_environment(profile: Profile, uses: Sequence[str], flavors: Sequence[str] = (),
+                      config: ProjectConfig | None = None) -> None:
     """Print one line per check of the installed environment against ``profile``; raise
-    EnvironmentMismatch (exit 2) naming the mismatches. ``flavors`` = ("slim",): torch-free, no torch checks."""
+    EnvironmentMismatch (exit 2) naming the mismatches. ``flavors`` = ("slim",): torch-free, no torch checks.
+    ``config``: the project, whose build Python is checked against this interpreter (:func:`python_finding`)."""
     torch_free = set(flavors) == {"slim"}  # the slim-only environment installs no torch (mlfreeze.project.lock)
-    findings = diagnose(profile, tuple(uses), torch_free=torch_free)
+    findings = ([python_finding(config, profile)] if config else []) + list(diagnose(profile, tuple(uses),
+                                                                                     torch_free=torch_free))
     for f in findings:
         mark = "ok  " if f.ok and not f.note else ("note" if f.ok else "FAIL")
         print(f"{mark} {f.check:<22} {f.detail}")
@@ -403,7 +424,8 @@ def main(args: argparse.Namespace) -> int:
     profile = load_profile(args.platform)
     require_host(profile, "doctor")
     root = find_root_or_none()
-    uses = load_config(root).uses if root is not None else ALL_USES
+    config = load_config(root) if root is not None else None
+    uses = config.uses if config is not None else ALL_USES
     flavors = tuple(f.strip() for f in (args.flavors or "").split(",") if f.strip())
-    check_environment(profile, uses, flavors)
+    check_environment(profile, uses, flavors, config)
     return 0

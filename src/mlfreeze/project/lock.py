@@ -10,8 +10,14 @@ onnxruntime distribution, the stack parts the project ``uses`` (src/mlfreeze/pla
 PyInstaller, mlfreeze's own requirements and the project's ``[project] dependencies``. Build
 sessions install it with ``pip install --require-hashes --no-deps -r``.
 
-The resolver is uv (``uv pip compile --generate-hashes``) for the profile's Python and platform,
-with the indexes pip is configured with (``pip config list``) plus the profile's torch index.
+The resolver is uv (``uv pip compile --generate-hashes``) for the project's build Python
+(mlfreeze.project.pythons: the profile's default unless the project's ``requires-python`` or
+``[tool.mlfreeze] python`` picks another) and the profile's platform, with the indexes pip is
+configured with (``pip config list``: index-url, extra-index-url, find-links) plus the profile's
+torch index, searched as pip searches them: every index for every package, the best matching
+version wins (uv's ``--index-strategy unsafe-best-match``; uv's default stops at the first index
+that knows a name, which fails where pip installs). A failed resolve raises with uv's own reason
+(:func:`resolver_reason`), its whole output printed above.
 The onnxruntime trap stays closed by overrides: insightface's metadata asks for ``onnxruntime``
 and ``opencv-python``; the overrides drop those two, so the lock holds exactly the profile's
 onnxruntime distribution and OpenCV's headless build.
@@ -29,6 +35,7 @@ import argparse
 import hashlib
 import importlib.metadata as md
 import json
+import os
 import re
 import shutil
 import sys
@@ -53,6 +60,10 @@ UV_PLATFORMS = {("linux", "x86_64"): "x86_64-manylinux_2_28", ("linux", "aarch64
                 ("macos", "arm64"): "aarch64-apple-darwin", ("macos", "x86_64"): "x86_64-apple-darwin",
                 ("windows", "x86_64"): "x86_64-pc-windows-msvc"}
 NEVER = "sys_platform == 'never'"  # an override with this marker removes a requirement
+# pip's view of several indexes: every index is searched for every name and the best version wins
+# (uv's default, first-index, stops at the first index that has the name). UV_INDEX_STRATEGY overrides.
+INDEX_STRATEGY = "unsafe-best-match"
+INDEX_STRATEGY_ENV = "UV_INDEX_STRATEGY"
 
 
 def lock_name(profile: str, variant: str = "") -> str:
@@ -116,8 +127,12 @@ class LockInputs:
 
 def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant: str = "",
               env: Mapping[str, str] | None = None) -> LockInputs:
-    """The requirement list and overrides of ``profile``'s lock for ``config`` (pure: reads TOML only)."""
+    """The requirement list and overrides of ``profile``'s lock for ``config`` (pure: reads TOML only).
+    ConfigError (exit 2) when the project's requires-python leaves none of the profile's Pythons."""
+    from mlfreeze.project.pythons import build_python
+
     lock_name(profile.name, variant)  # validates the variant
+    python = build_python(config, profile).version
     parts = stack.select(config.uses)
     slim = variant == "slim"
     reqs: list[str] = []
@@ -146,7 +161,7 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     if platform_tag is None:
         raise ConfigError(f"{profile.path}: no uv platform for {profile.host_os}-{profile.host_arch}")
     return LockInputs(profile=profile.name, variant=variant, requirements=tuple(dict.fromkeys(reqs)),
-                      overrides=tuple(overrides), python=profile.python, python_platform=platform_tag,
+                      overrides=tuple(overrides), python=python, python_platform=platform_tag,
                       torch_index="" if slim else profile.torch_index(env))  # slim needs no torch index
 
 
@@ -174,9 +189,12 @@ def resolution_tables(pyproject: Path) -> bytes:
     return json.dumps(relevant, sort_keys=True).encode()
 
 
-# profile tables that cannot change a resolve: the shared-library closure the audit checks, and
-# what CI and the build session are called
-PROFILE_NON_RESOLUTION = ("closure", "description", "session", "runner", "archive_format")
+# profile tables that cannot change a resolve: the shared-library closure and glibc floor the audit
+# checks, where CI builds (runner, container; the resolve is for manylinux_2_28 whatever the
+# container, UV_PLATFORMS), what the build session is called, and `pythons` (the Python a lock is
+# for is hashed on its own, LockInputs.python)
+PROFILE_NON_RESOLUTION = ("closure", "description", "session", "runner", "archive_format", "glibc_floor",
+                          "container", "pythons")
 
 
 def profile_resolution_tables(profile_toml: Path) -> bytes:
@@ -229,15 +247,46 @@ def pip_index_options(pip_config: str) -> tuple[str, ...]:
 
 
 def compile_command(inputs: LockInputs, *, requirements: Path, overrides: Path, output: Path,
-                    index_options: Sequence[str] = (), uv: str = "uv") -> tuple[str, ...]:
-    """The ``uv pip compile`` command line (pure)."""
+                    index_options: Sequence[str] = (), uv: str = "uv",
+                    index_strategy: str = INDEX_STRATEGY) -> tuple[str, ...]:
+    """The ``uv pip compile`` command line (pure). ``index_options``: :func:`pip_index_options`.
+    ``--no-python-downloads``: resolving for another Python needs no interpreter of it (uv would
+    otherwise try to download one, from outside the package indexes)."""
     cmd = [uv, "pip", "compile", str(requirements), "--override", str(overrides), "--generate-hashes",
            "--python-version", inputs.python, "--python-platform", inputs.python_platform,
-           "--no-header", "--quiet", "--output-file", str(output), *index_options]
+           "--index-strategy", index_strategy, "--no-python-downloads", "--no-header", "--quiet",
+           "--output-file", str(output),
+           *index_options]
     if inputs.torch_index:
-        # uv searches extra indexes first: torch and torchvision come from the profile's index
+        # the profile's torch index beside pip's: torch and torchvision's local builds (2.14.1+cpu) sort
+        # above PyPI's 2.14.1, so the best match takes them, as `pip install --extra-index-url` does
         cmd += ["--extra-index-url", inputs.torch_index]
     return tuple(cmd)
+
+
+_BOX = re.compile(r"^[\s│├╰─▶×]+")
+
+
+def resolver_reason(output: str) -> str:
+    """uv's own reason for a failed resolve, as one line: the ``Because ...`` derivation (which
+    package, which constraint) when uv gives one, else its ``error:`` line and the chain of causes
+    under it, else its last line. ``output``: uv's stderr (and stdout), plain or drawn with boxes."""
+    lines = [_BOX.sub("", line).strip() for line in output.splitlines()]
+    start = next((i for i, line in enumerate(lines) if re.match(r"^(cause:\s*)?Because ", line)), None)
+    if start is None:
+        start = next((i for i, line in enumerate(lines) if line.startswith("error:")), None)
+    if start is None:
+        rest = [line for line in lines if line]
+        return rest[-1] if rest else "uv printed no reason"
+    picked: list[str] = []
+    for line in lines[start:]:
+        if not line or line.startswith("hint:"):
+            break
+        cause = re.match(r"^(cause|Caused by):\s*", line)
+        if cause and picked:
+            picked[-1] = picked[-1].rstrip(".:") + ":"
+        picked.append(line[cause.end():] if cause else line)
+    return re.sub(r"\s+", " ", " ".join(picked)).removeprefix("error: ").strip()
 
 
 def header(inputs: LockInputs, digest: str) -> str:
@@ -263,32 +312,51 @@ def _uv() -> str:
     return found
 
 
-def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", stack_path: Path | None = None) -> Path:
-    """Resolve and write the lock atomically; FreezeError (exit 4) when the resolve fails."""
+def pip_config() -> str:
+    """``pip config list`` of this interpreter's pip: the indexes pip installs from (config files and
+    ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` / ``PIP_FIND_LINKS``), for :func:`pip_index_options`."""
     from mlfreeze import _proc as proc
+
+    return proc.capture([sys.executable, "-m", "pip", "config", "list"]).stdout
+
+
+def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
+    """``uv pip compile`` of ``inputs`` with pip's indexes (``pip config list`` output), as pip would
+    find them (:data:`INDEX_STRATEGY`); returns the lock body. uv's output is printed; FreezeError
+    (exit 4) with uv's own reason in one line (:func:`resolver_reason`) when the resolve fails."""
+    from mlfreeze import _proc as proc
+
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-lock-") as tmp:
+        req, ovr, res = Path(tmp) / "requirements.in", Path(tmp) / "overrides.txt", Path(tmp) / "lock.txt"
+        req.write_text(inputs.requirements_text(), encoding="utf-8")
+        ovr.write_text(inputs.overrides_text(), encoding="utf-8")
+        cmd = compile_command(inputs, requirements=req, overrides=ovr, output=res,
+                              index_options=pip_index_options(pip_config), uv=_uv(),
+                              index_strategy=os.environ.get(INDEX_STRATEGY_ENV) or INDEX_STRATEGY)
+        done = proc.capture(cmd, echo=True)
+        sys.stderr.write(done.stdout + done.stderr)  # the resolver's own output, above the one-line reason
+        if done.returncode != 0 or not res.is_file():
+            raise FreezeError(f"uv could not resolve {what} for Python {inputs.python}: "
+                              f"{resolver_reason(done.stderr + done.stdout)}")
+        # uv names its inputs by path in "# via" comments: the temporary folder must not reach the lock
+        return res.read_text(encoding="utf-8").replace(str(req), "requirements.in").replace(str(ovr), "overrides.txt")
+
+
+def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", stack_path: Path | None = None) -> Path:
+    """Resolve (:func:`resolve`) and write the lock atomically; FreezeError (exit 4) when the resolve fails,
+    ConfigError (exit 2) before resolving when the project's requires-python leaves no Python of the profile."""
     from mlfreeze.platforms.profiles import PROFILE_DIR
 
     stack_path = stack_path or PROFILE_DIR / "stack.toml"
     inputs = plan_lock(profile, load_stack(stack_path), config, variant=variant)
     digest = digest_for(inputs, config, profile, stack_path)
     out = lock_path(config.root, profile.name, variant)
-    pip_config = proc.capture([sys.executable, "-m", "pip", "config", "list"]).stdout
-    with tempfile.TemporaryDirectory(prefix="mlfreeze-lock-") as tmp:
-        req, ovr, res = Path(tmp) / "requirements.in", Path(tmp) / "overrides.txt", Path(tmp) / "lock.txt"
-        req.write_text(inputs.requirements_text(), encoding="utf-8")
-        ovr.write_text(inputs.overrides_text(), encoding="utf-8")
-        cmd = compile_command(inputs, requirements=req, overrides=ovr, output=res,
-                              index_options=pip_index_options(pip_config), uv=_uv())
-        status = proc.run(cmd, check=False)
-        if status != 0 or not res.is_file():
-            raise FreezeError(f"uv could not resolve the {profile.name} lock (exit {status}); see its output above")
-        # uv names its inputs by path in "# via" comments: the temporary folder must not reach the lock
-        body = res.read_text(encoding="utf-8").replace(str(req), "requirements.in").replace(str(ovr), "overrides.txt")
-        check_single_onnxruntime(body, profile)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(f".{out.name}.tmp")
-        tmp_out.write_text(header(inputs, digest) + body, encoding="utf-8")
-        tmp_out.replace(out)
+    body = resolve(inputs, pip_config=pip_config(), what=f"the {profile.name} lock")
+    check_single_onnxruntime(body, profile)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.name}.tmp")
+    tmp_out.write_text(header(inputs, digest) + body, encoding="utf-8")
+    tmp_out.replace(out)
     return out
 
 

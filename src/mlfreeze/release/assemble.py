@@ -11,6 +11,8 @@ files a GitHub release publishes:
     <bundle>.<ext>.part001 ...            instead of the archive when it is above the split limit
     <bundle>.<ext>.sha256                 the whole archive's checksum, only when it was split
     <bundle>.cdx.json                     CycloneDX SBOM of the bundle's environment
+    <bundle>.image.cdx.json               CycloneDX SBOM of the bundle's OCI image (digest, Debian base packages),
+                                          when ``DIST_DIR/image/<bundle>/image.json`` exists (``mlfreeze image``)
     release-manifest.json                 docs/release-manifest.schema.json (model hashes re-read from the
                                           files by the audit, never copied from BUILD-INFO)
     SHA256SUMS                            every file above; ``sha256sum -c SHA256SUMS`` passes
@@ -55,7 +57,8 @@ NOT_ARCHIVED = (STAMP_NAME,)  # at the bundle root: the incremental stamp is the
 DEFAULT_SPLIT_LIMIT = GITHUB_ASSET_LIMIT - 16 * 2**20
 SPLIT_LIMIT_ENV = "MLFREEZE_SPLIT_LIMIT"
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
-NOT_BUNDLES = ("reports", RELEASE_DIR)
+IMAGE_DIR = "image"  # dist/image/<bundle>/image.json: written by `mlfreeze image` (mlfreeze.release.image)
+NOT_BUNDLES = ("reports", RELEASE_DIR, IMAGE_DIR)
 FORMATS = ("tar.gz", "zip")
 
 
@@ -194,7 +197,8 @@ def release_version(found: Mapping[str, str], requested: str | None) -> str:
 
 def audit_bundles(bundles: list[Bundle], log: Callable[[str], None] | None) -> list[Bundle]:
     """Audit every bundle (src/mlfreeze/bundle/audit.py); refuse the release when one fails (exit 3 or 1), or when one
-    holds a model without pinned goldens that BUILD-INFO does not record as opted out (exit 1)."""
+    holds a model without pinned goldens that BUILD-INFO does not record as opted out, or ONNX towers
+    backed by no agreement record, goldens or reference_sims and not opted out (exit 1)."""
     results = [audit.audit_bundle(b.path) for b in bundles]
     for result in results:
         for line in result.notices:
@@ -211,6 +215,11 @@ def audit_bundles(bundles: list[Bundle], log: Callable[[str], None] | None) -> l
                 f"{result.bundle.name}: model {', '.join(unpinned)} ships without pinned goldens, so the gate ran "
                 "without its golden check; pin them (nox -s pin-goldens -- --set <set>) or opt out by name in "
                 f"[tool.mlfreeze] unpinned_goldens = [{', '.join(repr(u) for u in unpinned)}] and rebuild")
+        unproven = audit.unproven_onnx_models(result)
+        if unproven:
+            from mlfreeze_runtime.verify.agreement_record import unproven_line
+
+            raise VerificationError(f"{result.bundle.name}: {unproven_line(unproven[0])}, and rebuild")
     return [Bundle(path=b.path, info=b.info, archive_format=b.archive_format, accelerator=b.accelerator,
                    mtime=b.mtime, audit=r) for b, r in zip(bundles, results, strict=True)]
 
@@ -289,6 +298,28 @@ def _asset(bundle: Bundle, out: Path, limit: int, messages: list[str]) -> tuple[
     return entry, sums
 
 
+def image_entry(dist: Path, asset: Mapping[str, Any], out: Path, epoch: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest's ``image`` of one asset from ``dist/image/<bundle>/image.json`` (``mlfreeze
+    image``; ``--push`` adds where it went) and its SBOM written into ``out``; ({}, {}) without one.
+    ConfigError when the record is for another bundle."""
+    from mlfreeze.release import image as _image
+
+    folder = dist / IMAGE_DIR / str(asset["bundle"])
+    if not (folder / _image.IMAGE_JSON).is_file():
+        return {}, {}
+    record = _image.read_record(folder)
+    if record.get("bundle") != asset["bundle"] or str(record.get("version")) != str(asset["version"]):
+        raise ConfigError(f"{folder / _image.IMAGE_JSON}: records bundle {record.get('bundle')!r} "
+                          f"{record.get('version')!r}, not {asset['bundle']!r}; run `mlfreeze image` on this bundle")
+    name = f"{asset['bundle']}.image.cdx.json"
+    sha = _dump(sbom.image_sbom(record, epoch=epoch, bundle_sbom=str(asset["sbom"])), out / name)
+    entry = {"tag": record["tag"], "digest": record["digest"], "architecture": record["architecture"],
+             "size": dict(record["size"]), "base": {"suite": record["base"]["suite"],
+                                                   "packages": dict(record["base"]["packages"])},
+             "pushed": list(record.get("pushed") or []), "sbom": name}
+    return entry, {name: sha}
+
+
 def _swap_into_place(tmp: Path, final: Path) -> None:
     if final.exists() and not final.is_dir():
         raise UsageError(f"{final}: exists and is not a folder; move it away")
@@ -339,6 +370,12 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     messages = _Messages(log)
+    unsigned = [b.name for b in bundles if b.info.get("signing") is None]
+    if unsigned:  # once for the release, not once per bundle
+        messages.append(f"release: note: {len(unsigned)} of {len(bundles)} bundle(s) are unsigned "
+                        f"({', '.join(unsigned)}): no [tool.mlfreeze.signing] table for their OS, or its "
+                        "secrets were not set when they were frozen; Windows SmartScreen and macOS Gatekeeper "
+                        "warn about unsigned binaries")
     try:
         assets, sums = [], {}
         for bundle in bundles:
@@ -359,6 +396,13 @@ def release(dist: Path, *, version: str | None = None, limit: int | None = None,
                             "(every file checked against its SHA256SUMS)")
         assets.sort(key=lambda a: str(a["bundle"]))
         epoch = env.get(EPOCH_ENV, "").strip()
+        for asset in (a for a in assets if "image" not in a):  # a fragment's own image stays as it is
+            image, files = image_entry(dist, asset, tmp, int(asset.get("mtime") or archives.ZIP_EPOCH))
+            if image:
+                asset["image"] = image
+                sums.update(files)
+                messages.append(f"release: {asset['bundle']}: image {image['digest']} ({image['tag']}"
+                                f"{', pushed to ' + image['pushed'][-1]['ref'] if image['pushed'] else ''})")
         manifest = {
             "schema_version": MANIFEST_SCHEMA_VERSION,
             "version": rel_version,

@@ -48,7 +48,8 @@ def asset_files(asset: dict[str, Any]) -> list[str]:
     """The files of one manifest asset: archive or parts (+ whole checksum), and the SBOM."""
     parts = [p["file"] for p in asset["parts"]]
     files = [*parts, f"{asset['archive']}.sha256"] if parts else [asset["archive"]]
-    return [*files, asset["sbom"]]
+    image = asset.get("image")
+    return [*files, asset["sbom"], *([image["sbom"]] if isinstance(image, dict) and "sbom" in image else [])]
 
 
 def read_sums(path: Path) -> dict[str, str]:

@@ -8,7 +8,11 @@ edit to the workflow, and a profile whose runner cannot build it fails here, on 
     python -m mlfreeze.release.matrix                    # every profile
     python -m mlfreeze.release.matrix --platform win-cpu # one (workflow_dispatch); "all" = every one
     python -m mlfreeze.release.matrix --names            # profile names, one a line (ci.yml's plan loop)
-    python -m mlfreeze.release.matrix --github-output    # also append matrix=<json> to $GITHUB_OUTPUT
+    python -m mlfreeze.release.matrix --github-output    # also append matrix=<json>, images=<json> and
+                                                         # has_images=true|false to $GITHUB_OUTPUT
+
+``images`` is the same matrix restricted to the Linux profiles: release.yml's image job builds,
+smoke-tests and pushes the OCI image of each of their full and slim bundles (``mlfreeze image``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def entry(profile: Profile) -> dict[str, str]:
         "host_os": profile.host_os,
         "accelerator": profile.accelerator,
         "archive_format": profile.archive_format,
+        "container": profile.container,  # "" for macOS and Windows: the job runs on the runner itself
     }
 
 
@@ -64,6 +69,11 @@ def build_matrix(profiles: Mapping[str, Profile], platform: str = ALL) -> dict[s
         raise UsageError(f"unknown platform {platform!r}; known: {', '.join(profiles)} (or {ALL!r})")
     chosen = [p for name, p in sorted(profiles.items()) if platform in (ALL, "") or name == platform]
     return {"include": [entry(p) for p in chosen]}
+
+
+def image_matrix(matrix: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``matrix`` whose profile builds on Linux: the platforms that get an image."""
+    return {"include": [e for e in matrix["include"] if e["host_os"] == "linux"]}
 
 
 def render(matrix: Mapping[str, Any]) -> str:
@@ -100,6 +110,9 @@ def workflow_problems(workflow: Mapping[Any, Any], profiles: Mapping[str, Profil
         job = jobs[name]
         if str(job.get("runs-on", "")).replace(" ", "") != "${{matrix.runner}}":
             problems.append(f"job {name!r} must run on ${{{{ matrix.runner }}}} (the profile's runner)")
+        if str(job.get("container", "")).replace(" ", "") != "${{matrix.container}}":
+            problems.append(f"job {name!r} must run in ${{{{ matrix.container }}}} (the profile's build container: "
+                            "Linux bundles are built for its glibc)")
         env = {k: str(v).replace(" ", "") for k, v in (job.get("env") or {}).items()}
         if env.get("SESSION") != "${{matrix.session}}" or 'nox -s "$SESSION"' not in _runs(job):
             problems.append(f"job {name!r} must run `nox -s \"$SESSION\"` with SESSION: ${{{{ matrix.session }}}}")
@@ -137,8 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = os.environ.get("GITHUB_OUTPUT")
             if not target:
                 raise UsageError("--github-output needs $GITHUB_OUTPUT (set by GitHub Actions)")
+            images = image_matrix(matrix)
             with open(target, "a", encoding="utf-8") as f:
                 f.write(f"matrix={line}\n")
+                f.write(f"images={render(images)}\n")
+                f.write(f"has_images={'true' if images['include'] else 'false'}\n")
     except MlfreezeError as exc:
         print(f"mlfreeze.release.matrix: error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -154,6 +154,21 @@ def variant_needs(info: dict[str, Any], cuda_archs: dict[str, list[str]]) -> dic
     return needs
 
 
+def variant_glibc(bundle: Path, info: dict[str, Any]) -> str | None:
+    """The glibc a Linux variant needs (its floor: BUILD-INFO's ``glibc.floor``, read from the ELF
+    files for a bundle frozen before it was recorded); None for macOS and Windows variants."""
+    from mlfreeze.bundle import glibc
+    from mlfreeze.platforms.profiles import load_profile
+
+    if load_profile(info["platform"]).host_os != "linux":
+        return None
+    recorded = info.get("glibc")
+    if recorded is not None:
+        floor: str | None = recorded.get("floor")
+        return floor
+    return glibc.bundle_floor(bundle).glibc
+
+
 def unpack_release(release_dir: Path, dest: Path) -> list[Path]:
     """The bundle folders of a ``mlfreeze release`` directory (release-manifest.json, archives,
     parts), unpacked under ``dest``: each archive rejoined from its parts if split, checked against
@@ -226,6 +241,7 @@ def publish(bundles: list[Path], repo: Path, signers: dict[str, CryptoSigner], *
         try:
             info = buildinfo.read(bundle)
             entry = index.variant_entry(bundle, **variant_needs(info, cuda_archs or {}))
+            entry["glibc"] = variant_glibc(bundle, info)  # the updater refuses it on an older glibc
         except buildinfo.BuildInfoError as exc:
             raise ConfigError(str(exc)) from None
         except ValueError as exc:

@@ -126,3 +126,55 @@ def sbom(info: Mapping[str, Any], bundle: Path | None, *, epoch: int, hashes: Ma
         "components": components,
         "dependencies": [{"ref": app_ref, "dependsOn": [c["bom-ref"] for c in components]}],
     }
+
+
+def deb_purl(name: str, version: str, *, arch: str, suite: str) -> str:
+    """``pkg:deb/debian/<name>@<version>?arch=<arch>&distro=debian-<suite>`` (version percent-encoded)."""
+    return f"pkg:deb/debian/{quote(name, safe='.-_~+')}@{quote(version, safe='.-_~')}?arch={arch}&distro=debian-{suite}"
+
+
+def oci_purl(record: Mapping[str, Any]) -> str:
+    """``pkg:oci/<app>@sha256%3A<hex>?arch=...`` plus ``repository_url`` of the first push, if any."""
+    out = f"pkg:oci/{quote(str(record['app']).lower(), safe='.-_~')}@{quote(str(record['digest']), safe='')}" \
+          f"?arch={record['architecture']}"
+    pushed = record.get("pushed") or []
+    if pushed:
+        repository = str(pushed[0]["ref"]).split("://")[-1].rsplit("@", 1)[0].rsplit(":", 1)[0]
+        out += f"&repository_url={quote(repository, safe='/.-_~')}&tag={quote(str(record['tag']), safe='.-_~')}"
+    return out
+
+
+def image_sbom(record: Mapping[str, Any], *, epoch: int, bundle_sbom: str) -> dict[str, Any]:
+    """The CycloneDX document of one container image (``image.json`` of ``mlfreeze image``): the
+    image by digest, the Debian packages of its base, and the bundle (whose own SBOM,
+    ``bundle_sbom``, lists its Python distributions and models)."""
+    identity = f"{record['app']}@{record['version']}/{record['platform']}/{record['flavor']}/image"
+    image_ref = f"image:{record['digest']}"
+    base = record.get("base") or {}
+    suite, arch = str(base.get("suite", "")), str(record["architecture"])
+    debs = [{"type": "library", "bom-ref": deb_purl(n, v, arch=arch, suite=suite), "name": n, "version": v,
+             "purl": deb_purl(n, v, arch=arch, suite=suite)} for n, v in sorted((base.get("packages") or {}).items())]
+    bundle = {"type": "application", "bom-ref": f"app:{record['bundle']}", "name": str(record["bundle"]),
+              "version": str(record["version"]),
+              "externalReferences": [{"type": "bom", "url": bundle_sbom}]}
+    components = [*debs, bundle]
+    properties = [{"name": "mlfreeze:image-tag", "value": str(record["tag"])},
+                  {"name": "mlfreeze:base", "value": f"debian {suite}"},
+                  *({"name": "mlfreeze:pushed", "value": f"{p['ref']}@{p['digest']}"}
+                    for p in record.get("pushed", []))]
+    return {
+        "bomFormat": "CycloneDX",
+        "specVersion": SPEC_VERSION,
+        "serialNumber": f"urn:uuid:{uuid.uuid5(_NAMESPACE, identity + str(record['digest']))}",
+        "version": 1,
+        "metadata": {
+            "timestamp": _iso(epoch),
+            "tools": {"components": [{"type": "application", "name": "mlfreeze", "version": __version__}]},
+            "component": {"type": "container", "bom-ref": image_ref, "name": str(record["app"]),
+                          "version": str(record["digest"]), "purl": oci_purl(record),
+                          "hashes": [{"alg": "SHA-256", "content": str(record["digest"]).split(":", 1)[1]}],
+                          "properties": properties},
+        },
+        "components": components,
+        "dependencies": [{"ref": image_ref, "dependsOn": [c["bom-ref"] for c in components]}],
+    }

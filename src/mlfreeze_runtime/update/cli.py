@@ -2,13 +2,18 @@
 
 Exit codes: 0 ok, 1 verification failed (audit, acceptance or health check; nothing switched
 or rolled back by itself), 2 usage (no variant for this machine, nothing to roll back to,
-no root of trust), 3 download or integrity (tampered, expired or rolled-back metadata, a blob
-whose bytes are not the signed ones).
+no root of trust, a ``--trust`` that is not a valid root or differs from the saved one, a
+root folder that cannot be written, a bad ``MLFREEZE_FETCH_*``/CA variable), 3 download or
+integrity (tampered, expired or rolled-back metadata, a blob whose bytes are not the signed
+ones, a name or path from the metadata that would leave the root, a TLS certificate that does
+not verify, a server too slow for the download policy, a disk that is full or fails to write).
+Every failure is one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -16,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlfreeze_runtime import buildinfo, record
 from mlfreeze_runtime.update import http, index, install, machine, pointer, trust
 from mlfreeze_runtime.update.errors import FetchError, UpdateError, UsageError
 from mlfreeze_runtime.update.variants import Machine, choose_variant
@@ -37,16 +43,20 @@ def default_root(exe: Path | None = None) -> Path:
     return base / app
 
 
-def load_index(base: str, root: Path, trust_file: Path | None) -> tuple[dict[str, Any], str]:
+def load_index(base: str, root: Path, trust_file: Path | None, *,
+               reset_trust: bool = False) -> tuple[dict[str, Any], str]:
     """(index document, how it was verified). Signed repositories go through TUF; an unsigned
-    local directory is accepted (the user's own files); an unsigned URL is refused."""
+    local directory is accepted (the user's own files); an unsigned URL is refused. A ``--trust``
+    file is checked as a root before anything else (UsageError, exit 2)."""
+    given = trust.load_root(trust_file) if trust_file is not None else None  # checked before any fetch
     install.ensure_fetchable(base)
     if trust.has_metadata(base):
         cur = pointer.for_root(root).read()
         bundled = trust.bundled_root(root / pointer.VERSIONS / cur) if cur else None
         if bundled is None and getattr(sys, "frozen", False):  # <app>-update of a bundle not yet installed
             bundled = trust.bundled_root(Path(sys.executable).resolve().parent)
-        data = trust.refresh_index(base, root, trust_root=trust_file or trust.env_trust() or bundled)
+        data = trust.refresh_index(base, root, trust_root=given or trust.trust_root_for(None, bundled),
+                                   reset=reset_trust)
         return index.parse(data, http.join(base, "index.json")), "signed metadata verified (TUF)"
     if http.is_local(base):
         where = http.join(base, index.INDEX_NAME)
@@ -73,6 +83,7 @@ def cmd_install(args: argparse.Namespace, root: Path, *, update: bool) -> int:
     with install.locked(root):
         for name in install.clean_leftovers(root):
             _say(f"removed leftover {name}")
+        install.finish_pending(root, progress=_say)
         state = install.read_state(root)
         source = args.source or state.get("source")
         if not source:
@@ -81,11 +92,15 @@ def cmd_install(args: argparse.Namespace, root: Path, *, update: bool) -> int:
         cur = pointer.for_root(root).read()
         if update and flavor is None and cur:
             flavor = install.buildinfo.read(root / pointer.VERSIONS / cur)["flavor"]
-        doc, how = load_index(source, root, args.trust)
+        doc, how = load_index(source, root, args.trust, reset_trust=args.reset_trust)
         entry, reasons = _choose(doc, machine.detect(), args, flavor)
         _say(f"release {doc['version']}: {how}; variant {entry['name']}")
-        out = install.install_entry(root, source, entry, keep=args.keep, reasons=reasons, source=source,
-                                    progress=_say, locations=index.locations(doc))
+        try:
+            out = install.install_entry(root, source, entry, keep=args.keep, reasons=reasons, source=source,
+                                        progress=_say, locations=index.locations(doc))
+        except OSError:
+            install.drop_downloads(root)  # a disk that refused a write must not stay full of our bytes
+            raise
         _say(json.dumps({"current": out.name, "previous": out.previous, "downloaded_bytes": out.downloaded_bytes,
                          "requests": out.requests,
                          "reused_files": out.reused_files, "fetched_files": out.fetched_files,
@@ -106,12 +121,13 @@ def cmd_status(args: argparse.Namespace, root: Path) -> int:
     state = install.read_state(root)
     cur = pointer.for_root(root).read()
     doc: dict[str, Any] = {"root": str(root), "current": cur, "pointer": pointer.for_root(root).kind,
+                           "accepted": cur is not None and cur in install.accepted(root),
                            "installed": install.installed(root), "history": install.history(root),
                            "source": state.get("source")}
     if args.explain:
         m = machine.detect()
         if args.source:
-            rel, _ = load_index(args.source, root, args.trust)
+            rel, _ = load_index(args.source, root, args.trust, reset_trust=False)
             _, reasons = _choose(rel, m, args, args.flavor)
             doc["explain"] = reasons
         else:
@@ -120,7 +136,8 @@ def cmd_status(args: argparse.Namespace, root: Path) -> int:
     if args.json:
         _say(json.dumps(doc, indent=1))
         return 0
-    _say(f"root: {root}\ncurrent: {cur or 'none'}\ninstalled: {', '.join(doc['installed']) or 'none'}")
+    pending = "" if cur is None or doc["accepted"] else " (health check after the switch pending: run update)"
+    _say(f"root: {root}\ncurrent: {cur or 'none'}{pending}\ninstalled: {', '.join(doc['installed']) or 'none'}")
     if args.explain:
         _say("why this variant:")
         for line in doc["explain"]:
@@ -133,10 +150,24 @@ def cmd_models(args: argparse.Namespace, root: Path) -> int:
 
     with install.locked(root):
         install.clean_leftovers(root)
+        install.finish_pending(root, progress=_say)
+        models.finish_pending(root, progress=_say)
         doc, base = models.load_pack(args.source, root, args.trust)
         out = models.install_pack(root, base, doc)
     _say(json.dumps(out))
     return 0
+
+
+def os_error_line(exc: OSError, root: Path) -> str:
+    """One line for a failed read or write under ``root``: what, where, what to do."""
+    where = exc.filename or root
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}: {what}: the disk holding {root} is full; partial downloads were removed and "
+                f"current is unchanged; free some space and run the update again")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}: {what}; pass --root a folder you can write (current is unchanged)"
+    return f"{where}: {what} (OS error {exc.errno}); current is unchanged; run the update again"
 
 
 def build_parser(prog: str = "mlfreeze-update") -> argparse.ArgumentParser:
@@ -151,6 +182,8 @@ def build_parser(prog: str = "mlfreeze-update") -> argparse.ArgumentParser:
     pick.add_argument("--variant", help="take this variant (name or platform) whatever the machine has")
     pick.add_argument("--flavor", choices=("full", "slim", "lite"), help="keep only this flavor")
     pick.add_argument("--trust", type=Path, help="root of trust (TUF root.json) when the install has none")
+    pick.add_argument(trust.RESET_FLAG, dest="reset_trust", action="store_true",
+                      help="replace the root of trust this install saved by the --trust given (checked first)")
     for name, text in (("install", "install the best variant of a release"),
                        ("update", "install the newest release from the recorded source, same flavor")):
         s = sub.add_parser(name, parents=[common, pick], help=text)
@@ -183,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     except UpdateError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"error: {os_error_line(exc, root)}", file=sys.stderr)
+        return 2 if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else 3
+    except (record.RecordError, buildinfo.BuildInfoError) as exc:
+        print(f"error: {exc}; reinstall with <app>-update install --from URL", file=sys.stderr)
+        return 3
     except ModuleNotFoundError as exc:  # an updater frozen without python-tuf cannot check signatures
         print(f"error: this updater was built without {exc.name}, so it cannot verify signed update metadata; "
               "rebuild the bundle with mlfreeze (its build lock installs it)", file=sys.stderr)

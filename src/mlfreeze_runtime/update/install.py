@@ -7,15 +7,29 @@ Layout of an install root::
     .downloads/<sha256>[.part]                blobs fetched for the install in progress (resumable)
     .downloads/packs/<name>                   a small pack fetched whole (server without Range support)
     current -> versions/<name>                the pointer (``pointer`` module; current.txt on Windows)
-    state.json                                history of switches, kept count, source, reasons
+    state.json                                history of switches, kept count, source, reasons,
+                                              and "accepted": the versions whose post-switch
+                                              health check passed (the acceptance marker)
 
 Invariant: ``current`` only ever names a folder in ``versions/``, and a folder enters
 ``versions/`` only by one rename after its RECORD audit and acceptance check passed; the
 pointer is switched by an atomic rename. So a SIGKILL at any moment leaves ``current`` on a
 complete, audited version, and :func:`clean_leftovers` removes the rest on the next run.
 
+Acceptance is a recorded fact: a version is "installed" only once its health check after the
+switch passed and :func:`mark_accepted` wrote it into ``state.json``. A run that finds ``current``
+switched but not accepted (the previous run was killed between the switch and the check) finishes
+the check first (:func:`finish_pending`) and rolls back on failure.
+
+Names from the index are checked when it is read (``index.parse``); every join of such a name
+that writes or deletes is checked again on the resolved path (``names.inside``). ``.downloads``
+holds only blobs of the variant being installed (anything else is removed when staging starts),
+is kept after a network failure so the next run resumes, and is removed after a successful
+install and after a failure to write (disk full): a failed run never leaves more than the
+variant's own bytes there.
+
 ``MLFREEZE_UPDATE_KILL_AT=<step>`` makes the process SIGKILL itself at that step (tests):
-download, staged, audited, accepted, moved, switched, recorded.
+download, staged, audited, accepted, moved, switched, recorded, checked.
 """
 
 from __future__ import annotations
@@ -32,10 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze_runtime import buildinfo, record
-from mlfreeze_runtime.update import http, index, pointer, proc
+from mlfreeze_runtime.update import http, index, names, pointer, proc
 from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
 
 STATE = "state.json"
+ACCEPTED = "accepted"  # state.json key: versions whose post-switch health check passed
 STAGING = ".staging"
 DOWNLOADS = ".downloads"
 DEFAULT_KEEP = 2
@@ -100,6 +115,26 @@ def history(root: Path) -> list[str]:
     return hist
 
 
+def accepted(root: Path) -> set[str]:
+    """Versions whose health check after the switch passed (state.json's acceptance marker)."""
+    names_ = read_state(root).get(ACCEPTED, [])
+    return {n for n in names_ if isinstance(n, str)} if isinstance(names_, list) else set()
+
+
+def mark_accepted(root: Path, name: str) -> None:
+    """Record that ``name`` passed its health check after the switch (forgets removed versions)."""
+    state = read_state(root)
+    present = set(installed(root))
+    state[ACCEPTED] = sorted((accepted(root) & present) | {name})
+    write_state(root, state)
+
+
+def version_dir(root: Path, name: str) -> Path:
+    """``root/versions/<name>`` for a checked name, resolved inside ``root`` (FetchError else)."""
+    names.check_name(name, "version folder", str(root))
+    return names.inside(root, root / pointer.VERSIONS / name)
+
+
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
     """One updater per root at a time (fcntl lock on ``.lock``; UsageError when held)."""
@@ -146,14 +181,20 @@ def acceptance_command(bundle: Path) -> list[str]:
     full and slim (models must reproduce their goldens), ``<app> --health`` for lite."""
     info = buildinfo.read(bundle)
     os_name = "windows" if os.name == "nt" else "posix"
+    app = _app(bundle, info)
     if info["flavor"] == "lite":
-        return [str(bundle / exe_name(info["app"], os_name)), "--health"]
-    return [str(bundle / exe_name(info["app"], os_name, "-selftest")), "--models-dir", str(bundle / "models")]
+        return [str(bundle / exe_name(app, os_name)), "--health"]
+    return [str(bundle / exe_name(app, os_name, "-selftest")), "--models-dir", str(bundle / "models")]
 
 
 def health_command(bundle: Path) -> list[str]:
     info = buildinfo.read(bundle)
-    return [str(bundle / exe_name(info["app"], "windows" if os.name == "nt" else "posix")), "--health"]
+    return [str(bundle / exe_name(_app(bundle, info), "windows" if os.name == "nt" else "posix")), "--health"]
+
+
+def _app(bundle: Path, info: dict[str, Any]) -> str:
+    """The app name BUILD-INFO gives, checked as a name (it names the executable a check starts)."""
+    return names.check_name(info.get("app"), "BUILD-INFO app", str(bundle / buildinfo.FILE_NAME))
 
 
 def run_check(cmd: list[str], what: str, *, json_out: bool) -> None:
@@ -228,15 +269,46 @@ def stage(root: Path, base: str, entry: dict[str, Any], outcome: Outcome,
     """Assemble ``entry``'s files under ``.staging/``: hard links to identical installed files,
     the rest fetched (resumably) into ``.downloads/`` then linked in: as loose blobs, or as byte
     ranges of packs for blobs ``locations`` (``index.locations``) places. Returns the staging folder."""
-    staging = root / STAGING / f"{entry['name']}.{os.getpid()}"
+    name = names.check_name(entry["name"], "variant name", base)
+    staging = names.inside(root, root / STAGING / f"{name}.{os.getpid()}")
     staging.mkdir(parents=True)
     downloads = root / DOWNLOADS
     downloads.mkdir(exist_ok=True)
+    trim_downloads(downloads, entry, locations or {})
     try:
         return _fill(staging, root, base, entry, outcome, progress, locations or {})
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def trim_downloads(downloads: Path, entry: dict[str, Any], locations: dict[str, index.PackLocation]) -> list[str]:
+    """Remove from ``.downloads`` whatever ``entry`` does not need (blobs and packs of another
+    release a failed run left), so it never holds more than this variant's bytes; their names."""
+    keep = {r.sha256 for r in index.files_of(entry)}
+    packs = {loc.pack for sha, loc in locations.items() if sha in keep}
+    removed = []
+    for p in sorted(downloads.iterdir()):
+        stem = p.name.removesuffix(".part")
+        if p.is_dir() and p.name == index.PACKS_DIR:
+            for q in sorted(p.iterdir()):
+                if q.name.removesuffix(".part") not in packs:
+                    q.unlink(missing_ok=True)
+                    removed.append(f"{index.PACKS_DIR}/{q.name}")
+            continue
+        if stem in keep or (stem.startswith("run-") and packs):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p.name)
+    return removed
+
+
+def drop_downloads(root: Path) -> None:
+    """Remove ``.downloads`` whole (after a failure to write: its bytes must not keep the disk full)."""
+    shutil.rmtree(root / DOWNLOADS, ignore_errors=True)
 
 
 def whole_pack_max() -> int:
@@ -334,32 +406,51 @@ def _fill(staging: Path, root: Path, base: str, entry: dict[str, Any], outcome: 
           progress: Callable[[str], None], locations: dict[str, index.PackLocation]) -> Path:
     downloads = root / DOWNLOADS
     have = reusable(root)
+    links = index.links_of(entry) if os.name != "nt" else {}  # Windows: file links stay copies
     rows = index.files_of(entry)
     started, requests = http.COUNTER.bytes, http.COUNTER.requests
     _fetch_runs(base, [r for r in rows if r.sha256 not in have or r.path in (record.RECORD_NAME,
                                                                              record.BUILD_INFO_NAME)],
                 locations, downloads)
     for row in rows:
-        dest = staging / row.path
+        if row.path in links:
+            continue  # made below, as a link
+        dest = names.inside(staging, staging / row.path)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        names.inside(staging, dest)
         src = have.get(row.sha256)
         if src is not None and row.path not in (record.RECORD_NAME, record.BUILD_INFO_NAME):
             _link_or_copy(src, dest)
             outcome.reused_files += 1
             continue
-        blob = downloads / row.sha256
+        blob = downloads / names.check_sha256(row.sha256, f"{row.path}: sha256", base)
         if not blob.exists():
             fetch_blob(base, row, blob, locations.get(row.sha256), downloads)
             kill_point("download")
         _link_or_copy(blob, dest)
         os.chmod(dest, row.mode)
         outcome.fetched_files += 1
+    make_links(staging, links)
     outcome.downloaded_bytes += http.COUNTER.bytes - started
     outcome.requests += http.COUNTER.requests - requests
     progress(f"staged {len(rows)} files: {outcome.reused_files} reused, {outcome.fetched_files} fetched "
              f"({outcome.downloaded_bytes} bytes)")
     kill_point("staged")
     return staging
+
+
+def make_links(folder: Path, links: dict[str, str]) -> None:
+    """Create ``links`` (``{path: relative target}``, checked by ``index.check_entry``) in
+    ``folder``; FetchError (exit 3) when one resolves outside ``folder`` or to nothing."""
+    for rel, target in sorted(links.items()):
+        dest = names.inside(folder, folder / rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        names.inside(folder, dest.parent)
+        os.symlink(target, dest)
+    for rel in links:
+        dest = names.inside(folder, folder / rel)
+        if not dest.exists():
+            raise FetchError(f"{rel}: link to {links[rel]!r} dangles in the release; damaged: not installed")
 
 
 # --- the operations ---------------------------------------------------------------------------------
@@ -394,14 +485,16 @@ def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = D
                   progress: Callable[[str], None] = lambda s: None,
                   locations: dict[str, index.PackLocation] | None = None) -> Outcome:
     """Stage, audit, accept, rename into ``versions/``, switch, health-check (rolling back on
-    failure), prune. VerificationFailed (exit 1) or FetchError (exit 3) leave ``current`` as it was."""
+    failure), mark accepted, prune. VerificationFailed (exit 1) or FetchError (exit 3) leave
+    ``current`` as it was."""
     cur = pointer.for_root(root).read()
-    out = Outcome(name=entry["name"], previous=cur)
-    target = root / pointer.VERSIONS / entry["name"]
+    name = names.check_name(entry["name"], "variant name", base)
+    out = Outcome(name=name, previous=cur)
+    target = version_dir(root, name)
     t0 = time.monotonic()
     if target.is_dir():
         audit(target, record_sha256=entry["record_sha256"], full=False)
-        out.note = "already installed"
+        out.note = "already installed" if name in accepted(root) else "installed before, health check pending"
     else:
         staging = stage(root, base, entry, out, progress, locations=locations)
         t_dl = time.monotonic()
@@ -412,7 +505,7 @@ def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = D
             except VerificationFailed as exc:
                 raise VerificationFailed(f"{exc.message}; the release is damaged, nothing was switched") from None
             kill_point("audited")
-            run_check(acceptance_command(staging), f"{entry['name']}: acceptance check failed, not installed",
+            run_check(acceptance_command(staging), f"{name}: acceptance check failed, not installed",
                       json_out=buildinfo.read(staging)["flavor"] == "lite")
             kill_point("accepted")
             target.parent.mkdir(exist_ok=True)
@@ -422,26 +515,66 @@ def install_entry(root: Path, base: str, entry: dict[str, Any], *, keep: int = D
             raise
         kill_point("moved")
         out.seconds["download_to_switch"] = time.monotonic() - t_dl
-    if cur != entry["name"]:
-        switch(root, entry["name"])
+    if cur != name:
+        switch(root, name)
         kill_point("switched")
-        _record_switch(root, entry["name"], source=source or read_state(root).get("source"),
+        _record_switch(root, name, source=source or read_state(root).get("source"),
                        reasons=reasons or [], keep=keep)
         kill_point("recorded")
+    if name not in accepted(root):
         try:
-            run_check(health_command(target), f"{entry['name']}: health check after the switch failed",
-                      json_out=True)
+            run_check(health_command(target), f"{name}: health check after the switch failed", json_out=True)
         except VerificationFailed as exc:
-            if cur is not None:
-                switch(root, cur)
-                _record_switch(root, cur)
-            shutil.rmtree(target, ignore_errors=True)
-            back = f"; rolled back to {cur}" if cur else "; nothing to roll back to, removed it"
-            raise VerificationFailed(exc.message + back) from None
+            previous = cur if cur != name else _previous(root, name)
+            raise VerificationFailed(exc.message + undo_switch(root, name, previous)) from None
+        kill_point("checked")
+        mark_accepted(root, name)
     prune(root, keep)
     shutil.rmtree(root / DOWNLOADS, ignore_errors=True)
     out.seconds["total"] = time.monotonic() - t0
     return out
+
+
+def _previous(root: Path, name: str) -> str | None:
+    """The version current before ``name`` (by history), None when there was none."""
+    hist = [n for n in history(root) if n != name]
+    return hist[-1] if hist else None
+
+
+def undo_switch(root: Path, failed: str, previous: str | None) -> str:
+    """Switch back to ``previous`` (or remove the pointer when there is none), delete ``failed``;
+    the phrase that says so."""
+    ptr = pointer.for_root(root)
+    if previous is not None and (root / pointer.VERSIONS / previous).is_dir():
+        switch(root, previous)
+        _record_switch(root, previous)
+        back = f"; rolled back to {previous}"
+    else:
+        ptr.path.unlink(missing_ok=True)
+        state = read_state(root)
+        state["history"] = [n for n in state.get("history", []) if n != failed]
+        write_state(root, state)
+        back = "; nothing to roll back to, removed it"
+    shutil.rmtree(version_dir(root, failed), ignore_errors=True)
+    return back
+
+
+def finish_pending(root: Path, progress: Callable[[str], None] = lambda s: None) -> str | None:
+    """Finish what a run killed between the switch and the health check left undone: health-check
+    the ``current`` version if it was never accepted, mark it, or roll back (VerificationFailed,
+    exit 1). Returns the name checked, None when there was nothing to finish."""
+    cur = pointer.for_root(root).read()
+    if cur is None or cur in accepted(root):
+        return None
+    target = version_dir(root, cur)
+    progress(f"{cur}: current but never health-checked after its switch (an earlier run stopped); checking it now")
+    try:
+        run_check(health_command(target), f"{cur}: health check after the switch failed", json_out=True)
+    except VerificationFailed as exc:
+        raise VerificationFailed(exc.message + " (the check an interrupted run left undone)"
+                                 + undo_switch(root, cur, _previous(root, cur))) from None
+    mark_accepted(root, cur)
+    return cur
 
 
 def rollback(root: Path) -> tuple[str, str]:
@@ -451,7 +584,7 @@ def rollback(root: Path) -> tuple[str, str]:
         raise UsageError(f"{root}: no previous version to roll back to (installed: "
                          f"{', '.join(installed(root)) or 'none'})")
     cur, prev = hist[-1], hist[-2]
-    audit(root / pointer.VERSIONS / prev, record_sha256=None, full=False)
+    audit(version_dir(root, prev), record_sha256=None, full=False)
     switch(root, prev)
     state = read_state(root)
     state["history"] = hist[:-1]

@@ -4,7 +4,8 @@ NVIDIA: the driver's own library ``libnvidia-ml`` (NVML, through ctypes: nvmlIni
 nvmlSystemGetDriverVersion, nvmlDeviceGetCount_v2, nvmlDeviceGetHandleByIndex_v2,
 nvmlDeviceGetName, nvmlDeviceGetCudaComputeCapability), else
 ``nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader``
-(compute_cap needs driver >= 510). Apple: ``sysctlbyname("hw.optional.arm64")`` and
+(compute_cap needs driver >= 510). glibc (Linux): ``os.confstr("CS_GNU_LIBC_VERSION")``.
+Apple: ``sysctlbyname("hw.optional.arm64")`` and
 ``sysctl.proc_translated`` (1 when this process runs under Rosetta 2) through libc.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os as _os
 import platform
 import shutil
 import sys
@@ -103,6 +105,16 @@ def _sysctl_int(name: str) -> int | None:
     return value.value
 
 
+def glibc_version(confstr: Callable[[str], str | None] | None = None) -> str | None:
+    """The C library's glibc version ("2.31"), None where it is not glibc (musl, macOS, Windows)."""
+    try:
+        text = (confstr or _os.confstr)("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return None
+    name, _, version = text.partition(" ")
+    return version if name == "glibc" and version[:1].isdigit() else None
+
+
 def detect(*, sysctl: Callable[[str], int | None] | None = None) -> Machine:
     """This machine, as :func:`variants.choose_variant` needs it (never raises)."""
     os = os_name()
@@ -114,12 +126,12 @@ def detect(*, sysctl: Callable[[str], int | None] | None = None) -> Machine:
         return Machine(os=os, arch="arm64" if apple else arch, apple_silicon=apple, rosetta=rosetta)
     found = _nvml(os)
     driver, gpus = found if found is not None and found[1] else _nvidia_smi()
-    return Machine(os=os, arch=arch, gpus=gpus, nvidia_driver=driver)
+    return Machine(os=os, arch=arch, gpus=gpus, nvidia_driver=driver, glibc=glibc_version() if os == "linux" else None)
 
 
 def describe(m: Machine) -> str:
     """One line for ``status``: "linux x86_64, NVIDIA RTX 3090 (8.6), driver 550.54.14"."""
-    parts = [f"{m.os} {m.arch}"]
+    parts = [f"{m.os} {m.arch}" + (f", glibc {m.glibc}" if m.glibc else "")]
     parts += [f"NVIDIA {g.name} ({g.compute_capability})" for g in m.gpus]
     if m.gpus or m.nvidia_driver:
         parts.append(f"driver {m.nvidia_driver or 'not found'}")

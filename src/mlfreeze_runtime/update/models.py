@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze_runtime import buildinfo, record
-from mlfreeze_runtime.update import http, index, install, pointer
+from mlfreeze_runtime.update import http, index, install, names, pointer
 from mlfreeze_runtime.update.errors import FetchError, UsageError, VerificationFailed
 
 PACK_NAME = "model-pack.json"
@@ -44,9 +44,21 @@ def pack_document(models_dir: Path, *, app: str, set_name: str, version: str) ->
 
 def parse_pack(data: bytes, where: str) -> dict[str, Any]:
     doc = index.load_document(data, where, FORMAT, "an mlfreeze model pack")
-    for rel, _sha, _size in doc["files"]:
-        if index.escapes(rel):
-            raise FetchError(f"{where}: path {rel!r} escapes the models folder")
+    for key in ("app", "set", "version"):
+        names.check_name(doc.get(key), f"model pack {key}", where)
+    files = doc.get("files")
+    if not isinstance(files, list):
+        raise FetchError(f"{where}: the pack has no file list; it is damaged")
+    seen: set[str] = set()
+    for row in files:
+        if not isinstance(row, list) or len(row) != 3:
+            raise FetchError(f"{where}: file row {row!r} is not [path, sha256, size]")
+        rel, sha, size = row
+        names.check_relpath(rel, "path", where)
+        names.check_sha256(sha, f"{rel}: sha256", where)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or rel.casefold() in seen:
+            raise FetchError(f"{where}: {rel}: size {size!r} is not a byte count, or the path repeats")
+        seen.add(rel.casefold())
     if not any(r[0] == "models.json" for r in doc["files"]):
         raise FetchError(f"{where}: the pack has no models.json")
     return doc
@@ -63,7 +75,7 @@ def load_pack(source: str, root: Path, trust_file: Path | None) -> tuple[dict[st
     install.ensure_fetchable(source)
     if trust.has_metadata(source):
         cur = install.current_bundle(root)
-        data = trust.refresh_index(source, root, trust_root=trust_file or trust.env_trust() or trust.bundled_root(cur),
+        data = trust.refresh_index(source, root, trust_root=trust.trust_root_for(trust_file, trust.bundled_root(cur)),
                                    target=PACK_NAME)
         return parse_pack(data, http.join(source, PACK_NAME)), source
     if http.is_local(source):
@@ -93,6 +105,54 @@ def _sha(path: Path) -> str:
     return record.hash_file(path)[0]
 
 
+PENDING = "models_pending"  # state.json: a pack switched in whose health check has not passed yet
+
+
+def _set_pending(root: Path, value: dict[str, Any] | None) -> None:
+    state = install.read_state(root)
+    if value is None:
+        state.pop(PENDING, None)
+    else:
+        state[PENDING] = value
+    install.write_state(root, state)
+
+
+def _health(root: Path, bundle: Path, name: str, previous: str | None) -> None:
+    """``<app> --health`` with ``models/current``; on failure restore ``previous`` (or the bundle's
+    models), delete ``name`` and raise VerificationFailed (exit 1)."""
+    ptr = models_pointer(root)
+    try:
+        os.environ["MLFREEZE_MODELS_DIR"] = str(root / MODELS / "current")
+        install.run_check(install.health_command(bundle), f"model pack {name}: health check with the new models "
+                          "failed", json_out=True)
+    except VerificationFailed as exc:
+        if previous and (root / MODELS / previous).is_dir():
+            ptr.switch(previous)
+        else:
+            ptr.path.unlink(missing_ok=True)
+        shutil.rmtree(names.inside(root, root / MODELS / name), ignore_errors=True)
+        _set_pending(root, None)
+        raise VerificationFailed(exc.message + f"; restored {previous or 'the bundle models'}") from None
+    finally:
+        os.environ.pop("MLFREEZE_MODELS_DIR", None)
+
+
+def finish_pending(root: Path, progress: Any = lambda s: None) -> str | None:
+    """Finish the health check of a model pack a killed run switched in but never checked: mark
+    it, or restore the previous models (VerificationFailed, exit 1). The pack's name, or None."""
+    pending = install.read_state(root).get(PENDING)
+    if not isinstance(pending, dict):
+        return None
+    name, previous = pending.get("name"), pending.get("previous")
+    if not isinstance(name, str) or models_pointer(root).read() != name or names.name_problem(name):
+        _set_pending(root, None)
+        return None
+    progress(f"model pack {name}: switched in but never health-checked (an earlier run stopped); checking it now")
+    _health(root, install.current_bundle(root), name, previous if isinstance(previous, str) else None)
+    _set_pending(root, None)
+    return name
+
+
 def install_pack(root: Path, base: str, doc: dict[str, Any]) -> dict[str, Any]:
     """Verify, self-test, switch and health-check a model pack; VerificationFailed (exit 1) keeps
     the models in use, FetchError (exit 3) for bytes that are not the signed ones."""
@@ -100,15 +160,15 @@ def install_pack(root: Path, base: str, doc: dict[str, Any]) -> dict[str, Any]:
     info = buildinfo.read(bundle)
     if info["flavor"] == "lite":
         raise UsageError(f"{bundle.name} is a lite install: it has no models to update")
-    name = f"{doc['set']}-{doc['version']}"
+    name = names.check_name(f"{doc['set']}-{doc['version']}", "model pack", base)
     (root / MODELS).mkdir(exist_ok=True)
-    staging = root / install.STAGING / f"models-{name}.{os.getpid()}"
+    staging = names.inside(root, root / install.STAGING / f"models-{name}.{os.getpid()}")
     staging.mkdir(parents=True)
     have = _reusable(current_models(root))
     fetched = reused = 0
     try:
         for rel, sha, size in doc["files"]:
-            dest = staging / rel
+            dest = names.inside(staging, staging / rel)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if sha in have:
                 install._link_or_copy(have[sha], dest)
@@ -125,7 +185,7 @@ def install_pack(root: Path, base: str, doc: dict[str, Any]) -> dict[str, Any]:
         install.run_check([str(selftest), "--models-dir", str(staging)],
                           f"model pack {name}: the installed app's self-test failed on the new models; "
                           "the models in use are kept", json_out=False)
-        target = root / MODELS / name
+        target = names.inside(root, root / MODELS / name)
         shutil.rmtree(target, ignore_errors=True)
         os.rename(staging, target)
     except BaseException:
@@ -133,21 +193,11 @@ def install_pack(root: Path, base: str, doc: dict[str, Any]) -> dict[str, Any]:
         raise
     ptr = models_pointer(root)
     previous = ptr.read()
+    _set_pending(root, {"name": name, "previous": previous})  # the marker a killed run leaves
     ptr.switch(name)
     install.kill_point("models-switched")
-    env_cmd = install.health_command(bundle)
-    try:
-        os.environ["MLFREEZE_MODELS_DIR"] = str(root / MODELS / "current")
-        install.run_check(env_cmd, f"model pack {name}: health check with the new models failed", json_out=True)
-    except VerificationFailed as exc:
-        if previous:
-            ptr.switch(previous)
-        else:
-            ptr.path.unlink()
-        shutil.rmtree(root / MODELS / name, ignore_errors=True)
-        raise VerificationFailed(exc.message + f"; restored {previous or 'the bundle models'}") from None
-    finally:
-        os.environ.pop("MLFREEZE_MODELS_DIR", None)
+    _health(root, bundle, name, previous)
+    _set_pending(root, None)
     for old in (p for p in (root / MODELS).iterdir() if p.is_dir() and not p.is_symlink()):
         if old.name not in (name, previous):  # keep the new pack and the previous one as the backup
             shutil.rmtree(old, ignore_errors=True)

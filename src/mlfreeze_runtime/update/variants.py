@@ -9,7 +9,8 @@ CUDA rules applied (NVIDIA, CUDA C++ Programming Guide, "Binary Compatibility" a
 "Application Compatibility"): a cubin built for ``sm_XY`` runs on a GPU of compute capability
 X.Z with Z >= Y (same major only); PTX built for ``compute_XY`` is JIT-compiled by the driver
 for any GPU of compute capability >= X.Y. A CUDA build also needs a driver at least as new as
-its toolkit requires (``min_driver``).
+its toolkit requires (``min_driver``). A Linux build needs the glibc its ELF files need (``glibc``,
+the floor ``mlfreeze audit`` recorded): the dynamic loader refuses to start it on an older one.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Machine:
     nvidia_driver: str | None = None
     apple_silicon: bool = False
     rosetta: bool = False
+    glibc: str | None = None  # Linux: the C library's version ("2.31"); None elsewhere or not glibc (musl)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,7 @@ class Variant:
     accelerator: str
     min_driver: str | None = None
     cuda_archs: tuple[str, ...] = ()
+    glibc: str | None = None  # Linux: the newest glibc its files need (BUILD-INFO glibc.floor); None: no floor
     extra: dict[str, object] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -99,6 +102,11 @@ def _refusal(m: Machine, v: Variant) -> str | None:
         if m.os == "macos" and m.arch == "arm64" and v.arch == "x86_64" and v.accelerator == "cpu":
             return None  # Rosetta 2 runs x86_64 CPU code; ranked below native builds
         return f"built for {v.arch}, this machine is {m.arch}"
+    if v.os == "linux" and v.glibc:
+        if m.glibc is None:
+            return f"needs glibc {v.glibc} or newer, and this machine's C library is not glibc"
+        if version_tuple(m.glibc) < version_tuple(v.glibc):
+            return f"needs glibc {v.glibc} or newer, this machine has glibc {m.glibc}"
     if v.accelerator == "mps" and not m.apple_silicon:
         return "needs Apple Silicon (Metal), not found"
     if v.accelerator == "cuda":
@@ -146,6 +154,7 @@ def choose_variant(machine: Machine, variants: Sequence[Variant], *, flavor: str
         reasons.append(f"{chosen.name}: chosen by --variant" + (f" although it {why}" if why else ""))
         return chosen, reasons
     fitting: list[Variant] = []
+    refused: list[str] = []
     for v in variants:
         if flavor is not None and v.flavor != flavor:
             reasons.append(f"{v.name}: skipped, flavor {v.flavor} (installed flavor is {flavor})")
@@ -153,10 +162,13 @@ def choose_variant(machine: Machine, variants: Sequence[Variant], *, flavor: str
         why = _refusal(machine, v)
         if why:
             reasons.append(f"{v.name}: refused, {why}")
+            refused.append(f"{v.name} {why}")
         else:
             fitting.append(v)
-    if not fitting:
-        reasons.append("no variant of this release runs on this machine")
+    if not fitting:  # the last line is the one the updater prints: it names the first refusal
+        more = f"; +{len(refused) - 1} more" if len(refused) > 1 else ""
+        first = f" ({refused[0]}{more})" if refused else ""
+        reasons.append(f"no variant of this release runs on this machine{first}")
         return None, reasons
     fitting.sort(key=lambda v: _rank(machine, v, FLAVOR_RANK), reverse=True)
     chosen = fitting[0]

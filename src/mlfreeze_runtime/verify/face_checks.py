@@ -41,7 +41,7 @@ def assemble_folder(files: Mapping[str, Path], tmp: Path) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"model file {name} is missing ({path})")
         try:
-            os.symlink(path, tmp / name)
+            os.symlink(path.absolute(), tmp / name)  # a relative target would resolve inside tmp
         except OSError:
             import shutil
 

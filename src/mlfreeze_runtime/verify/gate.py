@@ -69,35 +69,104 @@ def clip_path_for(ref: ModelRef, requested: str) -> str:
     return "torch" if has_weights and torch_clip_available() else "onnx"
 
 
+PROOF_CHECK = "onnx_proof"
+PROOFS = ("an agreement record", "pinned goldens", "reference_sims")
+
+
+def onnx_towers_of(ref: ModelRef) -> tuple[Path, Path] | None:
+    """The model's ONNX towers (roles ``image_onnx`` and ``text_onnx``), or None when it lists not both."""
+    towers = {r: Path(ref.files[n]) for n, r in ref.roles.items() if r in ("image_onnx", "text_onnx")
+              and n in ref.files}
+    return (towers["image_onnx"], towers["text_onnx"]) if len(towers) == 2 else None
+
+
+def record_check(ref: ModelRef, towers: tuple[Path, Path] | None) -> CheckResult | None:
+    """``onnx_agreement.record`` of the model's agreement record (role ``agreement``) against its
+    towers, or None when it lists no record or no towers."""
+    from mlfreeze_runtime.verify import agreement_record
+
+    record = agreement_record.find(ref.files, ref.roles)
+    if record is None or towers is None:
+        return None
+    return agreement_record.check(ref.id, record, image=towers[0], text=towers[1], derived_from=ref.derived_from,
+                                  raw_tolerances=ref.onnx_agreement)
+
+
+def proof(ref: ModelRef, spec: ClipSpec, results: Sequence[CheckResult], *, opted_out: bool) -> CheckResult:
+    """``onnx_proof``: the towers a slim bundle ships are backed by at least one reference that
+    catches a faulty export without torch: a matching agreement record (``onnx_agreement.record``
+    passed), pinned goldens, or declared ``reference_sims``. Else FAIL with the line that says
+    which to add, unless the model is opted out (``[tool.mlfreeze] unproven_onnx``): SKIP."""
+    expected = f"the ONNX towers backed by {', '.join(PROOFS[:2])} or {PROOFS[2]}"
+    have = []
+    if any(r.check == "onnx_agreement.record" and r.status == PASS for r in results):
+        have.append("a matching agreement record")
+    if ref.golden is not None and Path(ref.golden).is_file():
+        have.append("pinned goldens")
+    if spec.reference_sims:
+        have.append(f"{len(spec.reference_sims)} reference_sims")
+    if have:
+        return CheckResult(model=ref.id, check=PROOF_CHECK, status=PASS, expected=expected, got=", ".join(have))
+    if opted_out:
+        return CheckResult(model=ref.id, check=PROOF_CHECK, status=SKIP, expected=expected,
+                           got="none, opted out by [tool.mlfreeze] unproven_onnx: its towers ship unproven")
+    from mlfreeze_runtime.verify.agreement_record import unproven_line
+
+    return CheckResult(model=ref.id, check=PROOF_CHECK, status=FAIL, expected=expected, got=unproven_line(ref.id))
+
+
 def _run_clip(ref: ModelRef, spec: ClipSpec, *, path: str, device: str, providers: Sequence[str],
-              probes_dir: Path | None, results: list[CheckResult], requested: str = "auto") -> Any:
+              probes_dir: Path | None, results: list[CheckResult], requested: str = "auto",
+              require_proof: bool = False, opted_out: bool = False) -> Any:
     from mlfreeze_runtime.verify import clip_checks
 
+    towers = onnx_towers_of(ref)
     if path == "torch":
-        return clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1]
-    if clip_path_for(ref, "auto") == "torch":  # torch is here too: prove the export equals it first
+        values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1]
+        if towers is not None:  # the set pins ONNX towers too: verify them whenever verify runs
+            from mlfreeze_runtime.verify import onnx_checks
+
+            results += onnx_checks.run(ref, *towers, raw_tolerances=ref.onnx_agreement, probes_dir=probes_dir,
+                                       providers=providers)
+            record = record_check(ref, towers)
+            if record is not None:
+                results.append(record)
+        return values
+    if clip_path_for(ref, "auto") == "torch" and towers is not None:  # torch is here too: prove the export
         from mlfreeze_runtime.verify import onnx_checks
 
-        image_onnx, text_onnx = clip_checks.onnx_towers(ref)
-        results += onnx_checks.run(ref, image_onnx, text_onnx, raw_tolerances=ref.onnx_agreement,
+        results += onnx_checks.run(ref, *towers, raw_tolerances=ref.onnx_agreement,
                                    probes_dir=probes_dir, providers=providers)
     elif requested == "onnx":  # a torch-free build's verify: say the agreement did not run here
-        why = ("torch and open_clip are not installed in this environment (a slim-only build): the towers "
-               "are checked on their own merits below; the agreement runs in a build that has torch")
+        why = ("torch and open_clip are not installed in this environment (a slim-only build): the agreement "
+               "record, the goldens and reference_sims stand in for it below")
         results += [CheckResult(model=ref.id, check=f"onnx_agreement.{tower}", status=SKIP,
                                 expected="min cosine vs torch", got=why) for tower in ("image", "text")]
-    return clip_checks.run_onnx(ref, spec, providers=providers, probes_dir=probes_dir, out=results)[1]
+    record = record_check(ref, towers)
+    if record is not None:
+        results.append(record)
+    values = clip_checks.run_onnx(ref, spec, providers=providers, probes_dir=probes_dir, out=results)[1]
+    if require_proof:
+        results.append(proof(ref, spec, results, opted_out=opted_out))
+    return values
 
 
 def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[str] = DEFAULT_PROVIDERS,
-        expected_providers: Sequence[str] = (), probes_dir: Path | None = None, clip_path: str = "torch") -> GateRun:
+        expected_providers: Sequence[str] = (), probes_dir: Path | None = None, clip_path: str = "torch",
+        require_proof: bool | None = None, unproven_ok: Sequence[str] = ()) -> GateRun:
     """Every check of every model. A model whose suite raises keeps the results it produced before
     the exception, followed by one ``runtime`` FAIL naming it; an empty model list is one FAIL.
 
     ``clip_path`` (:data:`CLIP_PATHS`): how CLIP models run. ``torch``: open_clip (full bundles).
     ``onnx``: the exported towers on onnxruntime (slim bundles), every semantic check on that path,
     preceded by ``onnx_agreement.image``/``.text`` against torch when torch and the weights are at
-    hand (the build environment). ``auto``: torch when available, else onnx (the frozen self-test)."""
+    hand (the build environment). ``auto``: torch when available, else onnx (the frozen self-test).
+    On the torch path, a model that also lists ONNX towers gets ``onnx_agreement.*`` (and its
+    record checked): pinned towers are verified whenever the gate runs.
+
+    ``require_proof`` (default: when ``clip_path`` is ``onnx``, the build's slim gate): each CLIP
+    model on the ONNX path gets ``onnx_proof`` (:func:`proof`), failing towers backed by no
+    agreement record, goldens or reference_sims unless the model id is in ``unproven_ok``."""
     if clip_path not in CLIP_PATHS:
         raise ValueError(f"clip_path {clip_path!r}; allowed: {', '.join(CLIP_PATHS)}")
     gate = GateRun()
@@ -129,7 +198,8 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
             if isinstance(spec, ClipSpec):
                 values = _run_clip(ref, spec, path=clip_path_for(ref, clip_path), device=device,
                                    providers=providers, probes_dir=probes_dir, results=results,
-                                   requested=clip_path)
+                                   requested=clip_path, opted_out=ref.id in set(unproven_ok),
+                                   require_proof=clip_path == "onnx" if require_proof is None else require_proof)
             else:
                 assert isinstance(spec, FacesSpec)
                 from mlfreeze_runtime.verify import face_checks

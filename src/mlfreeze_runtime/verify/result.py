@@ -34,7 +34,9 @@ class ModelRef:
     ``files`` maps artifact (or archive member) names to local paths; ``verify`` is the raw
     ``[models.<id>.verify]`` table; ``golden`` is where the pinned reference outputs live
     (``src/mlfreeze/specs/goldens/<id>.json`` at build time, ``models/<id>/golden.json`` in a bundle).
-    ``roles`` maps artifact names to their manifest role ("weights", "config") when known.
+    ``roles`` maps artifact names to their manifest role ("weights", "config") when known;
+    ``derived_from`` is the pinned source of the model's ONNX towers (``"<id>@<weights sha256>"``,
+    the manifest's or models.json's), "" when unknown.
     """
 
     id: str
@@ -48,6 +50,7 @@ class ModelRef:
     onnx_agreement: Mapping[str, Any] = field(default_factory=dict)  # raw [models.<id>.onnx_agreement]
     provides: tuple[str, ...] = ()  # the by-name loads it answers (mlfreeze_runtime.names)
     revision: str = ""  # pinned hub revision (hf-hub models)
+    derived_from: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,10 +20,22 @@ Three parts:
    is skipped. An app that is missing, fails, times out (``$MLFREEZE_SELFTEST_APP_TIMEOUT``,
    default 600 s) or disagrees is a failed check naming the app and the input.
 
+   A server (a ``serve`` contract in ``app-contract.json`` beside the executable, or ``--contract
+   FILE``; :mod:`mlfreeze_runtime.contract`) is probed over HTTP instead (:func:`serve_probe`): the
+   app is started on 127.0.0.1 and a free port, the self-test waits for its readiness URL, sends
+   each declared probe once per input of its kind, compares the vectors like the CLI probe's, and
+   stops it (:mod:`mlfreeze_runtime.serve`); check ``app_serve`` names the step that failed
+   (start, readiness, probe N, stop), ``app_serve.probe<N>.<input>`` compares each probe.
+
+The app runs with ``$MLFREEZE_DATA_DIR`` pointing at a temporary folder. When frozen, the check
+``app_writes`` fails when the app's run left a file inside the bundle (new, changed or deleted),
+naming the files.
+
 Exit 0 when every check passes, 1 when any fails (one ``FAILED`` line per failing check on
 stderr), 2 when there is nothing to test (no models dir / index / models) or ``DEVICE`` /
-``ONNX_PROVIDERS`` name something this machine lacks. The runtime's one subprocess call is
-:func:`run_app` (the builder's chokepoint, ``mlfreeze._proc``, is not part of a bundle).
+``ONNX_PROVIDERS`` name something this machine lacks. The runtime's subprocess calls are
+:func:`run_app` and :func:`mlfreeze_runtime.serve.popen` (the builder's chokepoint,
+``mlfreeze._proc``, is not part of a bundle).
 """
 
 from __future__ import annotations
@@ -41,7 +53,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mlfreeze_runtime.app import PROBE_FLAG, PROBE_MIN_COSINE, filter_known_warnings
+from mlfreeze_runtime.app import DATA_ENV, PROBE_FLAG, PROBE_MIN_COSINE, filter_known_warnings
+from mlfreeze_runtime.contract import CONTRACT_FILE, AppContract, ContractError, Serve, parse_contract
 from mlfreeze_runtime.modelindex import FROZEN_MARK_ENV, MODELS_ENV, ModelIndex, ModelIndexError
 from mlfreeze_runtime.verify.probes import PROBES_DIRNAME
 from mlfreeze_runtime.verify.result import FAIL, PASS, SKIP, CheckResult
@@ -174,13 +187,13 @@ def run_app(command: Sequence[str], request_path: Path, *, env: dict[str, str], 
 
 
 def compare(app: str, labels: dict[str, list[str]], ref: dict[str, list[Any]],
-            got: dict[str, Any]) -> list[CheckResult]:
+            got: dict[str, Any], *, check_prefix: str = "app_probe") -> list[CheckResult]:
     """One result per part the request holds: every row of the app within cosine 0.9999 of the reference."""
     results = []
     expected = f"the app's embeddings: cosine >= {PROBE_MIN_COSINE} with the self-test's, unit norm"
     answered = [p for p in ref if p in got]
     for part in ref:
-        check = f"app_probe.{part}"
+        check = f"{check_prefix}.{part}"
         if part not in got:
             results.append(CheckResult(model=app, check=check, status=SKIP, got=f"the app does not embed {part}s"))
             continue
@@ -233,6 +246,95 @@ def app_label(command: Sequence[str]) -> str:
     return f"app {first}"
 
 
+def app_environment(index: ModelIndex, device: str, data: Path) -> dict[str, str]:
+    """The app's environment: this process's, the models folder the self-test checked, its device,
+    and ``$MLFREEZE_DATA_DIR`` at ``data`` (created), so the app's run writes nothing a user keeps."""
+    env = dict(os.environ)
+    old = env.get(MODELS_ENV)
+    env[MODELS_ENV] = str(index.directory)
+    if old is not None and env.get(FROZEN_MARK_ENV) == old:
+        env[FROZEN_MARK_ENV] = str(index.directory)
+    env.setdefault("DEVICE", device)
+    data.mkdir(parents=True, exist_ok=True)
+    env[DATA_ENV] = str(data)
+    return env
+
+
+def contract_of(explicit: str | None) -> AppContract:
+    """``--contract FILE``, else ``app-contract.json`` beside the frozen executable, else none.
+    ContractError when the file is unreadable or invalid."""
+    from mlfreeze_runtime.contract import read_contract
+
+    if explicit:
+        try:
+            doc = json.loads(Path(explicit).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ContractError(explicit, f"is not a readable JSON contract ({exc})") from None
+        return parse_contract(doc)
+    if getattr(sys, "frozen", False):
+        return read_contract(Path(sys.executable).resolve().parent)
+    return AppContract()
+
+
+def serve_probe(command: list[str], serve: Serve, index: ModelIndex, probes_dir: Path | None, *, device: str,
+                providers: Sequence[str]) -> list[CheckResult]:
+    """Start the app's server as its contract says, send the probes over HTTP, compare, stop
+    (module docstring, part 3). One ``app_serve`` result for the run, one per probe."""
+    from mlfreeze_runtime import serve as _serve
+
+    app = app_label(command)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="mlfreeze-selftest-serve-") as tmp_s:
+        tmp = Path(tmp_s)
+        built = build_request(index, probes_dir, tmp)
+        ref = reference(built, device, providers) if built["models"] else {}
+        req = built["request"]
+        inputs = {part: items for part, items in (("text", req["texts"]), ("image", req["images"]),
+                                                  ("face", req["faces"])) if part in ref}
+        workdir = tmp / "run"
+        workdir.mkdir()
+        outcome = _serve.run(command, serve, env=app_environment(index, device, tmp / "data"), workdir=workdir,
+                             inputs=inputs)
+    steps = [f for f in outcome.failures if not f.step.startswith("probe ")]
+    what = (f"started on 127.0.0.1 ({'$' + serve.port_env if serve.port_env else '{port}'}), GET {serve.ready} "
+            f"2xx within {serve.ready_timeout:g} s, stopped by SIGTERM within {serve.stop_timeout:g} s")
+    results = [CheckResult(model=app, check="app_serve", status=FAIL if steps else PASS, expected=what,
+                           got="; ".join(f"{f.step}: {f.detail}" for f in steps) if steps else
+                           f"port {outcome.port}, ready in {outcome.ready_s or 0:.1f} s, {len(serve.probes)} probe(s)",
+                           seconds=time.perf_counter() - t0)]
+    failed = {f.step: f for f in outcome.failures}
+    for i, probe in enumerate(serve.probes, start=1):
+        check = f"app_serve.probe{i}.{probe.input}"
+        if f"probe {i}" in failed:
+            results.append(CheckResult(model=app, check=check, status=FAIL, expected=f"{probe.describe()} answers "
+                                       f"each {probe.input} input with a vector at {probe.vector!r}",
+                                       got=f"probe {i}: {failed[f'probe {i}'].detail}"))
+        elif i in outcome.vectors:
+            part = probe.input
+            results += compare(app, {part: built["labels"][part]}, {part: ref[part]}, {part: outcome.vectors[i]},
+                               check_prefix=f"app_serve.probe{i}")
+        elif probe.input not in ref:
+            results.append(CheckResult(model=app, check=check, status=SKIP,
+                                       got=f"the set has no model for {probe.input} inputs"))
+        else:
+            results.append(CheckResult(model=app, check=check, status=SKIP, got="not sent: the server did not get "
+                                       "that far"))
+    return results
+
+
+def writes_check(app: str, bundle: Path, before: dict[str, tuple[int, int]]) -> CheckResult:
+    """``app_writes``: the app's run left the bundle as it was (RECORD stays true)."""
+    from mlfreeze_runtime.record import changes, snapshot
+
+    found = changes(before, snapshot(bundle))
+    more = f" (+{len(found) - 3} more)" if len(found) > 3 else ""
+    return CheckResult(model=app, check="app_writes", status=FAIL if found else PASS,
+                       expected=f"nothing written inside the bundle {bundle}; the app writes under "
+                                f"mlfreeze_runtime.app.data_dir() (${DATA_ENV} in this run)",
+                       got=(f"the app wrote inside the bundle: {', '.join(found[:3])}{more}; write to "
+                            "mlfreeze_runtime.app.data_dir() instead") if found else "no file written")
+
+
 def app_probe(command: list[str], index: ModelIndex, probes_dir: Path | None, *, device: str,
               providers: Sequence[str]) -> list[CheckResult]:
     app = app_label(command)
@@ -245,12 +347,7 @@ def app_probe(command: list[str], index: ModelIndex, probes_dir: Path | None, *,
         ref = reference(built, device, providers)
         req_path = tmp / "request.json"
         req_path.write_text(json.dumps(built["request"]), encoding="utf-8")
-        env = dict(os.environ)
-        old = env.get(MODELS_ENV)
-        env[MODELS_ENV] = str(index.directory)
-        if old is not None and env.get(FROZEN_MARK_ENV) == old:
-            env[FROZEN_MARK_ENV] = str(index.directory)
-        env.setdefault("DEVICE", device)
+        env = app_environment(index, device, tmp / "data")
         timeout = float(os.environ.get(APP_TIMEOUT_ENV, "600"))
         what = f"`{shlex.join(command)} {PROBE_FLAG} REQUEST.json` exits 0 with JSON"
         try:
@@ -289,7 +386,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     group.add_argument("--app", default=None, metavar="CMD",
                        help=f"the app command to probe (default ${APP_ENV}, else the <app> beside this executable)")
     group.add_argument("--no-app-probe", action="store_true", help="check the models only")
+    ap.add_argument("--contract", default=None, metavar="FILE",
+                    help=f"the app's {CONTRACT_FILE} (default: the one beside this executable when frozen)")
     args = ap.parse_args(argv)
+    try:
+        contract = contract_of(args.contract)
+    except ContractError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
 
     base = models_dir(args.models_dir)
     if base is None:
@@ -327,12 +431,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(CheckResult(model="app", check="app_probe", status=SKIP,
                                    got=f"no app to probe (pass --app CMD or set {APP_ENV})"))
     else:
+        bundle = Path(sys.executable).resolve().parent if getattr(sys, "frozen", False) else None
+        from mlfreeze_runtime.record import snapshot
+
+        before = snapshot(bundle) if bundle is not None else {}
         try:
-            results += app_probe(command, index, probes_dir, device=device, providers=providers)
+            if contract.serve is not None:
+                results += serve_probe(command, contract.serve, index, probes_dir, device=device,
+                                       providers=providers)
+            else:
+                results += app_probe(command, index, probes_dir, device=device, providers=providers)
         except Exception as exc:  # the reference side broke: a failure, never a traceback
-            results.append(CheckResult(model=app_label(command), check="app_probe", status=FAIL,
+            results.append(CheckResult(model=app_label(command),
+                                       check="app_probe" if contract.serve is None else "app_serve", status=FAIL,
                                        expected="reference embeddings of the probe inputs",
                                        got=f"{type(exc).__name__}: {exc}".splitlines()[0]))
+        if bundle is not None:
+            results.append(writes_check(app_label(command), bundle, before))
     s = summarize(results, strict=args.strict)
     if args.json:
         ctx = {"models_dir": str(base), "set": index.set_name, "device": device, "providers": providers,

@@ -2,8 +2,9 @@
 ``size`` bytes whose sha256 is ``sha256``, trying the URLs in order, or raises
 :class:`AllUrlsFailed` naming every URL and why.
 
-The parts (modules of this package): urls (which URLs are allowed), retry (Policy: timeouts, rate
-floor, deadlines, backoff; the retry loop), transfer (one HTTP attempt; the only
+The parts (modules of this package): urls (which URLs are allowed), retry (the Policy: timeouts, rate
+floor, deadlines, backoff, the retry loop and the attempt watchdog, from mlfreeze_runtime.fetch_policy,
+the one download policy the bundles' updater follows too), transfer (one HTTP attempt; the only
 module importing requests), partial (the partial file and the source that served it).
 
 - sha256 is computed while streaming (a resumed prefix is hashed once, from disk);
@@ -29,11 +30,11 @@ from urllib.request import url2pathname
 
 from mlfreeze.errors import DownloadError
 from mlfreeze.models.download.partial import Partial
-from mlfreeze.models.download.retry import Policy, UrlFailed, with_retries
+from mlfreeze.models.download.retry import Policy, UrlFailed, policy_from_env, with_retries
 from mlfreeze.models.download.transfer import http_attempt, session
 from mlfreeze.models.download.urls import check_url, is_local, is_loopback
 
-__all__ = ["AllUrlsFailed", "Attempt", "Policy", "check_url", "download", "is_local", "is_loopback"]
+__all__ = ["AllUrlsFailed", "Attempt", "Policy", "check_url", "download", "is_local", "is_loopback", "policy_from_env"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +77,7 @@ def download(urls: Sequence[str], partial: Path, *, name: str, size: int, sha256
     served it; bytes that a URL got wrong are dropped. ``partial`` is never a cache entry: the
     caller publishes it.
     """
-    policy = policy or Policy.from_env()
+    policy = policy or policy_from_env()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     attempts: list[Attempt] = []
     part = Partial(path=partial, size=size)

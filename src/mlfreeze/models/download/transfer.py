@@ -11,13 +11,11 @@ UrlFailed (next URL), both from src/mlfreeze/models/download/retry.py.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -29,7 +27,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from mlfreeze.models.download.partial import BackgroundHash, Partial, Source, Writeback
-from mlfreeze.models.download.retry import Policy, Transient, UrlFailed, retry_after
+from mlfreeze.models.download.retry import Policy, Transient, UrlFailed, Watchdog, retry_after, track
 from mlfreeze.models.download.urls import check_url, is_loopback
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -37,28 +35,15 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 CA_ENV = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 
 
-# ---- sockets a watchdog can shut down ----
-class _Watch(threading.local):
-    sockets: list[socket.socket] | None = None
-
-
-_watch = _Watch()
-
-
-def _track(sock: socket.socket) -> socket.socket:
-    if _watch.sockets is not None:
-        _watch.sockets.append(sock)
-    return sock
-
-
+# ---- sockets the attempt's watchdog (mlfreeze_runtime.fetch_policy.Watchdog) can shut down ----
 class _HTTPConnection(HTTPConnection):
     def _new_conn(self) -> socket.socket:
-        return _track(super()._new_conn())
+        return track(super()._new_conn())
 
 
 class _HTTPSConnection(HTTPSConnection):
     def _new_conn(self) -> socket.socket:
-        return _track(super()._new_conn())
+        return track(super()._new_conn())
 
 
 class _HTTPPool(HTTPConnectionPool):
@@ -73,32 +58,6 @@ class _Adapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-class Watchdog:
-    """Shut down every socket this thread opens in the ``with`` block once ``deadline`` passes,
-    so a read blocked on a server that trickles bytes returns (with an error) at the deadline."""
-
-    def __init__(self, deadline: float) -> None:
-        self.fired = False
-        self._sockets: list[socket.socket] = []
-        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
-        self._timer.daemon = True
-
-    def __enter__(self) -> Watchdog:
-        _watch.sockets = self._sockets
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        _watch.sockets = None
-
-    def _fire(self) -> None:
-        self.fired = True
-        for sock in list(self._sockets):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
 
 def session() -> requests.Session:
@@ -177,10 +136,7 @@ def _connection_reason(exc: Exception) -> tuple[str, bool]:
 
 
 def _deadline_hit(dog: Watchdog, url_end: float, policy: Policy, what: str) -> Transient:
-    if time.monotonic() >= url_end - 0.05:
-        return Transient(f"{what}; MLFREEZE_FETCH_URL_DEADLINE {policy.url_deadline:g}s reached",
-                         slow=True, url_deadline=True)
-    return Transient(f"{what}; MLFREEZE_FETCH_ATTEMPT_DEADLINE {policy.attempt_deadline:g}s reached", slow=True)
+    return dog.transient(policy, url_end, what)
 
 
 def _proxies(url: str) -> dict[str, Any] | None:
@@ -251,7 +207,7 @@ def http_attempt(s: requests.Session, url: str, part: Partial, policy: Policy, *
         headers["Range"] = f"bytes={part.have}-"
         if src.if_range:
             headers["If-Range"] = src.if_range
-    with Watchdog(deadline) as dog:
+    with Watchdog(deadline, policy) as dog:
         resp = _open(s, url, headers, policy, dog, url_end)
         with resp:
             if dog.fired:  # headers cut short by the deadline can parse as a (wrong) answer
@@ -308,6 +264,7 @@ def _answer(resp: requests.Response, url: str, part: Partial, src: Source | None
 def _stream(resp: requests.Response, part: Partial, mode: str, policy: Policy, *, bar: str, dog: Watchdog,
             deadline: float, url_end: float, encoding: str | None) -> None:
     tick = _Bar(bar, part.size, part.have)
+    dog.body(lambda: part.have, part.size)
     digest = BackgroundHash(part.hasher)
     try:
         with open(part.path, mode, buffering=0) as f:  # unbuffered: a kill keeps every byte received

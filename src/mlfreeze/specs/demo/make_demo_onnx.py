@@ -7,7 +7,9 @@ Run from the repository root (the ML stack installed):
 Loads ``demo_clip.safetensors`` + ``demo_clip_config.json`` through the runtime's CLIP loader,
 exports with ``mlfreeze.models.export.export_towers`` (the same function ``mlfreeze export`` runs in
 its child process: opset 17, dynamic batch, fp32), and prints the ``[[models.demo-clip.artifacts]]``
-entries for src/mlfreeze/specs/models.toml (sha256, size, ``derived_from``). With the export pinned, a slim
+entries for src/mlfreeze/specs/models.toml (sha256, size, ``derived_from``), then measures the towers
+against the torch model and writes their agreement record (``demo_clip_agreement.json``, role
+``agreement``; ``mlfreeze.models.export.write_agreement``, as ``mlfreeze export`` does). With the export pinned, a slim
 build of the demo set needs neither an export nor torch. The bytes are reproducible for the
 same torch/onnx versions; the committed files and their pins are the reference.
 """
@@ -26,7 +28,9 @@ NAMES = {"image": "demo_clip_image.onnx", "text": "demo_clip_text.onnx"}
 
 
 def main() -> int:
-    from mlfreeze.models.export import derived_from, export_towers
+    import tomllib
+
+    from mlfreeze.models.export import derived_from, export_towers, write_agreement
     from mlfreeze_runtime.clip import load_clip
 
     ap = argparse.ArgumentParser()
@@ -46,6 +50,15 @@ def main() -> int:
             print(f'[[models.{MODEL_ID}.artifacts]]\nfile = "{NAMES[tower]}"\nrole = "{tower}_onnx"\n'
                   f'derived_from = "{source}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\n'
                   f'size = {len(data)}\nurls = ["demo/{NAMES[tower]}"]\n')
+    model = tomllib.loads((HERE.parent / "models.toml").read_text())["models"][MODEL_ID]
+    record = write_agreement(loaded, args.out / NAMES["image"], args.out / NAMES["text"],
+                             args.out / "demo_clip_agreement.json", model_id=MODEL_ID, source=source,
+                             verify=model["verify"], raw_tolerances=model.get("onnx_agreement", {}),
+                             options={"opset": 17, "dynamic_batch": True, "precision": "fp32"})
+    data = record.read_bytes()
+    print(f'[[models.{MODEL_ID}.artifacts]]\nfile = "{record.name}"\nrole = "agreement"\n'
+          f'derived_from = "{source}"\nsha256 = "{hashlib.sha256(data).hexdigest()}"\n'
+          f'size = {len(data)}\nurls = ["demo/{record.name}"]\n')
     return 0
 
 
