@@ -232,7 +232,7 @@ def _builtin_config(arch: str) -> dict[str, Any] | None:
         if path.is_file():
             data = json.loads(path.read_text(encoding="utf-8"))
             return data if isinstance(data, dict) else None
-    if "open_clip" in sys.modules:  # a config registered in this process
+    if sys.modules.get("open_clip") is not None:  # a config registered in this process
         got = sys.modules["open_clip"].get_model_config(arch)
         return dict(got) if got else None
     return None
@@ -362,10 +362,12 @@ def install(models: Iterable[Model] | None = None, *, models_dir: Path | str | N
         _sync_hub_constants()
         _install_import_hook()
         for module in list(PATCHES):
-            if module in sys.modules:
-                _apply(module, sys.modules[module])
-            if module == "open_clip" and module in sys.modules:
-                _register_open_clip_architectures(resolver)
+            # a None entry is an import blocked in this process (a library this build must not use): absent
+            loaded = sys.modules.get(module)
+            if loaded is not None:
+                _apply(module, loaded)
+                if module == "open_clip":
+                    _register_open_clip_architectures(resolver)
         return resolver
 
 

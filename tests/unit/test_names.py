@@ -236,3 +236,30 @@ def test_install_imports_no_ml_library(tmp_path: Path, monkeypatch: pytest.Monke
             assert json.loads((snap / "open_clip_config.json").read_text())["model_cfg"]["quick_gelu"] is True
     finally:
         names.reset_for_tests()
+
+
+@pytest.mark.parametrize("blocked", [("open_clip",), ("torch", "open_clip", "clip", "insightface")])
+def test_install_where_the_ml_libraries_are_blocked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    blocked: tuple[str, ...]) -> None:
+    """A process that blocks a library (``sys.modules[name] = None``, as a torch-free slim app's
+    probe is run) treats it as absent: install neither imports nor patches it, and lays out the hub."""
+    import sys
+
+    for key in (*names.OFFLINE_ENV, names.HUB_CACHE_ENV):  # restored after the test
+        monkeypatch.setenv(key, "")
+    for name in blocked:
+        monkeypatch.setitem(sys.modules, name, None)
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"w")
+    m = _model(files={"w.safetensors": weights}, provides=("open_clip:ViT-B-32/openai",
+                                                           "hf-hub:timm/vit_base_patch32_clip_224.openai"),
+               revision="d" * 40)
+    try:
+        resolver = names.install([m], work_dir=tmp_path / "work")
+        assert resolver.lookup("open_clip", "ViT-B-32", "openai") is not None
+        assert all(sys.modules[name] is None for name in blocked)
+        assert not (tmp_path / "work" / "open_clip_configs").exists()  # nothing registered with open_clip
+        repo = tmp_path / "work" / "hub" / "models--timm--vit_base_patch32_clip_224.openai"
+        assert (repo / "refs" / "main").read_text() == "d" * 40
+    finally:
+        names.reset_for_tests()
