@@ -65,7 +65,9 @@ def tests(session: nox.Session) -> None:
     # installed, not editable: the tests (and the PyInstaller runs in them) see mlfreeze as users do;
     # the test tools come on top of the lock and leave the ML stack alone
     dev = read_toml(ROOT / "pyproject.toml")["project"]["optional-dependencies"]["dev"]
-    session.install(*dev, *WORKFLOW_LINTERS)
+    # OpenAI's CLIP package as apps use it (`clip.load`), for the by-name load tests
+    # (tests/integration/test_by_name.py); a pure-Python wheel whose other requirements the lock holds
+    session.install(*dev, *WORKFLOW_LINTERS, "clip-anytorch==2.6.0")
     session.run("pytest", *session.posargs)
 
 

@@ -94,18 +94,18 @@ def faces_rate(n: int, manifest: dict) -> None:
     fspec = spec.parse_faces("demo-faces", manifest["models"]["demo-faces"]["verify"])
     passed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copy(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "det_demo.onnx", tmp)
+        shutil.copy(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "det_10g.onnx", tmp)
         for seed in range(n):
-            model = onnx.load(str(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "rec_demo.onnx"))
+            model = onnx.load(str(ROOT / "src" / "mlfreeze" / "specs" / "demo" / "faces" / "w600k_r50.onnx"))
             rng = np.random.default_rng(seed)
             for i, init in enumerate(model.graph.initializer):
                 a = numpy_helper.to_array(init)
                 if a.size > 1:
                     new = (rng.standard_normal(a.shape) * a.std()).astype(a.dtype)
                     model.graph.initializer[i].CopyFrom(numpy_helper.from_array(new, init.name))
-            onnx.save(model, str(Path(tmp) / "rec_demo.onnx"))
+            onnx.save(model, str(Path(tmp) / "w600k_r50.onnx"))
             ref = ModelRef(id="r", kind="insightface", arch="", embed_dim=128,
-                           files={n_: Path(tmp) / n_ for n_ in ("det_demo.onnx", "rec_demo.onnx")},
+                           files={n_: Path(tmp) / n_ for n_ in ("det_10g.onnx", "w600k_r50.onnx")},
                            verify=manifest["models"]["demo-faces"]["verify"])
             results, _ = face_checks.run(ref, fspec, providers=["CPUExecutionProvider"], expected_providers=[])
             passed += next(r.status for r in results if r.check == "distinct_faces") == "pass"

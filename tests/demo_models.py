@@ -25,7 +25,8 @@ def lay_out_demo_models(dest: Path) -> Path:
             shutil.copyfile(SPECS / a["urls"][0], dest / rel)
             files[a["file"]], sums[rel], roles[a["file"]] = rel, a["sha256"], a.get("role", "")
         entries.append({"id": mid, "kind": m["kind"], "arch": m["arch"], "embed_dim": m["embed_dim"],
-                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"]})
+                        "files": files, "sha256": sums, "roles": roles, "verify": m["verify"],
+                        "provides": m.get("provides", [])})
     bundle.write_models_index(dest, entries, set_name="demo", expected_providers=["CPUExecutionProvider"],
                               goldens_dir=SPECS / "goldens")
     probes.copy_probe_inputs(dest / probes.PROBES_DIRNAME)

@@ -4,8 +4,9 @@
     clip-only --health                                  # one JSON object: what this build can do
     clip-only --mlfreeze-probe REQUEST.json             # the frozen self-test's probe (mlfreeze's app contract)
 
-Models come from mlfreeze's runtime: models.json in $MLFREEZE_MODELS_DIR (a frozen bundle's
-runtime hook points it at the bundle's models/), the device from mlfreeze_runtime.device.
+CLIP is loaded by name (open_clip.create_model_and_transforms("ViT-B-32", pretrained="openai")); a
+frozen bundle resolves the name to its own verified models/ with no network (the manifest model's
+`provides`), the device comes from mlfreeze_runtime.device.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 APP = "clip-only"
 VERSION = "0.1.0"
+MODEL, PRETRAINED = "ViT-B-32", "openai"  # the load this app makes (a manifest model provides it)
 
 
 def models_dir() -> tuple[Path | None, str]:
@@ -40,34 +42,36 @@ def device() -> str:
 
 @cache
 def clip() -> Any:
-    """The bundle's CLIP model through mlfreeze's runtime loader (the code the self-test verified)."""
-    from mlfreeze_runtime.clip import ClipEmbedder, load_clip
-    from mlfreeze_runtime.verify.bundle import read_models_index
+    """CLIP loaded by name, as apps do: in a bundle (and under the self-test's probe) the name resolves
+    to the bundle's verified files, offline (mlfreeze_runtime.names; the manifest's `provides`)."""
+    import open_clip
 
-    base, _ = models_dir()
-    if base is None:
-        raise SystemExit(f"{APP}: error: no models: set MLFREEZE_MODELS_DIR to a folder holding models.json")
-    _, refs = read_models_index(base)
-    ref = next((r for r in refs if r.kind == "clip"), None)
-    if ref is None:
-        raise SystemExit(f"{APP}: error: {base / 'models.json'} lists no CLIP model")
-    role = {r: n for n, r in ref.roles.items()}
-    loaded = load_clip(arch=ref.arch, weights=Path(ref.files[role["weights"]]),
-                       config=Path(ref.files[role["config"]]) if "config" in role else None,
-                       declared_quick_gelu=bool(ref.verify.get("quick_gelu", False)))
-    return ClipEmbedder(loaded, device())
+    model, _, preprocess = open_clip.create_model_and_transforms(MODEL, pretrained=PRETRAINED, device=device())
+    return model.eval(), preprocess, open_clip.get_tokenizer(MODEL)
+
+
+def _rows(out: Any) -> list[list[float]]:
+    import torch
+
+    return [[float(x) for x in row] for row in torch.nn.functional.normalize(out.float(), dim=-1).cpu()]
 
 
 def embed_texts(texts: list[str]) -> list[list[float]]:
-    return [[float(x) for x in row] for row in clip().texts(texts)]
+    import torch
+
+    model, _, tokenizer = clip()
+    with torch.no_grad():
+        return _rows(model.encode_text(tokenizer(texts).to(device())))
 
 
 def embed_images(paths: list[str]) -> list[list[float]]:
-    import numpy as np
+    import torch
     from PIL import Image
 
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    return [[float(x) for x in row] for row in clip().images(images)]
+    model, preprocess, _ = clip()
+    batch = torch.stack([preprocess(Image.open(p).convert("RGB")) for p in paths]).to(device())
+    with torch.no_grad():
+        return _rows(model.encode_image(batch))
 
 
 def health() -> dict[str, Any]:

@@ -1,7 +1,12 @@
-"""CLIP image/text embeddings and InsightFace face detection + embeddings, through mlfreeze's runtime.
+"""CLIP image/text embeddings and InsightFace face detection + embeddings.
 
-The models load with ``mlfreeze_runtime.clip`` / ``mlfreeze_runtime.faces`` (the loaders the
-build-time gate and ``photo-search-selftest`` verify), the device and providers come from
+The models load by name, as apps in the wild do: ``open_clip.create_model_and_transforms("ViT-B-32",
+pretrained="openai")`` with ``open_clip.get_tokenizer("ViT-B-32")``, and
+``FaceAnalysis(name="buffalo_l")``. In a bundle (and under the self-test's probe) those names
+resolve to the bundle's pinned, verified files with no network (``mlfreeze_runtime.names``; the
+manifest's ``provides``), so the gate and ``photo-search-selftest`` verify exactly what these
+calls load. A slim bundle has no torch: CLIP then runs the model's exported ONNX towers through
+``mlfreeze_runtime.clip.embedder_for``. The device and providers come from
 ``mlfreeze_runtime.device``. Everything here imports the ML stack inside functions, so the lite
 bundle (stdlib only) can import this module and ask what is missing.
 """
@@ -16,6 +21,10 @@ from typing import Any
 
 from photo_search.errors import ModelRuntimeError, ModelsError, Unavailable, UsageError
 from photo_search.models import ModelEntry
+
+# The names this app loads (what a model of the bundle's manifest must provide).
+CLIP_MODEL, CLIP_PRETRAINED = "ViT-B-32", "openai"
+FACE_PACK = "buffalo_l"
 
 TORCH_CLIP_MODULES = ("numpy", "PIL", "torch", "open_clip")
 ONNX_CLIP_MODULES = ("numpy", "PIL", "onnxruntime")  # a slim bundle: the exported towers on onnxruntime
@@ -86,9 +95,44 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+class OpenClipByName:
+    """``open_clip.create_model_and_transforms(CLIP_MODEL, pretrained=CLIP_PRETRAINED)``: the load an
+    app makes; ``embed_images``/``embed_texts`` -> ``(N, D)`` float32, unit-norm rows."""
+
+    def __init__(self, device_name: str) -> None:
+        import open_clip
+
+        model, _, self.preprocess = open_clip.create_model_and_transforms(CLIP_MODEL, pretrained=CLIP_PRETRAINED,
+                                                                          device=device_name)
+        self.model = model.eval()
+        self.tokenizer = open_clip.get_tokenizer(CLIP_MODEL)
+        self.device = device_name
+        self.embed_dim = int(model.text_projection.shape[-1])
+
+    def _unit(self, out: Any) -> Any:
+        import torch
+
+        return torch.nn.functional.normalize(out.float(), dim=-1).cpu().numpy().astype("float32")
+
+    def embed_images(self, images: list[Any]) -> Any:
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        batch = torch.stack([self.preprocess(Image.fromarray(np.asarray(im))) for im in images]).to(self.device)
+        with torch.no_grad():
+            return self._unit(self.model.encode_image(batch))
+
+    def embed_texts(self, texts: list[str]) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return self._unit(self.model.encode_text(self.tokenizer(list(texts)).to(self.device)))
+
+
 class ClipEmbedder:
-    """The bundle's CLIP model through ``mlfreeze_runtime.clip`` (local files only, never a hub):
-    the same loader, preprocessing and embedder the gate and the self-test verified."""
+    """CLIP loaded by name (:class:`OpenClipByName`; the bundle resolves the name to its verified
+    files), or in a slim bundle the model's ONNX towers through ``mlfreeze_runtime.clip``."""
 
     def __init__(self, entry: ModelEntry, device_name: str | None = None) -> None:
         require(CLIP_MODULES, "CLIP search")
@@ -97,11 +141,16 @@ class ClipEmbedder:
         self.entry = entry
         self.device = device_name or device()
         try:
-            # the runtime's one loader: torch CLIP when installed, else the entry's ONNX towers (slim)
-            providers = None if clip.torch_clip_available() else onnx_providers()
-            self.embedder = clip.embedder_for(entry, device=self.device, providers=providers)
+            if clip.torch_clip_available():
+                self.embedder: Any = OpenClipByName(self.device)
+            else:  # slim: no torch, the entry's exported towers on onnxruntime
+                self.embedder = clip.embedder_for(entry, device=self.device, providers=onnx_providers())
         except clip.ClipLoadError as exc:
             raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} ({entry.arch}): {exc}") from None
+        except Exception as exc:  # open_clip's own errors (a bad file), a name the bundle does not provide
+            why = (str(exc).splitlines() or [""])[0]
+            raise ModelRuntimeError(f"cannot load CLIP model {entry.id!r} as {CLIP_MODEL}/{CLIP_PRETRAINED}: "
+                                    f"{type(exc).__name__}: {why}") from None
         if self.embedder.embed_dim != entry.embed_dim:
             raise ModelsError(f"model {entry.id!r} gives {self.embedder.embed_dim}-d embeddings; models.json says "
                               f"embed_dim {entry.embed_dim}")
@@ -143,8 +192,9 @@ class Face:
 
 
 class FaceEmbedder:
-    """The bundle's face models through ``mlfreeze_runtime.faces``: detector size and threshold
-    from models.json, onnxruntime providers and device id from ``mlfreeze_runtime.device``."""
+    """``FaceAnalysis(name=FACE_PACK)`` (detection + recognition), the load an app makes; detector
+    size and threshold from models.json, onnxruntime providers and device id from
+    ``mlfreeze_runtime.device``."""
 
     def __init__(self, entry: ModelEntry) -> None:
         require(FACE_MODULES, "face features")
@@ -154,8 +204,16 @@ class FaceEmbedder:
         self.entry = entry
         providers = onnx_providers()
         try:
-            self.embedder = faces.load_entry(entry, providers=providers)
-        except faces.FaceLoadError as exc:
+            from insightface.app import FaceAnalysis
+
+            det_size, det_thresh = faces.detector_params(entry.verify)
+            try:
+                app = FaceAnalysis(name=FACE_PACK, allowed_modules=["detection", "recognition"], providers=providers)
+            except AssertionError:  # insightface asserts that the pack holds a detector
+                raise faces.FaceLoadError(f"no face detection model among the .onnx files in {FACE_PACK}") from None
+            app.prepare(ctx_id=faces.ctx_id_for(providers), det_size=det_size, det_thresh=det_thresh)
+            self.embedder = faces.FaceEmbedder(app, embed_dim=entry.embed_dim, model_id=entry.id)
+        except (faces.FaceLoadError, ValueError) as exc:
             raise ModelsError(f"model {entry.id!r}: {exc}") from None
         except Exception as exc:
             why = (str(exc).splitlines() or [""])[0]

@@ -3,7 +3,8 @@
 ``mlfreeze_runtime.modelindex`` is the one reader of ``models.json`` (schema:
 docs/models-index.schema.json); this module maps its errors onto the app's exit codes. The
 models dir is ``$MLFREEZE_MODELS_DIR``, else ``models/`` beside a frozen executable, else none
-(development without models: ML features say "models not found").
+(development without models: ML features say "models not found"). Reading a models folder also
+points the app's by-name model loads at it (``mlfreeze_runtime.names.install``).
 """
 
 from __future__ import annotations
@@ -35,11 +36,18 @@ def load_model_set(directory: Path) -> ModelSet:
     """Read and validate ``directory/models.json``; ``ModelsNotFound`` (exit 3) when the folder does
     not exist, ``ModelsError`` (exit 2) for any other problem, each one line."""
     try:
-        return read_models_index(directory)
+        index = read_models_index(directory)
     except ModelsDirMissing as exc:
         raise ModelsNotFound(str(exc)) from None
     except ModelIndexError as exc:
         raise ModelsError(str(exc)) from None
+    # The by-name loads of embed.py (open_clip "ViT-B-32"/"openai", FaceAnalysis "buffalo_l") resolve to
+    # this folder's models, offline. A bundle's runtime hook has done this already; it matters when the
+    # app runs unfrozen with MLFREEZE_MODELS_DIR set.
+    from mlfreeze_runtime import names
+
+    names.install(models_dir=index.directory)
+    return index
 
 
 def locate_model_set() -> ModelSet:

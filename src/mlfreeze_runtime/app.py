@@ -56,6 +56,11 @@ An app mlfreeze builds (the example photo_search, the ``mlfreeze init`` scaffold
    ``embed_texts(list[str])`` and ``embed_images(list[Path])`` return an ``(N, D)`` array (or
    list of rows); ``embed_faces(list[Path])`` returns ``N`` rows or ``None`` each.
 
+   Before the callables run, :func:`mlfreeze_runtime.names.install` makes the app's by-name loads
+   (open_clip's ``create_model_and_transforms`` by name and tag, OpenAI's ``clip.load``,
+   insightface's face analysis by pack name) resolve to the probed models folder, offline, also
+   when the app runs unfrozen.
+
    A server declares ``[tool.mlfreeze] serve`` instead (:mod:`mlfreeze_runtime.contract`): the
    self-test starts it and sends the same inputs over HTTP; it needs no ``--mlfreeze-probe``.
 
@@ -195,6 +200,9 @@ def handle_probe(argv: Sequence[str], *, embed_texts: EmbedFn | None = None, emb
     if embed_texts is None and embed_images is None and embed_faces is None:
         print(f"{name}: error: this app embeds nothing ({PROBE_FLAG} has no part to answer)", file=err)
         return 1
+    from mlfreeze_runtime import names
+
+    names.install()  # the app's by-name loads resolve to the probed models (a bundle's runtime hook did it already)
     try:
         response = answer_probe(request, embed_texts=embed_texts, embed_images=embed_images, embed_faces=embed_faces)
     except Exception as exc:  # the app's own failure: one line, exit 1

@@ -10,11 +10,14 @@ are loaded with ``strict=True`` by us, so "no pretrained weights loaded" cannot 
 silently, and a QuickGELU setting that differs from the declared one is an error.
 
 Every input a config can pull in is pinned or refused: the tokenizer is open_clip's
-``SimpleTokenizer`` over its packaged vocabulary, whose sha256 must be :data:`VOCAB_SHA256`;
-a config naming a hub tokenizer (``text_cfg.hf_tokenizer_name``), a vocabulary file
-(``text_cfg.tokenizer_kwargs.bpe_path``) or a hub/local-dir architecture (``hf-hub:...``) is
-refused. The preprocessing is the architecture's own (open_clip's preprocess config, overridden
-by the config artifact's ``preprocess_cfg``): mean, std, interpolation, resize mode (and its
+``SimpleTokenizer`` over its packaged vocabulary, whose sha256 must be :data:`VOCAB_SHA256`, or
+a Hugging Face tokenizer (SigLIP, multilingual) built from the model's pinned tokenizer files
+(role ``tokenizer``); a config naming a hub tokenizer without them, a vocabulary file of its own
+(``text_cfg.tokenizer_kwargs.bpe_path``) or a ``local-dir:`` architecture is refused. An
+``hf-hub:<org>/<repo>`` architecture is built from its pinned config artifact under a local name
+(:func:`local_arch`): open_clip is never called with the hub name, so nothing is requested.
+The preprocessing is the architecture's own (open_clip's preprocess config, overridden by the
+config artifact's ``preprocess_cfg``): mean, std, interpolation, resize mode (and its
 crop) and fill colour, each validated so that a value open_clip does not support is one
 :class:`ClipLoadError` line, not an empty ``AssertionError``.
 """
@@ -69,23 +72,37 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-def refuse_unpinned_inputs(arch: str, model_cfg: Mapping[str, Any]) -> None:
+HUB_PREFIX = "hf-hub:"
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}  # forced, never defaulted
+
+
+def local_arch(arch: str) -> str:
+    """The name open_clip registers an architecture under: ``arch`` itself, or for
+    ``hf-hub:org/repo`` the local ``hf-hub--org--repo`` (open_clip is never handed the hub name)."""
+    if arch.startswith(HUB_PREFIX):
+        return "hf-hub--" + arch[len(HUB_PREFIX):].replace("/", "--")
+    return arch
+
+
+def refuse_unpinned_inputs(arch: str, model_cfg: Mapping[str, Any], *, tokenizer_files: bool = False) -> None:
     """Raise :class:`ClipLoadError` when a config would make open_clip read or fetch an input that
-    no manifest pins: a hub tokenizer, a vocabulary file of its own, a hub/local-dir model."""
-    if ":" in arch:
-        raise ClipLoadError(f"arch {arch!r} names a hub or local-dir model; use a plain open_clip architecture "
-                            "name (and ship its config as an artifact)")
+    no manifest pins: a hub tokenizer whose files are not pinned (``tokenizer_files``), a
+    vocabulary file of its own, a local-dir model."""
+    if arch.startswith("local-dir:") or (":" in arch and not arch.startswith(HUB_PREFIX)):
+        raise ClipLoadError(f"arch {arch!r} names a local folder; use an open_clip architecture name or "
+                            "hf-hub:<org>/<repo> (and ship its config as an artifact)")
     text = model_cfg.get("text_cfg") or {}
-    if "hf_tokenizer_name" in text:
+    if "hf_tokenizer_name" in text and not tokenizer_files:
         raise ClipLoadError(f"arch {arch!r}: text_cfg.hf_tokenizer_name={text['hf_tokenizer_name']!r} would load a "
-                            "tokenizer from the Hugging Face hub at run time, which nothing pins; only open_clip's "
-                            "packaged BPE tokenizer is supported")
+                            "tokenizer from the Hugging Face hub at run time, which nothing pins: add its tokenizer "
+                            "files to the manifest as artifacts with role = \"tokenizer\"")
     kwargs = text.get("tokenizer_kwargs") or {}
     if "bpe_path" in kwargs:
         raise ClipLoadError(f"arch {arch!r}: text_cfg.tokenizer_kwargs.bpe_path={kwargs['bpe_path']!r} names a "
                             "vocabulary file that nothing pins; remove it to use open_clip's packaged vocabulary")
-    if "siglip" in arch.lower() or text.get("tokenizer_mode"):
-        raise ClipLoadError(f"arch {arch!r} uses a hub tokenizer; only open_clip's packaged BPE tokenizer is supported")
+    if ("siglip" in arch.lower() or text.get("tokenizer_mode")) and not tokenizer_files:
+        raise ClipLoadError(f"arch {arch!r} uses a hub tokenizer whose files are not pinned: add them to the "
+                            "manifest as artifacts with role = \"tokenizer\"")
 
 
 def register_config(arch: str, config: Mapping[str, Any]) -> None:
@@ -110,6 +127,11 @@ def build_architecture(arch: str, config: Mapping[str, Any] | None = None) -> An
     """
     import open_clip
 
+    if arch.startswith(HUB_PREFIX) or ":" in arch:  # never a hub name into open_clip (it would fetch)
+        if config is None:
+            raise ClipLoadError(f"arch {arch!r} has no config artifact: its config would come from the hub, "
+                                "which nothing pins; add its open_clip_config.json as an artifact with role = config")
+        arch = local_arch(arch)
     if config is not None:
         register_config(arch, config)
     if open_clip.get_model_config(arch) is None:
@@ -196,12 +218,42 @@ def _import_open_clip() -> Any:
     return open_clip
 
 
-def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_gelu: bool | None) -> LoadedClip:
+def hub_tokenizer(text_cfg: Mapping[str, Any], files: Mapping[str, Path]) -> Any:
+    """open_clip's ``HFTokenizer`` over the pinned tokenizer ``files`` (linked into one folder):
+    never a hub name. Needs ``transformers``; one :class:`ClipLoadError` line without it."""
+    try:
+        import transformers  # noqa: F401
+        from open_clip.tokenizer import HFTokenizer
+    except ImportError as exc:
+        raise ClipLoadError(f"this model's tokenizer is a Hugging Face tokenizer and {exc.name or 'transformers'} is "
+                            "not installed: add transformers to the project's dependencies") from None
+    folder = Path(tempfile.mkdtemp(prefix="mlfreeze-tokenizer-"))
+    for name, src in files.items():
+        try:
+            os.symlink(Path(src).resolve(), folder / Path(name).name)
+        except OSError:
+            import shutil
+
+            shutil.copyfile(src, folder / Path(name).name)
+    kwargs = dict(text_cfg.get("tokenizer_kwargs") or {})
+    return HFTokenizer(str(folder), context_length=int(text_cfg.get("context_length", 77)),
+                       tokenizer_mode=text_cfg.get("tokenizer_mode"), **kwargs)
+
+
+def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_gelu: bool | None,
+              tokenizer_files: Mapping[str, Path] | None = None) -> LoadedClip:
     """Load exactly the declared model from local files, or raise :class:`ClipLoadError`.
 
     ``declared_quick_gelu=None`` skips the QuickGELU comparison (an index without a verify table).
+    ``tokenizer_files``: the model's pinned Hugging Face tokenizer files (role ``tokenizer``),
+    for architectures whose tokenizer is not open_clip's BPE (SigLIP, multilingual).
+    The hub is forced offline (``HF_HUB_OFFLINE=1``) before open_clip is imported.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.update(OFFLINE_ENV)
+    if arch.startswith(HUB_PREFIX) and config is None:  # before open_clip is asked anything
+        raise ClipLoadError(f"arch {arch!r} has no config artifact: its config would come from the hub, which "
+                            "nothing pins; add its open_clip_config.json as an artifact with role = config")
+    refuse_unpinned_inputs(arch, {}, tokenizer_files=bool(tokenizer_files))
     open_clip = _import_open_clip()
     import torch
 
@@ -211,11 +263,12 @@ def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_g
     check_vocab(tokenizer_vocab_path())
     data = read_config(config) if config is not None else None
     if data is not None:
-        refuse_unpinned_inputs(arch, data["model_cfg"])
+        refuse_unpinned_inputs(arch, data["model_cfg"], tokenizer_files=bool(tokenizer_files))
     pp_own = check_preprocess_cfg((data or {}).get("preprocess_cfg", {}), where=f"{config}: preprocess_cfg")
     model = build_architecture(arch, data)
-    model_cfg = open_clip.get_model_config(arch) or {}
-    refuse_unpinned_inputs(arch, model_cfg)
+    name = local_arch(arch)
+    model_cfg = open_clip.get_model_config(name) or {}
+    refuse_unpinned_inputs(arch, model_cfg, tokenizer_files=bool(tokenizer_files))
     quick_gelu = bool(model_cfg.get("quick_gelu", False))
     if declared_quick_gelu is not None and quick_gelu != declared_quick_gelu:
         raise ClipLoadError(f"QuickGELU mismatch: architecture {arch!r} has quick_gelu={quick_gelu}, "
@@ -232,10 +285,14 @@ def load_clip(*, arch: str, weights: Path, config: Path | None, declared_quick_g
     pp = dict(open_clip.get_model_preprocess_cfg(model))
     pp.update(pp_own)  # a config artifact's own preprocessing wins
     transform = preprocess_for(pp, int(image_size))
-    tokenizer = open_clip.get_tokenizer(arch)
-    from open_clip.tokenizer import SimpleTokenizer
+    text_cfg = model_cfg.get("text_cfg") or {}
+    if tokenizer_files and (text_cfg.get("hf_tokenizer_name") or "siglip" in arch.lower()):
+        tokenizer = hub_tokenizer(text_cfg, tokenizer_files)
+    else:
+        tokenizer = open_clip.get_tokenizer(name)
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
 
-    if not isinstance(tokenizer, SimpleTokenizer):
+    if not isinstance(tokenizer, SimpleTokenizer) and not (tokenizer_files and isinstance(tokenizer, HFTokenizer)):
         raise ClipLoadError(f"arch {arch!r} uses {type(tokenizer).__name__}; only open_clip's packaged BPE "
                             "tokenizer (SimpleTokenizer) is supported")
     torch.set_grad_enabled(False)
@@ -259,8 +316,10 @@ def load_entry(entry: ModelEntry) -> LoadedClip:
     except ModelIndexError as exc:
         raise ClipLoadError(str(exc)) from None
     declared = entry.verify.get("quick_gelu")
+    tokenizer = {n: entry.path(entry.files[n]) for n, r in entry.roles.items() if r == "tokenizer" and n in entry.files}
     return load_clip(arch=entry.arch, weights=weights, config=config,
-                     declared_quick_gelu=declared if isinstance(declared, bool) else None)
+                     declared_quick_gelu=declared if isinstance(declared, bool) else None,
+                     tokenizer_files=tokenizer or None)
 
 
 ONNX_ROLES = ("image_onnx", "text_onnx")

@@ -77,6 +77,8 @@ def assemble_folder(files: Mapping[str, Path], tmp: Path | None = None) -> Path:
         atexit.register(shutil.rmtree, tmp, True)
     tmp.mkdir(parents=True, exist_ok=True)
     for name, path in onnx.items():
+        if (tmp / name).is_symlink() or (tmp / name).exists():  # a folder made before (same name, maybe other file)
+            (tmp / name).unlink()
         try:
             os.symlink(path.absolute(), tmp / name)  # a relative target would resolve inside tmp
         except OSError:

@@ -10,7 +10,8 @@ A models folder (a bundle's ``models/``, or any folder ``MLFREEZE_MODELS_DIR`` n
 ``models.json`` (schema: docs/models-index.schema.json, the same document as :data:`SCHEMA`)::
 
     {"schema_version": 1, "set": "demo", "expected_providers": ["CPUExecutionProvider"],
-     "models": [{"id": "demo-clip", "kind": "clip", "arch": "mlfreeze-demo-clip", "embed_dim": 64,
+     "models": [{"id": "demo-clip", "kind": "clip", "arch": "mlfreeze-demo-clip", "embed_dim": 512,
+                 "provides": ["open_clip:ViT-B-32/openai", "clip:ViT-B/32", ...],
                  "files": {"demo_clip.safetensors": "demo-clip/demo_clip.safetensors", ...},
                  "sha256": {"demo-clip/demo_clip.safetensors": "<64 hex>", ...},
                  "roles": {"demo_clip.safetensors": "weights", "demo_clip_config.json": "config"},
@@ -86,6 +87,10 @@ SCHEMA: dict[str, Any] = {
                     "verify": {"type": "object"},
                     "golden": {"type": "string", "minLength": 1},
                     "config": {"type": "string", "minLength": 1},
+                    # the by-name loads the model answers (mlfreeze_runtime.names): open_clip:<name>/<tag>,
+                    # hf-hub:<org>/<repo>, clip:<name>, insightface:<pack>
+                    "provides": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                    "revision": {"type": "string", "pattern": "^[0-9a-f]{40}$"},
                 },
             },
         },
@@ -183,6 +188,8 @@ class ModelEntry:
     arch: str | None = None
     config: str | None = None  # relpath of an open_clip config (hand-written indexes)
     golden: str | None = None
+    provides: tuple[str, ...] = ()  # by-name loads it answers (mlfreeze_runtime.names)
+    revision: str = ""  # the pinned hub revision of an hf-hub model
     derived_from: dict[str, str] = field(default_factory=dict)  # artifact name -> "<id>@<weights sha256>"
 
     @property
@@ -257,7 +264,7 @@ class ModelEntry:
 
     def describe(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "arch": self.arch, "embed_dim": self.embed_dim,
-                "files": dict(self.files)}
+                "files": dict(self.files), "provides": list(self.provides)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -326,6 +333,7 @@ def parse_index(doc: Any, directory: Path, *, check_files: bool = True, source: 
                            sha256={str(k): str(v).lower() for k, v in raw.get("sha256", {}).items()},
                            roles=dict(raw.get("roles", {})), verify=dict(raw.get("verify", {})),
                            arch=raw.get("arch") or None, config=config, golden=golden,
+                           provides=tuple(raw.get("provides", ())), revision=str(raw.get("revision", "")),
                            derived_from={str(k): str(v) for k, v in raw.get("derived_from", {}).items()})
         if check_files:
             missing = entry.missing_files()
@@ -338,6 +346,10 @@ def parse_index(doc: Any, directory: Path, *, check_files: bool = True, source: 
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise ModelIndexError(f"{src}: duplicate model ids {', '.join(dupes)}: give each model its own id")
+    names = [n for e in entries for n in e.provides]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ModelIndexError(f"{src}: {twice[0]!r} is provided by two models: each by-name load must resolve to one")
     return ModelIndex(directory=directory, set_name=str(doc.get("set", "")),
                       expected_providers=tuple(doc.get("expected_providers", ())), models=tuple(entries),
                       document=doc)
@@ -387,6 +399,10 @@ def write_models_index(dest_models_dir: Path | str, entries: Sequence[Mapping[st
         if e.get("derived_from"):
             item["derived_from"] = dict(e["derived_from"])
         item["verify"] = dict(e.get("verify", {}))
+        if e.get("provides"):
+            item["provides"] = [str(n) for n in e["provides"]]
+        if e.get("revision"):
+            item["revision"] = str(e["revision"])
         if goldens_dir is not None and (Path(goldens_dir) / f"{e['id']}.json").is_file():
             target = dest / str(e["id"]) / "golden.json"
             target.parent.mkdir(parents=True, exist_ok=True)

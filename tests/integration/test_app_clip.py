@@ -62,7 +62,8 @@ def make_tiny_clip(root: Path, seed: int, embed_dim: int | None = None, preproce
     entry = {"id": "tiny-clip", "kind": "clip", "arch": ARCH, "embed_dim": embed_dim or CONFIG["embed_dim"],
              "files": {"open_clip_model.safetensors": "tiny-clip/open_clip_model.safetensors"},
              "sha256": {"tiny-clip/open_clip_model.safetensors": hashlib.sha256(weights.read_bytes()).hexdigest()},
-             "config": "tiny-clip/model_config.json"}
+             "config": "tiny-clip/model_config.json",
+             "provides": ["open_clip:ViT-B-32/openai"]}  # photo_search loads CLIP by this name
     if preprocess is not None:
         del entry["config"]
         entry["files"].update({"golden.json": "tiny-clip/golden.json",

@@ -40,7 +40,8 @@ FACES = {
 class FakeAnalysis:
     made: list[FakeAnalysis] = []
 
-    def __init__(self, name: str, root: str, allowed_modules: list[str] | None = None, **kwargs: object) -> None:
+    def __init__(self, name: str, root: str = "~/.insightface", allowed_modules: list[str] | None = None,
+                 **kwargs: object) -> None:
         self.name, self.root, self.allowed_modules, self.kwargs = name, root, allowed_modules, kwargs
         self.prepared: dict[str, object] = {}
         self.models = {"detection": object(), "recognition": object()}
@@ -64,7 +65,7 @@ def face_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("det_10g.onnx", "w600k_r50.onnx"):
         (pack / name).write_bytes(name.encode())
     (root / "models.json").write_text(json.dumps({"schema_version": 1, "set": "test", "models": [
-        {"id": "test-faces", "kind": "insightface", "embed_dim": 512,
+        {"id": "test-faces", "kind": "insightface", "embed_dim": 512, "provides": ["insightface:buffalo_l"],
          "files": {"det_10g.onnx": "faces/pack/det_10g.onnx", "w600k_r50.onnx": "faces/pack/w600k_r50.onnx"}}]}))
     monkeypatch.setenv(MODELS_ENV, str(root))
     monkeypatch.setenv("ONNX_PROVIDERS", "CPUExecutionProvider")
@@ -100,8 +101,8 @@ def test_faces_counts_boxes_and_groups(face_models: Path, photos: Path, capsys) 
     assert [f["group"] for f in by_name["group.png"]["faces"]] == [a, b]
     assert res["groups"] == 2 and res["model"] == "test-faces"
 
-    made = FakeAnalysis.made[-1]  # how the app built insightface's FaceAnalysis
-    assert Path(made.name).is_absolute() and Path(made.name) == (face_models / "faces" / "pack").resolve()
+    made = FakeAnalysis.made[-1]  # how the app built insightface's FaceAnalysis: by name, as apps do
+    assert made.name == "buffalo_l" and made.root == "~/.insightface"
     assert made.allowed_modules == ["detection", "recognition"]
     assert made.kwargs["providers"] == ["CPUExecutionProvider"]
     assert made.prepared == {"ctx_id": -1, "det_size": (640, 640)}
@@ -147,8 +148,8 @@ def test_index_stores_face_embeddings(face_models: Path, photos: Path, tmp_path:
 
 
 def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
-    """The real FaceAnalysis over a folder with an ONNX file that is no detector: one line, exit 2,
-    and no attempt to download (the folder is given by absolute path)."""
+    """The real FaceAnalysis(name="buffalo_l") resolved to a pack whose ONNX file is no detector: one
+    line, exit 2, and no attempt to download."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
@@ -159,7 +160,8 @@ def test_real_face_analysis_without_a_detector_is_one_line(tmp_path: Path, monke
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 50, 50])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(pack / "x.onnx"))
     (tmp_path / "models" / "models.json").write_text(json.dumps({"schema_version": 1, "set": "t", "models": [
-        {"id": "nodet", "kind": "insightface", "embed_dim": 512, "files": {"x.onnx": "pack/x.onnx"}}]}))
+        {"id": "nodet", "kind": "insightface", "embed_dim": 512, "files": {"x.onnx": "pack/x.onnx"},
+         "provides": ["insightface:buffalo_l"]}]}))
     monkeypatch.setenv(MODELS_ENV, str(tmp_path / "models"))
     monkeypatch.setenv("ONNX_PROVIDERS", "CPUExecutionProvider")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a download would land here
@@ -176,17 +178,18 @@ DEMO_FACES = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" 
 
 def test_real_face_analysis_with_the_demo_face_models(tmp_path: Path, monkeypatch, capsys) -> None:
     """No stand-in: insightface's FaceAnalysis runs the demo SCRFD/ArcFace-layout models, which
-    "detect" bright 96-px tiles (boxes 160 px around each tile) and give 128-d embeddings."""
+    "detect" bright 96-px tiles (boxes 160 px around each tile) and give 512-d embeddings."""
     from PIL import ImageDraw
 
     models = tmp_path / "models"
     (models / "demo-faces").mkdir(parents=True)
     files = {}
-    for name in ("det_demo.onnx", "rec_demo.onnx"):
+    for name in ("det_10g.onnx", "w600k_r50.onnx"):
         (models / "demo-faces" / name).write_bytes((DEMO_FACES / name).read_bytes())
         files[name] = f"demo-faces/{name}"
     (models / "models.json").write_text(json.dumps({"schema_version": 1, "set": "demo", "models": [
-        {"id": "demo-faces", "kind": "insightface", "arch": "", "embed_dim": 128, "files": files}]}))
+        {"id": "demo-faces", "kind": "insightface", "arch": "", "embed_dim": 512, "files": files,
+         "provides": ["insightface:buffalo_l"]}]}))  # the app loads FaceAnalysis(name="buffalo_l")
     monkeypatch.setenv(MODELS_ENV, str(models))
     monkeypatch.setenv("ONNX_PROVIDERS", "CPUExecutionProvider")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # a download would land here

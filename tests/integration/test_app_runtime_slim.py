@@ -39,7 +39,7 @@ def models(tmp_path: Path) -> Path:
     (tmp_path / "demo-clip").mkdir()
     for name in FILES:
         shutil.copyfile(DEMO / name, tmp_path / "demo-clip" / name)
-    entry = {"id": "demo-clip", "kind": "clip", "arch": "mlfreeze-demo-clip", "embed_dim": 64,
+    entry = {"id": "demo-clip", "kind": "clip", "arch": "mlfreeze-demo-clip", "embed_dim": 512,
              "files": {n: f"demo-clip/{n}" for n in FILES}, "roles": dict(FILES), "verify": {"quick_gelu": True}}
     (tmp_path / "models.json").write_text(json.dumps({"schema_version": 1, "set": "demo", "models": [entry]}))
     return tmp_path

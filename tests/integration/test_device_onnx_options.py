@@ -31,7 +31,7 @@ def test_provider_options_reach_every_face_session(monkeypatch: pytest.MonkeyPat
     app = load_face_analysis(DEMO_FACES, providers=["CUDAExecutionProvider", "CPUExecutionProvider"],
                              provider_options=options, det_size=(320, 320), det_thresh=0.4)
     assert set(app.models) == {"detection", "recognition"}
-    assert set(sessions) == {"det_demo.onnx", "rec_demo.onnx"}
+    assert set(sessions) == {"det_10g.onnx", "w600k_r50.onnx"}
     for name, kwargs in sessions.items():
         assert kwargs["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"], name
         assert kwargs["provider_options"] == options, name

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "src" / "mlfreeze" / "specs"
 CLIP = "demo_clip.safetensors"
 CONFIG = "demo_clip_config.json"
-REC = "faces/rec_demo.onnx"
+REC = "faces/w600k_r50.onnx"
 
 
 @pytest.fixture

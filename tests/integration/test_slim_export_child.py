@@ -34,7 +34,7 @@ def _manifest(tmp_path: Path, config: Path = DEMO / "demo_clip_config.json") -> 
                 f'sha256 = "{hashlib.sha256(data).hexdigest()}"\nsize = {len(data)}\nurls = ["{path.as_uri()}"]\n')
 
     text = ('[sets]\nx = ["demo-clip"]\n\n[models.demo-clip]\nkind = "clip"\narch = "mlfreeze-demo-clip"\n'
-            'embed_dim = 64\nlicense = "MIT"\n\n' + art(DEMO / "demo_clip.safetensors", "weights") + "\n"
+            'embed_dim = 512\nlicense = "MIT"\n\n' + art(DEMO / "demo_clip.safetensors", "weights") + "\n"
             + art(config, "config") + '\n[models.demo-clip.verify]\nquick_gelu = true\n'
             'zero_shot = [{ image = "synthetic:shape/red/circle", caption = "a red circle" },\n'
             '  { image = "synthetic:shape/blue/square", caption = "a blue square" }]\n')
@@ -55,7 +55,8 @@ def test_export_then_cache_then_repair(tmp_path: Path, capfd) -> None:
     assert rc == 0 and "ok demo-clip: exported ONNX towers" in out
     (entry,) = (cache / "derived").iterdir()
     record = json.loads((entry / "export.json").read_text())
-    assert record["options"]["opset"] == 17 and record["derived_from"].startswith("demo-clip@a947c595")
+    weights_sha = hashlib.sha256((DEMO / "demo_clip.safetensors").read_bytes()).hexdigest()
+    assert record["options"]["opset"] == 17 and record["derived_from"] == f"demo-clip@{weights_sha}"
     assert record["files"]["image.onnx"]["sha256"] == hashlib.sha256((entry / "image.onnx").read_bytes()).hexdigest()
     # the export's proof beside it: measured against torch in the same child
     agreement = json.loads((entry / "agreement.json").read_text())

@@ -23,6 +23,9 @@ from mlfreeze_runtime.verify.result import FAIL, PASS, ModelRef  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
+_DEMO_CLIP = load_manifest().models["demo-clip"]
+DIM = _DEMO_CLIP.embed_dim  # 512: ViT-B/32's interface
+WEIGHTS_SHA = next(a.sha256 for a in _DEMO_CLIP.artifacts if a.role == "weights")
 
 
 def _ref(files: dict[str, Path] | None = None) -> ModelRef:
@@ -43,7 +46,7 @@ def test_onnx_path_runs_every_semantic_check_and_the_agreement() -> None:
         assert status.get(check) == PASS, (check, [(r.check, r.status, r.got) for r in run.results])
     assert "layer_norms" not in status  # torch-only
     load = next(r for r in run.results if r.check == "load")
-    assert "ONNX towers derived from demo-clip@a947c595" in load.got
+    assert f"ONNX towers derived from demo-clip@{WEIGHTS_SHA[:8]}" in load.got
     assert {r.status for r in run.results} <= {PASS, "skip", "warn"}
 
 
@@ -61,8 +64,8 @@ def test_held_out_export_fault_fails_the_gate(tmp_path: Path) -> None:
     bad = copy.deepcopy(loaded.model)
     bad.ln_final = torch.nn.Identity()  # a dropped normalization in the text tower
     paths = export_towers(bad, tmp_path, image_size=loaded.image_size, preprocess_cfg=dict(loaded.preprocess_cfg),
-                          context_length=int(loaded.tokenizer.context_length), embed_dim=64,
-                          source="demo-clip@a947c5952ba5bbf74b31d7de6f18215194ea34a4c6bd12d2da041f4902645098")
+                          context_length=int(loaded.tokenizer.context_length), embed_dim=DIM,
+                          source=f"demo-clip@{WEIGHTS_SHA}")
     spec = load_manifest().models["demo-clip"]
     files = {a.file: DEMO / a.file for a in spec.artifacts} | {"demo_clip_text.onnx": Path(paths["text"])}
     report = tmp_path / "verify-linux-cpu-slim.json"

@@ -30,6 +30,9 @@ from mlfreeze_runtime.verify.result import FAIL, PASS, ModelRef  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "src" / "mlfreeze" / "specs" / "demo"
 CPU = ["CPUExecutionProvider"]
+_DEMO_CLIP = load_manifest().models["demo-clip"]
+DIM = _DEMO_CLIP.embed_dim  # 512: ViT-B/32's interface
+WEIGHTS_SHA = next(a.sha256 for a in _DEMO_CLIP.artifacts if a.role == "weights")
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +55,14 @@ def probe_set(spec):
 def _export(loaded, model, out: Path) -> OnnxClipEmbedder:
     out.mkdir(parents=True, exist_ok=True)
     paths = export_towers(model, out, image_size=loaded.image_size, preprocess_cfg=dict(loaded.preprocess_cfg),
-                          context_length=int(loaded.tokenizer.context_length), embed_dim=64, source="demo-clip@x")
+                          context_length=int(loaded.tokenizer.context_length), embed_dim=DIM, source="demo-clip@x")
     return OnnxClipEmbedder(paths["image"], paths["text"], providers=CPU)
 
 
 def _checks(loaded, onnx_emb, probe_set, tol=None):
+    """The agreement checks at the demo's declared tolerances (its [models.demo-clip.onnx_agreement])."""
     names, images, captions = probe_set
+    tol = tol or onnx_checks.tolerances(_DEMO_CLIP.onnx_agreement)
     res = onnx_checks.agreement("demo-clip", ClipEmbedder(loaded, "cpu"), onnx_emb, images, names, captions, tol)
     return {r.check: r for r in res}
 
@@ -78,8 +83,8 @@ def test_onnx_embedder_matches_torch_interface(loaded, probe_set) -> None:
     torch_emb = ClipEmbedder(loaded, "cpu")
     oi, ti = onnx_emb.images(images), torch_emb.images(images)
     ot, tt = onnx_emb.embed_texts(captions), torch_emb.texts(captions)
-    assert oi.shape == ti.shape == (len(images), 64) and oi.dtype == np.float32
-    assert ot.shape == tt.shape == (len(captions), 64) and ot.dtype == np.float32
+    assert oi.shape == ti.shape == (len(images), DIM) and oi.dtype == np.float32
+    assert ot.shape == tt.shape == (len(captions), DIM) and ot.dtype == np.float32
     assert np.allclose(np.linalg.norm(oi, axis=1), 1, atol=1e-5)
     assert np.abs(oi - ti).max() < 1e-4 and np.abs(ot - tt).max() < 1e-4
     # PIL input, batches larger than the session batch, and un-normalised output
@@ -88,7 +93,7 @@ def test_onnx_embedder_matches_torch_interface(loaded, probe_set) -> None:
     assert np.abs(small.embed_images(pil) - oi).max() < 1e-5
     raw = small.texts(captions, normalize=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1)
-    assert onnx_emb.derived_from.startswith("demo-clip@a947c595")
+    assert onnx_emb.derived_from.startswith(f"demo-clip@{WEIGHTS_SHA[:8]}")
 
 
 def test_towers_are_checked_for_what_they_are() -> None:

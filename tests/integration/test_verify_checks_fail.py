@@ -16,6 +16,7 @@ from mlfreeze_runtime.verify.result import ModelRef
 
 SPECS = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs"
 MANIFEST = tomllib.loads((SPECS / "models.toml").read_text())
+DEMO_FACE_DIM = MANIFEST["models"]["demo-faces"]["embed_dim"]  # 512: buffalo_l's recognition size
 
 
 def clip_ref() -> tuple[ModelRef, spec.ClipSpec]:
@@ -90,7 +91,7 @@ def test_a_second_load_that_differs_fails_determinism_reload(monkeypatch: pytest
 def faces_ref() -> tuple[ModelRef, spec.FacesSpec]:
     m = MANIFEST["models"]["demo-faces"]
     ref = ModelRef(id="demo-faces", kind="insightface", arch="", embed_dim=m["embed_dim"],
-                   files={n: SPECS / "demo" / "faces" / n for n in ("det_demo.onnx", "rec_demo.onnx")},
+                   files={n: SPECS / "demo" / "faces" / n for n in ("det_10g.onnx", "w600k_r50.onnx")},
                    verify=m["verify"], golden=SPECS / "goldens" / "demo-faces.json")
     return ref, spec.parse_faces("demo-faces", m["verify"])
 
@@ -111,7 +112,7 @@ def test_a_recognizer_that_sees_brightness_fails_augment_stable(monkeypatch: pyt
 
     original = ArcFaceONNX.get_feat
 
-    v = np.random.default_rng(0).standard_normal(128)
+    v = np.random.default_rng(0).standard_normal(DEMO_FACE_DIM)
 
     def get_feat(self: Any, imgs: Any) -> Any:
         feats = np.asarray(original(self, imgs))
@@ -149,7 +150,7 @@ def test_a_second_session_that_differs_fails_determinism_reload(monkeypatch: pyt
         if len(calls) == 2:
             rec = app.models["recognition"]
             feat = rec.get_feat
-            rec.get_feat = lambda imgs: np.asarray(feat(imgs)) * np.linspace(0.9, 1.1, 128)
+            rec.get_feat = lambda imgs: np.asarray(feat(imgs)) * np.linspace(0.9, 1.1, DEMO_FACE_DIM)
         return app
 
     monkeypatch.setattr(face_checks, "load_app", load_app)
@@ -162,11 +163,12 @@ def test_rescale_stable_fails_above_what_resampling_keeps() -> None:
     import dataclasses
 
     # the detector upsamples to det_size again, so the faces survive; a bar of exactly 1.0 cannot be
-    # met once resampling has touched the pixels, while the same bar a hair lower passes
+    # met once resampling has touched the pixels (the demo recognizer keeps 0.956 at half size, its
+    # crops moving on the detector's 32-px box grid), while a bar below what it keeps passes
     strict = dataclasses.replace(s, rescale=0.5, rescale_min_cosine=1.0)
     st = statuses(face_checks.run(ref, strict, providers=["CPUExecutionProvider"], expected_providers=[])[0])
     assert st["rescale_stable"] == "fail"
-    loose = dataclasses.replace(s, rescale=0.5, rescale_min_cosine=0.99)
+    loose = dataclasses.replace(s, rescale=0.5, rescale_min_cosine=0.95)
     st = statuses(face_checks.run(ref, loose, providers=["CPUExecutionProvider"], expected_providers=[])[0])
     assert st["rescale_stable"] == "pass"
 

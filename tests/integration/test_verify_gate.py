@@ -165,11 +165,11 @@ def test_gate_fails_on_wrong_normalisation(workdir: Path) -> None:
 def test_gate_fails_on_wrong_declared_embed_size(workdir: Path) -> None:
     toml = workdir / "models.toml"
     text = toml.read_text()
-    toml.write_text(re.sub(r'(arch = "mlfreeze-demo-clip".*\n)embed_dim = 64', r"\1embed_dim = 96", text))
+    toml.write_text(re.sub(r'(arch = "mlfreeze-demo-clip".*\n)embed_dim = 512', r"\1embed_dim = 96", text))
     rc, doc, _ = gate(workdir)
     assert rc == 1
     bad = [r for r in doc["results"] if r["check"] == "shape_dtype.image"]
-    assert bad and bad[0]["status"] == "fail" and "96" in bad[0]["expected"] and "64" in bad[0]["got"]
+    assert bad and bad[0]["status"] == "fail" and "96" in bad[0]["expected"] and "512" in bad[0]["got"]
 
 
 def test_gate_fails_when_detector_finds_no_faces(workdir: Path) -> None:
@@ -177,13 +177,13 @@ def test_gate_fails_when_detector_finds_no_faces(workdir: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    path = workdir / "demo" / "faces" / "det_demo.onnx"
+    path = workdir / "demo" / "faces" / "det_10g.onnx"
     model = onnx.load(str(path))
     for i, init in enumerate(model.graph.initializer):
         if init.name == "t":  # brightness threshold above anything an image can reach
             model.graph.initializer[i].CopyFrom(numpy_helper.from_array(np.array(5.0, np.float32), "t"))
     onnx.save(model, str(path))
-    repin(workdir, "faces/det_demo.onnx")
+    repin(workdir, "faces/det_10g.onnx")
     rc, doc, msg = gate(workdir)
     assert rc == 1
     assert "faces_found[synthetic:faces/3]" in failed(doc)

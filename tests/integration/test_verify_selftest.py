@@ -129,9 +129,9 @@ def test_demo_face_models_regenerate_bit_identical(tmp_path: Path) -> None:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.make_detector(tmp_path / "det_demo.onnx")
-    mod.make_recognizer(tmp_path / "rec_demo.onnx")
-    for name in ("det_demo.onnx", "rec_demo.onnx"):
+    mod.make_detector(tmp_path / "det_10g.onnx")
+    mod.make_recognizer(tmp_path / "w600k_r50.onnx")
+    for name in ("det_10g.onnx", "w600k_r50.onnx"):
         assert (tmp_path / name).read_bytes() == (SPECS / "demo" / "faces" / name).read_bytes(), name
 
 

@@ -279,7 +279,7 @@ def test_preprocess_keeps_every_transform_key() -> None:
 
 
 @pytest.mark.parametrize(("arch", "text_cfg", "message"), [
-    ("hf-hub:org/model", {}, "names a hub or local-dir model"),
+    ("local-dir:/models/x", {}, "names a local folder"),
     ("tiny", {"hf_tokenizer_name": "org/tok"}, "hf_tokenizer_name='org/tok'"),
     ("tiny", {"tokenizer_kwargs": {"bpe_path": "/tmp/vocab.gz"}}, "bpe_path='/tmp/vocab.gz'"),
     ("ViT-B-16-SigLIP", {}, "uses a hub tokenizer"),
@@ -292,6 +292,23 @@ def test_configs_pulling_in_unpinned_inputs_are_refused(arch: str, text_cfg: dic
 
 def test_plain_config_is_accepted() -> None:
     clip.refuse_unpinned_inputs("tiny", {"text_cfg": {"tokenizer_kwargs": {"clean": "lower"}}})
+
+
+def test_hub_tokenizers_are_accepted_with_their_pinned_files() -> None:
+    cfg = {"text_cfg": {"hf_tokenizer_name": "timm/ViT-B-16-SigLIP-i18n-256", "tokenizer_mode": "i18n"}}
+    clip.refuse_unpinned_inputs("hf-hub:timm/ViT-B-16-SigLIP-i18n-256", cfg, tokenizer_files=True)
+    with pytest.raises(clip.ClipLoadError, match='role = "tokenizer"'):
+        clip.refuse_unpinned_inputs("hf-hub:timm/ViT-B-16-SigLIP-i18n-256", cfg)
+
+
+def test_hub_arch_without_config_is_refused_before_open_clip_is_asked(tmp_path: Path, monkeypatch) -> None:
+    """No config artifact: one line, and open_clip (which would fetch from the hub) is never imported."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(clip, "_import_open_clip", lambda: pytest.fail("open_clip was asked"))
+    with pytest.raises(clip.ClipLoadError, match="no config artifact"):
+        clip.load_clip(arch="hf-hub:timm/ViT-B-16-SigLIP-i18n-256", weights=tmp_path / "w.safetensors", config=None,
+                       declared_quick_gelu=None)
+    assert clip.local_arch("hf-hub:timm/x") == "hf-hub--timm--x"
 
 
 def test_vocabulary_is_pinned(tmp_path: Path) -> None:
@@ -330,7 +347,8 @@ def test_assemble_folder_names_a_missing_file(tmp_path: Path) -> None:
 
 
 def test_each_model_library_is_loaded_in_one_runtime_module() -> None:
-    """App, gate and self-test share the loaders: no other file constructs the models."""
+    """App, gate and self-test share the loaders of files; by-name loads are the apps' (and the gate's
+    check of them)."""
     calls = {"FaceAnalysis(": set(), "open_clip.create_model": set()}
     skip = ("tests", "bench", "build", "dist", ".git", ".nox")
     for path in ROOT.rglob("*.py"):
@@ -343,5 +361,12 @@ def test_each_model_library_is_loaded_in_one_runtime_module() -> None:
         for needle, where in calls.items():
             if needle in text.replace('``FaceAnalysis(...)``', "").replace("``open_clip.create_model``", ""):
                 where.add(rel.as_posix())
-    assert calls == {"FaceAnalysis(": {"src/mlfreeze_runtime/faces.py"},
-                     "open_clip.create_model": {"src/mlfreeze_runtime/clip.py"}}
+    # the runtime's loaders of files: faces.py and clip.py. Apps load by name (the examples), the
+    # gate makes the same by-name calls to prove they resolve to the verified files (byname_checks),
+    # and names.py documents the calls it resolves.
+    by_name = {"src/mlfreeze_runtime/verify/byname_checks.py", "src/mlfreeze_runtime/names.py"}
+    server = "examples/search_server/src/search_server/models.py"  # the server example's one model module
+    assert calls == {"FaceAnalysis(": {"src/mlfreeze_runtime/faces.py", "examples/photo_search/embed.py", server,
+                                       *by_name},
+                     "open_clip.create_model": {"src/mlfreeze_runtime/clip.py", "examples/photo_search/embed.py",
+                                                "examples/clip_only/clip_only.py", server, *by_name}}

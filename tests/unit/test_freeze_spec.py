@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from mlfreeze.bundle.freeze import (
     ENTRY_HOOK,
     HOOKS,
+    NAMES_HOOK,
     PROCESS_HOOKS,
     RUNTIME_HOOK,
     SELFTEST_ENTRY,
@@ -74,8 +76,9 @@ def test_full_spec_builds_two_executables_into_one_collect(tmp_path: Path, monke
     # (PyInstaller's own multiprocessing hook first: it runs custom hooks before its own)
     hooks = analysis[2]["runtime_hooks"]
     assert [Path(h).name for h in hooks] == ["pyi_rth_multiprocessing.py", "rthook_freeze_support.py",
-                                             "rthook_stdio.py", RUNTIME_HOOK.name, ENTRY_HOOK.name]
-    assert hooks[1:] == [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK), str(ENTRY_HOOK)]
+                                             "rthook_stdio.py", RUNTIME_HOOK.name, NAMES_HOOK.name,
+                                             ENTRY_HOOK.name]
+    assert hooks[1:] == [*map(str, PROCESS_HOOKS), str(RUNTIME_HOOK), str(NAMES_HOOK), str(ENTRY_HOOK)]
     exes = [c for c in calls if c[0] == "EXE"]
     assert [e[2]["name"] for e in exes] == ["photo-search-selftest", "photo-search-update", "photo-search"]
     # <app>-selftest is a launcher from its own Analysis (no app PYZ, no runtime hooks, ML stack out)
@@ -298,3 +301,21 @@ def test_selftest_launcher_gives_the_app_the_callers_library_path() -> None:
     assert env({"LD_LIBRARY_PATH": "/b/_internal:/opt/x", "LD_LIBRARY_PATH_ORIG": "/opt/x", "A": "1"}) == {
         "LD_LIBRARY_PATH": "/opt/x", "A": "1", "MLFREEZE_ENTRY": "selftest"}
     assert env({"LD_LIBRARY_PATH": "/b/_internal"}) == {"MLFREEZE_ENTRY": "selftest"}
+
+
+def test_the_projects_collection_modes_join_the_own_packages_and_a_pyz_mode_blocks_updates(tmp_path: Path) -> None:
+    """[tool.mlfreeze] module_collection_mode is applied on top of the own packages' "py"; one of the
+    app's own packages put back into the PYZ means the app's files are never updated in place."""
+    from mlfreeze.bundle.freeze import own_modules_in_pyz
+    from mlfreeze.bundle.modgraph import ModuleGraph
+
+    app = dataclasses.replace(_app(tmp_path), module_collection_mode=(("open_clip", "pyz+py"), ("app.jit", "py")))
+    params = spec_params(app=app, flavor="full", name="n-full", excludes=[], entry_module="app.__main__",
+                         own_packages=["app"])
+    assert params["module_collection_mode"] == {"app": "py", "open_clip": "pyz+py", "app.jit": "py"}
+    graph = ModuleGraph(own={"app": tmp_path / "app" / "__init__.py"}, external=("open_clip",))
+    assert own_modules_in_pyz(app, graph) is None  # open_clip is not the app's; app.jit stays source
+    jit_in_pyz = dataclasses.replace(app, module_collection_mode=(("app.jit", "pyz+py"),))
+    why = own_modules_in_pyz(jit_in_pyz, graph)
+    assert why is not None and "app.jit" in why and "never updated in place" in why
+    assert own_modules_in_pyz(jit_in_pyz, None) is None  # no graph: never updated in place anyway

@@ -33,12 +33,12 @@ def test_demo_towers_embed(tmp_path: Path) -> None:
     emb = OnnxClipEmbedder(DEMO / "demo_clip_image.onnx", DEMO / "demo_clip_text.onnx", providers=CPU)
     img = emb.images([render_shape("red", "circle"), render_shape("blue", "square")])
     txt = emb.texts(["a red circle", "a blue square"])
-    assert img.shape == txt.shape == (2, 64) and img.dtype == txt.dtype == np.float32
+    assert img.shape == txt.shape == (2, 512) and img.dtype == txt.dtype == np.float32
     assert np.allclose(np.linalg.norm(img, axis=1), 1, atol=1e-5)
     sims = img @ txt.T
     assert sims[0, 0] > sims[0, 1] and sims[1, 1] > sims[1, 0]
-    assert emb.images([]).shape == (0, 64)
-    assert emb.image_size == 32 and emb.context_length == 16 and emb.preprocess_cfg["interpolation"] == "bicubic"
+    assert emb.images([]).shape == (0, 512)
+    assert emb.image_size == 224 and emb.context_length == 77 and emb.preprocess_cfg["interpolation"] == "bicubic"
 
 
 def test_towers_of_different_models_are_refused(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import tomllib
 
 from mlfreeze_runtime.verify import spec
-from mlfreeze_runtime.verify.probes import load_rgb, render_shape
+from mlfreeze_runtime.verify.probes import FACE_BAND, FACE_SKIN, load_rgb, render_shape
 
 MANIFEST = Path(__file__).resolve().parents[2] / "src" / "mlfreeze" / "specs" / "models.toml"
 
@@ -112,4 +112,8 @@ def test_synthetic_probes_are_exact_and_distinct() -> None:
     assert not (a == render_shape("red", "square")).all()
     assert tuple(a[32, 32]) == (220, 30, 30) and tuple(a[0, 0]) == (24, 24, 24)
     faces = load_rgb("synthetic:faces/3")
-    assert faces.shape == (640, 640, 3) and faces.max() == 230
+    assert faces.shape == (640, 640, 3) and tuple(faces[0, 0]) == (16, 16, 16)
+    # colour faces: a skin tile and a band whose red and blue differ, so a channel swap changes the face
+    assert tuple(faces[40, 40]) == FACE_SKIN and tuple(faces[32 + 41, 32 + 20]) == FACE_BAND
+    assert FACE_SKIN[0] - FACE_SKIN[2] >= 30 and FACE_BAND[0] - FACE_BAND[2] >= 100
+    assert not (faces == faces[:, :, ::-1]).all()

@@ -48,6 +48,7 @@ RUNTIME_SOURCES = (Path(mlfreeze_runtime.__file__).resolve().parent,
                    Path(mlfreeze_runtime.verify.__file__).resolve().parent)
 HOOKS = SPECS / "hooks"
 RUNTIME_HOOK = HOOKS / "rthook_models_dir.py"
+NAMES_HOOK = HOOKS / "rthook_models_by_name.py"  # by-name loads resolve to models/ (mlfreeze_runtime.names)
 # Every bundle, first: multiprocessing.freeze_support() (a spawn/forkserver child runs its target and
 # exits before the app parses its arguments), then stdout/stderr for a windowed app (a log file).
 PROCESS_HOOKS = (HOOKS / "rthook_freeze_support.py", HOOKS / "rthook_stdio.py")
@@ -98,6 +99,7 @@ class AppConfig:
     prune: tuple[prune.Rule, ...] = ()
     update_root: Path | None = None  # [tool.mlfreeze] update_root: frozen in as update-root.json
     unpinned_goldens: tuple[str, ...] = ()  # [tool.mlfreeze] unpinned_goldens: may ship without pinned goldens
+    module_collection_mode: tuple[tuple[str, str], ...] = ()  # [tool.mlfreeze] module_collection_mode
     console: bool = True  # [tool.mlfreeze] console: false builds a windowed app (the spec's EXE console=...)
     signing: Signing = field(default_factory=Signing)  # [tool.mlfreeze.signing] (mlfreeze.bundle.signing)
     contract: AppContract = field(default_factory=AppContract)  # [tool.mlfreeze] serve / smoke: app-contract.json
@@ -116,6 +118,8 @@ class BundleModel:
     roles: Mapping[str, str]  # file name -> role ("weights", "config", ...)
     verify: Mapping[str, Any]  # the [models.<id>.verify] table, for the frozen self-test
     derived_from: Mapping[str, str] = field(default_factory=dict)  # file name -> "<id>@<weights sha256>" (exports)
+    provides: tuple[str, ...] = ()  # by-name loads it answers (mlfreeze_runtime.names)
+    revision: str = ""  # pinned hub revision (hf-hub models)
 
 
 def load_app_config(root: Path | None = None) -> AppConfig:
@@ -140,7 +144,7 @@ def load_app_config(root: Path | None = None) -> AppConfig:
                      pathex=(cfg.root, above, *((src,) if src.is_dir() else ())), uses=cfg.uses,
                      hiddenimports=cfg.hiddenimports, excludes=cfg.excludes, datas=cfg.datas, prune=cfg.prune,
                      update_root=cfg.update_root, unpinned_goldens=cfg.unpinned_goldens, console=cfg.console,
-                     signing=cfg.signing, contract=cfg.contract)
+                     signing=cfg.signing, contract=cfg.contract, module_collection_mode=cfg.module_collection_mode)
 
 
 def write_launcher(app: AppConfig) -> None:
@@ -295,10 +299,13 @@ def spec_params(*, app: AppConfig, flavor: str, name: str, excludes: Sequence[st
         "entry": str(app.entry),
         "script": str(app.entry),  # what the Analysis runs: the entry, or the launcher plan_freeze writes
         "entry_module": entry_module,  # the launcher runs it; complete_bundle writes it for a spawn child
-        "module_collection_mode": {n: "py" for n in own_packages} if entry_module else {},
+        # the app's own packages as source (updates in place), then [tool.mlfreeze]'s (e.g. sources for TorchScript)
+        "module_collection_mode": {**({n: "py" for n in own_packages} if entry_module else {}),
+                                   **dict(app.module_collection_mode)},
         "pathex": [str(p) for p in dict.fromkeys(app.pathex)],
         "hookspath": [str(HOOKS)],
-        "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK)],
+        # models dir before the names hook, which reads it (by-name loads: mlfreeze_runtime.names)
+        "runtime_hooks": [*process_hooks(), str(RUNTIME_HOOK), str(NAMES_HOOK)],
         "hiddenimports": list(dict.fromkeys(["mlfreeze_runtime", *hiddenimports])),  # its hook collects it
         "excludes": list(excludes),
         "datas": data_pairs(app.datas),
@@ -392,7 +399,9 @@ def bundle_models(fetched: Mapping[str, Any], flavor: str = "full",
                                sha256={rel: hash_file(p)[1] for rel, p in files.items()},
                                roles={n: r for n, r in roles.items() if n in chosen},
                                verify=dict(spec.verify or {}),
-                               derived_from={n: d for n, d in derived.items() if n in chosen}))
+                               derived_from={n: d for n, d in derived.items() if n in chosen},
+                               provides=tuple(getattr(spec, "provides", ()) or ()),
+                               revision=str(getattr(spec, "revision", "") or "")))
     return out
 
 
@@ -402,7 +411,8 @@ def models_index_entries(models: Sequence[BundleModel]) -> list[dict[str, Any]]:
     return [{"id": m.id, "kind": m.kind, "arch": m.arch, "embed_dim": m.embed_dim,
              "files": {rel.split("/", 1)[1]: rel for rel in m.files},
              "sha256": dict(m.sha256), "roles": dict(m.roles), "verify": dict(m.verify),
-             "derived_from": dict(m.derived_from)} for m in models]
+             "derived_from": dict(m.derived_from), "provides": list(m.provides), "revision": m.revision}
+            for m in models]
 
 
 # The builder code that shapes a bundle after PyInstaller (prune, models/, the self-test's inputs).
@@ -519,6 +529,18 @@ def app_modules(app: AppConfig, flavor: str) -> tuple[str | None, modgraph.Modul
     return name, graph, None
 
 
+def own_modules_in_pyz(app: AppConfig, graph: modgraph.ModuleGraph | None) -> str | None:
+    """Why the app's files cannot be updated in place when ``[tool.mlfreeze] module_collection_mode``
+    puts some of the app's own packages in the PYZ (any mode but ``"py"``): the PYZ would keep a stale
+    copy of what an update replaces. None when it does not."""
+    own = set(graph.top_level()) if graph is not None else set()
+    in_pyz = sorted(n for n, mode in app.module_collection_mode if n.split(".")[0] in own and mode != "py")
+    if not in_pyz:
+        return None
+    return (f"[tool.mlfreeze] module_collection_mode collects the app's own {', '.join(in_pyz)} into the PYZ, "
+            "so the app's files are never updated in place")
+
+
 def plan_freeze(request: FreezeRequest) -> FreezePlan:
     """The pure-ish half of a freeze: names, prune rules, spec parameters, models and the input digest.
     Raises FreezeError when a flavor that ships models has none, ConfigError/UsageError from the configs."""
@@ -538,6 +560,7 @@ def plan_freeze(request: FreezeRequest) -> FreezePlan:
         raise FreezeError(f"a {flavor} bundle needs its models: pass fetch_set()'s result (mlfreeze fetch first)")
     models = bundle_models(request.fetched or {}, flavor, request.exports) if flavor in MODEL_FLAVORS else []
     entry_module, graph, update_blocked = app_modules(app, flavor)
+    update_blocked = update_blocked or own_modules_in_pyz(app, graph)
     params = spec_params(app=app, flavor=flavor, name=name, excludes=config.excludes.get(flavor, ()),
                          hiddenimports=config.hiddenimports.get(flavor, ()),
                          updater_excludes=config.excludes.get(prune.UPDATER, ()), entry_module=entry_module,

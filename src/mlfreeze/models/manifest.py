@@ -10,7 +10,10 @@ default = ["clip-vit-b-32-openai", "buffalo_l"]
 kind = "clip"                 # clip | insightface
 embed_dim = 512
 license = "MIT"
-arch = "ViT-B-32-quickgelu"   # open_clip model name (clip); "" or absent for insightface
+arch = "ViT-B-32-quickgelu"   # clip: an open_clip built-in, a name a config artifact defines, or
+                              # "hf-hub:<org>/<repo>" with `revision` and its config (+ tokenizer) as artifacts
+revision = "<40 hex>"         # the pinned hub revision (hf-hub arch); optional elsewhere
+provides = ["open_clip:ViT-B-32/openai", "clip:ViT-B/32"]   # by-name loads it answers (mlfreeze_runtime.names)
 description = "..."           # optional
 
 [[models.<id>.artifacts]]
@@ -36,7 +39,9 @@ max_unpacked = 1000000        # optional (archives): bound on the extracted tota
 ```
 
 Every artifact has a 64-hex sha256 and a size; unknown keys are refused with an error
-that names the file and the dotted key.
+that names the file and the dotted key. ``arch`` and ``provides`` are validated here too
+(:func:`check_arch`): an architecture whose config or tokenizer would come from a hub at run time,
+unpinned, is refused when the manifest loads, before anything is fetched or run.
 """
 
 from __future__ import annotations
@@ -52,11 +57,17 @@ from urllib.parse import urlparse
 from mlfreeze.errors import ConfigError, UsageError
 from mlfreeze.project.config import ProjectConfig
 from mlfreeze.schema import Table, read_toml
+from mlfreeze_runtime import names as by_name
 
 KINDS = ("clip", "insightface")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DERIVED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*@[0-9a-f]{64}$")
+_REVISION = re.compile(r"^[0-9a-f]{40}$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Names whose tokenizer is a Hugging Face tokenizer (SigLIP's, multilingual ones): its files must be pinned.
+_HUB_TOKENIZER_HINTS = ("siglip", "i18n", "multilingual", "xlm", "mt5", "roberta", "nllb", "t5")
+OPEN_CLIP_MODELS = Path(__file__).with_name("open_clip_models.txt")  # open_clip 3.3.0's built-ins, pinned
 # exports of a model's weights and their agreement record with torch (src/mlfreeze/models/export.py)
 DERIVED_ROLES = ("image_onnx", "text_onnx", "agreement")
 DEFAULT_UNPACK_RATIO = 4
@@ -106,6 +117,8 @@ class ModelSpec:
     arch: str = ""
     description: str = ""
     artifacts: tuple[ArtifactSpec, ...] = ()
+    provides: tuple[str, ...] = ()  # by-name loads it answers (mlfreeze_runtime.names)
+    revision: str = ""  # pinned hub revision (hf-hub arch)
     verify: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
     onnx_agreement: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), compare=False)
 
@@ -166,7 +179,15 @@ def check_set(manifest: Manifest, set_name: str) -> list[ModelSpec]:
     if missing:
         raise ConfigError(f"{manifest.path}: key 'sets.{set_name}' names {missing[0]!r}, "
                           f"which has no [models.{missing[0]}] table")
-    return [manifest.models[i] for i in manifest.sets[set_name]]
+    models = [manifest.models[i] for i in manifest.sets[set_name]]
+    owners: dict[str, str] = {}
+    for model in models:  # within one set (one bundle) each by-name load resolves to one model
+        for name in model.provides:
+            if name in owners:
+                raise ConfigError(f"{manifest.path}: key 'models.{model.id}.provides' names {name!r}, which "
+                                  f"models.{owners[name]}.provides of the same set {set_name!r} names too")
+            owners[name] = model.id
+    return models
 
 
 def _model(model_id: str, t: Table) -> ModelSpec:
@@ -180,6 +201,10 @@ def _model(model_id: str, t: Table) -> ModelSpec:
     arch = t.opt("arch", str, "")
     if kind == "clip" and not arch:
         raise t.error("arch", "is missing (the open_clip model name, e.g. 'ViT-B-32-quickgelu')")
+    revision = t.opt("revision", str, "")
+    if revision and not _REVISION.match(revision):
+        raise t.error("revision", "must be a 40-hex hub commit (the revision the files were pinned from)")
+    provides = t.strings("provides", ())
     description = t.opt("description", str, "")
     verify = t.opt("verify", dict, {})
     onnx_agreement = t.opt("onnx_agreement", dict, {})
@@ -195,9 +220,96 @@ def _model(model_id: str, t: Table) -> ModelSpec:
         if a.derived_from and a.derived_from.split("@")[0] != model_id:
             raise ConfigError(f"{t.path}: key '{t.where}.artifacts[{n}].derived_from' names another model "
                               f"({a.derived_from.split('@')[0]!r}); an export belongs to the model it was made from")
-    return ModelSpec(id=model_id, kind=kind, embed_dim=embed_dim, license=license_, arch=arch,
+    for n, name in enumerate(provides):
+        try:
+            scheme, _ident, _tag = by_name.parse(name)
+        except ValueError as exc:
+            raise ConfigError(f"{t.path}: key '{t.where}.provides[{n}]' is {name!r}: {exc}") from None
+        if by_name.SCHEMES[scheme] != kind:
+            raise ConfigError(f"{t.path}: key '{t.where}.provides[{n}]' is {name!r}, a name of a "
+                              f"{by_name.SCHEMES[scheme]} model, but this model's kind is {kind!r}")
+    if len(set(provides)) != len(provides):
+        raise t.error("provides", "names the same load twice")
+    spec = ModelSpec(id=model_id, kind=kind, embed_dim=embed_dim, license=license_, arch=arch,
                      description=description, artifacts=artifacts, verify=MappingProxyType(dict(verify)),
-                     onnx_agreement=MappingProxyType(dict(onnx_agreement)))
+                     onnx_agreement=MappingProxyType(dict(onnx_agreement)), provides=tuple(provides),
+                     revision=revision)
+    if kind == "clip":
+        check_arch(spec, t)
+    return spec
+
+
+def open_clip_builtins() -> dict[str, Path | None]:
+    """open_clip's built-in architecture names -> their config JSON: the installed open_clip's
+    ``model_configs/`` when it is installed (found without importing it, so no torch), else the
+    pinned list beside this module (:data:`OPEN_CLIP_MODELS`, paths None)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations))) / "model_configs"
+        if folder.is_dir():
+            return {p.stem: p for p in sorted(folder.glob("*.json"))}
+    lines = OPEN_CLIP_MODELS.read_text(encoding="utf-8").splitlines()
+    return {line.strip(): None for line in lines if line.strip() and not line.startswith("#")}
+
+
+def _hub_tokenizer(arch: str, config: Path | None) -> str:
+    """The Hugging Face tokenizer an architecture's config names (``text_cfg.hf_tokenizer_name``),
+    else ``arch`` itself when its name says it uses one (SigLIP, multilingual), else ""."""
+    import json
+
+    if config is not None:
+        try:
+            text = (json.loads(config.read_text(encoding="utf-8")).get("text_cfg") or {})
+        except (OSError, ValueError, AttributeError):
+            text = {}
+        if text.get("hf_tokenizer_name"):
+            return str(text["hf_tokenizer_name"])
+    return arch if any(h in arch.lower() for h in _HUB_TOKENIZER_HINTS) else ""
+
+
+def check_arch(spec: ModelSpec, t: Table) -> None:
+    """Refuse (ConfigError naming ``models.<id>.arch``) an architecture the runtime could only get
+    from a hub, unpinned: ``local-dir:`` paths; ``hf-hub:`` ids without a pinned ``revision`` and a
+    config artifact (role ``config``); a name that is neither an open_clip built-in nor defined by a
+    config artifact; and one whose tokenizer is a Hugging Face tokenizer (SigLIP, multilingual)
+    without its files pinned as artifacts of role ``tokenizer``. Never touches the network."""
+    roles = {a.role for a in spec.artifacts}
+    arch = spec.arch
+    has_tokenizer = "tokenizer" in roles
+    if arch.startswith("local-dir:"):
+        raise t.error("arch", f"is {arch!r}: a local folder is not pinned; list its files as artifacts and name "
+                              "the architecture")
+    if arch.startswith("hf-hub:"):
+        hub_id = arch[len("hf-hub:"):]
+        if not _HUB_ID.match(hub_id):
+            raise t.error("arch", f"is {arch!r}; expected hf-hub:<org>/<repo>")
+        if "config" not in roles:
+            raise t.error("arch", f"is {arch!r}, whose config would be read from the hub at run time: add its "
+                                  "open_clip_config.json as an artifact with role = \"config\" (and revision)")
+        if not spec.revision:
+            raise ConfigError(f"{t.path}: key '{t.where}.revision' is missing: arch {arch!r} needs the hub revision "
+                              "its pinned files come from")
+        if _hub_tokenizer(hub_id, None) and not has_tokenizer:
+            raise t.error("arch", f"is {arch!r}, whose tokenizer comes from the Hugging Face hub: add its tokenizer "
+                                  "files as artifacts with role = \"tokenizer\"")
+        return
+    if ":" in arch or "/" in arch:
+        raise t.error("arch", f"is {arch!r}; expected an open_clip architecture name or hf-hub:<org>/<repo>")
+    if "config" in roles:
+        return  # a config artifact defines the architecture under this name (checked again when it is read)
+    builtins = open_clip_builtins()
+    if arch not in builtins:
+        near = ", ".join(sorted(n for n in builtins if n.lower().startswith(arch.lower()[:5]))[:5])
+        raise t.error("arch", f"is {arch!r}, which is no open_clip built-in{f' (near: {near})' if near else ''} and "
+                              "no config artifact defines: add one with role = \"config\", or fix the name")
+    if _hub_tokenizer(arch, builtins[arch]) and not has_tokenizer:
+        raise t.error("arch", f"is {arch!r}, whose tokenizer comes from the Hugging Face hub: add its tokenizer "
+                              "files as artifacts with role = \"tokenizer\"")
 
 
 def _safe_name(t: Table, key: str, name: str) -> str:

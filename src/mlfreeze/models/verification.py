@@ -77,6 +77,8 @@ def model_refs(manifest: Any, fetched: Mapping[str, Any], goldens_dir: Path,
                              files=files, verify=dict(spec.verify or {}),
                              golden=goldens_dir / f"{mid}.json", roles=roles,
                              onnx_agreement=dict(getattr(spec, "onnx_agreement", {}) or {}),
+                             provides=tuple(getattr(spec, "provides", ()) or ()),
+                             revision=str(getattr(spec, "revision", "") or ""),
                              derived_from=source or (ex.derived_from if ex is not None else "")))
     return refs
 

@@ -39,7 +39,12 @@ DEFAULT_FLAVORS = ("full", "lite")
 USES = ("clip", "faces", "faiss")
 KEYS = ("app", "entry", "model_set", "manifest", "uses", "hiddenimports", "datas", "excludes", "prune",
         "flavors", "budgets", "unpinned_goldens", "unproven_onnx", "update_root", "console", "signing", "python",
-        "serve", "smoke")
+        "serve", "smoke", "module_collection_mode")
+# PyInstaller's module collection modes: "pyz" (byte-code in the archive, the default), "pyc" (byte-code
+# files), "py" (source only), "pyz+py"/"py+pyz" (byte-code and the source beside it: what
+# torch.jit.script, inspect.getsource and anything else that reads a function's source need)
+COLLECTION_MODES = ("pyz", "pyc", "py", "pyz+py", "py+pyz")
+_PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 BUDGET_KEYS = (*FLAVORS, "components", "max_growth", "measure")  # sizes_budget owns the grammar
 
 
@@ -74,6 +79,7 @@ class ProjectConfig:
     python: str | None = None  # [tool.mlfreeze] python: the build interpreter (mlfreeze.project.pythons)
     requires_python: str = ""  # [project] requires-python
     contract: AppContract = field(default_factory=AppContract)  # serve / smoke: how the self-test runs the entry
+    module_collection_mode: tuple[tuple[str, str], ...] = ()  # (package, PyInstaller collection mode)
 
     @property
     def pyproject(self) -> Path:
@@ -189,6 +195,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     if python is not None and not re.match(r"^3\.\d+$", python):
         raise t.error("python", f"is {python!r}; name a Python release such as \"3.12\"")
     contract = _contract(t, path)
+    collection = _collection_modes(t)
     t.done()
 
     prune = parse_rules(raw_prune, path, "tool.mlfreeze.bundle.prune")
@@ -205,8 +212,23 @@ def load_config(root: Path | None = None) -> ProjectConfig:
                          flavors=flavors, budgets=budgets, unpinned_goldens=unpinned,
                          unproven_onnx=unproven, update_root=update_root, console=console, signing=signing,
                          entry_point=str(entry_point) if entry_point else None,
-                         python=python, requires_python=str(requires_python), contract=contract)
+                         python=python, requires_python=str(requires_python), contract=contract,
+                         module_collection_mode=collection)
 
+
+def _collection_modes(t: Table) -> tuple[tuple[str, str], ...]:
+    """``module_collection_mode = { mypkg = "pyz+py" }``: PyInstaller's collection mode per package of
+    the app (e.g. sources kept for ``torch.jit.script``); one ConfigError line per bad entry."""
+    raw = t.opt("module_collection_mode", dict, {})
+    out = []
+    for package, mode in raw.items():
+        key = f"module_collection_mode.{package}"
+        if not _PACKAGE.match(str(package)):
+            raise t.error(key, "is not a module or package name (dotted identifiers)")
+        if mode not in COLLECTION_MODES:
+            raise t.error(key, f"is {mode!r}; allowed: {', '.join(COLLECTION_MODES)}")
+        out.append((str(package), str(mode)))
+    return tuple(out)
 
 
 def _contract(t: Table, path: Path) -> AppContract:

@@ -21,7 +21,8 @@ def model_ref(entry: ModelEntry) -> ModelRef:
     """The gate's view of one models.json entry (absolute paths)."""
     return ModelRef(id=entry.id, kind=entry.kind, arch=entry.arch or "", embed_dim=entry.embed_dim,
                     files=entry.file_paths(), verify=dict(entry.verify), golden=entry.golden_path(),
-                    roles=dict(entry.roles), derived_from=entry.source)
+                    roles=dict(entry.roles), provides=tuple(entry.provides), revision=entry.revision,
+                    derived_from=entry.source)
 
 
 def read_models_index(models_dir: Path | str) -> tuple[dict[str, Any], list[ModelRef]]:

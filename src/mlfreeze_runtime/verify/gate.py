@@ -170,6 +170,7 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
     if clip_path not in CLIP_PATHS:
         raise ValueError(f"clip_path {clip_path!r}; allowed: {', '.join(CLIP_PATHS)}")
     gate = GateRun()
+    install_names(models)
     if not models:
         gate.results.append(CheckResult(model=EMPTY_SET, check="models", status=FAIL,
                                         expected="at least one model to verify", got="the model set is empty"))
@@ -210,11 +211,42 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
             results.append(CheckResult(model=ref.id, check="runtime", status=FAIL,
                                        expected="the model's checks run to completion",
                                        got=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0]))
+        if values is not None and ref.provides:  # the app's by-name loads give what was just verified
+            results += by_name(ref, spec, clip_path=clip_path_for(ref, clip_path) if ref.kind == "clip" else "",
+                               providers=providers, probes_dir=probes_dir)
         gate.results += results
         if values is not None:
             gate.values[ref.id] = values
         gate.seconds[ref.id] = time.perf_counter() - t
     return gate
+
+
+def install_names(models: Sequence[ModelRef]) -> None:
+    """By-name loads in this process resolve to ``models`` (:func:`mlfreeze_runtime.names.install`):
+    the hub offline (forced), the hub cache laid out from their files, the libraries' downloads refused."""
+    from mlfreeze_runtime import names
+
+    names.install([names.Model(id=r.id, kind=r.kind, arch=r.arch, files=dict(r.files), roles=dict(r.roles),
+                               verify=dict(r.verify), provides=tuple(r.provides), revision=r.revision)
+                   for r in models], where="the verified models")
+
+
+def by_name(ref: ModelRef, spec: Any, *, clip_path: str, providers: Sequence[str],
+            probes_dir: Path | None) -> list[CheckResult]:
+    """``by_name[<name>]`` per provided name (:mod:`mlfreeze_runtime.verify.byname_checks`)."""
+    from mlfreeze_runtime.verify import byname_checks
+
+    try:
+        if isinstance(spec, ClipSpec):
+            if clip_path != "torch":
+                return [CheckResult(model=ref.id, check=f"by_name[{n}]", status=SKIP, expected="the app's load",
+                                    got="CLIP runs as ONNX towers here: no torch for open_clip or clip.load")
+                        for n in ref.provides]
+            return byname_checks.clip_names(ref, spec, probes_dir=probes_dir)
+        return byname_checks.face_names(ref, spec, providers=providers, probes_dir=probes_dir)
+    except Exception as exc:  # the reference side broke: one failure, never a traceback
+        return [CheckResult(model=ref.id, check="by_name", status=FAIL, expected="the by-name loads checked",
+                            got=(f"{type(exc).__name__}: {exc}".splitlines() or [""])[0])]
 
 
 def recorded_on(device: str = "cpu") -> dict[str, str]:

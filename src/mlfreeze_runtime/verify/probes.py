@@ -5,7 +5,7 @@ A probe is named by a string that says where it comes from:
 - ``skimage:<name>``: a real photo shipped by scikit-image (``astronaut``, ``chelsea``, ...),
 - ``insightface:<name>``: an image shipped by insightface (``t1``: a group photo, 6 faces),
 - ``synthetic:shape/<colour>/<shape>``: a coloured shape drawn with numpy (the demo CLIP's world),
-- ``synthetic:faces/<n>``: ``n`` bright face-like tiles for the demo face detector,
+- ``synthetic:faces/<n>``: ``n`` bright face-like colour tiles for the demo face detector,
 - ``synthetic:blank``: a flat grey image (no face, no object).
 
 Synthetic probes are drawn with integer numpy arithmetic only, so they are the same bytes on
@@ -108,8 +108,18 @@ def render_shape(colour: str, shape: str, *, size: int = 64, cx: float = 0.5, cy
     return img
 
 
+#: The demo faces' colours (RGB): a warm skin tone and a darker band whose channels differ a lot,
+#: so a face handed over in the wrong channel order (RGB where BGR is expected) is another face.
+FACE_SKIN = (250, 226, 214)
+FACE_BAND = (170, 70, 30)
+
+
 def render_faces(n: int, *, size: int = 640) -> np.ndarray:
-    """``n`` bright 128-px tiles on a dark field, on a 192-px grid (the demo detector's faces)."""
+    """``n`` bright 128-px colour tiles on a dark field, on a 192-px grid (the demo detector's faces).
+
+    Each tile is skin-coloured (:data:`FACE_SKIN`) with a band (:data:`FACE_BAND`) whose height
+    differs per tile, so tiles embed differently; red and blue differ in both colours, so swapping
+    the channels moves a face's embedding as far as changing the person does."""
     import numpy as np
 
     img = np.full((size, size, 3), 16, dtype=np.uint8)
@@ -117,10 +127,9 @@ def render_faces(n: int, *, size: int = 640) -> np.ndarray:
     for i in range(n):
         row, col = divmod(i, per_row)
         y0, x0 = 32 + row * 192, 32 + col * 192
-        img[y0:y0 + 128, x0:x0 + 128] = 230
-        # a darker band whose height differs per tile, so tiles embed differently
+        img[y0:y0 + 128, x0:x0 + 128] = FACE_SKIN
         band = 16 + 12 * i
-        img[y0 + 40:y0 + 40 + band, x0 + 16:x0 + 112] = 90
+        img[y0 + 40:y0 + 40 + band, x0 + 16:x0 + 112] = FACE_BAND
     return img
 
 

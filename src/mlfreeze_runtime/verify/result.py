@@ -48,6 +48,8 @@ class ModelRef:
     golden: Path | None = None
     roles: Mapping[str, str] = field(default_factory=dict)
     onnx_agreement: Mapping[str, Any] = field(default_factory=dict)  # raw [models.<id>.onnx_agreement]
+    provides: tuple[str, ...] = ()  # the by-name loads it answers (mlfreeze_runtime.names)
+    revision: str = ""  # pinned hub revision (hf-hub models)
     derived_from: str = ""
 
 

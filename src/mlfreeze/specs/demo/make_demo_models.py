@@ -6,10 +6,14 @@ Reproducible: fixed seeds, single thread, CPU. Run from the repository root:
 
 Writes ``demo_clip.safetensors`` (fp16 weights), ``demo_clip_config.json`` (open_clip's
 ``{"model_cfg", "preprocess_cfg"}`` layout, registered under :data:`ARCH`), and
-``faces/det_demo.onnx`` + ``faces/rec_demo.onnx`` (insightface's SCRFD and ArcFace layouts, so
+``faces/det_10g.onnx`` + ``faces/w600k_r50.onnx`` (insightface's SCRFD and ArcFace layouts, so
 ``FaceAnalysis`` loads them from a folder). It then prints each file's sha256 and size for
 src/mlfreeze/specs/models.toml. The CLIP is trained on coloured shapes until it passes its declared probes
 (zero-shot top-1 = 1.0 on the canonical renders); the same architecture at random init fails.
+The set has the default set's interface (ViT-B/32 and buffalo_l): 512-d CLIP embeddings of 224 px
+images and 77-token captions (open_clip's BPE vocabulary), a detector run at 640 px and a
+recognizer of 112 px aligned crops giving 512-d embeddings, so an app written for the real
+models runs on it unchanged.
 Bit-identical weights are only promised for the same torch version and CPU; the committed
 files and their pinned sha256 are the reference, and the goldens are pinned from them.
 """
@@ -26,11 +30,15 @@ from typing import Any
 ARCH = "mlfreeze-demo-clip"
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
+# ViT-B/32's interface (512-d embeddings, 224 px input in 32 px patches, 77-token context, the
+# 49,408-token BPE vocabulary, QuickGELU) on a tiny body: two layers per tower, one 64-wide
+# vision head (OpenAI's CLIP class derives vision heads as width // 64, so `clip.load` can build
+# it too) and a 32-wide text tower, whose token embedding is most of the file.
 MODEL_CFG: dict[str, Any] = {
-    "embed_dim": 64,
+    "embed_dim": 512,
     "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
+    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 64, "patch_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
 }
 PREPROCESS_CFG = {"mean": list(MEAN), "std": list(STD), "interpolation": "bicubic", "resize_mode": "shortest"}
 TEMPLATES = ("a {c} {s}", "a {s} that is {c}", "a picture of a {c} {s}")
@@ -42,13 +50,13 @@ def demo_config() -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------- CLIP
 
-def _dataset(n: int, seed: int) -> Any:
-    """``n`` random renders (position, size, background jitter) with their class index."""
+def _renders(rng: Any, n: int) -> tuple[list[Any], list[int], list[tuple[str, str]]]:
+    """``n`` random 64-px renders (position, size, background jitter, noise of a random amplitude)
+    with their class index."""
     import numpy as np
 
     from mlfreeze_runtime.verify.probes import COLOURS, SHAPES, render_shape
 
-    rng = np.random.default_rng(seed)
     classes = [(c, s) for c in COLOURS for s in SHAPES]
     images, labels = [], []
     for _ in range(n):
@@ -57,16 +65,40 @@ def _dataset(n: int, seed: int) -> Any:
         bg = tuple(int(v) for v in rng.integers(0, 70, size=3))
         img = render_shape(c, s, cx=float(rng.uniform(0.35, 0.65)), cy=float(rng.uniform(0.35, 0.65)),
                            radius=float(rng.uniform(0.18, 0.34)), background=bg)  # type: ignore[arg-type]
-        noise = rng.integers(-12, 13, size=img.shape)
+        amp = int(rng.integers(0, 13))  # some renders are clean, as the probes are: noise is no cue
+        noise = rng.integers(-amp, amp + 1, size=img.shape)
         images.append(np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8))
         labels.append(k)
     return images, labels, classes
 
 
-def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
-    import open_clip
+def _upscaled(images: list[Any], size: int) -> Any:
+    """uint8 (N, 3, size, size): each 64-px render resized as the probes are (PIL bicubic, the
+    shortest side to ``size``); normalised by :func:`_batch`."""
+    import numpy as np
     import torch
     from PIL import Image
+
+    out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
+    for i, im in enumerate(images):
+        big = Image.fromarray(im).resize((size, size), Image.Resampling.BICUBIC)
+        out[i] = torch.from_numpy(np.asarray(big, dtype=np.uint8).transpose(2, 0, 1).copy())
+    return out
+
+
+def _batch(x: Any) -> Any:
+    """uint8 (N, 3, H, W) -> the model's normalised float input."""
+    import torch
+
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - mean) / std
+
+
+def train_clip(out: Path, *, steps: int = 1500, seed: int = 0, renders: int = 6000) -> None:
+    """Train the demo CLIP on ``renders`` random renders (upscaled once) until it passes its probes."""
+    import open_clip
+    import torch
     from safetensors.torch import save_file
 
     from mlfreeze_runtime import clip as vclip
@@ -74,13 +106,18 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
+    size = MODEL_CFG["vision_cfg"]["image_size"]
     model = vclip.build_architecture(ARCH, demo_config())
-    preprocess = vclip.preprocess_for(demo_config()["preprocess_cfg"], MODEL_CFG["vision_cfg"]["image_size"])
+    preprocess = vclip.preprocess_for(demo_config()["preprocess_cfg"], size)
     tokenizer = open_clip.get_tokenizer(ARCH)
 
-    images, labels, classes = _dataset(6000, seed)
-    x = torch.stack([preprocess(Image.fromarray(im)) for im in images])
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images, labels, classes = _renders(rng, renders)
+    x = _upscaled(images, size)  # renders x 150 KB, held as bytes
     y = torch.tensor(labels)
+    del images
     captions = [[t.format(c=c, s=s) for t in TEMPLATES] for c, s in classes]
     tokens = torch.stack([tokenizer(cs) for cs in captions])  # (classes, templates, ctx)
 
@@ -89,10 +126,10 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
     model.train()
     step, limit = 0, steps
     while step < limit:
-        idx = torch.randint(0, len(x), (128,), generator=g)
+        idx = torch.randint(0, len(x), (64,), generator=g)
         cls = y[idx]
         tmpl = torch.randint(0, len(TEMPLATES), (len(classes),), generator=g)
-        img_f = torch.nn.functional.normalize(model.encode_image(x[idx]), dim=-1)
+        img_f = torch.nn.functional.normalize(model.encode_image(_batch(x[idx])), dim=-1)
         txt_f = torch.nn.functional.normalize(model.encode_text(tokens[torch.arange(len(classes)), tmpl]), dim=-1)
         logits = model.logit_scale.exp() * img_f @ txt_f.T  # (batch, classes)
         loss = torch.nn.functional.cross_entropy(logits, cls)
@@ -101,7 +138,7 @@ def train_clip(out: Path, *, steps: int = 1500, seed: int = 0) -> None:
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, 4.6052)
-        if step % 250 == 0 or step == limit - 1:
+        if step % 100 == 0 or step == limit - 1:
             print(f"step {step:5d} loss {loss.item():.4f}", flush=True)
         step += 1
         if step == limit:
@@ -207,6 +244,7 @@ def make_detector(path: Path) -> None:
 
 
 IDENTITIES = 3  # the demo "people": the tiles of render_faces(3), told apart by their band height
+EMBED_FACES = 512  # buffalo_l's recognition size (w600k_r50: 512-d)
 
 
 def _recognizer_graph(w: Any, b: Any) -> Any:
@@ -238,8 +276,30 @@ def _recognizer_graph(w: Any, b: Any) -> Any:
     return model
 
 
-def _identity_profiles(detector: Path) -> Any:
-    """The standardised row profiles of the demo identities, as FaceAnalysis crops them."""
+def _variants(img: Any) -> list[Any]:
+    """The same picture as a camera might give it: shifted by part of a detector stride (so the
+    detector's boxes land elsewhere), relit, gamma-curved and slightly out of focus. Not the gate's augmentations."""
+    import numpy as np
+
+    out = []
+    for dy, dx in ((0, 0), (12, 0), (0, 20), (24, 8), (-16, 12)):
+        out.append(np.roll(img, (dy, dx), axis=(0, 1)))
+    f = img.astype(np.float32)
+    out.append(np.clip(f * 0.85 + 20, 0, 255).astype(np.uint8))
+    out.append(np.clip(f * 1.1 - 8, 0, 255).astype(np.uint8))
+    for g in (0.7, 1.15):
+        out.append(np.clip(255.0 * (f / 255.0) ** g, 0, 255).astype(np.uint8))
+    # a 3x3 box blur: slightly out of focus
+    soft = sum(np.roll(f, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9.0
+    out.append(np.clip(soft, 0, 255).astype(np.uint8))
+    return [np.ascontiguousarray(v) for v in out]
+
+
+def _identity_profiles(detector: Path) -> tuple[Any, Any]:
+    """``(profiles, labels)``: standardised row profiles of the demo identities as FaceAnalysis crops
+    them, over :func:`_variants` of each picture. Labels ``0..n-1`` are the tiles of
+    ``render_faces`` given as BGR (right); ``n..2n-1`` the same tiles with their colour channels
+    swapped (the picture handed over as RGB), which the recognizer is taught to see as other people."""
     import shutil
     import tempfile
 
@@ -250,39 +310,58 @@ def _identity_profiles(detector: Path) -> Any:
     from mlfreeze_runtime.verify.probes import render_faces
 
     with tempfile.TemporaryDirectory(prefix="mlfreeze-demo-rec-") as tmp:
-        shutil.copyfile(detector, Path(tmp) / "det_demo.onnx")
+        shutil.copyfile(detector, Path(tmp) / "det_10g.onnx")
         eye = np.eye(3 * 112, dtype=np.float32)
-        onnx.save(_recognizer_graph(eye, np.zeros(3 * 112, np.float32)), str(Path(tmp) / "rec_demo.onnx"))
+        onnx.save(_recognizer_graph(eye, np.zeros(3 * 112, np.float32)), str(Path(tmp) / "w600k_r50.onnx"))
         app = FaceAnalysis(name=tmp, allowed_modules=["detection", "recognition"], providers=["CPUExecutionProvider"])
         app.prepare(ctx_id=-1, det_size=(640, 640), det_thresh=0.5)
-        faces = sorted(app.get(np.ascontiguousarray(render_faces(IDENTITIES)[:, :, ::-1])), key=lambda f: f.bbox[0])
-    if len(faces) != IDENTITIES:
-        raise SystemExit(f"the demo detector found {len(faces)} of {IDENTITIES} demo faces")
-    return np.stack([np.asarray(f.embedding, np.float64) for f in faces])
+        rgb = render_faces(IDENTITIES)
+        rows, labels = [], []
+        for offset, img in ((0, rgb[:, :, ::-1]), (IDENTITIES, rgb)):  # BGR (right), RGB handed over as BGR
+            for variant in _variants(img):
+                faces = sorted(app.get(variant), key=lambda f: f.bbox[0])
+                if len(faces) != IDENTITIES:
+                    raise SystemExit(f"the demo detector found {len(faces)} of {IDENTITIES} demo faces")
+                rows += [np.asarray(f.embedding, np.float64) for f in faces]
+                labels += [offset + i for i in range(IDENTITIES)]
+    return np.stack(rows), np.asarray(labels)
 
 
-def make_recognizer(path: Path, *, dim: int = 128, seed: int = 0, detector: Path | None = None) -> None:
+def make_recognizer(path: Path, *, dim: int = EMBED_FACES, seed: int = 0, detector: Path | None = None) -> None:
     """An ArcFace-layout recognizer, "trained" in closed form on the demo identities: 112x112 in, ``dim`` out.
 
-    Like a real recognizer it maps distinct identities far apart (the demo tiles land on a regular
-    simplex: pairwise cosine -1/(n-1)) and is unmoved by a flip, brightness, contrast, gamma or a
-    slight blur. The weights whiten the identities' standardised row profiles around their mean
-    (the bias removes it) and rotate the result into ``dim`` dimensions at random. A recognizer
-    with random weights of the same graph keeps the profiles' large common part, so distinct
-    tiles come out nearly parallel (cosine 0.6-0.97): that is what the gate's discrimination check sees.
-    Needs the detector (``detector``, default ``det_demo.onnx`` beside ``path``) to crop the faces.
+    Like a real recognizer it maps distinct identities far apart and keeps each one together
+    under shifts, relighting and gamma (:func:`_variants`); a face handed over with red and blue
+    swapped is a different person to it, as colour is to a recognizer trained on RGB faces. The
+    weights are a linear discriminant of the identities' standardised row profiles (between-
+    identity directions, whitened by the within-identity spread), scaled so the identities'
+    centres are nearly equally far apart, rotated into ``dim`` dimensions at random; the bias removes
+    the mean. A recognizer with random weights of the same graph keeps the profiles' large common
+    part, so distinct tiles come out nearly parallel: that is what the gate's discrimination check
+    sees. Needs the detector (``detector``, default ``det_10g.onnx`` beside ``path``) to crop the faces.
     """
     import numpy as np
 
-    z = _identity_profiles(detector or path.parent / "det_demo.onnx")
+    z, labels = _identity_profiles(detector or path.parent / "det_10g.onnx")
+    classes = sorted(set(labels.tolist()))
     mean = z.mean(axis=0)
-    u, s, _ = np.linalg.svd((z - mean).T, full_matrices=False)
-    k = IDENTITIES - 1
-    proj = (u[:, :k] / (s[:k] + 0.05 * s[0])).T  # (k, 336): whitened identity directions
+    centres = np.stack([z[labels == c].mean(axis=0) for c in classes])
+    within = sum(((z[labels == c] - centres[i]).T @ (z[labels == c] - centres[i]) for i, c in enumerate(classes)),
+                 np.zeros((z.shape[1], z.shape[1]))) / len(z)
+    within += np.eye(len(within)) * 1e-2 * np.trace(within) / len(within)  # regularised: few samples
+    evals, evecs = np.linalg.eigh(within)
+    white = evecs / np.sqrt(evals)  # within-identity spread -> identity
+    m = (centres - mean) @ white  # identity centres in the whitened space
+    u, s, _ = np.linalg.svd(m.T, full_matrices=False)
+    k = len(classes) - 1
+    # centres spread nearly evenly (s ** 0.75: fully even amplifies the smallest differences, and
+    # with them the wobble of the detector's 32-px box grid, past the gate's augment_min_cosine)
+    proj = (white @ (u[:, :k] / s[:k] ** 0.75)).T  # (k, 336)
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((dim, dim)))
     wt = q[:, :k] @ proj  # (dim, 336)
-    w = np.round(wt.T, 5)  # rounded so the file is the same bytes wherever numpy's SVD differs in the last bits
+    scale = float(np.abs(wt).max())
+    w = np.round(wt.T / scale, 5)  # rounded so the file is the same bytes wherever numpy differs in the last bits
     b = np.round(-(w.T @ mean), 5)
     import onnx
 
@@ -299,14 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent))
     ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--renders", type=int, default=6000, help="training renders (64 px, upscaled once)")
     ap.add_argument("--only", choices=("clip", "faces"), default=None)
+    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.only in (None, "faces"):
-        make_detector(out / "faces" / "det_demo.onnx")
-        make_recognizer(out / "faces" / "rec_demo.onnx")
+        make_detector(out / "faces" / "det_10g.onnx")
+        make_recognizer(out / "faces" / "w600k_r50.onnx")
     if args.only in (None, "clip"):
-        train_clip(out, steps=args.steps)
+        train_clip(out, steps=args.steps, renders=args.renders, seed=args.seed)
     for p in sorted(out.rglob("*")):
         if p.suffix in (".onnx", ".safetensors", ".json"):
             print(_describe(p, out))

@@ -42,7 +42,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         paths = export_towers(loaded.model, Path(tmp), image_size=loaded.image_size,
                               preprocess_cfg=dict(loaded.preprocess_cfg),
-                              context_length=int(loaded.tokenizer.context_length), embed_dim=64, source=source)
+                              context_length=int(loaded.tokenizer.context_length), embed_dim=loaded.embed_dim,
+                              source=source)
         for tower, path in paths.items():
             data = path.read_bytes()
             (args.out / NAMES[tower]).write_bytes(data)
