@@ -87,6 +87,7 @@ def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> Non
     record = json.loads((layout / "image.json").read_text())
     assert record["digest"] == result.digest and record["base"]["packages"] == {"libc6": "2.36-9+deb12u14",
                                                                                   "zlib1g": "1:1.2.13.dfsg-1"}
+    assert image.run_line(result).endswith("-p 127.0.0.1:9000:9000 localhost/photo-search:0.1.0-linux-cpu-full")
     assert record["serve"]["port_env"] == "APP_PORT" and record["pushed"] == []
     assert (record["serve"]["readiness"], record["serve"]["liveness"], record["serve"]["port"]) == \
         ("/readyz", "/livez", 9000)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -453,12 +452,12 @@ def push_image(result: ImageResult, ref: str) -> str:
 
 
 def run_line(result: ImageResult) -> str:
-    """A podman command line that runs the image as it is meant to run (for the user's log)."""
+    """A podman command line that runs the image as it is meant to run (for the user's log); the
+    serve arguments are the image's own ``Cmd``, so none follow the image name."""
     plan = result.plan
     gpu = " --device nvidia.com/gpu=all" if plan.accelerator == "cuda" else ""
     return (f"podman run --rm --read-only --tmpfs /tmp --cap-drop=ALL --user {plan.uid}{gpu} "
-            f"-p 127.0.0.1:{plan.serve.port}:{plan.serve.port} localhost/{plan.app}:{plan.tag} "
-            f"{shlex.join(plan.serve.command)}").rstrip()
+            f"-p 127.0.0.1:{plan.serve.port}:{plan.serve.port} localhost/{plan.app}:{plan.tag}")
 
 
 def main(args: argparse.Namespace) -> int:
