@@ -22,15 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["fetch_servers"]  # the `server` and `tls_server` fixtures of the fetch tests
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--server-bundle", default=None, metavar="DIR",
+                     help="a slim or full bundle of examples/search_server for tests/integration/test_image_podman.py "
+                          "(.ci/run passes it after building the example; without it those tests are deselected)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "loopback: a unit test that may connect to servers it runs on 127.0.0.1 "
                                        "(and nothing else)")
+    config.addinivalue_line("markers", "server_image: needs --server-bundle (the example server's bundle)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+    if config.getoption("--server-bundle") is None:
+        # the image of the example server's bundle: .ci/run runs them once it has built the example
+        deselected = [item for item in items if item.get_closest_marker("server_image")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("server_image")]
 
 
 class _Forbidden(RuntimeError):

@@ -59,9 +59,11 @@ def build_info(platform: str, flavor: str, **overrides: Any) -> dict[str, Any]:
 
 
 def make_bundle(dist: Path, platform: str = "linux-cpu", flavor: str = "lite", *, payload: int = 20_000,
-                seed: bytes = b"", golden: bool = True, **overrides: Any) -> Path:
+                seed: bytes = b"", golden: bool = True, contract: dict[str, Any] | None = None,
+                **overrides: Any) -> Path:
     """``dist/<app>-<version>-<platform>-<flavor>/`` with an executable, libraries, dist-info, models,
-    RECORD and BUILD-INFO.json, laid out as freeze lays it out (``overrides`` change BUILD-INFO keys)."""
+    RECORD and BUILD-INFO.json, laid out as freeze lays it out (``overrides`` change BUILD-INFO keys;
+    ``contract``: an app-contract.json document, ``{"serve": {...}}``, frozen beside the executable)."""
     exe = ".exe" if platform.startswith("win") else ""
     bundle = dist / f"{APP}-{VERSION}-{platform}-{flavor}"
     internal = bundle / "_internal"
@@ -91,6 +93,8 @@ def make_bundle(dist: Path, platform: str = "linux-cpu", flavor: str = "lite", *
         selftest = bundle / f"{APP}-selftest{exe}"
         selftest.write_bytes(b"#!/bin/sh\nexit 0\n")
         selftest.chmod(0o755)
+    if contract is not None:
+        (bundle / "app-contract.json").write_text(json.dumps(contract), encoding="utf-8")
     (bundle / ".mlfreeze-stamp").write_text('{"inputs_sha256": "' + "1" * 64 + '"}\n', encoding="utf-8")
     if not golden:
         overrides.setdefault("models", [{**build_info(platform, flavor)["models"][0], "golden": False}])

@@ -53,12 +53,8 @@ def _add_image(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE_DIR", help="a Linux full or slim bundle: dist/<app>-<ver>-<plat>-<flavor>")
     p.add_argument("--load", action="store_true", help="also copy it into local container storage (podman)")
     p.add_argument("--push", metavar="REF", help="also push it to REF, e.g. ghcr.io/OWNER/APP:TAG (skopeo)")
-    p.add_argument("--command", dest="serve_command", default="", metavar="ARGS",
-                   help="the arguments after the executable that make it serve, e.g. 'serve' (default: none)")
-    p.add_argument("--port", type=int, default=8080, help="the container port (default 8080)")
-    p.add_argument("--port-env", default="PORT", metavar="VAR", help="the variable the app reads it from (PORT)")
-    p.add_argument("--readiness", default="/readyz", metavar="PATH", help="readiness path (default /readyz)")
-    p.add_argument("--liveness", default="/livez", metavar="PATH", help="liveness path (default /livez)")
+    p.add_argument("--port", type=int, default=8080, help="the container port (default 8080; the app reads it from "
+                                                         "its serve.port_env, or {port} in serve.args)")
     p.add_argument("--uid", type=int, default=65532, help="the app's numeric non-root user (default 65532)")
     p.add_argument("--suite", default=None, help="Debian release of the base (default: the oldest supported one "
                                                  "with the glibc the bundle needs)")
@@ -192,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--app", dest="pack_app", metavar="NAME")
     p.add_argument("--set", dest="pack_set", metavar="SET")
     p.add_argument("--pack-version", metavar="V")
-    _add_image(sub.add_parser("image", help="OCI image of a verified Linux full/slim bundle: ready only after its "
-                                            "models' sha256 and self-test pass (--load: podman, --push REF)"))
+    _add_image(sub.add_parser("image", help="OCI image of a verified Linux full/slim bundle of a server app "
+                                            "([tool.mlfreeze.serve]): ready only after its models' sha256 and "
+                                            "self-test pass (--load: podman, --push REF)"))
     return parser
 
 

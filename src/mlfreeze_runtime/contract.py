@@ -7,7 +7,7 @@ frozen self-test and the build's check of every flavor read that file
 (:func:`read_contract`). Shapes::
 
     {"serve": {"args": [str], "env": {str: str}, "port_env": str | null, "ready": "/path",
-               "ready_timeout": s, "stop_timeout": s, "request_timeout": s,
+               "live": "/path" | null, "ready_timeout": s, "stop_timeout": s, "request_timeout": s,
                "probes": [{"input": "text" | "image" | "face", "method": "POST", "path": "/path",
                            "json": <any> | null, "upload": str | null, "query": {str: str},
                            "vector": "/json/pointer" | "dotted.path"}]} | null,
@@ -17,7 +17,13 @@ Placeholders, replaced when the contract is run: ``{host}`` and ``{port}`` in ``
 ``serve.env`` values; ``{text}``, ``{image_path}`` and ``{image_base64}`` in a
 probe's ``path``, ``json`` strings and ``query`` values. The host is always 127.0.0.1 and the
 port a free one, so both are explicit data: ``port_env`` names the variable that carries the
-port (an OCI image's entrypoint sets the same variable), ``ready`` the readiness URL path.
+port (an OCI image's entrypoint sets the same variable), ``ready`` the readiness URL path (2xx once
+the app can answer its probes; an app that mounts :mod:`mlfreeze_runtime.readiness` names its
+``/readyz`` here, 2xx only once its models matched their sha256 and the self-test passed), ``live``
+the liveness URL path (2xx as soon as the server answers, whatever its models' state; default:
+``ready``). ``mlfreeze image`` turns ``args``, ``env``, ``port_env``, ``ready`` and ``live`` into the
+image's command, environment and probe paths; the build's check of a lite bundle (no models, so
+never verified-ready) waits for ``live``.
 
 A vector is found in the JSON answer by an RFC 6901 JSON pointer (``/data/0/embedding``) or a
 dotted path (``data.0.embedding``; list indexes are numbers). Standard library only.
@@ -45,7 +51,7 @@ DEFAULT_SMOKE_TIMEOUT = 120.0
 MAX_TIMEOUT = 3600.0
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-SERVE_KEYS = ("args", "env", "port_env", "ready", "ready_timeout", "stop_timeout", "request_timeout", "probes")
+SERVE_KEYS = ("args", "env", "port_env", "ready", "live", "ready_timeout", "stop_timeout", "request_timeout", "probes")
 PROBE_KEYS = ("input", "method", "path", "json", "upload", "query", "vector")
 SMOKE_KEYS = ("args", "exit_code", "env", "timeout")
 
@@ -85,6 +91,7 @@ class Serve:
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     port_env: str | None = None
+    live: str | None = None  # the liveness path; None: the same as ready
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
@@ -112,6 +119,7 @@ class AppContract:
         if self.serve is not None:
             s = self.serve
             serve = {"args": list(s.args), "env": dict(s.env), "port_env": s.port_env, "ready": s.ready,
+                     "live": s.live,
                      "ready_timeout": s.ready_timeout, "stop_timeout": s.stop_timeout,
                      "request_timeout": s.request_timeout,
                      "probes": [{"input": p.input, "method": p.method, "path": p.path, "json": p.json,
@@ -231,6 +239,10 @@ def parse_serve(value: Any, key: str = "serve") -> Serve:
                                             "serves, e.g. \"/healthz\")")
     ready = _url_path(t["ready"], f"{key}.ready")
     _allow(ready, f"{key}.ready", ())
+    live = t.get("live")
+    if live is not None:
+        live = _url_path(live, f"{key}.live")
+        _allow(live, f"{key}.live", ())
     args = _strings(t.get("args", []), f"{key}.args")
     env = _string_map(t.get("env", {}), f"{key}.env")
     port_env = t.get("port_env")
@@ -245,7 +257,7 @@ def parse_serve(value: Any, key: str = "serve") -> Serve:
     if not isinstance(raw, list):
         raise ContractError(f"{key}.probes", "must be a list of tables ([[tool.mlfreeze.serve.probes]])")
     probes = tuple(parse_probe(p, f"{key}.probes[{i}]") for i, p in enumerate(raw))
-    return Serve(ready=ready, args=args, env=env, port_env=port_env,
+    return Serve(ready=ready, live=live, args=args, env=env, port_env=port_env,
                  ready_timeout=_seconds(t.get("ready_timeout"), f"{key}.ready_timeout", DEFAULT_READY_TIMEOUT),
                  stop_timeout=_seconds(t.get("stop_timeout"), f"{key}.stop_timeout", DEFAULT_STOP_TIMEOUT),
                  request_timeout=_seconds(t.get("request_timeout"), f"{key}.request_timeout",

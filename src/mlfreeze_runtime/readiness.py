@@ -64,6 +64,9 @@ HOST_ENV = "HOST"
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
 SELFTEST_TIMEOUT_ENV = "MLFREEZE_SELFTEST_TIMEOUT"
+#: Set to "1" by ``<app>-selftest`` for the server it starts: that server's readiness then checks
+#: the sha256 alone (the self-test is the check in progress; running it again would recurse).
+UNDER_SELFTEST_ENV = "MLFREEZE_UNDER_SELFTEST"
 DEFAULT_SELFTEST_TIMEOUT = 900.0
 RESTAT_SECONDS = 1.0
 
@@ -158,8 +161,9 @@ def bundle_selftest() -> SelfTest | None:
     """The frozen bundle's own self-test, ``<app>-selftest --json`` beside this executable; None
     in a checkout (not frozen), where readiness then rests on the sha256 check alone. In a frozen
     process whose sibling is missing, a self-test that always fails (a bundle without one is
-    not verified)."""
-    if not getattr(sys, "frozen", False):
+    not verified). None too in the server that ``<app>-selftest`` itself started
+    (``MLFREEZE_UNDER_SELFTEST=1``): that self-test is the check, and its server must not start another."""
+    if not getattr(sys, "frozen", False) or os.environ.get(UNDER_SELFTEST_ENV) == "1":
         return None
     exe = Path(sys.executable).resolve()
     stem, suffix = (exe.stem, exe.suffix) if exe.suffix.lower() == ".exe" else (exe.name, "")

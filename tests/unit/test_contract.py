@@ -112,6 +112,15 @@ def test_a_bad_contract_is_one_line_naming_file_and_key(tmp_path: Path, extra: s
     assert info.value.exit_code == 2 and "\n" not in message
 
 
+def test_the_liveness_path_is_optional_and_checked(tmp_path: Path) -> None:
+    serve = load_config(_project(tmp_path, SERVE.replace('ready = "/healthz"', 'ready = "/readyz"\nlive = "/livez"'))
+                        ).contract.serve
+    assert serve is not None and (serve.ready, serve.live) == ("/readyz", "/livez")
+    (tmp_path / "pyproject.toml").unlink()
+    with pytest.raises(ConfigError, match="tool.mlfreeze.serve.live' must be a URL path"):
+        load_config(_project(tmp_path, SERVE.replace('ready = "/healthz"', 'ready = "/readyz"\nlive = "livez"')))
+
+
 def test_smoke_is_a_list_of_arguments_or_a_table(tmp_path: Path) -> None:
     smoke = load_config(_project(tmp_path, 'smoke = ["--version"]')).contract.smoke
     assert smoke is not None and (smoke.args, smoke.exit_code) == (("--version",), 0)
@@ -129,7 +138,7 @@ def test_the_contract_round_trips_through_the_bundles_file(tmp_path: Path) -> No
     assert read_contract(folder) == contract
     # the readiness URL and the port variable are explicit data in the file (an image's /readyz reads them)
     doc = json.loads((folder / CONTRACT_FILE).read_text())
-    assert doc["serve"]["ready"] == "/healthz" and doc["serve"]["port_env"] == "PORT"
+    assert doc["serve"]["ready"] == "/healthz" and doc["serve"]["port_env"] == "PORT" and doc["serve"]["live"] is None
     empty = tmp_path / "empty"
     empty.mkdir()
     assert write_contract(empty, AppContract()) is None and read_contract(empty) == AppContract()

@@ -1,6 +1,7 @@
 """mlfreeze image on a hand-made bundle (tests/release_bundles.py) and a small base tar: what the
 layout holds (index -> manifest -> config -> layers, all content-addressed), the container it
-describes (non-root numeric user, entrypoint, port, probes), reproducibility, and the refusals."""
+describes (non-root numeric user, entrypoint, port, probes: from the app's serve contract),
+reproducibility, and the refusals."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from mlfreeze import cli
 from mlfreeze.errors import IntegrityError, UsageError
 from mlfreeze.release import image
 
+SERVE = {"serve": {"args": ["serve", "--host", "{host}", "--workers", "2"], "port_env": "APP_PORT",
+                   "env": {"APP_LISTEN": "{host}:{port}"}, "ready": "/readyz", "live": "/livez"}}
 STATUS = b"Package: libc6\nStatus: install ok installed\nVersion: 2.36-9+deb12u14\n\n" \
          b"Package: zlib1g\nStatus: install ok installed\nVersion: 1:1.2.13.dfsg-1\n"
 
@@ -37,16 +40,18 @@ def _blob(layout: Path, digest: str) -> bytes:
     return data
 
 
+def _server(dist: Path, platform: str = "linux-cpu", flavor: str = "full", **kw) -> Path:
+    return make_bundle(dist, platform, flavor, contract=SERVE, **kw)
+
+
 def _build(tmp: Path, bundle: Path, epoch: str = EPOCH, out: str = "image", **kw) -> image.ImageResult:
-    plan = image.plan_image(bundle, serve=image.ServeSpec(command=("serve", "--workers", "2"), port=9000,
-                                                          port_env="APP_PORT"),
-                            base_tar=_base(tmp / "base.tar"), out_root=tmp / out, env={"SOURCE_DATE_EPOCH": epoch},
-                            **kw)
+    plan = image.plan_image(bundle, port=9000, base_tar=_base(tmp / "base.tar"), out_root=tmp / out,
+                            env={"SOURCE_DATE_EPOCH": epoch}, **kw)
     return image.build_image(plan, log=lambda _line: None)
 
 
 def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
+    bundle = _server(tmp_path / "dist")
     result = _build(tmp_path, bundle)
     layout = result.layout
     assert layout == tmp_path / "image" / bundle.name
@@ -63,9 +68,12 @@ def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> Non
         assert f"sha256:{hashlib.sha256(gzip.decompress(_blob(layout, layer['digest']))).hexdigest()}" == diff_id
     c = config["config"]
     assert c["User"] == "65532:65532" and c["Entrypoint"] == ["/opt/photo-search/photo-search"]
-    assert c["Cmd"] == ["serve", "--workers", "2"] and c["ExposedPorts"] == {"9000/tcp": {}}
+    # the serve contract: {host} is the container's 0.0.0.0, {port} and port_env the container port
+    assert c["Cmd"] == ["serve", "--host", "0.0.0.0", "--workers", "2"] and c["ExposedPorts"] == {"9000/tcp": {}}
     assert "APP_PORT=9000" in c["Env"] and "HOME=/tmp" in c["Env"] and "HOST=0.0.0.0" in c["Env"]
-    assert c["Labels"]["io.mlfreeze.readiness"] == "/readyz" and c["Labels"]["io.mlfreeze.flavor"] == "full"
+    assert "APP_LISTEN=0.0.0.0:9000" in c["Env"] and not any(e.startswith("PORT=") for e in c["Env"])
+    assert c["Labels"]["io.mlfreeze.readiness"] == "/readyz" and c["Labels"]["io.mlfreeze.liveness"] == "/livez"
+    assert c["Labels"]["io.mlfreeze.flavor"] == "full" and c["Labels"]["io.mlfreeze.port"] == "9000"
     assert config["architecture"] == "amd64" and config["created"] == "2026-01-01T00:00:00Z"
     layers = [tarfile.open(fileobj=io.BytesIO(_blob(layout, m["digest"])), mode="r:gz")  # noqa: SIM115
               for m in manifest["layers"]]
@@ -79,7 +87,10 @@ def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> Non
     record = json.loads((layout / "image.json").read_text())
     assert record["digest"] == result.digest and record["base"]["packages"] == {"libc6": "2.36-9+deb12u14",
                                                                                   "zlib1g": "1:1.2.13.dfsg-1"}
+    assert image.run_line(result).endswith("-p 127.0.0.1:9000:9000 localhost/photo-search:0.1.0-linux-cpu-full")
     assert record["serve"]["port_env"] == "APP_PORT" and record["pushed"] == []
+    assert (record["serve"]["readiness"], record["serve"]["liveness"], record["serve"]["port"]) == \
+        ("/readyz", "/livez", 9000)
     containerfile = (layout / "Containerfile").read_text()
     assert containerfile.count("ADD blobs/sha256/") == 3 and 'ENTRYPOINT ["/opt/photo-search/photo-search"]' in \
         containerfile and "USER 65532:65532" in containerfile and "FROM scratch" in containerfile
@@ -89,7 +100,7 @@ def test_the_layout_describes_a_non_root_read_only_server(tmp_path: Path) -> Non
 
 
 def test_same_inputs_same_digest_another_epoch_another(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
+    bundle = _server(tmp_path / "dist")
     first = _build(tmp_path, bundle)
     again = _build(tmp_path, bundle, out="again")
     later = _build(tmp_path, bundle, epoch=str(int(EPOCH) + 1), out="later")
@@ -98,7 +109,7 @@ def test_same_inputs_same_digest_another_epoch_another(tmp_path: Path) -> None:
 
 
 def test_a_rebuild_replaces_the_folder_and_leaves_nothing_else(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
+    bundle = _server(tmp_path / "dist")
     first = _build(tmp_path, bundle)
     (first.layout / "stale").write_text("x")
     again = _build(tmp_path, bundle)
@@ -113,17 +124,45 @@ def test_a_rebuild_replaces_the_folder_and_leaves_nothing_else(tmp_path: Path) -
 ])
 def test_lite_and_other_systems_are_refused_with_one_line(tmp_path: Path, platform: str, flavor: str,
                                                           match: str) -> None:
-    bundle = make_bundle(tmp_path / "dist", platform, flavor)
+    bundle = _server(tmp_path / "dist", platform, flavor)
     with pytest.raises(UsageError, match=match):
         image.plan_image(bundle, env={})
 
 
+def test_the_liveness_path_defaults_to_the_readiness_path_and_the_port_may_be_an_argument(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "slim",
+                         contract={"serve": {"args": ["--listen", "{host}:{port}"], "ready": "/health"}})
+    plan = image.plan_image(bundle, env={})
+    assert plan.serve == image.ServeSpec(command=("--listen", "0.0.0.0:8080"), port=8080, port_env=None,
+                                         readiness="/health", liveness="/health")
+    assert not any(e.startswith("PORT=") for e in image.environment(plan))
+
+
+@pytest.mark.parametrize(("contract", "match"), [
+    (None, r"declares no \[tool.mlfreeze.serve\]"),
+    ({"smoke": {"args": ["--version"]}}, r"declares no \[tool.mlfreeze.serve\]"),
+    ({"serve": {"args": ["--host", "{host}"], "port_env": "PORT"}}, "serve.ready is missing"),
+])
+def test_a_bundle_without_a_serve_contract_is_refused_with_one_line(tmp_path: Path, contract: dict | None,
+                                                                    match: str, capsys: pytest.CaptureFixture[str]
+                                                                    ) -> None:
+    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full", contract=contract)
+    with pytest.raises(UsageError, match=match):
+        image.plan_image(bundle, env={})
+    assert cli.main(["image", str(bundle), "--base-tar", str(_base(tmp_path / "b.tar"))]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mlfreeze image: error:" in err[0] and bundle.name in err[0], err
+    assert not (tmp_path / "dist" / "image").exists()
+
+
 def test_bad_serve_data_and_a_missing_bundle_are_usage_errors(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
+    bundle = _server(tmp_path / "dist")
     for serve, match in ((image.ServeSpec(port=0), "not a TCP port"), (image.ServeSpec(port_env="MY-PORT"),
                          "not an environment variable"), (image.ServeSpec(readiness="readyz"), "absolute URL path")):
         with pytest.raises(UsageError, match=match):
             image.plan_image(bundle, serve=serve, env={})
+    with pytest.raises(UsageError, match="not a TCP port"):
+        image.plan_image(bundle, port=70000, env={})
     with pytest.raises(UsageError, match="not a whole number"):
         image.plan_image(bundle, env={"SOURCE_DATE_EPOCH": "yesterday"})
     with pytest.raises(UsageError, match="--uid 0"):
@@ -135,7 +174,7 @@ def test_bad_serve_data_and_a_missing_bundle_are_usage_errors(tmp_path: Path) ->
 
 
 def test_a_bundle_that_differs_from_its_record_is_not_imaged(tmp_path: Path) -> None:
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
+    bundle = _server(tmp_path / "dist")
     (bundle / "models" / "demo-clip" / "weights.bin").write_bytes(b"tampered")
     with pytest.raises(IntegrityError, match="weights.bin"):
         image.build_image(image.plan_image(bundle, base_tar=_base(tmp_path / "b.tar"), env={}),
@@ -146,11 +185,11 @@ def test_a_bundle_that_differs_from_its_record_is_not_imaged(tmp_path: Path) -> 
 def test_the_cli_prints_the_digest_and_lite_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
-    bundle = make_bundle(tmp_path / "dist", "linux-cpu", "full")
-    assert cli.main(["image", str(bundle), "--base-tar", str(_base(tmp_path / "b.tar")), "--command", "serve"]) == 0
+    bundle = _server(tmp_path / "dist")
+    assert cli.main(["image", str(bundle), "--base-tar", str(_base(tmp_path / "b.tar"))]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["tag"] == "0.1.0-linux-cpu-full" and Path(out["image"]) == tmp_path / "dist" / "image" / bundle.name
-    lite = make_bundle(tmp_path / "dist2", "linux-cpu", "lite")
+    lite = _server(tmp_path / "dist2", "linux-cpu", "lite")
     assert cli.main(["image", str(lite)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mlfreeze image: error:") and "lite" in err[0]
@@ -161,7 +200,7 @@ def test_release_records_the_image_digest_and_writes_the_image_sbom(tmp_path: Pa
     from mlfreeze.release import assemble
 
     dist = tmp_path / "dist"
-    bundle = make_bundle(dist, "linux-cpu", "full")
+    bundle = _server(dist)
     make_bundle(dist, "linux-cpu", "lite")
     result = image.build_image(image.plan_image(bundle, base_tar=_base(tmp_path / "b.tar"),
                                                 env={"SOURCE_DATE_EPOCH": EPOCH}), log=lambda _line: None)

@@ -88,15 +88,45 @@ def test_names(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.split() == sorted(all_profiles())
 
 
+def _project(root: Path, serve: bool) -> Path:
+    root.mkdir()
+    (root / "app.py").write_text("print('hi')\n")
+    table = '\n[tool.mlfreeze.serve]\nargs = ["--host", "{host}"]\nport_env = "PORT"\nready = "/readyz"\n'
+    table = table if serve else ""
+    (root / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.0"\n\n[tool.mlfreeze]\napp = "x"\n'
+                                         f'entry = "app.py"\n{table}')
+    return root
+
+
 @pytest.mark.parametrize(("platform", "want"), [("all", ["linux-cpu", "linux-cu118", "linux-cuda"]),
                                                 ("linux-cuda", ["linux-cuda"]), ("win-cpu", [])])
-def test_the_image_matrix_is_the_linux_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, platform: str,
-                                                want: list[str]) -> None:
-    out = tmp_path / "github_output"
-    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
-    assert matrix.main(["--github-output", "--platform", platform]) == 0
-    values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+def test_the_image_matrix_is_the_linux_profiles_of_a_server_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    platform: str, want: list[str]) -> None:
     linux = sorted(n for n, p in all_profiles().items() if p.host_os == "linux")
-    assert sorted(e["platform"] for e in json.loads(values["images"])["include"]) == sorted(want)
-    assert set(want) <= set(linux)
-    assert values["has_images"] == ("true" if want else "false")
+    for serves in (True, False):
+        out = tmp_path / f"github_output-{serves}"
+        monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+        project = _project(tmp_path / f"project-{serves}", serves)
+        assert matrix.main(["--github-output", "--platform", platform, "--project", str(project)]) == 0
+        values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+        expected = sorted(want) if serves else []  # a CLI app has nothing that could become ready in a container
+        assert sorted(e["platform"] for e in json.loads(values["images"])["include"]) == expected
+        assert set(want) <= set(linux) and len(json.loads(values["matrix"])["include"]) >= len(want)
+        assert values["has_images"] == ("true" if expected else "false")
+
+
+def test_the_image_matrix_follows_the_project_around_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.chdir(_project(tmp_path / "server", True))
+    (tmp_path / "server" / "src").mkdir()
+    monkeypatch.chdir(tmp_path / "server" / "src")
+    assert matrix.main(["--github-output", "--platform", "linux-cpu"]) == 0
+    assert "has_images=true" in (tmp_path / "out").read_text()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1.0"\n')
+    capsys.readouterr()
+    assert matrix.main(["--github-output", "--project", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no [tool.mlfreeze] table" in err[0]

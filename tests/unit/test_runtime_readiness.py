@@ -196,3 +196,18 @@ def test_the_bundle_selftest_is_the_sibling_executable(tmp_path: Path, monkeypat
     monkeypatch.setenv("MLFREEZE_SELFTEST_TIMEOUT", "soon")
     with pytest.raises(serve.ServeConfigError, match="MLFREEZE_SELFTEST_TIMEOUT='soon'"):
         serve.bundle_selftest()
+    # the server <app>-selftest itself started checks the sha256 alone: it must not start the self-test again
+    monkeypatch.delenv("MLFREEZE_SELFTEST_TIMEOUT")
+    monkeypatch.setenv("MLFREEZE_UNDER_SELFTEST", "1")
+    assert serve.bundle_selftest() is None
+    monkeypatch.setenv("MLFREEZE_UNDER_SELFTEST", "0")
+    assert serve.bundle_selftest() is not None
+
+
+def test_the_selftest_marks_the_app_it_starts(tmp_path: Path) -> None:
+    from mlfreeze_runtime.modelindex import ModelIndex
+    from mlfreeze_runtime.verify.selftest import app_environment
+
+    index = ModelIndex(directory=tmp_path, set_name="demo", models=(), expected_providers=(), document={})
+    env = app_environment(index, "cpu", tmp_path / "data")
+    assert env["MLFREEZE_UNDER_SELFTEST"] == "1" and env["MLFREEZE_MODELS_DIR"] == str(tmp_path)

@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -186,17 +186,21 @@ def health_check(exe: Path, flavor: str, *, cwd: Path, env: dict[str, str], time
 
 
 def serve_check(exe: Path, contract: AppContract, *, env: dict[str, str], workdir: Path) -> list[str]:
-    """Start the server as its contract says, wait for readiness, stop it (no probes: no models).
+    """Start the server of a bundle without models as its contract says, wait for its liveness path
+    (``live``, else ``ready``), stop it (no probes: no models).
     One failure line per step that failed, naming it."""
     assert contract.serve is not None
     if not exe.is_file():
         return [f"{exe.name}: start: executable missing from the bundle"]
     run_dir = workdir / "serve"
     run_dir.mkdir(exist_ok=True)
-    outcome = _serve.run([str(exe)], contract.serve, env=env, workdir=run_dir, spawn=proc.spawn)
+    # a bundle without models is never verified-ready: it must answer its liveness path (``live``,
+    # default ``ready``)
+    serve = replace(contract.serve, ready=contract.serve.live or contract.serve.ready)
+    outcome = _serve.run([str(exe)], serve, env=env, workdir=run_dir, spawn=proc.spawn)
     if outcome.passed:
         print(f"selftest: {exe.name}: server on 127.0.0.1:{outcome.port} ready in {outcome.ready_s or 0:.1f} s "
-              f"(GET {contract.serve.ready}), stopped on SIGTERM", flush=True)
+              f"(GET {serve.ready}), stopped on SIGTERM", flush=True)
     return [f"{exe.name} (serve): {f.step}: {f.detail}" for f in outcome.failures]
 
 

@@ -14,9 +14,14 @@ same models re-uses the registry's models layer). Owner root, read-only for the 
 user, no shell: the image runs with ``--read-only --cap-drop=ALL``. Same bundle + same
 ``SOURCE_DATE_EPOCH`` + same base packages -> the same image digest.
 
-How the container starts is explicit data (:class:`ServeSpec`), not guessed: the bundle's
-executable, the arguments that make it serve, the variable its port is read from, the
-readiness and liveness paths (mlfreeze_runtime.readiness). ``--load`` copies the image into the local
+How the container starts is the app's own server contract, not guessed: ``[tool.mlfreeze.serve]``,
+frozen into the bundle as ``app-contract.json`` (covered by RECORD, so audited with the rest) and
+read back here as a :class:`ServeSpec`: ``args`` (``{host}`` -> 0.0.0.0, ``{port}`` -> the container
+port) become the image's ``Cmd`` after the bundle's executable, ``env`` and ``port_env`` its
+environment, ``ready`` and ``live`` the readiness and liveness paths recorded in its labels and
+image.json (the probes of release.yml's smoke test, the compose file and the Kubernetes probes). A
+bundle of an app without a ``serve`` section is refused (exit 2): nothing would say how it serves
+or when it is ready. ``--load`` copies the image into the local
 container storage (skopeo, as podman sees it), ``--push REF`` to a registry (skopeo
 ``--preserve-digests``: the registry's digest is the one recorded).
 """
@@ -26,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -40,6 +44,7 @@ from mlfreeze.errors import FreezeError, UsageError
 from mlfreeze.release import imagebase, oci
 from mlfreeze_runtime import buildinfo as _buildinfo
 from mlfreeze_runtime.buildinfo import MODEL_FLAVORS
+from mlfreeze_runtime.contract import CONTRACT_FILE, ContractError, Serve, fill, read_contract
 from mlfreeze_runtime.record import STAMP_NAME
 
 IMAGE_DIR = "image"
@@ -54,28 +59,58 @@ NOT_IN_IMAGE = (STAMP_NAME,)
 MODELS = "models"
 
 
+DEFAULT_PORT = 8080
+LISTEN_HOST = "0.0.0.0"  # noqa: S104 (a container listens in its own network namespace; -p picks the host side)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServeSpec:
-    """How the image's process serves (the bundle's ``serve`` contract, given explicitly).
+    """How the image's process serves: the bundle's ``serve`` contract made concrete for a container
+    (:meth:`from_contract`).
 
-    ``command``: arguments after the executable (``["serve"]``); ``port``: the container port;
-    ``port_env``: the variable the app reads it from; ``readiness``/``liveness``: the probe paths.
+    ``command``: the arguments after the executable (``Cmd``); ``env``: ``(NAME, value)`` pairs the
+    contract sets; ``port``: the container port; ``port_env``: the variable the app reads it from
+    (None when the port is in ``command``); ``readiness``/``liveness``: the probe URL paths.
     """
 
     command: tuple[str, ...] = ()
-    port: int = 8080
-    port_env: str = "PORT"
+    env: tuple[tuple[str, str], ...] = ()
+    port: int = DEFAULT_PORT
+    port_env: str | None = "PORT"
     readiness: str = "/readyz"
     liveness: str = "/livez"
+
+    @classmethod
+    def from_contract(cls, serve: Serve, *, port: int = DEFAULT_PORT) -> ServeSpec:
+        """``args`` and ``env`` with ``{host}`` = 0.0.0.0 and ``{port}`` = ``port``; ``ready`` the
+        readiness path, ``live`` (else ``ready``) the liveness path."""
+        values = {"host": LISTEN_HOST, "port": str(port)}
+        return cls(command=tuple(fill(list(serve.args), values)),
+                   env=tuple(sorted(fill(dict(serve.env), values).items())), port=port, port_env=serve.port_env,
+                   readiness=serve.ready, liveness=serve.live or serve.ready)
 
     def check(self) -> None:
         if not 0 < self.port < 65536:
             raise UsageError(f"--port {self.port} is not a TCP port (1-65535)")
-        if not self.port_env.isidentifier():
-            raise UsageError(f"--port-env {self.port_env!r} is not an environment variable name")
-        for flag, path in (("--readiness", self.readiness), ("--liveness", self.liveness)):
+        if self.port_env is not None and not self.port_env.isidentifier():
+            raise UsageError(f"serve.port_env {self.port_env!r} is not an environment variable name")
+        for key, path in (("serve.ready", self.readiness), ("serve.live", self.liveness)):
             if not path.startswith("/"):
-                raise UsageError(f"{flag} {path!r} must be an absolute URL path such as /readyz")
+                raise UsageError(f"{key} {path!r} must be an absolute URL path such as /readyz")
+
+
+def serve_of(bundle: Path, *, port: int = DEFAULT_PORT) -> ServeSpec:
+    """The :class:`ServeSpec` of the ``serve`` contract frozen into ``bundle`` (app-contract.json).
+    UsageError (exit 2), one line, when the app declares none or the file is invalid."""
+    try:
+        contract = read_contract(bundle)
+    except ContractError as exc:
+        raise UsageError(f"{bundle.name}: {CONTRACT_FILE}: {exc}; rebuild the bundle with `mlfreeze build`") from None
+    if contract.serve is None:
+        raise UsageError(f"{bundle.name}: the app declares no [tool.mlfreeze.serve] (how its server starts, its port "
+                         "variable, its readiness path), so an image would not know how to serve or when it is "
+                         "ready; add one (docs/your-app.md, \"Servers and smoke commands\") and rebuild")
+    return ServeSpec.from_contract(contract.serve, port=port)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,14 +158,14 @@ def _epoch(env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def plan_image(bundle: Path, *, serve: ServeSpec | None = None, uid: int = DEFAULT_UID, suite: str | None = None,
-               packages: Sequence[str] = (), base_tar: Path | None = None, out_root: Path | None = None,
-               cache_dir: Path | None = None, env: Mapping[str, str] | None = None) -> ImagePlan:
-    """Check the bundle is an imageable one (a Linux full or slim bundle with BUILD-INFO) and fix
-    names, tag, architecture and the serve contract. UsageError (exit 2) for anything else."""
+def plan_image(bundle: Path, *, serve: ServeSpec | None = None, port: int = DEFAULT_PORT, uid: int = DEFAULT_UID,
+               suite: str | None = None, packages: Sequence[str] = (), base_tar: Path | None = None,
+               out_root: Path | None = None, cache_dir: Path | None = None,
+               env: Mapping[str, str] | None = None) -> ImagePlan:
+    """Check the bundle is an imageable one (a Linux full or slim bundle with BUILD-INFO and a
+    ``serve`` contract) and fix names, tag, architecture and how it serves (``serve``, default:
+    :func:`serve_of` the bundle, on container port ``port``). UsageError (exit 2) for anything else."""
     env = os.environ if env is None else env
-    serve = serve or ServeSpec()
-    serve.check()
     bundle = bundle.resolve() if bundle.exists() else bundle
     if not bundle.is_dir():
         raise UsageError(f"{bundle}: not a folder; pass a bundle folder (dist/<app>-<version>-<platform>-<flavor>/)")
@@ -154,6 +189,8 @@ def plan_image(bundle: Path, *, serve: ServeSpec | None = None, uid: int = DEFAU
     arch = imagebase.DEBIAN_ARCH.get(host_arch)
     if arch is None:
         raise UsageError(f"{bundle.name}: no image architecture for {host_arch}")
+    serve = serve or serve_of(bundle, port=port)
+    serve.check()
     if not 0 < uid < 2**31:
         raise UsageError(f"--uid {uid}: use a non-root numeric user id (1 .. 2^31-1)")
     if base_tar is not None:
@@ -174,8 +211,11 @@ def _iso(epoch: int) -> str:
 def environment(plan: ImagePlan) -> list[str]:
     """The image's ``Env``: no shell's PATH, a writable HOME and TMPDIR on the /tmp tmpfs, the
     port and a listen address for a container."""
-    return [f"PATH=/{plan.install_dir}", "HOME=/tmp", "TMPDIR=/tmp", "LANG=C.UTF-8", "HOST=0.0.0.0",
-            f"{plan.serve.port_env}={plan.serve.port}"]
+    fixed = {"PATH": f"/{plan.install_dir}", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8",
+             "HOST": LISTEN_HOST, **dict(plan.serve.env)}
+    if plan.serve.port_env is not None:
+        fixed[plan.serve.port_env] = str(plan.serve.port)
+    return [f"{k}={v}" for k, v in fixed.items()]
 
 
 def labels(plan: ImagePlan, packages: Mapping[str, str]) -> dict[str, str]:
@@ -190,7 +230,8 @@ def labels(plan: ImagePlan, packages: Mapping[str, str]) -> dict[str, str]:
         "io.mlfreeze.flavor": str(info["flavor"]),
         "io.mlfreeze.accelerator": plan.accelerator,
         "io.mlfreeze.model-set": str(info.get("model_set") or ""),
-        "io.mlfreeze.port-env": plan.serve.port_env,
+        "io.mlfreeze.port": str(plan.serve.port),
+        "io.mlfreeze.port-env": plan.serve.port_env or "",
         "io.mlfreeze.readiness": plan.serve.readiness,
         "io.mlfreeze.liveness": plan.serve.liveness,
         "io.mlfreeze.models-dir": f"/{plan.install_dir}/{MODELS}",
@@ -351,7 +392,8 @@ def image_record(plan: ImagePlan, manifest: oci.Descriptor, layers: Sequence[oci
         "base": {"distribution": "debian", "suite": plan.suite, "packages": dict(deb_versions),
                  "host_libraries": sorted(needs.libraries), "glibc": f"{needs.glibc[0]}.{needs.glibc[1]}"},
         "user": plan.uid,
-        "serve": {**asdict(plan.serve), "command": list(plan.serve.command), "executable": plan.executable},
+        "serve": {**asdict(plan.serve), "command": list(plan.serve.command), "env": dict(plan.serve.env),
+                  "executable": plan.executable},
         "source_date_epoch": plan.epoch,
         "pushed": [],
     }
@@ -410,23 +452,17 @@ def push_image(result: ImageResult, ref: str) -> str:
 
 
 def run_line(result: ImageResult) -> str:
-    """A podman command line that runs the image as it is meant to run (for the user's log)."""
+    """A podman command line that runs the image as it is meant to run (for the user's log); the
+    serve arguments are the image's own ``Cmd``, so none follow the image name."""
     plan = result.plan
     gpu = " --device nvidia.com/gpu=all" if plan.accelerator == "cuda" else ""
     return (f"podman run --rm --read-only --tmpfs /tmp --cap-drop=ALL --user {plan.uid}{gpu} "
-            f"-p 127.0.0.1:{plan.serve.port}:{plan.serve.port} localhost/{plan.app}:{plan.tag} "
-            f"{shlex.join(plan.serve.command)}").rstrip()
+            f"-p 127.0.0.1:{plan.serve.port}:{plan.serve.port} localhost/{plan.app}:{plan.tag}")
 
 
 def main(args: argparse.Namespace) -> int:
     """``mlfreeze image BUNDLE_DIR [--load] [--push REF]``."""
-    try:
-        command = tuple(shlex.split(args.serve_command))
-    except ValueError as exc:
-        raise UsageError(f"--command {args.serve_command!r}: {exc}") from None
-    serve = ServeSpec(command=command, port=args.port, port_env=args.port_env, readiness=args.readiness,
-                      liveness=args.liveness)
-    plan = plan_image(Path(args.bundle), serve=serve, uid=args.uid, suite=args.suite, packages=args.package,
+    plan = plan_image(Path(args.bundle), port=args.port, uid=args.uid, suite=args.suite, packages=args.package,
                       base_tar=Path(args.base_tar) if args.base_tar else None,
                       out_root=Path(args.out) if args.out else None)
     result = build_image(plan, log=lambda line: print(line, flush=True))

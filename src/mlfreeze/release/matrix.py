@@ -10,9 +10,13 @@ edit to the workflow, and a profile whose runner cannot build it fails here, on 
     python -m mlfreeze.release.matrix --names            # profile names, one a line (ci.yml's plan loop)
     python -m mlfreeze.release.matrix --github-output    # also append matrix=<json>, images=<json> and
                                                          # has_images=true|false to $GITHUB_OUTPUT
+    python -m mlfreeze.release.matrix --github-output --project DIR   # the project (default: the one here)
 
-``images`` is the same matrix restricted to the Linux profiles: release.yml's image job builds,
-smoke-tests and pushes the OCI image of each of their full and slim bundles (``mlfreeze image``).
+``images`` is the same matrix restricted to the Linux profiles, and empty for a project that
+declares no server (``[tool.mlfreeze.serve]``: how the server starts, its port variable, its
+readiness and liveness paths): release.yml's image job builds, smoke-tests and pushes the OCI image
+of each Linux full and slim bundle of a server app (``mlfreeze image``). A CLI or desktop app has
+nothing that could become ready in a container, so it gets no image job (``has_images=false``).
 """
 
 from __future__ import annotations
@@ -71,9 +75,18 @@ def build_matrix(profiles: Mapping[str, Profile], platform: str = ALL) -> dict[s
     return {"include": [entry(p) for p in chosen]}
 
 
-def image_matrix(matrix: Mapping[str, Any]) -> dict[str, Any]:
-    """The entries of ``matrix`` whose profile builds on Linux: the platforms that get an image."""
-    return {"include": [e for e in matrix["include"] if e["host_os"] == "linux"]}
+def image_matrix(matrix: Mapping[str, Any], *, serves: bool = True) -> dict[str, Any]:
+    """The entries of ``matrix`` whose profile builds on Linux: the platforms that get an image;
+    none when the project does not serve (``serves``: it declares ``[tool.mlfreeze.serve]``)."""
+    return {"include": [e for e in matrix["include"] if e["host_os"] == "linux" and serves]}
+
+
+def project_serves(root: Path | None = None) -> bool:
+    """Whether the project at ``root`` (default: the one around the working directory) declares
+    ``[tool.mlfreeze.serve]``. ConfigError (exit 2) for a project mlfreeze cannot load."""
+    from mlfreeze.project.config import load_config
+
+    return load_config(root).contract.serve is not None
 
 
 def render(matrix: Mapping[str, Any]) -> str:
@@ -137,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--platforms-dir", type=Path, default=PROFILE_DIR, help="where the profiles are")
     parser.add_argument("--names", action="store_true", help="print the profile names, one a line")
     parser.add_argument("--github-output", action="store_true",
-                        help="also append matrix=<json> to the file named by $GITHUB_OUTPUT")
+                        help="also append matrix=<json>, images=<json> and has_images=true|false to the file "
+                             "named by $GITHUB_OUTPUT")
+    parser.add_argument("--project", type=Path, default=None, metavar="DIR",
+                        help="the project whose [tool.mlfreeze.serve] decides the image matrix (default: the one "
+                             "around the working directory)")
     args = parser.parse_args(argv)
     try:
         matrix = build_matrix(all_profiles(args.platforms_dir.resolve()), args.platform)
@@ -150,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = os.environ.get("GITHUB_OUTPUT")
             if not target:
                 raise UsageError("--github-output needs $GITHUB_OUTPUT (set by GitHub Actions)")
-            images = image_matrix(matrix)
+            images = image_matrix(matrix, serves=project_serves(args.project))
             with open(target, "a", encoding="utf-8") as f:
                 f.write(f"matrix={line}\n")
                 f.write(f"images={render(images)}\n")

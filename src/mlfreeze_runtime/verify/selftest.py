@@ -248,8 +248,13 @@ def app_label(command: Sequence[str]) -> str:
 
 def app_environment(index: ModelIndex, device: str, data: Path) -> dict[str, str]:
     """The app's environment: this process's, the models folder the self-test checked, its device,
-    and ``$MLFREEZE_DATA_DIR`` at ``data`` (created), so the app's run writes nothing a user keeps."""
+    and ``$MLFREEZE_DATA_DIR`` at ``data`` (created), so the app's run writes nothing a user keeps;
+    ``MLFREEZE_UNDER_SELFTEST=1`` so a server's readiness (mlfreeze_runtime.readiness) does not
+    start this self-test again."""
+    from mlfreeze_runtime.readiness import UNDER_SELFTEST_ENV
+
     env = dict(os.environ)
+    env[UNDER_SELFTEST_ENV] = "1"
     old = env.get(MODELS_ENV)
     env[MODELS_ENV] = str(index.directory)
     if old is not None and env.get(FROZEN_MARK_ENV) == old:

@@ -1,6 +1,10 @@
 """The HTTP API (FastAPI). Models load once at start-up (:mod:`search_server.models`); in a build
 without them (the lite bundle) the server still starts and the ML endpoints answer 503.
 
+    GET  /livez                   200 {"status": "alive"} as soon as the server answers (liveness)
+    GET  /readyz                  503 {"status": "checking"|"failed", "reason", "files"} until every model
+                                  file matched its sha256 in models.json and the bundle's self-test passed,
+                                  then 200 {"status": "ready", "models": [ids]} (mlfreeze_runtime.readiness)
     GET  /healthz                 {"status": "ok", "ml_available", "ml_reason", "models", "indexed", ...}
     POST /embed/text              {"text": str} -> {"embedding": [float], "model", "dim"}
     POST /embed/image             multipart file -> {"embedding": [float], "model", "dim"}
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, UploadFile
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from search_server import APP_NAME, __version__
@@ -36,6 +41,7 @@ class State:
     data: Path
     models: Models | None = None
     reason: str | None = None
+    readiness: Any = None  # mlfreeze_runtime.readiness.Readiness, started with the server
 
 
 def create_app(data: Path | None = None) -> FastAPI:
@@ -45,7 +51,10 @@ def create_app(data: Path | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         from mlfreeze_runtime.app import data_dir
+        from mlfreeze_runtime.readiness import Readiness
 
+        # ready means verified: the models' sha256 and (in a bundle) its self-test, in the background
+        state.readiness = Readiness().start()
         state.data = data or data_dir(APP_NAME)
         state.store = Store(state.data)
         try:
@@ -69,6 +78,16 @@ def create_app(data: Path | None = None) -> FastAPI:
             return how(io.BytesIO(raw))
         except Exception as exc:  # PIL raises several kinds for a file that is not an image
             raise HTTPException(400, f"not a readable image ({type(exc).__name__})") from None
+
+    @app.get("/livez")
+    def livez() -> JSONResponse:
+        return JSONResponse(state.readiness.livez()[1])
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        code, doc = state.readiness.readyz()
+        return JSONResponse(doc, status_code=code, headers={"Cache-Control": "no-store"}
+                            | ({"Retry-After": "5"} if code == 503 else {}))
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
