@@ -233,6 +233,8 @@ def test_the_entry_script_is_collected_under_its_import_name(tmp_path: Path) -> 
     assert freeze.entry_module_name(tmp_path / "tiny.py", (tmp_path,)) == "tiny"
     assert freeze.entry_module_name(tmp_path / "my-app.py", (tmp_path,)) is None
     assert freeze.entry_module_name(tmp_path / "__main__.py", (tmp_path,)) is None
+    (tmp_path / "broken.py").write_text("def main(:\n    pass\n")  # PyInstaller reports it; no hidden import
+    assert freeze.entry_module_name(tmp_path / "broken.py", (tmp_path,)) is None
     app = freeze.AppConfig(app="tiny", entry=tmp_path / "tiny.py", version="1", model_set="demo", sources=(),
                            pathex=(tmp_path,))
     params = freeze.spec_params(app=app, flavor="lite", name="n", excludes=[])

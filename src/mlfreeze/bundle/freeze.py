@@ -13,6 +13,7 @@ environment (src/mlfreeze/bundle/selftest.py), then ship the flavor's verify rep
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import platform as _platform
@@ -256,7 +257,15 @@ def check_hidden_imports(modules: Sequence[str], pathex: Sequence[str], python: 
 
 def entry_module_name(entry: Path, pathex: Sequence[Path]) -> str | None:
     """The import name of the entry script under the deepest ``pathex`` folder that holds it
-    (``src/app/__main__.py`` with ``src`` on pathex -> ``app.__main__``), None when it has none."""
+    (``src/app/__main__.py`` with ``src`` on pathex -> ``app.__main__``), None when it has none or
+    does not parse: PyInstaller must report that entry's SyntaxError, which it passes over when the
+    entry is also one of the Analysis's hidden imports (the bundle then fails only at its first start)."""
+    try:
+        ast.parse(entry.read_bytes(), filename=str(entry))
+    except (SyntaxError, ValueError):
+        return None
+    except OSError:
+        pass  # not written yet (a launcher made at freeze time): named all the same
     for base in sorted(pathex, key=lambda p: len(Path(p).resolve().parts), reverse=True):
         try:
             rel = entry.resolve().relative_to(Path(base).resolve()).with_suffix("")
