@@ -310,3 +310,7 @@ def test_slim_only_doctor_skips_torch_and_checks_the_onnx_clip_imports(monkeypat
     imported.clear()
     doctor.diagnose(load_profile("linux-cpu"), ("clip",))
     assert "check_torch" in ran and "check_onnxruntime" not in ran and imported == ["open_clip"]
+    ran.clear()
+    imported.clear()
+    doctor.diagnose(load_profile("linux-cpu"), ("clip",), onnx_clip=True)  # slim beside full: both runtimes
+    assert "check_torch" in ran and "check_onnxruntime" in ran and imported == ["open_clip"]

@@ -55,6 +55,20 @@ def test_slim_variant_has_no_torch_but_onnxruntime(tmp_path):
         lock.lock_name("linux-cpu", "fat")
 
 
+def test_a_clip_app_with_slim_beside_full_locks_onnxruntime_with_torch(tmp_path):
+    """One environment freezes every flavor of a build: with slim among the project's flavors the torch
+    lock also holds the profile's onnxruntime (the slim bundle's CLIP), and the lock is stale until then."""
+    root = _project(tmp_path)
+    profile = load_profile("linux-cuda")
+    plain = lock.plan_lock(profile, load_stack(), load_config(root))
+    with (root / "pyproject.toml").open("a") as f:
+        f.write('flavors = ["full", "lite", "slim"]\n')
+    both = lock.plan_lock(profile, load_stack(), load_config(root))
+    ort = f"{profile.onnxruntime.package}=={profile.onnxruntime.version}"
+    assert ort not in plain.requirements and ort in both.requirements and "torch==2.14.1" in both.requirements
+    assert plain.requirements_text() != both.requirements_text()  # a lock of the first is stale for the second
+
+
 def test_torch_index_profiles_pass_their_index_to_uv(tmp_path):
     inputs = lock.plan_lock(load_profile("win-cuda"), load_stack(), load_config(_project(tmp_path)))
     cmd = lock.compile_command(inputs, requirements=Path("r.in"), overrides=Path("o.txt"), output=Path("l.txt"))

@@ -355,16 +355,18 @@ CHECKS: tuple[Callable[[Profile], Iterator[Finding]], ...] = (
 )
 
 
-def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: bool = False) -> list[Finding]:
+def diagnose(profile: Profile, uses: tuple[str, ...] = ALL_USES, *, torch_free: bool = False,
+             onnx_clip: bool = False) -> list[Finding]:
     """Every check's findings. A check that cannot run (an installed package that fails to import,
     the very thing doctor exists to find) is a finding naming the check, not a traceback.
     ``uses`` ([tool.mlfreeze] uses) drops the checks of parts the app does not use. ``torch_free``
     (a slim-only build, locks/<profile>-slim.txt): no torch or torchvision checks; CLIP needs
-    onnxruntime and the tokenizer's libraries instead of open_clip."""
+    onnxruntime and the tokenizer's libraries instead of open_clip. ``onnx_clip``: a slim flavor is
+    built beside full or lite, so CLIP needs onnxruntime too."""
     findings: list[Finding] = []
     for check in CHECKS:
         name = check.__name__
-        if name == "check_onnxruntime" and "faces" not in uses and not (torch_free and "clip" in uses):
+        if name == "check_onnxruntime" and "faces" not in uses and not ((torch_free or onnx_clip) and "clip" in uses):
             continue
         if name in ("check_torch", "check_torchvision") and ("clip" not in uses or torch_free):
             continue
@@ -400,11 +402,12 @@ def python_finding(config: ProjectConfig, profile: Profile, running: str | None 
 def check_environment(profile: Profile, uses: Sequence[str], flavors: Sequence[str] = (),
                       config: ProjectConfig | None = None) -> None:
     """Print one line per check of the installed environment against ``profile``; raise
-    EnvironmentMismatch (exit 2) naming the mismatches. ``flavors`` = ("slim",): torch-free, no torch checks.
+    EnvironmentMismatch (exit 2) naming the mismatches. ``flavors`` = ("slim",): torch-free, no torch checks;
+    slim beside others: onnxruntime checked for CLIP too.
     ``config``: the project, whose build Python is checked against this interpreter (:func:`python_finding`)."""
     torch_free = set(flavors) == {"slim"}  # the slim-only environment installs no torch (mlfreeze.project.lock)
-    findings = ([python_finding(config, profile)] if config else []) + list(diagnose(profile, tuple(uses),
-                                                                                     torch_free=torch_free))
+    findings = ([python_finding(config, profile)] if config else []) + list(diagnose(
+        profile, tuple(uses), torch_free=torch_free, onnx_clip="slim" in flavors))
     for f in findings:
         mark = "ok  " if f.ok and not f.note else ("note" if f.ok else "FAIL")
         print(f"{mark} {f.check:<22} {f.detail}")
@@ -427,5 +430,6 @@ def main(args: argparse.Namespace) -> int:
     config = load_config(root) if root is not None else None
     uses = config.uses if config is not None else ALL_USES
     flavors = tuple(f.strip() for f in (args.flavors or "").split(",") if f.strip())
+    flavors = flavors or (config.flavors if config is not None else ())  # the project's, as `build` makes them
     check_environment(profile, uses, flavors, config)
     return 0

@@ -140,7 +140,10 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
     extras = "[cuda,cudnn]" if slim and profile.onnxruntime.package == "onnxruntime-gpu" else ""
     if any(p.torch for p in parts) and not slim:
         reqs += [f"torch=={profile.torch.version}", f"torchvision=={profile.torch.torchvision}"]
-    if any(p.onnxruntime for p in parts) or slim:  # slim runs CLIP on onnxruntime
+    # slim runs CLIP on onnxruntime: its own lock, and the torch lock too when the project's flavors
+    # include slim beside full or lite (one environment freezes them all)
+    slim_beside = "slim" in config.flavors and any(p.torch for p in parts)
+    if any(p.onnxruntime for p in parts) or slim or slim_beside:
         reqs.append(f"{profile.onnxruntime.package}{extras}=={profile.onnxruntime.version}")
     reqs += stack.base
     for part in parts:
