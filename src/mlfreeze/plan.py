@@ -158,12 +158,25 @@ def make_plan(profile: Profile, config: ProjectConfig, *, model_set: str | None 
                           command=("mlfreeze", "freeze", "--platform", p, "--flavor", b.flavor, "--set", model_set,
                                    *verify_arg)))
     for b in bundles:
-        checks = [(f"{b.path}/{config.app}{exe}", "--health")]
+        app_exe = f"{b.path}/{config.app}{exe}"
+        # as mlfreeze.bundle.selftest runs them: the bundle's self-test (which starts a server's bundle
+        # and probes it), then the app's own entry by its contract: serve (a bundle without models: up to
+        # its liveness path), smoke, or --health when the project declares neither
+        checks: list[tuple[str, tuple[str, ...]]] = []
         if b.flavor in MODEL_FLAVORS:
-            checks.insert(0, (f"{b.path}/{config.app}-selftest{exe}", "--json"))
-        for exe_path, arg in checks:
-            steps.append(Step(stage="selftest", title=f"run the frozen {b.flavor} bundle in a clean environment",
-                              command=(exe_path, arg)))
+            checks.append(("run the bundle's self-test (models, embeddings, the app's own code on the probes)",
+                           (f"{b.path}/{config.app}-selftest{exe}", "--json")))
+        serve, smoke = config.contract.serve, config.contract.smoke
+        if serve is not None and b.flavor not in MODEL_FLAVORS:
+            checks.append((f"start the server on 127.0.0.1 until GET {serve.live or serve.ready} answers, "
+                           "then SIGTERM", (app_exe, *serve.args)))
+        if smoke is not None:
+            checks.append((f"the smoke command must exit {smoke.exit_code}", (app_exe, *smoke.args)))
+        if serve is None and smoke is None:
+            checks.append(("the app's --health must say whether ML is available", (app_exe, "--health")))
+        for title, command in checks:
+            steps.append(Step(stage="selftest", title=f"the frozen {b.flavor} bundle in a clean environment: {title}",
+                              command=command))
     steps.append(Step(stage="sizes", title="size report, waste finder and budgets",
                       command=("mlfreeze", "sizes", *(b.path for b in bundles), "--json", sizes_reports[0],
                                "--markdown", sizes_reports[1], "--html", sizes_reports[2])))
@@ -234,8 +247,8 @@ def main(args: argparse.Namespace) -> int:
     from mlfreeze.models.manifest import check_model_set  # TOML only
 
     config = load_config()
-    if args.model_set:  # an unknown set is refused here as `build --plan` refuses it (exit 2)
-        check_model_set(config, None, args.model_set)
+    # an unknown set (--set, or [tool.mlfreeze] model_set) is refused here as `build` refuses it (exit 2)
+    check_model_set(config, None, args.model_set or config.model_set)
     plan = make_plan(load_profile(args.platform), config, model_set=args.model_set,
                      flavors=(args.flavor,) if args.flavor else None)
     sys.stdout.write((plan.to_json() if args.json else render_text(plan)) + "\n")

@@ -175,6 +175,38 @@ def test_plan_refuses_an_unknown_set_as_build_plan_does(capsys: pytest.CaptureFi
     assert cli.main(["plan", "--platform", "linux-cuda", "--set", "demo"]) == 0
 
 
+def test_plan_refuses_an_unknown_model_set_of_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "a"\nversion = "1"\n\n'
+                                             '[tool.mlfreeze]\napp = "a"\nentry = "app.py"\nmodel_set = "prod"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
+    assert cli.main(["plan", "--platform", "linux-cuda"]) == 2
+    assert "unknown model set 'prod'" in capsys.readouterr().err
+    assert cli.main(["plan", "--platform", "linux-cuda", "--set", "demo"]) == 0  # --set names another
+
+
+def test_the_selftest_steps_follow_the_apps_contract() -> None:
+    """serve: the server is started (a bundle without models) and no --health; smoke: its command line."""
+    from mlfreeze.plan import make_plan
+    from mlfreeze_runtime.contract import AppContract, Serve, Smoke
+
+    profile = load_profile("linux-cuda")
+    base = load_config(ROOT)
+
+    def commands(contract: AppContract) -> list[tuple[str, ...]]:
+        plan = make_plan(profile, dataclasses.replace(base, contract=contract), flavors=("full", "lite"))
+        return [s.command for s in plan.steps if s.stage == "selftest"]
+
+    plain = commands(AppContract())
+    assert [c[1:] for c in plain] == [("--json",), ("--health",), ("--health",)]
+    served = commands(AppContract(serve=Serve(ready="/readyz", live="/livez", args=("--host", "{host}"))))
+    assert [c[1:] for c in served] == [("--json",), ("--host", "{host}")]  # the lite bundle's server; no --health
+    smoked = commands(AppContract(smoke=Smoke(args=("--version",))))
+    assert [c[1:] for c in smoked] == [("--json",), ("--version",), ("--version",)]
+
+
 def test_onnxruntime_line_says_when_the_app_does_not_use_it(tmp_path: Path) -> None:
     from mlfreeze.plan import make_plan, render_text
 

@@ -74,7 +74,10 @@ def test_the_lock_is_resolved_for_the_projects_python(tmp_path):
 
 
 def test_plan_shows_the_python_and_lock_refuses_fast(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(_project(tmp_path, ">=3.12"))
+    root = _project(tmp_path, ">=3.12")
+    pyproject = root / "pyproject.toml"  # plan refuses a model set holding kinds the app does not use
+    pyproject.write_text(pyproject.read_text().replace('uses = ["clip"]', 'uses = ["clip", "faces"]'))
+    monkeypatch.chdir(root)
     monkeypatch.delenv("MLFREEZE_PROJECT", raising=False)
     assert cli.main(["plan", "--platform", "linux-cuda"]) == 0
     out = capsys.readouterr().out
