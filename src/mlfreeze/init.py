@@ -197,6 +197,23 @@ def gitignore_text() -> str:
     return "build/\ndist/\n.nox/\n.venv/\n__pycache__/\n"
 
 
+BUILD_OUTPUTS = ("build/", "dist/", ".nox/")  # what a build writes in the project: never committed
+
+
+def ignore_build_outputs(gitignore: Path) -> list[str]:
+    """Append to ``gitignore`` (created when absent) the build outputs it does not ignore yet
+    (``build/``, ``dist/``, ``.nox/``; ``build``, ``/build`` and ``/build/`` count as ignoring ``build/``);
+    returns the lines added (none: the file is left untouched)."""
+    text = gitignore.read_text(encoding="utf-8") if gitignore.is_file() else ""
+    have = {line.strip().strip("/") for line in text.splitlines() if line.strip() and not line.startswith("#")}
+    missing = [entry for entry in BUILD_OUTPUTS if entry.strip("/") not in have]
+    if missing:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        gitignore.write_text(f"{text}{sep}# mlfreeze build outputs\n" + "".join(f"{m}\n" for m in missing),
+                             encoding="utf-8")
+    return missing
+
+
 def app_text(names: Names) -> str:
     """The scaffold app: a CLI that embeds a text and an image with mlfreeze's runtime CLIP loader."""
     return (TEMPLATES.joinpath("app.py.txt").read_text(encoding="utf-8")
@@ -467,6 +484,8 @@ def main(args: argparse.Namespace) -> int:
         path.write_text(text, encoding="utf-8")
         written.append(rel)
     written += copy_demo(directory)
+    if found.entry_found != "scaffold" and ignore_build_outputs(directory / ".gitignore"):
+        written.append(Path(".gitignore"))  # the wheel init puts in build/, and what builds write, stay out of git
     from mlfreeze.models.manifest import check_set, load_manifest
     from mlfreeze.project.config import load_config
 

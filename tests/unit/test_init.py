@@ -200,3 +200,24 @@ def test_several_scripts_are_a_one_line_question(tmp_path, monkeypatch, capsys):
     assert err.count("\n") == 1 and "svc = svc.server:main" in err and "svc-worker = svc.worker:run" in err
     files, entry, _ = init.plan_files(project, init.names_for(None, project), entry="svc-worker")
     assert entry == "svc.worker:run"
+
+
+@pytest.mark.parametrize(("before", "added"), [
+    (None, ["build/", "dist/", ".nox/"]),
+    ("*.pyc\n/build\n", ["dist/", ".nox/"]),
+    ("build/\ndist\n/.nox/", []),
+    ("# build/\n.venv/", ["build/", "dist/", ".nox/"]),  # a comment ignores nothing
+])
+def test_an_existing_projects_gitignore_gains_the_build_outputs_it_lacks(tmp_path, before, added):
+    from mlfreeze.init import ignore_build_outputs
+
+    path = tmp_path / ".gitignore"
+    if before is not None:
+        path.write_text(before)
+    assert ignore_build_outputs(path) == added
+    text = path.read_text() if path.exists() else None
+    if not added:
+        assert text == before  # untouched
+    else:
+        assert text is not None and text.startswith(before or "") and all(f"\n{a}\n" in "\n" + text for a in added)
+    assert ignore_build_outputs(path) == []  # once is enough
