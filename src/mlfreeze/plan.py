@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from mlfreeze import __version__
 from mlfreeze.hostinfo import exe_suffix
@@ -88,6 +89,24 @@ def is_mlfreeze_project(config: ProjectConfig) -> bool:
 def default_mlfreeze_source() -> str:
     """``mlfreeze==<this version>``: the package index's copy of the running mlfreeze."""
     return f"mlfreeze=={__version__}"
+
+
+def noxfile_mlfreeze_source(root: Path) -> str | None:
+    """Where the project's ``noxfile.py`` installs mlfreeze from: the literal ``mlfreeze=`` argument of
+    its ``make_sessions(...)`` call (what ``mlfreeze init`` writes: ``mlfreeze==0.1.0`` or a wheel in
+    ``build/``), read with :mod:`ast`; None without a noxfile, that call or a literal there."""
+    import ast
+
+    try:
+        tree = ast.parse((root / "noxfile.py").read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "make_sessions":
+            for kw in node.keywords:
+                if kw.arg == "mlfreeze" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str):
+                    return kw.value.value
+    return None
 
 
 def install_steps(profile: Profile, config: ProjectConfig, *, flavors: Sequence[str] = (),
@@ -250,6 +269,7 @@ def main(args: argparse.Namespace) -> int:
     # an unknown set (--set, or [tool.mlfreeze] model_set) is refused here as `build` refuses it (exit 2)
     check_model_set(config, None, args.model_set or config.model_set)
     plan = make_plan(load_profile(args.platform), config, model_set=args.model_set,
-                     flavors=(args.flavor,) if args.flavor else None)
+                     flavors=(args.flavor,) if args.flavor else None,
+                     mlfreeze_source=noxfile_mlfreeze_source(config.pyproject.parent))  # as its sessions install
     sys.stdout.write((plan.to_json() if args.json else render_text(plan)) + "\n")
     return 0

@@ -221,3 +221,15 @@ def test_onnxruntime_line_says_when_the_app_does_not_use_it(tmp_path: Path) -> N
     assert "torch           2.14.1 + torchvision" in faces
     slim_only = render_text(make_plan(profile, load_config(ROOT), flavors=("slim",)))
     assert "torch           not installed: a slim-only build" in slim_only
+
+
+def test_plan_installs_mlfreeze_from_where_the_projects_noxfile_does(tmp_path: Path) -> None:
+    from mlfreeze.plan import noxfile_mlfreeze_source
+
+    assert noxfile_mlfreeze_source(tmp_path) is None  # no noxfile
+    (tmp_path / "noxfile.py").write_text("from mlfreeze.sessions import make_sessions\n\n"
+                                         "make_sessions(globals(), mlfreeze='build/mlfreeze-0.1.0-py3-none-any.whl')\n")
+    assert noxfile_mlfreeze_source(tmp_path) == "build/mlfreeze-0.1.0-py3-none-any.whl"
+    (tmp_path / "noxfile.py").write_text("import mlfreeze.sessions\nmlfreeze.sessions.make_sessions(globals(), "
+                                         "mlfreeze=SOURCE)\n")
+    assert noxfile_mlfreeze_source(tmp_path) is None  # not a literal: the plan's default
