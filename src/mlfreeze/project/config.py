@@ -204,7 +204,7 @@ def load_config(root: Path | None = None) -> ProjectConfig:
     entry, entry_point = resolve_entry(root, entry_value, f"{path}: key 'tool.mlfreeze.entry'")
     requires_python = project.get("requires-python", "") if isinstance(project, dict) else ""
     if manifest is not None and not manifest.is_file():
-        raise ConfigError(f"{path}: key 'tool.mlfreeze.models.manifest' points at {manifest}, which does not exist")
+        raise ConfigError(f"{path}: key 'tool.mlfreeze.manifest' points at {manifest}, which does not exist")
     if update_root is not None:
         _check_update_root(path, update_root)
     return ProjectConfig(root=root, app=app, version=version, entry=entry, model_set=model_set, manifest=manifest,
