@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=("slim",), default=None,
                    help="slim: the torch-free environment of a slim-only build")
     p.add_argument("--check", action="store_true", help="exit 2 when the lock is missing or stale")
+    p.add_argument("--upgrade", action="store_true",
+                   help="resolve afresh (by default a relock keeps the existing lock's pins where its inputs allow)")
 
     p = sub.add_parser("plan", help="show every step a build would run (pure; any host)")
     _add_platform(p)

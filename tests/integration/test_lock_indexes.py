@@ -153,3 +153,16 @@ def test_first_index_strategy_fails_where_pip_would_install(indexes, pip_env, mo
         with pytest.raises(FreezeError) as err:
             lock.resolve(_inputs(requirement), pip_config=config, what="test")
         assert requirement.split("=")[0].rstrip(">") in err.value.message
+
+
+def test_a_relock_keeps_the_previous_pins_its_inputs_allow(indexes, pip_env):
+    """uv prefers the pins of the lock being replaced (write_lock hands it over): a relock after an
+    unrelated input changed moves nothing; an input that excludes a pin moves it; none: the newest."""
+    config = pip_env(*(p.as_uri() for p in indexes))
+    old = lock.resolve(_inputs("demo-new<2"), pip_config=config, what="test")
+    assert _pins(old) == {"demo-new": "1.0"}
+    assert _pins(lock.resolve(_inputs("demo-new"), pip_config=config, what="test")) == {"demo-new": "2.0"}
+    kept = lock.resolve(_inputs("demo-new"), pip_config=config, what="test", previous=old)
+    assert _pins(kept) == {"demo-new": "1.0"}  # still allowed: kept
+    forced = lock.resolve(_inputs("demo-new>=2"), pip_config=config, what="test", previous=old)
+    assert _pins(forced) == {"demo-new": "2.0"}  # excluded now: moved

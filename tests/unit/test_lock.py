@@ -55,6 +55,18 @@ def test_slim_variant_has_no_torch_but_onnxruntime(tmp_path):
         lock.lock_name("linux-cpu", "fat")
 
 
+def test_a_slim_lock_overrides_away_the_torch_an_apps_own_dependencies_ask_for(tmp_path):
+    """A real CLIP app depends on open-clip-torch (which requires torch): its slim lock still holds no
+    torch, torchvision or open_clip, whoever asks for them; the torch lock keeps them."""
+    root = _project(tmp_path, deps='["open-clip-torch>=3.3", "torch>=2", "rich>=13"]')
+    slim = lock.plan_lock(load_profile("linux-cuda"), load_stack(), load_config(root), variant="slim")
+    never = {o.split(" ;")[0] for o in slim.overrides if o.endswith(lock.NEVER)}
+    assert {"torch", "torchvision", "open-clip-torch"} <= never
+    assert "onnxruntime-gpu" not in never and "rich>=13" in slim.requirements
+    full = lock.plan_lock(load_profile("linux-cuda"), load_stack(), load_config(root))
+    assert not {"torch", "torchvision", "open-clip-torch"} & {o.split(" ;")[0] for o in full.overrides}
+
+
 def test_a_clip_app_with_slim_beside_full_locks_onnxruntime_with_torch(tmp_path):
     """One environment freezes every flavor of a build: with slim among the project's flavors the torch
     lock also holds the profile's onnxruntime (the slim bundle's CLIP), and the lock is stale until then."""

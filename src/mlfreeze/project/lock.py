@@ -160,12 +160,23 @@ def plan_lock(profile: Profile, stack: Stack, config: ProjectConfig, *, variant:
         else:
             overrides.append(f"{dist} ; {NEVER}")
     overrides.append(f"opencv-python ; {NEVER}")  # insightface's; the stack installs the headless build
+    if slim:  # torch-free whatever asks for it: the app's own open-clip-torch, or another library's torch
+        torch_side = ["torch", "torchvision", *(_requirement_name(r) for p in stack.parts.values() if p.torch
+                                                 for r in p.requirements)]
+        overrides += [f"{name} ; {NEVER}" for name in dict.fromkeys(torch_side)]
     platform_tag = UV_PLATFORMS.get((profile.host_os, profile.host_arch))
     if platform_tag is None:
         raise ConfigError(f"{profile.path}: no uv platform for {profile.host_os}-{profile.host_arch}")
     return LockInputs(profile=profile.name, variant=variant, requirements=tuple(dict.fromkeys(reqs)),
                       overrides=tuple(overrides), python=python, python_platform=platform_tag,
                       torch_index="" if slim else profile.torch_index(env))  # slim needs no torch index
+
+
+def _requirement_name(requirement: str) -> str:
+    """The distribution a PEP 508 requirement names (``open-clip-torch>=3.3`` -> ``open-clip-torch``)."""
+    from packaging.requirements import Requirement
+
+    return Requirement(requirement).name
 
 
 def inputs_digest(inputs: LockInputs, *, pyproject: bytes, profile_toml: bytes, stack_toml: bytes) -> str:
@@ -323,9 +334,11 @@ def pip_config() -> str:
     return proc.capture([sys.executable, "-m", "pip", "config", "list"]).stdout
 
 
-def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
+def resolve(inputs: LockInputs, *, pip_config: str, what: str, previous: str | None = None) -> str:
     """``uv pip compile`` of ``inputs`` with pip's indexes (``pip config list`` output), as pip would
-    find them (:data:`INDEX_STRATEGY`); returns the lock body. uv's output is printed; FreezeError
+    find them (:data:`INDEX_STRATEGY`); returns the lock body. ``previous``: the lock being replaced,
+    whose pins uv prefers (it reads an existing output file as preferences, as pip-compile does), so
+    a relock moves only what its changed inputs force. uv's output is printed; FreezeError
     (exit 4) with uv's own reason in one line (:func:`resolver_reason`) when the resolve fails."""
     from mlfreeze import _proc as proc
 
@@ -333,6 +346,8 @@ def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
         req, ovr, res = Path(tmp) / "requirements.in", Path(tmp) / "overrides.txt", Path(tmp) / "lock.txt"
         req.write_text(inputs.requirements_text(), encoding="utf-8")
         ovr.write_text(inputs.overrides_text(), encoding="utf-8")
+        if previous is not None:
+            res.write_text(previous, encoding="utf-8")
         cmd = compile_command(inputs, requirements=req, overrides=ovr, output=res,
                               index_options=pip_index_options(pip_config), uv=_uv(),
                               index_strategy=os.environ.get(INDEX_STRATEGY_ENV) or INDEX_STRATEGY)
@@ -345,16 +360,20 @@ def resolve(inputs: LockInputs, *, pip_config: str, what: str) -> str:
         return res.read_text(encoding="utf-8").replace(str(req), "requirements.in").replace(str(ovr), "overrides.txt")
 
 
-def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", stack_path: Path | None = None) -> Path:
-    """Resolve (:func:`resolve`) and write the lock atomically; FreezeError (exit 4) when the resolve fails,
-    ConfigError (exit 2) before resolving when the project's requires-python leaves no Python of the profile."""
+def write_lock(config: ProjectConfig, profile: Profile, *, variant: str = "", stack_path: Path | None = None,
+               upgrade: bool = False) -> Path:
+    """Resolve (:func:`resolve`) and write the lock atomically, keeping the pins of the lock it replaces
+    where the inputs allow (``upgrade``: resolve afresh, the newest versions the inputs allow);
+    FreezeError (exit 4) when the resolve fails, ConfigError (exit 2) before resolving when the
+    project's requires-python leaves no Python of the profile."""
     from mlfreeze.platforms.profiles import PROFILE_DIR
 
     stack_path = stack_path or PROFILE_DIR / "stack.toml"
     inputs = plan_lock(profile, load_stack(stack_path), config, variant=variant)
     digest = digest_for(inputs, config, profile, stack_path)
     out = lock_path(config.root, profile.name, variant)
-    body = resolve(inputs, pip_config=pip_config(), what=f"the {profile.name} lock")
+    previous = out.read_text(encoding="utf-8") if out.is_file() and not upgrade else None
+    body = resolve(inputs, pip_config=pip_config(), what=f"the {profile.name} lock", previous=previous)
     check_single_onnxruntime(body, profile)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.name}.tmp")
@@ -401,7 +420,7 @@ def staleness(config: ProjectConfig, profile: Profile, variant: str = "", stack_
 
 
 def main(args: argparse.Namespace) -> int:
-    """``mlfreeze lock --platform P [--variant slim] [--check]``."""
+    """``mlfreeze lock --platform P [--variant slim] [--check | --upgrade]``."""
     profile = load_profile(args.platform)
     config = load_config()
     variant = args.variant or ""
@@ -412,7 +431,7 @@ def main(args: argparse.Namespace) -> int:
                               f"{' --variant ' + variant if variant else ''}` and commit it")
         print(f"{lock_path(config.root, profile.name, variant)} is up to date")
         return 0
-    out = write_lock(config, profile, variant=variant)
+    out = write_lock(config, profile, variant=variant, upgrade=args.upgrade)
     n = len(pinned(out.read_text(encoding="utf-8")))
     print(f"wrote {out} ({n} pinned distributions, sha256 hashes)")
     return 0
