@@ -149,12 +149,14 @@ def twice(attr: str) -> Callable[[object], object]:
 
 def image_projection_transposed(model):
     with torch.no_grad():
-        model.visual.proj.copy_(model.visual.proj.T.clone())  # 64 x 64: a square matrix, read the wrong way
+        # width x embed_dim (64 x 512 in the demo): its values read transposed, as a converter that swapped the
+        # axes and kept the shape (for a square matrix, its transpose)
+        model.visual.proj.copy_(model.visual.proj.T.contiguous().reshape(model.visual.proj.shape))
     return model
 
 
 def text_projection_wrong_layout(model):
-    with torch.no_grad():  # 32 x 64: its values read in column order, as a converter that transposed the layout
+    with torch.no_grad():  # 32 x 512: its values read in column order, as a converter that transposed the layout
         model.text_projection.copy_(model.text_projection.T.contiguous().reshape(model.text_projection.shape))
     return model
 
