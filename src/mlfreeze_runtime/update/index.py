@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze_runtime import buildinfo, record
+from mlfreeze_runtime.buildinfo import FLAVORS
 from mlfreeze_runtime.update import names
 from mlfreeze_runtime.update.errors import FetchError
 from mlfreeze_runtime.update.variants import Variant
@@ -58,7 +59,6 @@ EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PACK_NAME = re.compile(r"^[0-9a-f]{64}\.pack$")
 _DOTTED = re.compile(r"^\d{1,6}(\.\d{1,6}){0,3}$")
-FLAVORS = ("full", "slim", "lite")
 MODES = (0o644, 0o755)
 NAME_FIELDS = ("name", "app", "version", "platform", "os", "arch", "accelerator")
 
