@@ -48,14 +48,15 @@ def _workdir(tmp_path: Path, *, record: bool) -> Path:
     return tmp_path
 
 
-def _verify(workdir: Path, *args: str, no_torch: bool = True, cwd: Path | None = None):
+def _verify(workdir: Path, *args: str, no_torch: bool = True, cwd: Path | None = None, manifest: Path | None = None):
     import os
 
     from mlfreeze import _proc as proc
 
     env = {**os.environ, "PYTHONPATH": str(workdir / "site")} if no_torch else None
-    return proc.capture([sys.executable, "-m", "mlfreeze", "verify", "--manifest", str(workdir / "models.toml"),
-                         "--set", "demo", *args], cwd=cwd or ROOT, env=env)
+    manifest = manifest or workdir / "models.toml"
+    command = [sys.executable, "-m", "mlfreeze", "verify", "--manifest", str(manifest), "--set", "demo", *args]
+    return proc.capture(command, cwd=cwd or ROOT, env=env)
 
 
 def test_a_slim_only_verify_checks_the_record_and_refuses_unproven_towers(tmp_path: Path) -> None:
@@ -95,3 +96,20 @@ def test_plain_verify_checks_pinned_towers_and_a_relative_cache_works(tmp_path: 
         assert rows[("demo-clip", check)] == "pass", check
     assert rows[("demo-faces", "load")] == "pass" and rows[("demo-faces", "faces_found[synthetic:faces/3]")] == "pass"
     assert (tmp_path / "rel-cache" / "blobs").is_dir()
+
+
+def test_plain_verify_without_onnxruntime_skips_the_towers_no_bundle_of_it_ships(tmp_path: Path) -> None:
+    """A CLIP app built full and lite (examples/clip_only) has no onnxruntime in its lock, and its set
+    pins the demo towers: its verify says why the towers' agreement is not measured, and passes."""
+    (tmp_path / "site").mkdir()
+    # as if not installed: the import fails, importlib.util.find_spec (which libraries probe with) says None
+    (tmp_path / "site" / "sitecustomize.py").write_text('import sys\nsys.modules["onnxruntime"] = None\n')
+    cp = _verify(tmp_path, "--cache", str(tmp_path / "cache"), "--report", str(tmp_path / "r.json"),
+                 manifest=ROOT / "examples" / "clip_only" / "models.toml")
+    assert cp.returncode == 0, cp.stderr[-2000:]
+    rows = {r["check"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    for tower in ("image", "text"):
+        assert rows[f"onnx_agreement.{tower}"]["status"] == "skip"
+        assert "onnxruntime is not installed" in rows[f"onnx_agreement.{tower}"]["got"]
+    assert rows["onnx_agreement.record"]["status"] == "pass"  # the record still names these towers
+    assert rows["golden"]["status"] == "pass" and rows["zero_shot_top1"]["status"] == "pass"
