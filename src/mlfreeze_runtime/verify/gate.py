@@ -180,7 +180,9 @@ def run(models: Sequence[ModelRef], *, device: str = "cpu", providers: Sequence[
     preceded by ``onnx_agreement.image``/``.text`` against torch when torch and the weights are at
     hand (the build environment). ``auto``: torch when available, else onnx (the frozen self-test).
     On the torch path, a model that also lists ONNX towers gets ``onnx_agreement.*`` (and its
-    record checked): pinned towers are verified whenever the gate runs.
+    record checked): pinned towers are verified whenever the gate runs where onnxruntime is
+    installed; elsewhere their agreement is SKIP with the reason (no bundle built there ships them)
+    and the record is still checked.
 
     ``require_proof`` (default: when ``clip_path`` is ``onnx``, the build's slim gate): each CLIP
     model on the ONNX path gets ``onnx_proof`` (:func:`proof`), failing towers backed by no
