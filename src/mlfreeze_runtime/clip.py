@@ -325,14 +325,20 @@ def load_entry(entry: ModelEntry) -> LoadedClip:
 ONNX_ROLES = ("image_onnx", "text_onnx")
 
 
-def torch_clip_available() -> bool:
-    """Whether torch and open_clip import here (False in a slim bundle, which ships neither)."""
+def importable(*modules: str) -> bool:
+    """Whether every one of ``modules`` can be imported here, found without importing them (an
+    import would also be an edge PyInstaller follows into a bundle)."""
     import importlib.util
 
     try:
-        return all(importlib.util.find_spec(m) is not None for m in ("torch", "open_clip"))
+        return all(importlib.util.find_spec(m) is not None for m in modules)
     except (ImportError, ValueError):  # a finder that refuses the name, or a half-installed package
         return False
+
+
+def torch_clip_available() -> bool:
+    """Whether torch and open_clip import here (False in a slim bundle, which ships neither)."""
+    return importable("torch", "open_clip")
 
 
 def embedder_for(entry: ModelEntry, *, device: str = "cpu", providers: Sequence[str] | None = None) -> Any:

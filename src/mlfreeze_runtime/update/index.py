@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 from mlfreeze_runtime import buildinfo, record
-from mlfreeze_runtime.buildinfo import FLAVORS
 from mlfreeze_runtime.update import names
 from mlfreeze_runtime.update.errors import FetchError
 from mlfreeze_runtime.update.variants import Variant
@@ -173,9 +172,9 @@ def check_entry(entry: object, where: str) -> None:
     label = entry.get("name") if isinstance(entry.get("name"), str) else "?"
     for key in NAME_FIELDS:
         names.check_name(entry.get(key), f"variant {label!r}: {key}", where)
-    if entry.get("flavor") not in FLAVORS:
+    if entry.get("flavor") not in buildinfo.FLAVORS:
         raise FetchError(f"{where}: variant {label!r}: flavor {entry.get('flavor')!r} is not one of "
-                         f"{', '.join(FLAVORS)}")
+                         f"{', '.join(buildinfo.FLAVORS)}")
     names.check_sha256(entry.get("record_sha256"), f"variant {label!r}: record_sha256", where)
     driver = entry.get("min_driver")
     if driver is not None and not (isinstance(driver, str) and _DOTTED.match(driver)):

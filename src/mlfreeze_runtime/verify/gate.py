@@ -115,54 +115,43 @@ def proof(ref: ModelRef, spec: ClipSpec, results: Sequence[CheckResult], *, opte
     return CheckResult(model=ref.id, check=PROOF_CHECK, status=FAIL, expected=expected, got=unproven_line(ref.id))
 
 
-def _onnxruntime_installed() -> bool:
-    """Whether onnxruntime can be imported here, found without importing it (PyInstaller would
-    follow an import into the self-test of every full bundle)."""
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("onnxruntime") is not None
-    except (ImportError, ValueError):  # blocked by a finder, or a None entry in sys.modules
-        return False
+def _agreement_skipped(ref: ModelRef, why: str) -> list[CheckResult]:
+    """``onnx_agreement.image``/``.text`` as SKIP: the towers were not compared with torch here, and why."""
+    return [CheckResult(model=ref.id, check=f"onnx_agreement.{tower}", status=SKIP, expected="min cosine vs torch",
+                        got=why) for tower in ("image", "text")]
 
 
 def _run_clip(ref: ModelRef, spec: ClipSpec, *, path: str, device: str, providers: Sequence[str],
               probes_dir: Path | None, results: list[CheckResult], requested: str = "auto",
               require_proof: bool = False, opted_out: bool = False) -> Any:
+    from mlfreeze_runtime.clip import importable
     from mlfreeze_runtime.verify import clip_checks
 
     towers = onnx_towers_of(ref)
-    if path == "torch":
-        values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1]
-        if towers is not None and not _onnxruntime_installed():
-            # a torch-only environment (a CLIP app built full and lite): no bundle made here ships the
-            # towers (full ships the weights), and a slim build's gate, whose lock has onnxruntime, runs them
-            why = ("onnxruntime is not installed in this environment, and no bundle built in it ships the towers "
-                   "(full ships the torch weights); a slim build's gate checks them")
-            results += [CheckResult(model=ref.id, check=f"onnx_agreement.{tower}", status=SKIP,
-                                    expected="min cosine vs torch", got=why) for tower in ("image", "text")]
-        elif towers is not None:  # the set pins ONNX towers too: verify them whenever verify runs
-            from mlfreeze_runtime.verify import onnx_checks
-
-            results += onnx_checks.run(ref, *towers, raw_tolerances=ref.onnx_agreement, probes_dir=probes_dir,
-                                       providers=providers)
-        record = record_check(ref, towers)  # hashes and numbers: no onnxruntime needed
-        if record is not None:
-            results.append(record)
-        return values
-    if clip_path_for(ref, "auto") == "torch" and towers is not None:  # torch is here too: prove the export
+    values = clip_checks.run(ref, spec, device=device, probes_dir=probes_dir, out=results)[1] \
+        if path == "torch" else None
+    if towers is not None and path == "torch" and not importable("onnxruntime"):
+        # a torch-only environment (a CLIP app built full and lite): no bundle made here ships the
+        # towers (full ships the weights), and a slim build's gate, whose lock has onnxruntime, runs them
+        results += _agreement_skipped(ref, "onnxruntime is not installed in this environment, and no bundle built "
+                                           "in it ships the towers (full ships the torch weights); a slim build's "
+                                           "gate checks them")
+    elif towers is not None and (path == "torch" or clip_path_for(ref, "auto") == "torch"):
+        # the set pins towers beside the torch weights (verify them whenever verify runs), or a slim
+        # build where torch is here too: prove the export against torch
         from mlfreeze_runtime.verify import onnx_checks
 
-        results += onnx_checks.run(ref, *towers, raw_tolerances=ref.onnx_agreement,
-                                   probes_dir=probes_dir, providers=providers)
-    elif requested == "onnx":  # a torch-free build's verify: say the agreement did not run here
-        why = ("torch and open_clip are not installed in this environment (a slim-only build): the agreement "
-               "record, the goldens and reference_sims stand in for it below")
-        results += [CheckResult(model=ref.id, check=f"onnx_agreement.{tower}", status=SKIP,
-                                expected="min cosine vs torch", got=why) for tower in ("image", "text")]
-    record = record_check(ref, towers)
+        results += onnx_checks.run(ref, *towers, raw_tolerances=ref.onnx_agreement, probes_dir=probes_dir,
+                                   providers=providers)
+    elif path == "onnx" and requested == "onnx":  # a torch-free build's verify: say the agreement did not run here
+        results += _agreement_skipped(ref, "torch and open_clip are not installed in this environment (a slim-only "
+                                           "build): the agreement record, the goldens and reference_sims stand in "
+                                           "for it below")
+    record = record_check(ref, towers)  # hashes and numbers: no onnxruntime needed
     if record is not None:
         results.append(record)
+    if path == "torch":
+        return values
     values = clip_checks.run_onnx(ref, spec, providers=providers, probes_dir=probes_dir, out=results)[1]
     if require_proof:
         results.append(proof(ref, spec, results, opted_out=opted_out))
